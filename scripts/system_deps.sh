@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages the build and the tests need, when they are missing and we may (root + apt-get).
+# The interface package is built with cmake, g++ and ninja.
+set -euo pipefail
+needed=()
+command -v cmake >/dev/null || needed+=(cmake)
+command -v g++ >/dev/null || needed+=(g++)
+command -v ninja >/dev/null || needed+=(ninja-build)
+if [ ${#needed[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "missing system packages: ${needed[*]} (install them with your package manager)" >&2
+  exit 1
+fi
+echo "installing system packages: ${needed[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${needed[@]}"

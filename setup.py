@@ -1,0 +1,42 @@
+"""The tango2_ros ament_python package (the repository root).
+
+Builds with `colcon build` on a machine with ROS 2 installed, and with `pip install` into a venv that carries
+ROS 2 from PyPI wheels (see the README). Node executables are console scripts named like their module in
+`tango2_ros/nodes/`, so `ros2 run tango2_ros llm_node` and `tango2 launch` start the same code.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "tango2_ros"
+NODE_EXECUTABLES = ["llm_node"]
+
+
+def tree(folder: str, pattern: str) -> list[str]:
+    return sorted(glob(f"{folder}/{pattern}"))
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", tree("launch", "*.launch.py")),
+        (f"share/{PACKAGE}/config", tree("config", "*.*")),
+        (f"share/{PACKAGE}/config/profiles", tree("config/profiles", "*.yaml")),
+    ],
+    install_requires=["setuptools", "pyyaml", "numpy", "jsonschema"],
+    zip_safe=True,
+    maintainer="TANGO2-ROS developers",
+    maintainer_email="tango2-ros@example.org",
+    description="On-device generative AI for ROS 2 edge machines",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "tango2 = tango2_ros.cli:main",
+            *[f"{name} = {PACKAGE}.nodes.{name}:main" for name in NODE_EXECUTABLES],
+        ],
+    },
+)

@@ -1,0 +1,98 @@
+"""`tango2 demo`: the project's main job on embedded defaults (what `make demo` runs).
+
+Brings up the `llm` profile, prints the live graph, asks the on-device model a question through the
+`/tango2/llm/generate` action (streaming its answer), then asks again with a JSON Schema, and shuts down.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import rclpy
+from rclpy.action import ActionClient
+
+from tango2_msgs.action import Generate
+from tango2_msgs.msg import ChatMessage
+from tango2_ros.bringup.profiles import load_profile
+from tango2_ros.cli.output import emit
+
+DEMO_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "vessel": {"type": "string", "enum": ["container ship", "fishing vessel", "sailing yacht", "tug"]},
+        "action": {"type": "string", "enum": ["keep course and speed", "turn to starboard", "slow down"]},
+        "reason": {"type": "string", "maxLength": 160},
+    },
+    "required": ["vessel", "action", "reason"],
+}
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("demo", help="run the main demonstration on embedded defaults")
+    parser.add_argument("--profile", default="llm", help="profile to bring up (default: llm)")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from tango2_ros.bringup.supervisor import Supervisor
+
+    supervisor = Supervisor(load_profile(args.profile), out=sys.stderr if args.json else sys.stdout)
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    report: dict = {"profile": args.profile}
+    try:
+        report["all_active"] = supervisor.start()
+        graph = supervisor.graph()
+        report["graph"] = graph.as_dict()
+        if not args.json:
+            print("\nLive ROS graph:\n" + graph.format() + "\n", flush=True)
+        if report["all_active"]:
+            report["answers"] = _ask(supervisor.node, quiet=args.json)
+    finally:
+        supervisor.shutdown()
+    ok = report["all_active"] and all(a["finish_reason"] in ("stop", "length") for a in report.get("answers", []))
+    report["ok"] = ok
+    emit(args, report, "demo finished: " + ("ok" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def _ask(node, *, quiet: bool) -> list[dict]:
+    client = ActionClient(node, Generate, "/tango2/llm/generate")
+    if not client.wait_for_server(timeout_sec=30.0):
+        return [{"finish_reason": "error", "error": "action server /tango2/llm/generate did not appear"}]
+    questions = [
+        ("Explain in two sentences what a give-way vessel must do under COLREG rule 16.", ""),
+        ("A fishing vessel is crossing ahead from starboard at 2 NM. Describe it and the action as JSON.",
+         json.dumps(DEMO_SCHEMA)),
+    ]
+    answers = []
+    for question, schema in questions:
+        if not quiet:
+            print(f"Q: {question}\nA: ", end="", flush=True)
+        printed = [0]
+
+        def on_feedback(message, printed=printed) -> None:
+            if not quiet:
+                text = message.feedback.partial_text
+                print(text[printed[0]:], end="", flush=True)
+                printed[0] = len(text)
+
+        goal = Generate.Goal(messages=[ChatMessage(role="user", content=question)], json_schema=schema,
+                             max_tokens=96, temperature=0.0)
+        sent = client.send_goal_async(goal, feedback_callback=on_feedback)
+        rclpy.spin_until_future_complete(node, sent, timeout_sec=30.0)
+        handle = sent.result()
+        future = handle.get_result_async()
+        rclpy.spin_until_future_complete(node, future, timeout_sec=120.0)
+        result = future.result().result
+        if not quiet:
+            print(result.text[printed[0]:])
+            print(f"   [{result.finish_reason}, {result.tokens} tokens, {result.tokens_per_s:.0f} tok/s, "
+                  f"{result.model}]\n", flush=True)
+        answers.append({"question": question, "text": result.text, "finish_reason": result.finish_reason,
+                        "tokens": result.tokens, "tokens_per_s": result.tokens_per_s, "model": result.model,
+                        "error": result.error})
+    client.destroy()
+    return answers

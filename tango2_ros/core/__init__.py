@@ -1,0 +1,1 @@
+"""ROS-free logic: model runtimes, the artifact registry, domain rules. Nothing here imports rclpy."""

@@ -1,0 +1,154 @@
+"""The small interface every model runtime implements, and the slot that swaps runtimes between requests.
+
+A node serves from a `RuntimeSlot`. A new model is loaded, warmed up and health-checked next to the old one
+(in the caller's thread, typically a background thread), then `RuntimeSlot.replace` switches atomically:
+requests that hold a lease on the old runtime finish on it, and it is closed when the last lease ends.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the file and the cause."""
+
+
+class NoModelError(RuntimeError):
+    """The slot has no model to serve with."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+    path: str
+    format: str
+    size_bytes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def of_file(cls, path: str | Path, fmt: str, name: str = "", version: str = "") -> "ModelIdentity":
+        """Identify a model file: name defaults to the file stem, version to a prefix of its sha256."""
+        file = Path(path)
+        return cls(
+            name=name or file.stem,
+            version=version or f"sha256-{file_sha256(file)[:12]}",
+            path=str(file),
+            format=fmt,
+            size_bytes=file.stat().st_size,
+        )
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    ok: bool
+    latency_s: float
+    detail: str
+
+
+class ModelRuntime(ABC):
+    """A loaded model. Implementations load in __init__ and raise ModelLoadError with a clear cause."""
+
+    identity: ModelIdentity
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        """Run one small inference so the first real request does not pay for lazy initialisation."""
+
+    @abstractmethod
+    def health_check(self, budget_s: float) -> HealthReport:
+        """A golden request that must succeed within budget_s."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free the model; called once no request uses it."""
+
+
+class RuntimeSlot:
+    """Holds the runtime a node serves from; replace() switches between requests without dropping any."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._active: ModelRuntime | None = None
+        self._leases: dict[int, int] = {}
+
+    @property
+    def active(self) -> ModelRuntime | None:
+        with self._lock:
+            return self._active
+
+    @contextmanager
+    def lease(self) -> Iterator[ModelRuntime]:
+        """The active runtime, kept alive until the with-block ends even if it is replaced meanwhile."""
+        with self._lock:
+            runtime = self._active
+            if runtime is None:
+                raise NoModelError("no model is loaded")
+            self._leases[id(runtime)] = self._leases.get(id(runtime), 0) + 1
+        try:
+            yield runtime
+        finally:
+            with self._lock:
+                self._leases[id(runtime)] -= 1
+                self._lock.notify_all()
+
+    def replace(self, runtime: ModelRuntime | None, *, drain_timeout_s: float = 600.0) -> ModelRuntime | None:
+        """Serve from `runtime` from now on; the previous one is closed in the background once drained."""
+        with self._lock:
+            previous, self._active = self._active, runtime
+        if previous is not None and previous is not runtime:
+            threading.Thread(
+                target=self._close_when_drained, args=(previous, drain_timeout_s), name="runtime-drain", daemon=True
+            ).start()
+        return previous
+
+    def _close_when_drained(self, runtime: ModelRuntime, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._leases.get(id(runtime), 0) > 0 and time.monotonic() < deadline:
+                self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
+            self._leases.pop(id(runtime), None)
+        runtime.close()
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resident_memory_bytes() -> int:
+    """Resident set size of this process (Linux), 0 where /proc is not available."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable (Linux), or a large number where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

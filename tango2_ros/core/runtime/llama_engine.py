@@ -1,0 +1,332 @@
+"""Continuous-batching text generation on one llama.cpp model: several requests decode as parallel sequences.
+
+Why not the high-level `Llama` object: it runs one sequence at a time, and one `Llama` used from two threads
+crashes the process. Here a single engine thread owns the llama.cpp context (with `n_seq_max` sequences) and
+is the only thread that touches it; other threads submit requests through a bounded queue and receive text
+through callbacks. Each step decodes one token for every running sequence in one `llama_decode` batch, and new
+requests join between steps (continuous batching), first come first served, so no request starves.
+Each request has its own sampler chain (grammar for JSON Schema output, temperature, seed).
+"""
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import llama_cpp
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_CANCELLED = "cancelled"
+FINISH_ERROR = "error"
+
+
+class EngineError(RuntimeError):
+    """A request cannot be served (queue full, prompt too long, engine stopped); the message says why."""
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    tokens: int
+    finish_reason: str
+    error: str = ""
+    prompt_tokens: int = 0
+    time_to_first_token_s: float = 0.0
+    generation_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.generation_s if self.generation_s > 0 else 0.0
+
+
+@dataclass
+class GenerationRequest:
+    """One generation. `on_partial(text, tokens)` is called every `stream_interval` tokens from the engine thread."""
+
+    prompt_tokens: list[int]
+    max_tokens: int
+    temperature: float = 0.0
+    grammar: str | None = None
+    seed: int = 0
+    stream_interval: int = 0
+    on_partial: Callable[[str, int], None] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    result: GenerationResult | None = None
+    submitted_at: float = field(default_factory=time.monotonic)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def wait(self, timeout: float | None = None) -> GenerationResult | None:
+        self.finished.wait(timeout)
+        return self.result
+
+
+@dataclass
+class _Sequence:
+    """A request occupying one of the context's sequence slots."""
+
+    request: GenerationRequest
+    seq_id: int
+    sampler: ctypes.c_void_p
+    decoder: codecs.IncrementalDecoder
+    n_past: int = 0
+    pending: list[int] = field(default_factory=list)  # tokens still to feed to the model
+    logits_index: int = -1
+    text: str = ""
+    generated: int = 0
+    first_token_at: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class LlamaEngine:
+    """Owns one llama.cpp context with `n_parallel` sequences and serves requests on its own thread."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        n_threads: int = 2,
+        n_parallel: int = 4,
+        n_ctx_per_seq: int = 2048,
+        n_batch: int = 512,
+        n_gpu_layers: int = 0,
+        lora_path: str | None = None,
+        max_queue: int = 16,
+    ) -> None:
+        self.model_path = model_path
+        self.n_parallel = n_parallel
+        self.n_ctx_per_seq = n_ctx_per_seq
+        self.n_batch = max(n_batch, n_parallel)
+        self.max_queue = max_queue
+        # The Llama object loads the weights, the vocabulary and the chat template; its own small context is unused.
+        self.llama = llama_cpp.Llama(
+            model_path=model_path, n_ctx=64, n_batch=64, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+            lora_path=lora_path, verbose=False,
+        )
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx_per_seq * n_parallel
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
+        params.n_seq_max = n_parallel
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
+        if not self.ctx:
+            raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens for {model_path}")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._free_seq_ids = list(range(n_parallel))
+        self._queue: collections.deque[GenerationRequest] = collections.deque()
+        self._running: list[_Sequence] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="llama-engine", daemon=True)
+        self._thread.start()
+
+    # -- API for other threads -------------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Tokenize with the model's vocabulary (read-only, safe from any thread)."""
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Queue a request; raises EngineError when the queue is full or the prompt cannot fit."""
+        if not request.prompt_tokens:
+            raise EngineError("the prompt is empty")
+        if len(request.prompt_tokens) >= self.n_ctx_per_seq:
+            raise EngineError(
+                f"the prompt has {len(request.prompt_tokens)} tokens; the context holds {self.n_ctx_per_seq} per request"
+            )
+        with self._cond:
+            if self._stopping:
+                raise EngineError("the engine is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise EngineError(
+                    f"queue full: {len(self._running)} running and {len(self._queue)} waiting (max_queue={self.max_queue})"
+                )
+            self._queue.append(request)
+            self._cond.notify()
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) requests right now."""
+        with self._cond:
+            return len(self._running), len(self._queue)
+
+    def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop the engine: finish (drain=True) or cancel every request, then free the model."""
+        with self._cond:
+            self._stopping = True
+            if not drain:
+                for request in list(self._queue) + [s.request for s in self._running]:
+                    request.cancel()
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return
+        llama_cpp.llama_batch_free(self.batch)
+        llama_cpp.llama_free(self.ctx)
+        self.llama.close()
+
+    # -- engine thread ---------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._running and not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping and not self._running and not self._queue:
+                    return
+                admitted = self._admit_locked()
+            for sequence in admitted:
+                self._prefill_prefix(sequence)
+            self._decode_step()
+            self._sample_step()
+
+    def _admit_locked(self) -> list[_Sequence]:
+        admitted = []
+        while self._queue and self._free_seq_ids:
+            request = self._queue.popleft()
+            if request.cancelled.is_set():
+                self._finish_unstarted(request, FINISH_CANCELLED)
+                continue
+            sequence = _Sequence(
+                request=request,
+                seq_id=self._free_seq_ids.pop(0),
+                sampler=self._make_sampler(request),
+                decoder=codecs.getincrementaldecoder("utf-8")(errors="replace"),
+                pending=list(request.prompt_tokens),
+            )
+            if not sequence.sampler:
+                self._free_seq_ids.insert(0, sequence.seq_id)
+                self._finish_unstarted(request, FINISH_ERROR, "llama.cpp rejected the grammar")
+                continue
+            self._running.append(sequence)
+            admitted.append(sequence)
+        return admitted
+
+    def _make_sampler(self, request: GenerationRequest):
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if request.grammar:
+            grammar = llama_cpp.llama_sampler_init_grammar(self.vocab, request.grammar.encode(), b"root")
+            if not grammar:
+                llama_cpp.llama_sampler_free(chain)
+                return None
+            llama_cpp.llama_sampler_chain_add(chain, grammar)
+        if request.temperature > 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(40))
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(0.95, 1))
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(request.seed & 0xFFFFFFFF))
+        else:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+
+    def _prefill_prefix(self, sequence: _Sequence) -> None:
+        """Feed all but the last n_batch/2 prompt tokens alone, so the rest fits in the shared step batch."""
+        keep = max(1, self.n_batch // 2)
+        while len(sequence.pending) > keep:
+            chunk = sequence.pending[: min(self.n_batch, len(sequence.pending) - keep)]
+            self._batch_clear()
+            for token in chunk:
+                self._batch_add(token, sequence.n_past, sequence.seq_id, False)
+                sequence.n_past += 1
+            if llama_cpp.llama_decode(self.ctx, self.batch) != 0:
+                self._finish(sequence, FINISH_ERROR, "llama_decode failed while reading the prompt")
+                return
+            del sequence.pending[: len(chunk)]
+
+    def _decode_step(self) -> None:
+        """One llama_decode for every running sequence's pending tokens; logits only for each one's last token."""
+        self._batch_clear()
+        deferred = []
+        for sequence in self._running:
+            if self.batch.n_tokens + len(sequence.pending) > self.n_batch:
+                deferred.append(sequence)  # joins the next step; the batch is full
+                sequence.logits_index = -1
+                continue
+            for i, token in enumerate(sequence.pending):
+                last = i == len(sequence.pending) - 1
+                self._batch_add(token, sequence.n_past, sequence.seq_id, last)
+                sequence.n_past += 1
+            sequence.logits_index = self.batch.n_tokens - 1
+            sequence.pending = []
+        if self.batch.n_tokens == 0:
+            return
+        if llama_cpp.llama_decode(self.ctx, self.batch) != 0:
+            for sequence in [s for s in self._running if s not in deferred]:
+                self._finish(sequence, FINISH_ERROR, "llama_decode failed (out of context memory?)")
+
+    def _sample_step(self) -> None:
+        now = time.monotonic()
+        for sequence in list(self._running):
+            request = sequence.request
+            if request.cancelled.is_set():
+                self._finish(sequence, FINISH_CANCELLED)
+                continue
+            if sequence.logits_index < 0:
+                continue
+            token = llama_cpp.llama_sampler_sample(sequence.sampler, self.ctx, sequence.logits_index)
+            if sequence.generated == 0:
+                sequence.first_token_at = now
+            if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                self._finish(sequence, FINISH_STOP)
+                continue
+            sequence.generated += 1
+            sequence.text += sequence.decoder.decode(self._piece(token))
+            if request.stream_interval and request.on_partial and sequence.generated % request.stream_interval == 0:
+                request.on_partial(sequence.text, sequence.generated)
+            if sequence.generated >= request.max_tokens or sequence.n_past + 1 >= self.n_ctx_per_seq:
+                self._finish(sequence, FINISH_LENGTH)
+                continue
+            sequence.pending = [token]
+
+    def _piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        if n < 0:
+            buffer = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:n]
+
+    def _finish(self, sequence: _Sequence, reason: str, error: str = "") -> None:
+        now = time.monotonic()
+        sequence.text += sequence.decoder.decode(b"", final=True)
+        llama_cpp.llama_memory_seq_rm(self.memory, sequence.seq_id, -1, -1)
+        llama_cpp.llama_sampler_free(sequence.sampler)
+        request = sequence.request
+        request.result = GenerationResult(
+            text=sequence.text,
+            tokens=sequence.generated,
+            finish_reason=reason,
+            error=error,
+            prompt_tokens=len(request.prompt_tokens),
+            time_to_first_token_s=(sequence.first_token_at or now) - request.submitted_at,
+            generation_s=now - sequence.started_at,
+        )
+        with self._cond:
+            self._running.remove(sequence)
+            self._free_seq_ids.append(sequence.seq_id)
+        request.finished.set()
+
+    def _finish_unstarted(self, request: GenerationRequest, reason: str, error: str = "") -> None:
+        request.result = GenerationResult(text="", tokens=0, finish_reason=reason, error=error,
+                                          prompt_tokens=len(request.prompt_tokens))
+        request.finished.set()
+
+    def _batch_clear(self) -> None:
+        self.batch.n_tokens = 0
+
+    def _batch_add(self, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        i = self.batch.n_tokens
+        self.batch.token[i] = token
+        self.batch.pos[i] = pos
+        self.batch.n_seq_id[i] = 1
+        self.batch.seq_id[i][0] = seq_id
+        self.batch.logits[i] = logits
+        self.batch.n_tokens = i + 1

@@ -1,0 +1,161 @@
+"""A GGUF language model served by llama.cpp: prompt building (chat template), constrained output, health.
+
+`LlmRuntime.generate` is the one call the LLM node makes per request; it blocks until the request finishes
+and reports partial text through a callback, while the engine batches it with other requests.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tango2_ros.core.runtime.base import (
+    HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes,
+)
+from tango2_ros.core.runtime.llama_engine import (
+    FINISH_ERROR, EngineError, GenerationRequest, GenerationResult, LlamaEngine,
+)
+from tango2_ros.core.runtime.schema import CompiledSchema, compile_schema
+
+GGUF_MAGIC = b"GGUF"
+KV_BYTES_PER_TOKEN_ESTIMATE = 64 * 1024  # generous for small models; refuses loads that clearly cannot fit
+
+
+@dataclass(frozen=True)
+class LlmOptions:
+    n_threads: int = 2
+    n_parallel: int = 4
+    n_ctx_per_seq: int = 2048
+    n_gpu_layers: int = 0
+    lora_path: str = ""
+    max_queue: int = 16
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    role: str
+    content: str
+
+
+class LlmRuntime(ModelRuntime):
+    def __init__(self, path: str | Path, options: LlmOptions = LlmOptions(), *, name: str = "", version: str = ""):
+        file = Path(path)
+        check_gguf_file(file)
+        needed = file.stat().st_size + options.n_ctx_per_seq * options.n_parallel * KV_BYTES_PER_TOKEN_ESTIMATE
+        available = available_memory_bytes()
+        if needed > available:
+            raise ModelLoadError(
+                f"not enough memory to load {file}: needs about {needed >> 20} MiB, {available >> 20} MiB available"
+            )
+        if options.lora_path and not Path(options.lora_path).is_file():
+            raise ModelLoadError(f"LoRA adapter not found: {options.lora_path}")
+        self.identity = ModelIdentity.of_file(file, "gguf", name, version)
+        self.options = options
+        try:
+            self.engine = LlamaEngine(
+                str(file), n_threads=options.n_threads, n_parallel=options.n_parallel,
+                n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
+                lora_path=options.lora_path or None, max_queue=options.max_queue,
+            )
+        except (ValueError, EngineError, OSError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {file}: {exc}") from None
+        self._chat_formatter = _chat_formatter(self.engine.llama)
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    def chat_prompt(self, messages: Sequence[ChatTurn]) -> str:
+        """Apply the model's own chat template (from the GGUF metadata) and open the assistant's turn."""
+        if self._chat_formatter is None:
+            raise EngineError(f"{self.identity.label} has no chat template in its GGUF metadata; send a plain prompt")
+        rendered = self._chat_formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return rendered.prompt
+
+    # -- inference -------------------------------------------------------------------------------------------
+    def start(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        schema: CompiledSchema | None = None,
+        stream_interval: int = 0,
+        on_partial: Callable[[str, int], None] | None = None,
+        seed: int = 0,
+    ) -> GenerationRequest:
+        """Queue a generation and return its handle (wait(), cancel()); raises EngineError if it cannot queue."""
+        if not prompt.strip():
+            raise EngineError("the prompt is empty")
+        request = GenerationRequest(
+            prompt_tokens=self.engine.tokenize(prompt),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            grammar=schema.grammar if schema else None,
+            seed=seed,
+            stream_interval=stream_interval,
+            on_partial=on_partial,
+        )
+        if len(request.prompt_tokens) + max_tokens > self.options.n_ctx_per_seq:
+            raise EngineError(
+                f"context overflow: prompt of {len(request.prompt_tokens)} tokens plus max_tokens={max_tokens} "
+                f"exceeds the context of {self.options.n_ctx_per_seq} tokens per request"
+            )
+        self.engine.submit(request)
+        return request
+
+    def generate(self, prompt: str, **kwargs) -> GenerationResult:
+        """Blocking convenience around start(); errors come back as a result with finish_reason 'error'."""
+        try:
+            return self.start(prompt, **kwargs).wait()
+        except EngineError as exc:
+            return GenerationResult(text="", tokens=0, finish_reason=FINISH_ERROR, error=str(exc))
+
+    def warm_up(self) -> None:
+        self.generate("Hello", max_tokens=2)
+
+    def health_check(self, budget_s: float) -> HealthReport:
+        started = time.monotonic()
+        schema = compile_schema('{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}')
+        result = self.generate("Reply with JSON: ", max_tokens=16, schema=schema)
+        latency = time.monotonic() - started
+        if result.finish_reason == FINISH_ERROR:
+            return HealthReport(False, latency, f"golden request failed: {result.error}")
+        _, problem = schema.validate(result.text)
+        if problem:
+            return HealthReport(False, latency, f"golden request gave invalid output: {problem}")
+        if latency > budget_s:
+            return HealthReport(False, latency, f"golden request took {latency:.2f} s, budget {budget_s:.2f} s")
+        return HealthReport(True, latency, "ok")
+
+    def close(self) -> None:
+        self.engine.close(drain=True)
+
+
+def check_gguf_file(path: Path) -> None:
+    """Fail early and clearly on a missing, empty or non-GGUF file (llama.cpp only says 'failed to load')."""
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"model path is not a file: {path}")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"not a GGUF file (bad magic {magic!r}): {path}")
+
+
+def _chat_formatter(llama):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+
+    def token_text(key: str) -> str:
+        token_id = llama.metadata.get(key)
+        return llama._model.token_get_text(int(token_id)) if token_id is not None else ""
+
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text("tokenizer.ggml.eos_token_id"),
+        bos_token=token_text("tokenizer.ggml.bos_token_id"),
+        stop_token_ids=[llama.token_eos()],
+    )

@@ -1,0 +1,174 @@
+"""The base of every TANGO2 node: a lifecycle node with typed, documented parameters and a /diagnostics status.
+
+Conventions (as in Nav2): heavy resources load in `on_configure`, traffic starts in `on_activate`. Subclasses
+override the `configure/activate/deactivate/cleanup` hooks; an exception there fails the transition, is logged
+and is reported as ERROR on /diagnostics instead of killing the process.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+OK = DiagnosticStatus.OK
+WARN = DiagnosticStatus.WARN
+ERROR = DiagnosticStatus.ERROR
+LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR", DiagnosticStatus.STALE: "STALE"}
+
+
+class Tango2Node(LifecycleNode):
+    """Lifecycle node with a diagnostics heartbeat (published in every state, so failures are visible)."""
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._status_lock = threading.Lock()
+        self._status_level = OK
+        self._status_message = "unconfigured"
+        self._status_values: dict[str, str] = {}
+        period = self.declare(
+            "diagnostics_period_s", 1.0, "Seconds between /diagnostics status messages.", min_value=0.05, max_value=60.0
+        )
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(period, self.publish_diagnostics)
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    def declare(
+        self,
+        name: str,
+        default: Any,
+        description: str,
+        *,
+        min_value: float | None = None,
+        max_value: float | None = None,
+        read_only: bool = False,
+    ) -> Any:
+        """Declare a typed parameter with a description (and a range for numbers) and return its value."""
+        descriptor = ParameterDescriptor(description=description, read_only=read_only)
+        if min_value is not None and max_value is not None:
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                raise TypeError(f"a range needs a numeric default for parameter {name}")
+            if isinstance(default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(min_value), to_value=int(max_value), step=0)]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(min_value), to_value=float(max_value), step=0.0)
+                ]
+        return self.declare_parameter(name, default, descriptor).value
+
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    # -- diagnostics -----------------------------------------------------------------------------------------
+    def set_status(self, level: int, message: str, **values: Any) -> None:
+        """Set the status reported on /diagnostics; values are shown as key/value pairs."""
+        with self._status_lock:
+            changed = (level, message) != (self._status_level, self._status_message)
+            self._status_level, self._status_message = level, message
+            self._status_values.update({k: str(v) for k, v in values.items()})
+        if changed:
+            log = self.get_logger().error if level == ERROR else self.get_logger().info
+            log(f"status {LEVEL_NAMES.get(level, level)}: {message}")
+            self.publish_diagnostics()
+
+    def set_values(self, **values: Any) -> None:
+        """Update key/value pairs of the status without changing its level or message."""
+        with self._status_lock:
+            self._status_values.update({k: str(v) for k, v in values.items()})
+
+    @property
+    def status(self) -> tuple[int, str]:
+        with self._status_lock:
+            return self._status_level, self._status_message
+
+    def publish_diagnostics(self) -> None:
+        with self._status_lock:
+            status = DiagnosticStatus(
+                level=self._status_level,
+                name=self.get_fully_qualified_name(),
+                message=self._status_message,
+                hardware_id=self.get_name(),
+                values=[KeyValue(key=k, value=v) for k, v in sorted(self._status_values.items())],
+            )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+    def executor_threads(self) -> int:
+        """Threads of the MultiThreadedExecutor that spins this node; nodes with blocking callbacks need more."""
+        return 4
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Load heavy resources (models, files). Raise to fail the transition."""
+
+    def activate(self) -> None:
+        """Start traffic (timers, servers)."""
+
+    def deactivate(self) -> None:
+        """Stop traffic; keep resources."""
+
+    def cleanup(self) -> None:
+        """Release what configure() loaded."""
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure", self.configure, "inactive")
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("activate", self.activate, "active")
+        if result == TransitionCallbackReturn.SUCCESS:
+            super().on_activate(state)
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("deactivate", self.deactivate, "inactive")
+        if result == TransitionCallbackReturn.SUCCESS:
+            super().on_deactivate(state)
+        return result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("cleanup", self.cleanup, "unconfigured")
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.cleanup()
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway; report and go on
+            self.get_logger().error(f"cleanup during shutdown failed: {exc}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _transition(self, name: str, hook: Callable[[], None], reached: str) -> TransitionCallbackReturn:
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - a failed transition must not kill the node
+            self.get_logger().error(f"{name} failed: {exc}")
+            self.set_status(ERROR, f"{name} failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        level, _ = self.status
+        if level != ERROR:
+            self.set_status(level, reached)
+        self.set_values(lifecycle=reached)
+        return TransitionCallbackReturn.SUCCESS
+
+
+def run_node(node_class: Callable[[], Tango2Node], args: list[str] | None = None) -> int:
+    """Spin a node until SIGINT/SIGTERM; the console-script `main()` of every node calls this.
+
+    rclpy's default signal handlers turn SIGINT and SIGTERM into a context shutdown, which ends spin().
+    """
+    rclpy.init(args=args)
+    node = node_class()
+    executor = MultiThreadedExecutor(num_threads=node.executor_threads())
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.on_shutdown(None)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

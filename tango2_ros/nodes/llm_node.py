@@ -1,0 +1,222 @@
+"""llm_node: on-device text generation behind the `tango2_msgs/action/Generate` action.
+
+The action is served on `llm/generate` relative to the node's namespace (`/tango2/llm/generate` in the
+profiles). Goals are queued and decoded as parallel sequences of one llama.cpp model (see llama_engine).
+A goal that cannot be served (invalid schema, empty prompt, context overflow, queue full, no model) is
+accepted and aborted at once with `finish_reason: error` and the reason in `error`, because an action
+rejection carries no message. Setting the `model_path` parameter loads that model next to the current one,
+health-checks it and switches between requests; a model that fails to load leaves the old one serving.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.parameter import Parameter
+from rcl_interfaces.msg import SetParametersResult
+
+from tango2_msgs.action import Generate
+from tango2_ros.core.runtime.base import ModelLoadError, NoModelError, RuntimeSlot, resident_memory_bytes
+from tango2_ros.core.runtime.default_models import default_llm_path
+from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, EngineError
+from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+from tango2_ros.core.runtime.schema import SchemaError, compile_schema
+from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+
+
+class LlmNode(Tango2Node):
+    def __init__(self) -> None:
+        super().__init__("llm_node")
+        self.declare("model_path", "", "GGUF model file; empty = the embedded default (SmolLM2-135M-Instruct Q4_1).")
+        self.declare("model_name", "", "Name reported in results; empty = the file name.")
+        self.declare("model_version", "", "Version reported in results; empty = a prefix of the file's sha256.")
+        self.declare("lora_path", "", "Optional GGUF LoRA adapter applied on top of the model at load time.")
+        self.declare("n_threads", 2, "CPU threads for llama.cpp.", min_value=1, max_value=256)
+        self.declare("n_gpu_layers", 0, "Layers offloaded to the GPU (needs a CUDA build of llama.cpp).",
+                     min_value=-1, max_value=1000)
+        self.declare("n_parallel", 4, "Requests decoded in parallel as sequences of one model.", min_value=1, max_value=64)
+        self.declare("n_ctx_per_seq", 2048, "Context length (prompt + output tokens) per request.",
+                     min_value=64, max_value=131072)
+        self.declare("max_queue", 16, "Requests that may wait beyond the parallel ones; more are refused.",
+                     min_value=0, max_value=10000)
+        self.declare("default_max_tokens", 256, "max_tokens when a goal gives 0.", min_value=1, max_value=131072)
+        self.declare("stream_interval_tokens", 4, "Feedback every this many tokens; 0 = no feedback.",
+                     min_value=0, max_value=10000)
+        self.declare("health_budget_s", 10.0, "A new model's golden request must finish within this.",
+                     min_value=0.1, max_value=600.0)
+        self.slot = RuntimeSlot()
+        self._swap_lock = threading.Lock()
+        self._active_requests: dict[bytes, object] = {}
+        self._counters = {"goals": 0, "succeeded": 0, "errors": 0, "cancelled": 0, "refused": 0}
+        self._counter_lock = threading.Lock()
+        self._action_server: ActionServer | None = None
+        self._accepting = False
+        self.add_on_set_parameters_callback(self._on_parameters)
+
+    def executor_threads(self) -> int:
+        """Each goal waits in an executor thread while the engine decodes; leave room for the queue."""
+        return self.param("n_parallel") + self.param("max_queue") + 4
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        self._load_and_swap(self.param("model_path"))
+        self._action_server = ActionServer(
+            self, Generate, "llm/generate",
+            execute_callback=self._execute,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            cancel_callback=self._cancel,
+            callback_group=ReentrantCallbackGroup(),
+        )
+
+    def activate(self) -> None:
+        self._accepting = True
+
+    def deactivate(self) -> None:
+        self._accepting = False
+
+    def cleanup(self) -> None:
+        self._accepting = False
+        if self._action_server is not None:
+            self._action_server.destroy()
+            self._action_server = None
+        self.slot.replace(None)
+
+    # -- model loading ---------------------------------------------------------------------------------------
+    def _load_and_swap(self, model_path: str) -> bool:
+        """Load, warm up and health-check a model, then serve from it; on failure the old model keeps serving."""
+        if not self._swap_lock.acquire(blocking=False):
+            self.get_logger().warning("a model load is already in progress; request ignored")
+            return False
+        try:
+            path = model_path or str(default_llm_path())
+            self.set_status(WARN if self.slot.active else ERROR, f"loading {path}")
+            options = LlmOptions(
+                n_threads=self.param("n_threads"), n_parallel=self.param("n_parallel"),
+                n_ctx_per_seq=self.param("n_ctx_per_seq"), n_gpu_layers=self.param("n_gpu_layers"),
+                lora_path=self.param("lora_path"), max_queue=self.param("max_queue"),
+            )
+            started = time.monotonic()
+            runtime = LlmRuntime(path, options, name=self.param("model_name"), version=self.param("model_version"))
+            runtime.warm_up()
+            health = runtime.health_check(self.param("health_budget_s"))
+            if not health.ok:
+                runtime.close()
+                raise ModelLoadError(f"{path} failed its health check: {health.detail}")
+            previous = self.slot.replace(runtime)
+            load_s = time.monotonic() - started
+            self.set_status(
+                OK, f"serving {runtime.identity.label}", model=runtime.identity.label, model_path=path,
+                model_size_mb=f"{runtime.identity.size_bytes / 2**20:.1f}", load_s=f"{load_s:.2f}",
+                previous_model=previous.identity.label if previous else "",
+            )
+            return True
+        except (ModelLoadError, FileNotFoundError) as exc:
+            active = self.slot.active
+            if active is not None:
+                self.set_status(WARN, f"kept {active.identity.label}: {exc}", last_load_error=str(exc))
+            else:
+                self.set_status(ERROR, f"no model loaded: {exc}", last_load_error=str(exc))
+            return False
+        finally:
+            self._swap_lock.release()
+
+    def _on_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name == "model_path" and self._action_server is not None:
+                if self._swap_lock.locked():
+                    return SetParametersResult(successful=False, reason="a model load is already in progress")
+                threading.Thread(target=self._load_and_swap, args=(parameter.value,), daemon=True).start()
+        return SetParametersResult(successful=True)
+
+    # -- action ----------------------------------------------------------------------------------------------
+    def _cancel(self, goal_handle) -> CancelResponse:
+        request = self._active_requests.get(bytes(goal_handle.goal_id.uuid))
+        if request is not None:
+            request.cancel()
+        return CancelResponse.ACCEPT
+
+    def _execute(self, goal_handle) -> Generate.Result:
+        self._count("goals")
+        goal = goal_handle.request
+        key = bytes(goal_handle.goal_id.uuid)
+        try:
+            if not self._accepting:
+                raise EngineError("llm_node is not active")
+            with self.slot.lease() as runtime:
+                schema = compile_schema(goal.json_schema) if goal.json_schema.strip() else None
+                prompt = self._prompt(runtime, goal)
+                max_tokens = goal.max_tokens or self.param("default_max_tokens")
+                interval = self.param("stream_interval_tokens")
+
+                def feedback(text: str, tokens: int) -> None:
+                    goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
+
+                request = runtime.start(
+                    prompt, max_tokens=max_tokens, temperature=max(0.0, float(goal.temperature)), schema=schema,
+                    stream_interval=interval, on_partial=feedback if interval else None,
+                )
+                self._active_requests[key] = request
+                if goal_handle.is_cancel_requested:
+                    request.cancel()
+                generation = request.wait()
+                result = Generate.Result(
+                    text=generation.text, tokens=generation.tokens, finish_reason=generation.finish_reason,
+                    model=runtime.identity.label, tokens_per_s=generation.tokens_per_s, error=generation.error,
+                )
+                if schema is not None and generation.finish_reason not in (FINISH_CANCELLED, FINISH_ERROR):
+                    _, problem = schema.validate(generation.text)
+                    if problem:
+                        result.finish_reason, result.error = FINISH_ERROR, f"output failed schema validation: {problem}"
+        except (EngineError, SchemaError, NoModelError) as exc:
+            self._count("refused")
+            self.get_logger().warning(f"goal refused: {exc}")
+            goal_handle.abort()
+            return Generate.Result(finish_reason=FINISH_ERROR, error=str(exc), model=self._model_label())
+        finally:
+            self._active_requests.pop(key, None)
+        return self._finish(goal_handle, result)
+
+    def _finish(self, goal_handle, result: Generate.Result) -> Generate.Result:
+        if result.finish_reason == FINISH_CANCELLED:
+            self._count("cancelled")
+            goal_handle.canceled()
+        elif result.finish_reason == FINISH_ERROR:
+            self._count("errors")
+            goal_handle.abort()
+        else:
+            self._count("succeeded")
+            goal_handle.succeed()
+        return result
+
+    @staticmethod
+    def _prompt(runtime: LlmRuntime, goal) -> str:
+        if goal.messages:
+            turns = [ChatTurn(m.role, m.content) for m in goal.messages]
+            if not any(t.content.strip() for t in turns):
+                raise EngineError("every chat message is empty")
+            return runtime.chat_prompt(turns)
+        if not goal.prompt.strip():
+            raise EngineError("the goal has neither a prompt nor messages")
+        return goal.prompt
+
+    def _model_label(self) -> str:
+        active = self.slot.active
+        return active.identity.label if active else ""
+
+    def _count(self, key: str) -> None:
+        with self._counter_lock:
+            self._counters[key] += 1
+            counters = dict(self._counters)
+        active = self.slot.active
+        running, waiting = active.engine.load() if active is not None else (0, 0)
+        self.set_values(**counters, running=running, waiting=waiting, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(LlmNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Small rclpy helpers shared by the nodes and the CLI."""

@@ -1,0 +1,56 @@
+"""The live ROS graph (nodes, topics, services, actions) as plain data, for `tango2 launch` and the CLI."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rclpy.action import get_action_names_and_types
+from rclpy.node import Node
+
+HIDDEN_SERVICE_SUFFIXES = (
+    "/describe_parameters", "/get_parameter_types", "/get_parameters", "/list_parameters", "/set_parameters",
+    "/set_parameters_atomically", "/get_type_description",
+)
+
+
+@dataclass
+class Graph:
+    nodes: list[str]
+    topics: dict[str, list[str]]
+    services: dict[str, list[str]]
+    actions: dict[str, list[str]]
+
+    def as_dict(self) -> dict:
+        return {"nodes": self.nodes, "topics": self.topics, "services": self.services, "actions": self.actions}
+
+    def format(self) -> str:
+        lines = [f"nodes ({len(self.nodes)}):", *[f"  {n}" for n in self.nodes]]
+        for title, entries in (("topics", self.topics), ("services", self.services), ("actions", self.actions)):
+            lines.append(f"{title} ({len(entries)}):")
+            lines += [f"  {name}  [{', '.join(types)}]" for name, types in entries.items()]
+        return "\n".join(lines)
+
+
+def snapshot(node: Node, *, include_hidden: bool = False, exclude_self: bool = True) -> Graph:
+    """What the node currently sees of the graph; parameter and action-internal services are hidden by default."""
+    own = node.get_fully_qualified_name()
+    nodes = sorted(
+        f"{ns.rstrip('/')}/{name}" for name, ns in node.get_node_names_and_namespaces()
+        if not (exclude_self and f"{ns.rstrip('/')}/{name}" == own)
+    )
+    topics = {name: types for name, types in sorted(node.get_topic_names_and_types())
+              if include_hidden or "/_action/" not in name}
+    services = {name: types for name, types in sorted(node.get_service_names_and_types())
+                if include_hidden or ("/_action/" not in name and not name.endswith(HIDDEN_SERVICE_SUFFIXES))}
+    actions = {name: types for name, types in sorted(get_action_names_and_types(node))}
+    return Graph(nodes=nodes, topics=topics, services=services, actions=actions)
+
+
+def wait_for_nodes(node: Node, names: list[str], timeout_s: float) -> bool:
+    """Wait until every fully qualified node name is discovered; DDS discovery has no completion event."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if set(names) <= set(snapshot(node).nodes):
+            return True
+        time.sleep(0.05)
+    return False
