@@ -97,8 +97,9 @@ def _list(args, what: str) -> int:
 def _parse_yaml(text: str, what: str) -> dict:
     try:
         data = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{what} is not valid YAML: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        column = f" at column {exc.problem_mark.column + 1}" if exc.problem_mark else ""
+        raise UserError(f"{what} is not valid YAML{column}: {exc.problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -56,8 +56,18 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+INTEGER_RANGES = {
+    "int8": (-2**7, 2**7 - 1), "uint8": (0, 2**8 - 1), "int16": (-2**15, 2**15 - 1), "uint16": (0, 2**16 - 1),
+    "int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1), "int64": (-2**63, 2**63 - 1), "uint64": (0, 2**64 - 1),
+    "octet": (0, 255), "byte": (0, 255),
+}
+
+
 def fill(message: Any, data: Any, path: str = "") -> Any:
-    """Set the fields of `message` from a mapping; unknown fields and wrong types raise UserError."""
+    """Set the fields of `message` from a mapping; unknown fields and values of the wrong type raise UserError.
+
+    rclpy only type-checks field assignments when ROS_PYTHON_CHECK_FIELDS=1, so the check is done here.
+    """
     if data is None:
         return message
     if not isinstance(data, dict):
@@ -67,29 +77,44 @@ def fill(message: Any, data: Any, path: str = "") -> Any:
         where = f"{path}.{key}" if path else key
         if key not in fields:
             raise UserError(f"{where}: no such field in {type(message).__name__} (fields: {', '.join(fields)})")
-        current = getattr(message, key)
-        try:
-            if hasattr(current, "get_fields_and_field_types"):
-                fill(current, value, where)
-            elif _is_message_sequence(message, key):
-                element_type = _sequence_element_class(message, key)
-                setattr(message, key, [fill(element_type(), item, f"{where}[{i}]") for i, item in enumerate(value)])
-            else:
-                setattr(message, key, value)
-        except UserError:
-            raise
-        except (TypeError, ValueError, AssertionError) as exc:
-            raise UserError(f"{where}: cannot set {value!r}: {exc}") from None
+        setattr(message, key, _convert(fields[key], value, where))
     return message
 
 
-def _is_message_sequence(message: Any, field: str) -> bool:
-    type_name = message.get_fields_and_field_types()[field]
-    return "sequence<" in type_name and "/" in type_name or ("[" in type_name and "/" in type_name)
+def _convert(type_name: str, value: Any, where: str) -> Any:
+    """A field value of ROS type `type_name` (e.g. 'double', 'sequence<string>', 'std_msgs/Header')."""
+    element, is_sequence = _element_type(type_name)
+    if is_sequence:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list for {type_name}, got {value!r}")
+        return [_convert(element, item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if "/" in element:
+        package, name = element.split("/")
+        return fill(getattr(importlib.import_module(f"{package}.msg"), name)(), value, where)
+    if element.startswith(("string", "wstring")):
+        if not isinstance(value, str):
+            raise UserError(f"{where}: cannot set {value!r}: expected a string")
+        return value
+    if element == "boolean":
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: cannot set {value!r}: expected true or false")
+        return value
+    if element in ("float", "double"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: cannot set {value!r}: expected a number")
+        return float(value)
+    if element in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[element]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UserError(f"{where}: cannot set {value!r}: expected an integer in [{low}, {high}]")
+        return bytes([value]) if element in ("octet", "byte") else value
+    return value
 
 
-def _sequence_element_class(message: Any, field: str) -> type:
-    type_name = message.get_fields_and_field_types()[field]
-    inner = type_name.split("<", 1)[1].split(",")[0].rstrip(">") if "<" in type_name else type_name.split("[")[0]
-    package, name = inner.split("/")
-    return getattr(importlib.import_module(f"{package}.msg"), name)
+def _element_type(type_name: str) -> tuple[str, bool]:
+    """('double', True) for 'sequence<double, 5>' or 'double[4]'; ('string<=10', False) for a bounded string."""
+    if type_name.startswith("sequence<"):
+        return type_name[len("sequence<"):-1].split(",")[0].strip(), True
+    if type_name.endswith("]") and "[" in type_name:
+        return type_name[: type_name.index("[")], True
+    return type_name, False

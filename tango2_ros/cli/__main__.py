@@ -1,0 +1,5 @@
+import sys
+
+from tango2_ros.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""User errors of the tango2 CLI: exit code 2 and one clear line, never a traceback."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+TANGO2 = [sys.executable, "-m", "tango2_ros.cli"]
+
+
+def tango2(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*TANGO2, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tango2: error:"), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_unknown_profile_exits_2_and_lists_profiles():
+    assert_user_error(tango2("launch", "atlantis"), "unknown profile 'atlantis'", "llm")
+
+
+def test_malformed_profile_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: x\nnodes:\n  - name: a\n    executable: llm_node\n    parameters: [1, 2\n")
+    assert_user_error(tango2("launch", str(bad)), f"{bad}:", "malformed YAML")
+
+
+def test_missing_profile_file():
+    assert_user_error(tango2("launch", "/nonexistent/x.yaml"), "not found")
+
+
+def test_launch_list_json():
+    result = tango2("launch", "--list", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "llm" in json.loads(result.stdout)["profiles"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["service", "call", "/x", "tango2_msgs/srv/Nope"], ["unknown interface type"]),
+        (["service", "call", "/x", "not-a-type"], ["invalid interface type"]),
+        (["service", "call", "/x", "tango2_msgs/msg/ChatMessage"], ["not a service type"]),
+        (["service", "call", "/x", "tango2_msgs/srv/SwapModel", "{name: [unclosed"], ["not valid YAML"]),
+        (["service", "call", "/x", "tango2_msgs/srv/SwapModel", "{colour: red}"], ["colour", "no such field"]),
+        (["service", "call", "/x", "tango2_msgs/srv/SwapModel", "{name: {a: 1}}"], ["name", "cannot set"]),
+        (["action", "send_goal", "/x", "tango2_msgs/action/Generate", "- a list"], ["mapping"]),
+        (["service", "call", "/nobody/home", "tango2_msgs/srv/ListModels", "--timeout", "1"], ["not available"]),
+    ],
+)
+def test_bad_cli_input_is_a_user_error(args, words):
+    assert_user_error(tango2(*args), *words)

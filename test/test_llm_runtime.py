@@ -1,0 +1,175 @@
+"""The llama.cpp runtime without ROS: real generation with the embedded SmolLM2 model."""
+import pytest
+
+from tango2_ros.core.runtime.base import ModelLoadError, RuntimeSlot, NoModelError
+from tango2_ros.core.runtime.default_models import default_llm_path
+from tango2_ros.core.runtime.llama_engine import EngineError
+from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+from tango2_ros.core.runtime.schema import SchemaError, compile_schema
+
+STORY = "Tell a long story about a lighthouse keeper and the ships she guides through the fog."
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=4, n_ctx_per_seq=1024, max_queue=4))
+    yield runtime
+    runtime.close()
+
+
+def chat(runtime, text):
+    return runtime.chat_prompt([ChatTurn("user", text)])
+
+
+def test_generates_text_and_names_the_model(runtime):
+    result = runtime.generate(chat(runtime, "Write one sentence about ships."), max_tokens=24)
+    assert result.finish_reason in ("stop", "length")
+    assert result.tokens > 0 and len(result.text.split()) >= 3
+    assert result.tokens_per_s > 0
+    assert runtime.identity.label.startswith("SmolLM2-135M-Instruct.Q4_1@sha256-")
+
+
+def test_parallel_sequences_give_the_same_text_as_one_at_a_time(runtime):
+    prompts = [chat(runtime, q) for q in ("Name a colour.", "Name a fruit.", "Name an animal.", "Name a ship type.")]
+    alone = [runtime.generate(p, max_tokens=20).text for p in prompts]
+    requests = [runtime.start(p, max_tokens=20) for p in prompts]
+    together = [r.wait(60).text for r in requests]
+    assert together == alone
+
+
+def test_cancel_stops_generation_and_keeps_the_partial_text(runtime):
+    cancel_at = 8
+    holder = {}
+
+    def on_partial(text, tokens):
+        if tokens >= cancel_at:
+            holder["request"].cancel()
+
+    holder["request"] = request = runtime.start(
+        chat(runtime, STORY), max_tokens=400, stream_interval=1, on_partial=on_partial
+    )
+    result = request.wait(60)
+    assert result.finish_reason == "cancelled"
+    assert cancel_at <= result.tokens <= cancel_at + 1  # stopped within one token
+    assert result.text.strip()
+
+
+def test_queue_overflow_is_refused_with_a_reason_and_nothing_is_lost():
+    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=512, max_queue=2))
+    try:
+        accepted = []
+        with pytest.raises(EngineError, match=r"queue full: .* \(max_queue=2\)"):
+            for _ in range(4):  # at most 1 running + 2 waiting fit
+                accepted.append(runtime.start("Once upon a time", max_tokens=30))
+        assert 2 <= len(accepted) <= 3
+        results = [r.wait(120) for r in accepted]
+        assert all(r is not None and r.finish_reason in ("stop", "length") for r in results)
+    finally:
+        runtime.close()
+
+
+def test_first_come_first_served_when_slots_are_busy():
+    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=512, max_queue=8))
+    try:
+        requests = [runtime.start(f"Count to {i}:", max_tokens=6) for i in range(5)]
+        results = [r.wait(120) for r in requests]
+        first_token_at = [r.submitted_at + res.time_to_first_token_s for r, res in zip(requests, results)]
+        assert first_token_at == sorted(first_token_at)  # served in the order they came
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n"])
+def test_empty_prompt_is_refused(runtime, prompt):
+    with pytest.raises(EngineError, match="empty"):
+        runtime.start(prompt, max_tokens=5)
+
+
+def test_context_overflow_is_refused(runtime):
+    with pytest.raises(EngineError, match="context overflow"):
+        runtime.start("word " * 2000, max_tokens=10)
+    with pytest.raises(EngineError, match="context overflow"):
+        runtime.start("Hello", max_tokens=5000)
+
+
+def test_constrained_output_parses_and_validates(runtime):
+    schema = compile_schema(
+        '{"type": "object", "properties": {"colour": {"enum": ["red", "green", "blue"]},'
+        ' "count": {"type": "integer"}}, "required": ["colour", "count"]}'
+    )
+    result = runtime.generate(chat(runtime, "Pick a colour and a count."), max_tokens=40, schema=schema)
+    value, problem = schema.validate(result.text)
+    assert problem is None, result.text
+    assert value["colour"] in ("red", "green", "blue")
+
+
+@pytest.mark.parametrize(
+    "path, content, words",
+    [
+        ("missing.gguf", None, "not found"),
+        ("empty.gguf", b"", "not a GGUF file"),
+        ("text.gguf", b"hello, I am not a model", "not a GGUF file"),
+        ("truncated.gguf", b"GGUF\x03\x00\x00\x00" + b"\x00" * 64, "could not load"),
+    ],
+)
+def test_bad_model_files_give_clear_errors(tmp_path, path, content, words):
+    file = tmp_path / path
+    if content is not None:
+        file.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=words):
+        LlmRuntime(file)
+
+
+def test_slot_swaps_between_requests_and_closes_the_old_runtime_once_drained():
+    class Fake:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    slot = RuntimeSlot()
+    with pytest.raises(NoModelError):
+        with slot.lease():
+            pass
+    old, new = Fake(), Fake()
+    slot.replace(old)
+    with slot.lease() as leased:
+        assert leased is old
+        slot.replace(new)
+        assert slot.active is new and not old.closed  # still in use by this request
+    assert _eventually(lambda: old.closed)
+    assert not new.closed
+
+
+def _eventually(predicate, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize(
+    "schema, words",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"type": "no-such-type"}', "not a valid JSON Schema"),
+        ('{"type": "string", "pattern": "[a-z]+"}', "must be anchored"),
+    ],
+)
+def test_unusable_schemas_are_refused(schema, words):
+    with pytest.raises(SchemaError, match=words):
+        compile_schema(schema)
+
+
+def test_keywords_the_grammar_ignores_are_checked_after_decoding():
+    schema = compile_schema('{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}}')
+    assert schema.post_checked == ("maximum", "minimum")
+    assert schema.validate('{"n": 5}') == ({"n": 5}, None)
+    value, problem = schema.validate('{"n": 12}')
+    assert value is None and "12 is greater than the maximum of 9" in problem
+    assert "not valid JSON" in schema.validate('{"n": ')[1]
