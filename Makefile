@@ -10,16 +10,18 @@ BIN := $(VENV)/bin
 STAMPS := $(VENV)/.stamps
 WHEELS := build/wheels
 
-# llama-cpp-python has no binary wheel: it is built once into build/wheels and reinstalled from there.
-# A portable x86-64 AVX2 build: the native build's AMX kernels crash in multi-token batches on some CPUs.
+# llama-cpp-python has no binary wheel: it is built once into build/wheels/<flags hash> and reinstalled from there.
+# A portable x86-64 AVX2 build: the native build's AMX kernels crash in multi-token batches on some CPUs
+# (measured: AVX-512 was no faster here). ggml's own thread pool instead of OpenMP: OpenMP's spinning workers
+# made decoding 3x slower when the calling thread changed or another llama.cpp process shared the cores.
 # For a CUDA build: make setup LLAMA_CUDA=1 (needs nvcc).
 LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
-                    -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
+                    -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DGGML_OPENMP=OFF
 ifeq ($(LLAMA_CUDA),1)
 LLAMA_CMAKE_ARGS += -DGGML_CUDA=ON
-WHEELS := build/wheels-cuda
 endif
+WHEELS := build/wheels/$(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | md5sum | cut -c1-12)
 
 INTERFACE_FILES := $(shell find tango2_msgs -type f)
 

@@ -16,12 +16,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import rclpy
 import yaml
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -82,14 +82,12 @@ class Supervisor:
         self.print_status()
         return ok
 
-    def watch(self, duration_s: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
+    def watch(self, duration_s: float | None = None) -> None:
         """Restart crashed nodes until a stop is requested or duration_s has passed."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not self.stopping and (deadline is None or time.monotonic() < deadline):
             for managed in self.processes:
                 self._check(managed)
-            if on_tick:
-                on_tick()
             self._stop.wait(0.2)
 
     def graph(self, discovery_timeout_s: float = 5.0) -> Graph:
@@ -161,11 +159,17 @@ class Supervisor:
 
     def _change_state(self, managed: ManagedProcess, transition_id: int, label: str) -> bool:
         fqn = managed.spec.fully_qualified_name
+        if not self._wait_until_responsive(managed):
+            if managed.process is not None and managed.process.poll() is not None:
+                return False  # it died; watch() restarts it
+            managed.state = "failed"
+            self.say(f"{managed.spec.name}: lifecycle services of {fqn} did not answer")
+            return False
         client = self.node.create_client(ChangeState, f"{fqn}/change_state")
         try:
-            if not self._wait_for_service(client, managed):
+            if not client.wait_for_service(timeout_sec=SERVICE_WAIT_S):
                 managed.state = "failed"
-                self.say(f"{managed.spec.name}: lifecycle service {fqn}/change_state did not appear")
+                self.say(f"{managed.spec.name}: {fqn}/change_state did not appear")
                 return False
             future = client.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
             rclpy.spin_until_future_complete(self.node, future, timeout_sec=TRANSITION_WAIT_S)
@@ -179,22 +183,36 @@ class Supervisor:
         finally:
             self.node.destroy_client(client)
 
-    def _wait_for_service(self, client, managed: ManagedProcess) -> bool:
+    def _wait_until_responsive(self, managed: ManagedProcess) -> bool:
+        """Wait until the node answers get_state.
+
+        After a restart, discovery may still list the dead process's services under the same name; a request
+        sent then is lost. An answer can only come from the live process.
+        """
+        client = self.node.create_client(GetState, f"{managed.spec.fully_qualified_name}/get_state")
         deadline = time.monotonic() + SERVICE_WAIT_S
-        while time.monotonic() < deadline and not self.stopping:
-            if client.wait_for_service(timeout_sec=0.2):
-                return True
-            if managed.process is not None and managed.process.poll() is not None:
-                return False
-        return False
+        try:
+            while time.monotonic() < deadline and not self.stopping:
+                if managed.process is not None and managed.process.poll() is not None:
+                    return False
+                if not client.wait_for_service(timeout_sec=0.2):
+                    continue
+                future = client.call_async(GetState.Request())
+                rclpy.spin_until_future_complete(self.node, future, timeout_sec=1.0)
+                if future.done() and future.result() is not None:
+                    return True
+                client.remove_pending_request(future)
+            return False
+        finally:
+            self.node.destroy_client(client)
 
     def _check(self, managed: ManagedProcess) -> None:
         process = managed.process
         now = time.monotonic()
-        if process is not None and process.poll() is not None and managed.state not in ("crashed", "failed", "stopped"):
+        if process is not None and process.poll() is not None and managed.state not in ("crashed", "gave up", "stopped"):
             managed.exit_codes.append(process.returncode)
             if managed.restarts >= managed.spec.restart.max_restarts:
-                managed.state = "failed"
+                managed.state = "gave up"
                 self.say(f"{managed.spec.name}: exited with code {process.returncode}; "
                          f"gave up after {managed.restarts} restarts")
                 return

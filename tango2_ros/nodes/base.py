@@ -71,8 +71,14 @@ class Tango2Node(LifecycleNode):
             self._status_level, self._status_message = level, message
             self._status_values.update({k: str(v) for k, v in values.items()})
         if changed:
-            log = self.get_logger().error if level == ERROR else self.get_logger().info
-            log(f"status {LEVEL_NAMES.get(level, level)}: {message}")
+            text = f"status {LEVEL_NAMES.get(level, level)}: {message}"
+            # rclpy fixes a log call site's severity at its first call, so each severity has its own line
+            if level == ERROR:
+                self.get_logger().error(text)
+            elif level == WARN:
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().info(text)
             self.publish_diagnostics()
 
     def set_values(self, **values: Any) -> None:

@@ -91,7 +91,7 @@ class LlmNode(Tango2Node):
             return False
         try:
             path = model_path or str(default_llm_path())
-            self.set_status(WARN if self.slot.active else ERROR, f"loading {path}")
+            self.set_status(WARN, f"loading {path}")
             options = LlmOptions(
                 n_threads=self.param("n_threads"), n_parallel=self.param("n_parallel"),
                 n_ctx_per_seq=self.param("n_ctx_per_seq"), n_gpu_layers=self.param("n_gpu_layers"),

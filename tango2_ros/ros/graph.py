@@ -46,11 +46,18 @@ def snapshot(node: Node, *, include_hidden: bool = False, exclude_self: bool = T
     return Graph(nodes=nodes, topics=topics, services=services, actions=actions)
 
 
-def wait_for_nodes(node: Node, names: list[str], timeout_s: float) -> bool:
-    """Wait until every fully qualified node name is discovered; DDS discovery has no completion event."""
+def wait_for_nodes(node: Node, names: list[str], timeout_s: float, settle_s: float = 0.5) -> bool:
+    """Wait until every named node is discovered and the graph has stopped changing for settle_s.
+
+    DDS discovery has no completion event, and a node's topics and services arrive after the node itself.
+    """
     deadline = time.monotonic() + timeout_s
+    previous, stable_since = None, time.monotonic()
     while time.monotonic() < deadline:
-        if set(names) <= set(snapshot(node).nodes):
+        current = snapshot(node).as_dict()
+        if current != previous:
+            previous, stable_since = current, time.monotonic()
+        elif set(names) <= set(current["nodes"]) and time.monotonic() - stable_since >= settle_s:
             return True
         time.sleep(0.05)
     return False

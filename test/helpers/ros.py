@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,15 +18,35 @@ from rclpy.executors import MultiThreadedExecutor
 REPO = Path(__file__).resolve().parents[2]
 
 
-def spawn(module_args: list[str], *, env: dict | None = None, cwd: Path = REPO) -> subprocess.Popen:
-    """Start `python -m ...` in its own process group with output captured."""
-    return subprocess.Popen(
+class Process(subprocess.Popen):
+    """A child process whose output lines are collected by a reader thread (select() and buffered pipes mix badly)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def output(self) -> str:
+        """Every line printed so far."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return "\n".join(self.seen)
+
+
+def spawn(module_args: list[str], *, env: dict | None = None, cwd: Path = REPO) -> Process:
+    """Start `python ...` in its own process group with output captured."""
+    return Process(
         [sys.executable, *module_args], cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
 
-def stop(process: subprocess.Popen, timeout: float = 15.0) -> str:
+def stop(process: Process, timeout: float = 15.0) -> str:
     """SIGINT the process group, wait, escalate; return everything it printed."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
@@ -34,26 +55,26 @@ def stop(process: subprocess.Popen, timeout: float = 15.0) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    return process.stdout.read() if process.stdout else ""
+    time.sleep(0.2)  # let the reader thread take the last lines
+    return process.output()
 
 
-def wait_for_line(process: subprocess.Popen, needle: str, timeout: float) -> list[str]:
-    """Read the process's output until a line contains `needle`; fail with the output otherwise."""
-    lines: list[str] = []
+def wait_for_line(process: Process, needle: str, timeout: float) -> list[str]:
+    """Wait for an output line containing `needle`; return the lines since the previous call."""
+    new: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            line = process.stdout.readline()
-            if line:
-                lines.append(line.rstrip("\n"))
-                if needle in line:
-                    return lines
-                continue
-        if process.poll() is not None:
-            lines += process.stdout.read().splitlines()
-            break
-    raise AssertionError(f"'{needle}' not seen within {timeout} s; output:\n" + "\n".join(lines))
+        try:
+            line = process.lines.get(timeout=0.1)
+        except queue.Empty:
+            if process.poll() is not None and process.lines.empty():
+                break
+            continue
+        process.seen.append(line)
+        new.append(line)
+        if needle in line:
+            return new
+    raise AssertionError(f"'{needle}' not seen within {timeout} s; output:\n" + "\n".join(new))
 
 
 @contextmanager
@@ -64,8 +85,6 @@ def ros_node(name: str) -> Iterator:
     node = rclpy.create_node(name, context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     executor.add_node(node)
-    import threading
-
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     try:

@@ -1,0 +1,33 @@
+"""Drive and watch lifecycle nodes from tests through their real services."""
+from __future__ import annotations
+
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+
+from helpers.ros import result_of
+
+
+def change_state(node, fqn: str, transition_id: int, timeout: float = 120.0) -> bool:
+    client = node.create_client(ChangeState, f"{fqn}/change_state")
+    try:
+        assert client.wait_for_service(timeout_sec=30), f"{fqn}/change_state did not appear"
+        return result_of(client.call_async(ChangeState.Request(transition=Transition(id=transition_id))), timeout).success
+    finally:
+        node.destroy_client(client)
+
+
+def bring_up(node, fqn: str) -> None:
+    assert change_state(node, fqn, Transition.TRANSITION_CONFIGURE), f"{fqn} failed to configure"
+    assert change_state(node, fqn, Transition.TRANSITION_ACTIVATE), f"{fqn} failed to activate"
+
+
+def set_string_parameter(node, fqn: str, name: str, value: str) -> bool:
+    client = node.create_client(SetParameters, f"{fqn}/set_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=30)
+        parameter = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+        return result_of(client.call_async(SetParameters.Request(parameters=[parameter])), 30).results[0].successful
+    finally:
+        node.destroy_client(client)

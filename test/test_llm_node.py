@@ -1,0 +1,223 @@
+"""llm_node end to end: a real node process, the real model, the Generate action over DDS."""
+import json
+import threading
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.action import ActionClient
+
+from helpers.diagnostics import DiagnosticsWatcher
+from helpers.lifecycle import bring_up, set_string_parameter
+from helpers.ros import result_of, ros_node, spawn, stop, wait_until
+from tango2_msgs.action import Generate
+from tango2_msgs.msg import ChatMessage
+from tango2_ros.core.runtime.default_models import default_llm_path
+from tango2_ros.core.runtime.schema import compile_schema
+
+pytestmark = pytest.mark.ros
+
+NAMESPACE = "/t2llm"
+FQN = f"{NAMESPACE}/llm_node"
+ACTION = f"{NAMESPACE}/llm/generate"
+STORY = "Tell a long story about a lighthouse keeper and the ships she guides through the fog."
+
+VESSEL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "vessel": {"type": "string", "enum": ["container ship", "tanker", "fishing vessel", "sailing yacht", "tug"]},
+        "side": {"type": "string", "enum": ["port", "starboard", "ahead", "astern"]},
+        "distance_nm": {"type": "number", "minimum": 0, "maximum": 50},
+        "risk": {"type": "boolean"},
+        "advice": {"type": "string", "maxLength": 120},
+        "rules": {"type": "array", "items": {"type": "integer", "enum": [8, 13, 14, 15, 16, 17, 18, 19]},
+                  "minItems": 1, "maxItems": 3},
+    },
+    "required": ["vessel", "side", "distance_nm", "risk", "advice", "rules"],
+}
+PROMPTS = [
+    "A tanker is 3 NM on the starboard bow on a crossing course.",
+    "A sailing yacht is overtaking us from astern, 1 NM away.",
+    "A fishing vessel is trawling 2 NM ahead.",
+    "A container ship is head-on at 5 NM.",
+    "A tug with a tow is on the port beam at 0.5 NM.",
+    "Fog. A vessel is heard forward of the beam.",
+    "A ferry crosses from port to starboard 4 NM ahead.",
+    "We are overtaking a slow coaster on her port quarter.",
+    "Two fishing vessels are drifting 6 NM to starboard.",
+    "A tanker constrained by her draught is 2 NM ahead in a channel.",
+    "A vessel not under command is 3 NM on the port bow.",
+    "A yacht under sail crosses ahead from starboard at 1.5 NM.",
+    "A container ship is overtaking us on our starboard side.",
+    "Radar shows a target closing from the starboard quarter.",
+    "A dredger restricted in her ability to manoeuvre is ahead.",
+    "At night we see a masthead light and both sidelights ahead.",
+    "A pilot boat approaches from port at 20 knots.",
+    "An AIS target shows CPA 0.2 NM in 12 minutes on the starboard bow.",
+    "A small craft is stationary 0.3 NM on the port bow.",
+    "In restricted visibility a target is detected abaft the beam.",
+]
+
+
+def chat_goal(text, **kwargs) -> Generate.Goal:
+    return Generate.Goal(messages=[ChatMessage(role="user", content=text)], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def node_process():
+    process = spawn([
+        "-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
+        "-p", "n_parallel:=4", "-p", "max_queue:=2", "-p", "n_ctx_per_seq:=1024", "-p", "stream_interval_tokens:=2",
+        "-p", "diagnostics_period_s:=0.2",
+    ])
+    yield process
+    output = stop(process)
+    assert process.returncode == 0, output
+
+
+@pytest.fixture(scope="module")
+def client_node(node_process):
+    with ros_node("llm_test_client") as node:
+        bring_up(node, FQN)
+        yield node
+
+
+@pytest.fixture(scope="module")
+def client(client_node):
+    action = ActionClient(client_node, Generate, ACTION)
+    assert action.wait_for_server(timeout_sec=30)
+    yield action
+    action.destroy()
+
+
+def run_goal(client, goal, timeout=120.0, feedback=None):
+    handle = result_of(client.send_goal_async(goal, feedback_callback=feedback), 30)
+    assert handle.accepted
+    return result_of(handle.get_result_async(), timeout)
+
+
+def test_generates_through_the_action_with_streaming_feedback(client):
+    partials = []
+    response = run_goal(client, chat_goal("Describe a harbour at dawn.", max_tokens=32),
+                        feedback=lambda m: partials.append(m.feedback))
+    result = response.result
+    assert result.finish_reason in ("stop", "length") and result.tokens > 0 and result.text.strip()
+    assert result.model.startswith("SmolLM2-135M-Instruct.Q4_1@")
+    assert result.tokens_per_s > 0
+    assert partials, "no feedback"
+    texts = [p.partial_text for p in partials]
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), "feedback text must grow"
+    assert result.text.startswith(texts[-1])
+
+
+def test_plain_prompt_without_chat_template(client):
+    result = run_goal(client, Generate.Goal(prompt="The three primary colours are", max_tokens=12)).result
+    assert result.finish_reason in ("stop", "length") and result.tokens > 0
+
+
+def test_twenty_prompts_with_a_schema_all_parse_and_validate(client):
+    schema = compile_schema(json.dumps(VESSEL_SCHEMA))
+    goals = [chat_goal(f"{p} Report the vessel as JSON.", json_schema=json.dumps(VESSEL_SCHEMA), max_tokens=160,
+                       temperature=0.0 if i % 2 else 0.8) for i, p in enumerate(PROMPTS)]
+    results = []
+    for start in range(0, len(goals), 4):  # four at a time: the node's parallel sequences
+        handles = [result_of(client.send_goal_async(g), 30) for g in goals[start:start + 4]]
+        results += [result_of(h.get_result_async(), 180).result for h in handles]
+    problems = []
+    for goal, result in zip(goals, results):
+        value, problem = schema.validate(result.text)
+        if problem or result.finish_reason != "stop":
+            problems.append((goal.messages[0].content, result.finish_reason, result.error, problem, result.text))
+    assert not problems, problems
+
+
+def test_cancel_mid_generation_returns_the_partial_text(client):
+    partials = []
+    handle = result_of(client.send_goal_async(chat_goal(STORY, max_tokens=600),
+                                              feedback_callback=lambda m: partials.append(m)), 30)
+    assert wait_until(lambda: len(partials) >= 3, 60)
+    result_of(handle.cancel_goal_async(), 10)
+    response = result_of(handle.get_result_async(), 30)
+    assert response.result.finish_reason == "cancelled"
+    assert 0 < response.result.tokens < 600 and response.result.text.strip()
+
+
+def test_queue_overflow_is_refused_with_a_reason_and_no_goal_is_lost(client):
+    goals = [chat_goal(STORY, max_tokens=80) for _ in range(10)]  # 4 parallel + 2 queued fit
+    handles = [result_of(client.send_goal_async(g), 30) for g in goals]
+    results = [result_of(h.get_result_async(), 300).result for h in handles]
+    refused = [r for r in results if r.finish_reason == "error"]
+    served = [r for r in results if r.finish_reason in ("stop", "length")]
+    assert len(refused) + len(served) == len(goals)
+    assert refused and all("queue full" in r.error for r in refused)
+    assert len(served) >= 6
+
+
+def test_two_clients_at_once(client_node, client):
+    with ros_node("llm_second_client") as other_node:
+        other = ActionClient(other_node, Generate, ACTION)
+        assert other.wait_for_server(timeout_sec=30)
+        answers = {}
+
+        def ask(name, action):
+            answers[name] = run_goal(action, chat_goal(f"Say hello to {name}.", max_tokens=24)).result
+
+        threads = [threading.Thread(target=ask, args=(n, a)) for n, a in (("Ana", client), ("Bo", other))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+        assert set(answers) == {"Ana", "Bo"}
+        assert all(a.finish_reason in ("stop", "length") and a.tokens > 0 for a in answers.values())
+        other.destroy()
+
+
+@pytest.mark.parametrize(
+    "goal, words",
+    [
+        (Generate.Goal(prompt="", max_tokens=10), "neither a prompt nor messages"),
+        (Generate.Goal(messages=[ChatMessage(role="user", content="  ")]), "every chat message is empty"),
+        (Generate.Goal(prompt="Hi", json_schema="{broken"), "not valid JSON"),
+        (Generate.Goal(prompt="Hi", json_schema='{"type": "string", "pattern": "a+"}'), "must be anchored"),
+        (Generate.Goal(prompt="word " * 1500, max_tokens=10), "context overflow"),
+        (Generate.Goal(prompt="Hi", max_tokens=100000), "context overflow"),
+    ],
+)
+def test_bad_goals_end_with_a_clear_error_and_the_node_keeps_serving(client, goal, words):
+    result = run_goal(client, goal, timeout=30).result
+    assert result.finish_reason == "error" and words in result.error, result.error
+    assert run_goal(client, Generate.Goal(prompt="Hello", max_tokens=4)).result.finish_reason in ("stop", "length")
+
+
+def test_a_model_that_fails_to_load_then_a_good_one(tmp_path):
+    """No model at start: the node stays up, reports ERROR naming the cause, refuses goals, accepts a new model."""
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\xff" * 4096)
+    namespace = "/t2llm_bad"
+    process = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={namespace}",
+                     "-p", f"model_path:={corrupt}", "-p", "diagnostics_period_s:=0.2"])
+    try:
+        with ros_node("llm_bad_model_client") as node:
+            fqn = f"{namespace}/llm_node"
+            watcher = DiagnosticsWatcher(node, fqn)
+            bring_up(node, fqn)
+            error = watcher.wait_for(lambda s: s.level == DiagnosticStatus.ERROR and "no model loaded" in s.message, 60)
+            assert "could not load" in error.message and str(corrupt) in error.message
+            action = ActionClient(node, Generate, f"{namespace}/llm/generate")
+            assert action.wait_for_server(timeout_sec=30)
+            refused = run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4), timeout=30).result
+            assert refused.finish_reason == "error" and "no model is loaded" in refused.error
+
+            assert set_string_parameter(node, fqn, "model_path", str(default_llm_path()))
+            watcher.wait_for(lambda s: s.level == DiagnosticStatus.OK and "serving SmolLM2" in s.message, 120)
+            served = run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4), timeout=60).result
+            assert served.finish_reason in ("stop", "length") and served.model.startswith("SmolLM2")
+
+            # a bad model now leaves the good one serving
+            assert set_string_parameter(node, fqn, "model_path", str(tmp_path / "missing.gguf"))
+            kept = watcher.wait_for(lambda s: s.level == DiagnosticStatus.WARN and "kept SmolLM2" in s.message, 60)
+            assert "model file not found" in kept.message
+            assert run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4)).result.model.startswith("SmolLM2")
+            action.destroy()
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
