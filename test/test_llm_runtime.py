@@ -1,4 +1,6 @@
 """The llama.cpp runtime without ROS: real generation with the embedded SmolLM2 model."""
+import json
+
 import pytest
 
 from tango2_ros.core.runtime.base import ModelLoadError, RuntimeSlot, NoModelError
@@ -166,10 +168,30 @@ def test_unusable_schemas_are_refused(schema, words):
         compile_schema(schema)
 
 
-def test_keywords_the_grammar_ignores_are_checked_after_decoding():
-    schema = compile_schema('{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}}')
-    assert schema.post_checked == ("maximum", "minimum")
-    assert schema.validate('{"n": 5}') == ({"n": 5}, None)
+def test_results_are_validated_again_after_decoding():
+    schema = compile_schema(
+        '{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9, "multipleOf": 3}}}'
+    )
+    assert schema.post_checked == ("multipleOf",)  # the grammar cannot express it; the validator checks it
+    assert schema.validate('{"n": 6}') == ({"n": 6}, None)
     value, problem = schema.validate('{"n": 12}')
     assert value is None and "12 is greater than the maximum of 9" in problem
+    assert "not a multiple of 3" in schema.validate('{"n": 4}')[1]
     assert "not valid JSON" in schema.validate('{"n": ')[1]
+
+
+def test_numeric_bounds_hold_even_when_the_model_is_pushed_past_them(runtime):
+    """The model is asked for out-of-range values; the grammar only lets it write values inside the bounds."""
+    schema = compile_schema(json.dumps({
+        "type": "object",
+        "properties": {
+            "speed_kn": {"type": "number", "minimum": 0, "maximum": 30},
+            "course_deg": {"type": "integer", "minimum": 0, "exclusiveMaximum": 360},
+            "depth_m": {"type": "number", "minimum": -11000, "maximum": -0.5},
+        },
+        "required": ["speed_kn", "course_deg", "depth_m"],
+    }))
+    prompt = chat(runtime, "Report speed 95000 knots, course 7200 degrees and depth 5 metres above sea as JSON.")
+    for temperature in (0.0, 1.0):
+        result = runtime.generate(prompt, max_tokens=60, schema=schema, temperature=temperature, seed=7)
+        assert schema.validate(result.text)[1] is None, result.text

@@ -137,7 +137,7 @@ class LlamaEngine:
         return self.llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
 
     def submit(self, request: GenerationRequest) -> None:
-        """Queue a request; raises EngineError when the queue is full or the prompt cannot fit."""
+        """Queue a request; raises EngineError when n_parallel run and max_queue wait already."""
         if not request.prompt_tokens:
             raise EngineError("the prompt is empty")
         if len(request.prompt_tokens) >= self.n_ctx_per_seq:
@@ -147,7 +147,8 @@ class LlamaEngine:
         with self._cond:
             if self._stopping:
                 raise EngineError("the engine is shutting down")
-            if len(self._queue) >= self.max_queue:
+            # requests that will find a free sequence slot at the engine's next step do not count as waiting
+            if len(self._queue) - len(self._free_seq_ids) >= self.max_queue:
                 raise EngineError(
                     f"queue full: {len(self._running)} running and {len(self._queue)} waiting (max_queue={self.max_queue})"
                 )

@@ -2,8 +2,8 @@
 
 llama.cpp turns a JSON Schema into a grammar, but its converter silently ignores some keywords (numeric bounds,
 multipleOf, uniqueItems, the email format; oneOf behaves like anyOf) and asserts on an unanchored `pattern`.
-So a schema is checked here first (a clear error instead of a crash), and every result is validated again with
-a full JSON Schema validator after decoding.
+So a schema is checked here first (a clear error instead of a crash), numeric bounds are added to the grammar
+(see grammar.py), and every result is validated again with a full JSON Schema validator after decoding.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-NOT_ENFORCED_BY_GRAMMAR = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems")
+NOT_ENFORCED_BY_GRAMMAR = ("multipleOf", "uniqueItems", "format", "oneOf", "not", "if", "dependentRequired")
 
 
 class SchemaError(ValueError):
@@ -55,10 +55,10 @@ def compile_schema(schema_text: str) -> CompiledSchema:
     for pattern in _walk_values(schema, "pattern"):
         if not (isinstance(pattern, str) and pattern.startswith("^") and pattern.endswith("$")):
             raise SchemaError(f"unsupported schema: pattern {pattern!r} must be anchored with ^ and $")
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    from tango2_ros.core.runtime.grammar import json_schema_to_grammar
 
     try:
-        grammar = json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_grammar(schema)
     except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions for what it cannot express
         raise SchemaError(f"unsupported schema: {exc}") from None
     return CompiledSchema(schema=schema, grammar=grammar, post_checked=post_checked)
