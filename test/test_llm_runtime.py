@@ -39,6 +39,27 @@ def test_parallel_sequences_give_the_same_text_as_one_at_a_time(runtime):
     assert together == alone
 
 
+def test_a_repeated_prompt_prefix_is_served_from_the_kv_cache():
+    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=512))
+    try:
+        system = "You are the bridge assistant of a container ship. Answer briefly. "
+        first = runtime.generate(system + "What is a buoy?", max_tokens=16)
+        again = runtime.generate(system + "What is a buoy?", max_tokens=16)
+        other = runtime.generate(system + "What is a pilot?", max_tokens=16)
+        prompt_length = len(runtime.engine.tokenize(system + "What is a buoy?"))
+        assert first.reused_prompt_tokens == 0
+        assert again.reused_prompt_tokens == prompt_length - 1 and again.text == first.text
+        shared = len(runtime.engine.tokenize(system + "What is a"))
+        assert shared - 1 <= other.reused_prompt_tokens <= shared
+        fresh = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=512))
+        try:
+            assert fresh.generate(system + "What is a pilot?", max_tokens=16).text == other.text
+        finally:
+            fresh.close()
+    finally:
+        runtime.close()
+
+
 def test_cancel_stops_generation_and_keeps_the_partial_text(runtime):
     cancel_at = 8
     holder = {}

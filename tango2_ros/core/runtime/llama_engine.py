@@ -6,6 +6,8 @@ is the only thread that touches it; other threads submit requests through a boun
 through callbacks. Each step decodes one token for every running sequence in one `llama_decode` batch, and new
 requests join between steps (continuous batching), first come first served, so no request starves.
 Each request has its own sampler chain (grammar for JSON Schema output, temperature, seed).
+A finished sequence keeps its KV cache: the next request that starts with the same tokens (a shared system
+prompt, a repeated question) is given that slot and only the new part of its prompt is decoded.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class GenerationResult:
     finish_reason: str
     error: str = ""
     prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0  # prompt tokens served from a previous request's KV cache
     time_to_first_token_s: float = 0.0
     generation_s: float = 0.0
 
@@ -78,6 +81,8 @@ class _Sequence:
     decoder: codecs.IncrementalDecoder
     n_past: int = 0
     pending: list[int] = field(default_factory=list)  # tokens still to feed to the model
+    fed: list[int] = field(default_factory=list)  # tokens whose KV cache entries this sequence holds
+    reused: int = 0
     logits_index: int = -1
     text: str = ""
     generated: int = 0
@@ -124,6 +129,7 @@ class LlamaEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._free_seq_ids = list(range(n_parallel))
+        self._cached_tokens: dict[int, list[int]] = {seq_id: [] for seq_id in range(n_parallel)}
         self._queue: collections.deque[GenerationRequest] = collections.deque()
         self._running: list[_Sequence] = []
         self._cond = threading.Condition()
@@ -196,20 +202,46 @@ class LlamaEngine:
             if request.cancelled.is_set():
                 self._finish_unstarted(request, FINISH_CANCELLED)
                 continue
+            seq_id, reuse = self._take_slot(request.prompt_tokens)
             sequence = _Sequence(
                 request=request,
-                seq_id=self._free_seq_ids.pop(0),
+                seq_id=seq_id,
                 sampler=self._make_sampler(request),
                 decoder=codecs.getincrementaldecoder("utf-8")(errors="replace"),
-                pending=list(request.prompt_tokens),
+                n_past=reuse,
+                reused=reuse,
+                pending=list(request.prompt_tokens[reuse:]),
+                fed=list(request.prompt_tokens[:reuse]),
             )
             if not sequence.sampler:
-                self._free_seq_ids.insert(0, sequence.seq_id)
+                self._release_slot(sequence)
                 self._finish_unstarted(request, FINISH_ERROR, "llama.cpp rejected the grammar")
                 continue
             self._running.append(sequence)
             admitted.append(sequence)
         return admitted
+
+    def _take_slot(self, prompt: list[int]) -> tuple[int, int]:
+        """The free sequence whose cached tokens share the longest prefix with prompt, and how many to reuse."""
+        def shared(seq_id: int) -> int:
+            n = 0
+            for cached, token in zip(self._cached_tokens[seq_id], prompt):
+                if cached != token:
+                    break
+                n += 1
+            return n
+
+        seq_id = max(self._free_seq_ids, key=shared)
+        self._free_seq_ids.remove(seq_id)
+        reuse = min(shared(seq_id), len(prompt) - 1)  # feed at least one token to get logits
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, reuse, -1)
+        self._cached_tokens[seq_id] = []
+        return seq_id, reuse
+
+    def _release_slot(self, sequence: _Sequence) -> None:
+        """Give the slot back, remembering which tokens its KV cache holds."""
+        self._cached_tokens[sequence.seq_id] = sequence.fed
+        self._free_seq_ids.append(sequence.seq_id)
 
     def _make_sampler(self, request: GenerationRequest):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -238,8 +270,10 @@ class LlamaEngine:
                 self._batch_add(token, sequence.n_past, sequence.seq_id, False)
                 sequence.n_past += 1
             if llama_cpp.llama_decode(self.ctx, self.batch) != 0:
+                sequence.fed = []  # the cache state after a failed decode is not trusted
                 self._finish(sequence, FINISH_ERROR, "llama_decode failed while reading the prompt")
                 return
+            sequence.fed += chunk
             del sequence.pending[: len(chunk)]
 
     def _decode_step(self) -> None:
@@ -256,11 +290,13 @@ class LlamaEngine:
                 self._batch_add(token, sequence.n_past, sequence.seq_id, last)
                 sequence.n_past += 1
             sequence.logits_index = self.batch.n_tokens - 1
+            sequence.fed += sequence.pending
             sequence.pending = []
         if self.batch.n_tokens == 0:
             return
         if llama_cpp.llama_decode(self.ctx, self.batch) != 0:
             for sequence in [s for s in self._running if s not in deferred]:
+                sequence.fed = []  # the cache state after a failed decode is not trusted
                 self._finish(sequence, FINISH_ERROR, "llama_decode failed (out of context memory?)")
 
     def _sample_step(self) -> None:
@@ -298,7 +334,6 @@ class LlamaEngine:
     def _finish(self, sequence: _Sequence, reason: str, error: str = "") -> None:
         now = time.monotonic()
         sequence.text += sequence.decoder.decode(b"", final=True)
-        llama_cpp.llama_memory_seq_rm(self.memory, sequence.seq_id, -1, -1)
         llama_cpp.llama_sampler_free(sequence.sampler)
         request = sequence.request
         request.result = GenerationResult(
@@ -307,12 +342,13 @@ class LlamaEngine:
             finish_reason=reason,
             error=error,
             prompt_tokens=len(request.prompt_tokens),
+            reused_prompt_tokens=sequence.reused,
             time_to_first_token_s=(sequence.first_token_at or now) - request.submitted_at,
             generation_s=now - sequence.started_at,
         )
         with self._cond:
             self._running.remove(sequence)
-            self._free_seq_ids.append(sequence.seq_id)
+            self._release_slot(sequence)
         request.finished.set()
 
     def _finish_unstarted(self, request: GenerationRequest, reason: str, error: str = "") -> None:
