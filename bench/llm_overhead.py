@@ -25,7 +25,7 @@ setup_env()
 
 from rclpy.action import ActionClient  # noqa: E402
 
-from helpers.lifecycle import bring_up  # noqa: E402
+from helpers.lifecycle import bring_up, set_parameter  # noqa: E402
 from helpers.ros import result_of, ros_node, spawn, stop  # noqa: E402
 from tango2_msgs.action import Generate  # noqa: E402
 from tango2_ros.core.runtime.default_models import default_llm_path  # noqa: E402
@@ -34,8 +34,8 @@ NAMESPACE = "/bench"
 PROMPT = ("<|im_start|>user\nWrite a detailed description of a busy container port at night, the ships, "
           "the cranes and the people who work there.<|im_end|>\n<|im_start|>assistant\n")
 SCHEMA = {"type": "object", "properties": {
-    "summary": {"type": "string", "maxLength": 400},
-    "ships": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 8},
+    "summary": {"type": "string", "maxLength": 200},
+    "ships": {"type": "array", "items": {"type": "string", "maxLength": 30}, "maxItems": 4},
     "busy": {"type": "boolean"}}, "required": ["summary", "ships", "busy"]}
 
 
@@ -63,17 +63,16 @@ def action_run(client, max_tokens: int, schema: str = "") -> tuple[float, float,
     end = time.perf_counter()
     if result.finish_reason == "error":
         raise RuntimeError(result.error)
-    ttft = (first[0] if first else end) - started
-    return (result.tokens - 1) / (end - (first[0] if first else started)), ttft, result.tokens, end - started
+    if not first:  # no feedback (stream_interval_tokens = 0): rate over the whole request
+        return result.tokens / (end - started), float("nan"), result.tokens, end - started
+    return (result.tokens - 1) / (end - first[0]), first[0] - started, result.tokens, end - started
 
 
-def concurrent(client_node, clients: int, requests_per_client: int, max_tokens: int) -> dict:
+def concurrent(actions: list, requests_per_client: int, max_tokens: int) -> dict:
+    """Each of the action clients sends requests_per_client goals, one after the other."""
     latencies: list[float] = []
     tokens = [0]
     lock = threading.Lock()
-    actions = [ActionClient(client_node, Generate, f"{NAMESPACE}/llm/generate") for _ in range(clients)]
-    for action in actions:
-        action.wait_for_server(timeout_sec=30)
 
     def worker(action):
         for _ in range(requests_per_client):
@@ -89,9 +88,7 @@ def concurrent(client_node, clients: int, requests_per_client: int, max_tokens: 
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    for action in actions:
-        action.destroy()
-    return {"clients": clients, "requests": len(latencies), "tokens_per_s": tokens[0] / wall,
+    return {"clients": len(actions), "requests": len(latencies), "tokens_per_s": tokens[0] / wall,
             "latency_p50_s": percentile(latencies, 50), "latency_p99_s": percentile(latencies, 99)}
 
 
@@ -124,10 +121,20 @@ def main() -> int:
             raw_tps, ros_tps = median([r[0] for r in raw]), median([r[0] for r in ros])
             raw_ttft, ros_ttft = median([r[1] for r in raw]), median([r[1] for r in ros])
             node_rss = rss_bytes(node.pid)
-            levels = [concurrent(client_node, c, r, args.max_tokens) for c, r in ((1, 4), (4, 2), (16, 1))]
+            # streaming every token to 16 clients floods their executors (each action client receives all
+            # feedback of the action); the load phase measures generation with feedback off
+            set_parameter(client_node, f"{NAMESPACE}/llm_node", "stream_interval_tokens", 0)
+            # clients are created once: destroying them while the executor spins can stop it
+            actions = [ActionClient(client_node, Generate, f"{NAMESPACE}/llm/generate") for _ in range(16)]
+            for action in actions:
+                action.wait_for_server(timeout_sec=30)
+            # wait_for_server only says the client sees the server; until the server has discovered the new
+            # clients too, its responses to them are lost (a ROS 2 discovery race), so let discovery settle
+            time.sleep(3.0)
+            levels = [concurrent(actions[:c], r, args.max_tokens) for c, r in ((1, 4), (4, 2), (16, 1))]
             plain = median([action_run(client, args.max_tokens)[0] for _ in range(3)])
-            constrained = median([action_run(client, args.max_tokens, json.dumps(SCHEMA))[0] for _ in range(3)])
-            client.destroy()
+            # the schema bounds the output below 192 tokens, so no constrained answer is cut off
+            constrained = median([action_run(client, 192, json.dumps(SCHEMA))[0] for _ in range(3)])
     finally:
         stop(node)
     data = {

@@ -7,7 +7,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.action import ActionClient
 
 from helpers.diagnostics import DiagnosticsWatcher
-from helpers.lifecycle import bring_up, set_string_parameter
+from helpers.lifecycle import bring_up, set_parameter
 from helpers.ros import result_of, ros_node, spawn, stop, wait_until
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ChatMessage
@@ -207,13 +207,13 @@ def test_a_model_that_fails_to_load_then_a_good_one(tmp_path):
             refused = run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4), timeout=30).result
             assert refused.finish_reason == "error" and "no model is loaded" in refused.error
 
-            assert set_string_parameter(node, fqn, "model_path", str(default_llm_path()))
+            assert set_parameter(node, fqn, "model_path", str(default_llm_path()))
             watcher.wait_for(lambda s: s.level == DiagnosticStatus.OK and "serving SmolLM2" in s.message, 120)
             served = run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4), timeout=60).result
             assert served.finish_reason in ("stop", "length") and served.model.startswith("SmolLM2")
 
             # a bad model now leaves the good one serving
-            assert set_string_parameter(node, fqn, "model_path", str(tmp_path / "missing.gguf"))
+            assert set_parameter(node, fqn, "model_path", str(tmp_path / "missing.gguf"))
             kept = watcher.wait_for(lambda s: s.level == DiagnosticStatus.WARN and "kept SmolLM2" in s.message, 60)
             assert "model file not found" in kept.message
             assert run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4)).result.model.startswith("SmolLM2")

@@ -17,6 +17,9 @@ from tango2_ros.ros.interfaces import fill, import_interface, to_data
 from tango2_ros.ros.session import ros_session
 
 DISCOVERY_S = 1.5
+# A new client sees the server before the server has matched the client's response reader; a request sent in
+# that window is answered into the void. One-shot CLI clients wait this long after discovery before calling.
+RESPONSE_MATCH_S = 0.5
 
 
 def register(commands) -> None:
@@ -192,6 +195,7 @@ def run_call(args) -> int:
         client = node.create_client(service_type, args.service)
         if not client.wait_for_service(timeout_sec=min(args.timeout, 5.0)):
             raise UserError(f"service {args.service} is not available")
+        time.sleep(RESPONSE_MATCH_S)
         future = client.call_async(request)
         rclpy.spin_until_future_complete(node, future, timeout_sec=args.timeout)
         if not future.done():
@@ -210,6 +214,7 @@ def run_send_goal(args) -> int:
         client = ActionClient(node, action_type, args.action)
         if not client.wait_for_server(timeout_sec=min(args.timeout, 5.0)):
             raise UserError(f"action server {args.action} is not available")
+        time.sleep(RESPONSE_MATCH_S)
 
         def on_feedback(message) -> None:
             if args.feedback:

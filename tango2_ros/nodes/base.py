@@ -12,7 +12,7 @@ from typing import Any, Callable
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 OK = DiagnosticStatus.OK
@@ -167,7 +167,8 @@ def run_node(node_class: Callable[[], Tango2Node], args: list[str] | None = None
     """
     rclpy.init(args=args)
     node = node_class()
-    executor = MultiThreadedExecutor(num_threads=node.executor_threads())
+    threads = node.executor_threads()
+    executor = SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
     try:
         executor.spin()

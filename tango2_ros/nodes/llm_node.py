@@ -15,6 +15,8 @@ import time
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
+from rclpy.task import Future
 from rcl_interfaces.msg import SetParametersResult
 
 from tango2_msgs.action import Generate
@@ -54,20 +56,28 @@ class LlmNode(Tango2Node):
         self._action_server: ActionServer | None = None
         self._accepting = False
         self.add_on_set_parameters_callback(self._on_parameters)
+        # rclpy resumes a coroutine waiting on a future only when its executor wakes up for some event
+        self._goal_waker = self.create_guard_condition(lambda: None)
 
     def executor_threads(self) -> int:
-        """Each goal waits in an executor thread while the engine decodes; leave room for the queue."""
-        return self.param("n_parallel") + self.param("max_queue") + 4
+        """Goals are coroutines that wait on futures, so one thread serves them all."""
+        return 1
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
         self._load_and_swap(self.param("model_path"))
+        # Services keep only 10 requests by default: a burst of goals beyond that would vanish unanswered.
+        # Keep room for every goal the node can hold, so refusals come back as results with a reason.
+        requests = QoSProfile(depth=4 * (self.param("n_parallel") + self.param("max_queue")) + 10)
         self._action_server = ActionServer(
             self, Generate, "llm/generate",
             execute_callback=self._execute,
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=self._cancel,
             callback_group=ReentrantCallbackGroup(),
+            goal_service_qos_profile=requests,
+            result_service_qos_profile=requests,
+            cancel_service_qos_profile=requests,
         )
 
     def activate(self) -> None:
@@ -137,7 +147,8 @@ class LlmNode(Tango2Node):
             request.cancel()
         return CancelResponse.ACCEPT
 
-    def _execute(self, goal_handle) -> Generate.Result:
+    async def _execute(self, goal_handle) -> Generate.Result:
+        """A coroutine: while the engine decodes, the goal waits on a future, not in a blocked thread."""
         self._count("goals")
         goal = goal_handle.request
         key = bytes(goal_handle.goal_id.uuid)
@@ -153,14 +164,22 @@ class LlmNode(Tango2Node):
                 def feedback(text: str, tokens: int) -> None:
                     goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
 
+                done = Future(executor=self.executor)
+
+                def finished() -> None:  # engine thread: complete the future, then wake the executor to resume us
+                    done.set_result(True)
+                    self._goal_waker.trigger()
+
                 request = runtime.start(
                     prompt, max_tokens=max_tokens, temperature=max(0.0, float(goal.temperature)), schema=schema,
                     stream_interval=interval, on_partial=feedback if interval else None,
+                    on_finished=finished,
                 )
                 self._active_requests[key] = request
                 if goal_handle.is_cancel_requested:
                     request.cancel()
-                generation = request.wait()
+                await done
+                generation = request.result
                 result = Generate.Result(
                     text=generation.text, tokens=generation.tokens, finish_reason=generation.finish_reason,
                     model=runtime.identity.label, tokens_per_s=generation.tokens_per_s, error=generation.error,

@@ -10,12 +10,11 @@ from rclpy.node import Node
 
 @contextmanager
 def ros_session(name: str) -> Iterator[Node]:
-    """Init rclpy, yield a node, and always shut down (Ctrl-C included)."""
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(name, context=context, start_parameter_services=False)
+    """Init rclpy (the default context: a CLI command is its own process), yield a node, always shut down."""
+    rclpy.init()
+    node = rclpy.create_node(name, start_parameter_services=False)
     try:
         yield node
     finally:
         node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        rclpy.try_shutdown()

@@ -23,11 +23,20 @@ def bring_up(node, fqn: str) -> None:
     assert change_state(node, fqn, Transition.TRANSITION_ACTIVATE), f"{fqn} failed to activate"
 
 
-def set_string_parameter(node, fqn: str, name: str, value: str) -> bool:
+def set_parameter(node, fqn: str, name: str, value) -> bool:
+    """Set one parameter of a running node through its set_parameters service."""
+    if isinstance(value, bool):
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    elif isinstance(value, int):
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    elif isinstance(value, float):
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    else:
+        parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(value))
     client = node.create_client(SetParameters, f"{fqn}/set_parameters")
     try:
         assert client.wait_for_service(timeout_sec=30)
-        parameter = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
-        return result_of(client.call_async(SetParameters.Request(parameters=[parameter])), 30).results[0].successful
+        request = SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value)])
+        return result_of(client.call_async(request), 30).results[0].successful
     finally:
         node.destroy_client(client)

@@ -79,17 +79,32 @@ def wait_for_line(process: Process, needle: str, timeout: float) -> list[str]:
 
 @contextmanager
 def ros_node(name: str) -> Iterator:
-    """A node in its own context, spun by a background executor."""
+    """A node in its own context, spun by a background executor.
+
+    rclpy adds an ActionClient to the node's wait set before its constructor has finished; an executor spinning
+    in another thread can then fail on the half-built client. The spin loop here survives that and goes on.
+    """
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(name, context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    stopping = threading.Event()
+
+    def spin() -> None:
+        while not stopping.is_set() and context.ok():
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except AttributeError:
+                continue
+
+    thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
         yield node
     finally:
+        stopping.set()
+        thread.join(timeout=2.0)
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)

@@ -14,12 +14,17 @@ from __future__ import annotations
 import codecs
 import collections
 import ctypes
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import llama_cpp
+
+_log = logging.getLogger(__name__)
+
+from tango2_ros.core.runtime.sampling import TokenSampler
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -49,7 +54,8 @@ class GenerationResult:
 
 @dataclass
 class GenerationRequest:
-    """One generation. `on_partial(text, tokens)` is called every `stream_interval` tokens from the engine thread."""
+    """One generation. From the engine thread, `on_partial(text, tokens)` is called every `stream_interval` tokens
+    and `on_finished()` once the result is set."""
 
     prompt_tokens: list[int]
     max_tokens: int
@@ -58,6 +64,7 @@ class GenerationRequest:
     seed: int = 0
     stream_interval: int = 0
     on_partial: Callable[[str, int], None] | None = None
+    on_finished: Callable[[], None] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
@@ -77,7 +84,7 @@ class _Sequence:
 
     request: GenerationRequest
     seq_id: int
-    sampler: ctypes.c_void_p
+    sampler: TokenSampler
     decoder: codecs.IncrementalDecoder
     n_past: int = 0
     pending: list[int] = field(default_factory=list)  # tokens still to feed to the model
@@ -116,6 +123,7 @@ class LlamaEngine:
             lora_path=lora_path, verbose=False,
         )
         self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx_per_seq * n_parallel
         params.n_batch = self.n_batch
@@ -123,6 +131,9 @@ class LlamaEngine:
         params.n_seq_max = n_parallel
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
+        # One KV cache shared by all sequences (the engine enforces n_ctx_per_seq itself): measured faster here
+        # than per-sequence streams once sequences of different lengths have come and gone.
+        params.kv_unified = True
         self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens for {model_path}")
@@ -190,10 +201,16 @@ class LlamaEngine:
                 if self._stopping and not self._running and not self._queue:
                     return
                 admitted = self._admit_locked()
-            for sequence in admitted:
-                self._prefill_prefix(sequence)
-            self._decode_step()
-            self._sample_step()
+            try:
+                for sequence in admitted:
+                    self._prefill_prefix(sequence)
+                self._decode_step()
+                self._sample_step()
+            except Exception as exc:  # noqa: BLE001 - the engine thread must survive, and no request may hang
+                _log.exception("engine step failed")
+                for sequence in list(self._running):
+                    sequence.fed = []
+                    self._finish(sequence, FINISH_ERROR, f"internal error: {exc}")
 
     def _admit_locked(self) -> list[_Sequence]:
         admitted = []
@@ -243,22 +260,12 @@ class LlamaEngine:
         self._cached_tokens[sequence.seq_id] = sequence.fed
         self._free_seq_ids.append(sequence.seq_id)
 
-    def _make_sampler(self, request: GenerationRequest):
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        if request.grammar:
-            grammar = llama_cpp.llama_sampler_init_grammar(self.vocab, request.grammar.encode(), b"root")
-            if not grammar:
-                llama_cpp.llama_sampler_free(chain)
-                return None
-            llama_cpp.llama_sampler_chain_add(chain, grammar)
-        if request.temperature > 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(40))
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(0.95, 1))
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(request.seed & 0xFFFFFFFF))
-        else:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
+    def _make_sampler(self, request: GenerationRequest) -> TokenSampler | None:
+        try:
+            return TokenSampler(self.vocab, self.n_vocab, temperature=request.temperature, seed=request.seed,
+                                grammar=request.grammar)
+        except ValueError:
+            return None
 
     def _prefill_prefix(self, sequence: _Sequence) -> None:
         """Feed all but the last n_batch/2 prompt tokens alone, so the rest fits in the shared step batch."""
@@ -308,7 +315,7 @@ class LlamaEngine:
                 continue
             if sequence.logits_index < 0:
                 continue
-            token = llama_cpp.llama_sampler_sample(sequence.sampler, self.ctx, sequence.logits_index)
+            token = sequence.sampler.sample(self.ctx, sequence.logits_index)
             if sequence.generated == 0:
                 sequence.first_token_at = now
             if llama_cpp.llama_vocab_is_eog(self.vocab, token):
@@ -317,7 +324,7 @@ class LlamaEngine:
             sequence.generated += 1
             sequence.text += sequence.decoder.decode(self._piece(token))
             if request.stream_interval and request.on_partial and sequence.generated % request.stream_interval == 0:
-                request.on_partial(sequence.text, sequence.generated)
+                _call_safely(request.on_partial, sequence.text, sequence.generated)
             if sequence.generated >= request.max_tokens or sequence.n_past + 1 >= self.n_ctx_per_seq:
                 self._finish(sequence, FINISH_LENGTH)
                 continue
@@ -334,7 +341,7 @@ class LlamaEngine:
     def _finish(self, sequence: _Sequence, reason: str, error: str = "") -> None:
         now = time.monotonic()
         sequence.text += sequence.decoder.decode(b"", final=True)
-        llama_cpp.llama_sampler_free(sequence.sampler)
+        sequence.sampler.close()
         request = sequence.request
         request.result = GenerationResult(
             text=sequence.text,
@@ -349,12 +356,18 @@ class LlamaEngine:
         with self._cond:
             self._running.remove(sequence)
             self._release_slot(sequence)
-        request.finished.set()
+        self._notify_finished(request)
 
     def _finish_unstarted(self, request: GenerationRequest, reason: str, error: str = "") -> None:
         request.result = GenerationResult(text="", tokens=0, finish_reason=reason, error=error,
                                           prompt_tokens=len(request.prompt_tokens))
+        self._notify_finished(request)
+
+    @staticmethod
+    def _notify_finished(request: GenerationRequest) -> None:
         request.finished.set()
+        if request.on_finished:
+            _call_safely(request.on_finished)
 
     def _batch_clear(self) -> None:
         self.batch.n_tokens = 0
@@ -367,3 +380,11 @@ class LlamaEngine:
         self.batch.seq_id[i][0] = seq_id
         self.batch.logits[i] = logits
         self.batch.n_tokens = i + 1
+
+
+def _call_safely(callback: Callable, *args) -> None:
+    """Run a caller's callback on the engine thread; its failure is logged, never stops the engine."""
+    try:
+        callback(*args)
+    except Exception:  # noqa: BLE001
+        _log.exception("request callback failed")

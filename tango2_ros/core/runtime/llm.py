@@ -80,6 +80,7 @@ class LlmRuntime(ModelRuntime):
         schema: CompiledSchema | None = None,
         stream_interval: int = 0,
         on_partial: Callable[[str, int], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
         seed: int = 0,
     ) -> GenerationRequest:
         """Queue a generation and return its handle (wait(), cancel()); raises EngineError if it cannot queue."""
@@ -93,6 +94,7 @@ class LlmRuntime(ModelRuntime):
             seed=seed,
             stream_interval=stream_interval,
             on_partial=on_partial,
+            on_finished=on_finished,
         )
         if len(request.prompt_tokens) + max_tokens > self.options.n_ctx_per_seq:
             raise EngineError(
