@@ -12,11 +12,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
-from tango2_ros.ros.graph import snapshot
+from tango2_ros.ros.graph import settled_snapshot
 from tango2_ros.ros.interfaces import fill, import_interface, to_data
 from tango2_ros.ros.session import ros_session
 
-DISCOVERY_S = 1.5
 # A new client sees the server before the server has matched the client's response reader; a request sent in
 # that window is answered into the void. One-shot CLI clients wait this long after discovery before calling.
 RESPONSE_MATCH_S = 0.5
@@ -24,7 +23,7 @@ RESPONSE_MATCH_S = 0.5
 
 def register(commands) -> None:
     graph = commands.add_parser("graph", help="print the live ROS graph")
-    graph.add_argument("--wait", type=float, default=DISCOVERY_S, metavar="S", help="discovery time")
+    graph.add_argument("--wait", type=float, default=10.0, metavar="S", help="longest time to let discovery settle")
     graph.add_argument("--json", action="store_true")
     graph.set_defaults(handler=run_graph)
 
@@ -79,16 +78,14 @@ def register(commands) -> None:
 
 def run_graph(args) -> int:
     with ros_session("tango2_cli") as node:
-        time.sleep(args.wait)
-        graph = snapshot(node)
+        graph = settled_snapshot(node, max_wait_s=args.wait)
     emit(args, graph.as_dict(), graph.format())
     return 0
 
 
 def _list(args, what: str) -> int:
     with ros_session("tango2_cli") as node:
-        time.sleep(DISCOVERY_S)
-        data = getattr(snapshot(node), what)
+        data = getattr(settled_snapshot(node), what)
     if isinstance(data, dict):
         human = "\n".join(f"{name}  [{', '.join(types)}]" for name, types in data.items())
     else:

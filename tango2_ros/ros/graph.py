@@ -61,3 +61,19 @@ def wait_for_nodes(node: Node, names: list[str], timeout_s: float, settle_s: flo
             return True
         time.sleep(0.05)
     return False
+
+
+def settled_snapshot(node: Node, *, min_wait_s: float = 2.0, max_wait_s: float = 10.0, settle_s: float = 1.5) -> Graph:
+    """The graph once discovery has gone quiet: unchanged for settle_s, after at least min_wait_s."""
+    started = time.monotonic()
+    previous, stable_since = None, started
+    while True:
+        current = snapshot(node)
+        now = time.monotonic()
+        if previous is None or current.as_dict() != previous.as_dict():
+            previous, stable_since = current, now
+        elif now - started >= min_wait_s and now - stable_since >= settle_s:
+            return current
+        if now - started >= max_wait_s:
+            return current
+        time.sleep(0.1)

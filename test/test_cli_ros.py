@@ -1,0 +1,65 @@
+"""The `ros2`-like tools of the tango2 CLI against a live node brought up by `tango2 launch`."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.ros import spawn, stop, wait_for_line
+
+pytestmark = pytest.mark.ros
+
+PROFILE = """\
+description: CLI test
+nodes:
+  - name: llm_node
+    executable: llm_node
+    namespace: /t2cli
+    parameters: {n_parallel: 1, n_ctx_per_seq: 512, diagnostics_period_s: 0.2}
+"""
+
+
+def tango2_json(*args: str, timeout: float = 60):
+    result = subprocess.run([sys.executable, "-m", "tango2_ros.cli", *args, "--json"], capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def live_node(tmp_path_factory):
+    profile = tmp_path_factory.mktemp("cli") / "clitest.yaml"
+    profile.write_text(PROFILE)
+    launcher = spawn(["-m", "tango2_ros.cli", "launch", str(profile)])
+    try:
+        wait_for_line(launcher, "llm_node: active", timeout=120)
+        yield launcher
+    finally:
+        stop(launcher)
+
+
+def test_node_and_action_lists(live_node):
+    assert "/t2cli/llm_node" in tango2_json("node", "list")[0]["nodes"]
+    actions = tango2_json("action", "list")[0]["actions"]
+    assert actions["/t2cli/llm/generate"] == ["tango2_msgs/action/Generate"]
+    graph = tango2_json("graph")[0]
+    assert "/diagnostics" in graph["topics"] and "/t2cli/llm_node/get_state" in graph["services"]
+
+
+def test_action_send_goal(live_node):
+    (result,) = tango2_json("action", "send_goal", "/t2cli/llm/generate", "tango2_msgs/action/Generate",
+                            "{prompt: 'The sea is', max_tokens: 4}")
+    assert result["finish_reason"] in ("stop", "length") and result["model"].startswith("SmolLM2")
+
+
+def test_service_call(live_node):
+    (response,) = tango2_json("service", "call", "/t2cli/llm_node/get_state", "lifecycle_msgs/srv/GetState")
+    assert response["current_state"]["label"] == "active"
+
+
+def test_topic_echo_and_hz(live_node):
+    messages = tango2_json("topic", "echo", "/diagnostics", "--count", "2", "--timeout", "20")
+    assert len(messages) == 2
+    assert any(s["name"] == "/t2cli/llm_node" for m in messages for s in m["status"])
+    (rate,) = tango2_json("topic", "hz", "/diagnostics", "--duration", "3")
+    assert rate["messages"] >= 5 and 2.0 < rate["rate_hz"] < 20.0  # published every 0.2 s
