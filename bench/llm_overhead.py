@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "test"))
-from common import median, parser, percentile, report, rss_bytes, setup_env  # noqa: E402
+from common import median, parser, percentile, report, setup_env  # noqa: E402
 
 setup_env()
 
@@ -28,6 +28,7 @@ from rclpy.action import ActionClient  # noqa: E402
 from helpers.lifecycle import bring_up, set_parameter  # noqa: E402
 from helpers.ros import result_of, ros_node, spawn, stop  # noqa: E402
 from tango2_msgs.action import Generate  # noqa: E402
+from tango2_ros.core.runtime.base import resident_memory_bytes  # noqa: E402
 from tango2_ros.core.runtime.default_models import default_llm_path  # noqa: E402
 
 NAMESPACE = "/bench"
@@ -120,7 +121,7 @@ def main() -> int:
             llama.close()
             raw_tps, ros_tps = median([r[0] for r in raw]), median([r[0] for r in ros])
             raw_ttft, ros_ttft = median([r[1] for r in raw]), median([r[1] for r in ros])
-            node_rss = rss_bytes(node.pid)
+            node_rss = resident_memory_bytes(node.pid)
             # streaming every token to 16 clients floods their executors (each action client receives all
             # feedback of the action); the load phase measures generation with feedback off
             set_parameter(client_node, f"{NAMESPACE}/llm_node", "stream_interval_tokens", 0)

@@ -27,15 +27,14 @@ def register(commands) -> None:
     graph.add_argument("--json", action="store_true")
     graph.set_defaults(handler=run_graph)
 
-    node = commands.add_parser("node", help="node tools").add_subparsers(dest="verb", required=True)
-    node_list = node.add_parser("list", help="list nodes")
-    node_list.add_argument("--json", action="store_true")
-    node_list.set_defaults(handler=lambda a: _list(a, "nodes"))
+    tools = {}
+    for kind, plural in (("node", "nodes"), ("topic", "topics"), ("service", "services"), ("action", "actions")):
+        tools[kind] = commands.add_parser(kind, help=f"{kind} tools").add_subparsers(dest="verb", required=True)
+        listing = tools[kind].add_parser("list", help=f"list {plural}")
+        listing.add_argument("--json", action="store_true")
+        listing.set_defaults(handler=lambda a, plural=plural: _list(a, plural))
 
-    topic = commands.add_parser("topic", help="topic tools").add_subparsers(dest="verb", required=True)
-    topic_list = topic.add_parser("list", help="list topics and their types")
-    topic_list.add_argument("--json", action="store_true")
-    topic_list.set_defaults(handler=lambda a: _list(a, "topics"))
+    topic = tools["topic"]
     echo = topic.add_parser("echo", help="print messages of a topic")
     echo.add_argument("topic")
     echo.add_argument("type", nargs="?", help="message type, e.g. std_msgs/msg/String (default: from the graph)")
@@ -50,11 +49,7 @@ def register(commands) -> None:
     hz.add_argument("--json", action="store_true")
     hz.set_defaults(handler=run_hz)
 
-    service = commands.add_parser("service", help="service tools").add_subparsers(dest="verb", required=True)
-    service_list = service.add_parser("list", help="list services and their types")
-    service_list.add_argument("--json", action="store_true")
-    service_list.set_defaults(handler=lambda a: _list(a, "services"))
-    call = service.add_parser("call", help="call a service")
+    call = tools["service"].add_parser("call", help="call a service")
     call.add_argument("service")
     call.add_argument("type", help="service type, e.g. tango2_msgs/srv/ListModels")
     call.add_argument("request", nargs="?", default="{}", help="request fields as YAML, e.g. '{task: llm}'")
@@ -62,11 +57,7 @@ def register(commands) -> None:
     call.add_argument("--json", action="store_true")
     call.set_defaults(handler=run_call)
 
-    action = commands.add_parser("action", help="action tools").add_subparsers(dest="verb", required=True)
-    action_list = action.add_parser("list", help="list actions and their types")
-    action_list.add_argument("--json", action="store_true")
-    action_list.set_defaults(handler=lambda a: _list(a, "actions"))
-    send = action.add_parser("send_goal", help="send a goal and wait for the result")
+    send = tools["action"].add_parser("send_goal", help="send a goal and wait for the result")
     send.add_argument("action")
     send.add_argument("type", help="action type, e.g. tango2_msgs/action/Generate")
     send.add_argument("goal", help="goal fields as YAML, e.g. '{prompt: Hello, max_tokens: 32}'")
@@ -183,11 +174,16 @@ def run_hz(args) -> int:
     return 0
 
 
+def _typed_request(type_name: str, part: str, kind: str, text: str) -> tuple[type, object]:
+    """The interface class and its `part` (Request or Goal) filled from YAML text."""
+    interface = import_interface(type_name)
+    if not hasattr(interface, part):
+        raise UserError(f"{type_name} is not {kind} type")
+    return interface, fill(getattr(interface, part)(), _parse_yaml(text, f"the {part.lower()}"))
+
+
 def run_call(args) -> int:
-    service_type = import_interface(args.type)
-    if not hasattr(service_type, "Request"):
-        raise UserError(f"{args.type} is not a service type")
-    request = fill(service_type.Request(), _parse_yaml(args.request, "the request"))
+    service_type, request = _typed_request(args.type, "Request", "a service", args.request)
     with ros_session("tango2_cli_call") as node:
         client = node.create_client(service_type, args.service)
         if not client.wait_for_service(timeout_sec=min(args.timeout, 5.0)):
@@ -203,10 +199,7 @@ def run_call(args) -> int:
 
 
 def run_send_goal(args) -> int:
-    action_type = import_interface(args.type)
-    if not hasattr(action_type, "Goal"):
-        raise UserError(f"{args.type} is not an action type")
-    goal = fill(action_type.Goal(), _parse_yaml(args.goal, "the goal"))
+    action_type, goal = _typed_request(args.type, "Goal", "an action", args.goal)
     with ros_session("tango2_cli_action") as node:
         client = ActionClient(node, action_type, args.action)
         if not client.wait_for_server(timeout_sec=min(args.timeout, 5.0)):

@@ -130,25 +130,24 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def resident_memory_bytes() -> int:
-    """Resident set size of this process (Linux), 0 where /proc is not available."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+def resident_memory_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process (Linux), 0 where /proc cannot be read."""
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:") * 1024
 
 
 def available_memory_bytes() -> int:
-    """MemAvailable (Linux), or a large number where it cannot be read."""
+    """MemAvailable (Linux), or the physical memory size where /proc cannot be read."""
+    kib = _proc_kib("/proc/meminfo", "MemAvailable:")
+    return kib * 1024 if kib else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _proc_kib(path: str, key: str) -> int:
+    """A 'Key:  N kB' value from a /proc file, 0 when absent."""
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(key):
+                    return int(line.split()[1])
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 0
