@@ -26,7 +26,7 @@ setup_env()
 from rclpy.action import ActionClient  # noqa: E402
 
 from helpers.lifecycle import bring_up, set_parameter  # noqa: E402
-from helpers.ros import result_of, ros_node, spawn, stop  # noqa: E402
+from helpers.ros import goal_response, result_of, ros_node, spawn, stop  # noqa: E402
 from tango2_msgs.action import Generate  # noqa: E402
 from tango2_ros.core.runtime.base import resident_memory_bytes  # noqa: E402
 from tango2_ros.core.runtime.default_models import default_llm_path  # noqa: E402
@@ -60,7 +60,7 @@ def action_run(client, max_tokens: int, schema: str = "") -> tuple[float, float,
     goal = Generate.Goal(prompt=PROMPT, max_tokens=max_tokens, temperature=0.0, json_schema=schema)
     handle = result_of(client.send_goal_async(goal, feedback_callback=lambda _m: first or first.append(
         time.perf_counter())), 60)
-    result = result_of(handle.get_result_async(), 600).result
+    result = goal_response(handle, 600).result
     end = time.perf_counter()
     if result.finish_reason == "error":
         raise RuntimeError(result.error)

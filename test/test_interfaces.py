@@ -4,7 +4,7 @@ import threading
 import pytest
 from rclpy.action import ActionClient
 
-from helpers.ros import result_of, ros_node, spawn, stop, wait_for_line, wait_until
+from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_for_line, wait_until
 from helpers.samples import interface_classes, sample
 from tango2_ros.ros.interfaces import to_data
 
@@ -81,7 +81,7 @@ def test_action_goal_feedback_result(node, name):
         assert client.wait_for_server(timeout_sec=20)
         handle = result_of(client.send_goal_async(sample(cls.Goal), feedback_callback=feedback.append), 20)
         assert handle.accepted
-        result = result_of(handle.get_result_async(), 20).result
+        result = goal_response(handle, 20).result
         assert to_data(result) == to_data(sample(cls.Result))
         assert wait_until(lambda: feedback, 5)
         assert to_data(feedback[0].feedback) == to_data(sample(cls.Feedback))

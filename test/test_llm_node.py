@@ -8,7 +8,7 @@ from rclpy.action import ActionClient
 
 from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up, set_parameter
-from helpers.ros import result_of, ros_node, spawn, stop, wait_until
+from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ChatMessage
 from tango2_ros.core.runtime.default_models import default_llm_path
@@ -92,7 +92,7 @@ def client(client_node):
 def run_goal(client, goal, timeout=120.0, feedback=None):
     handle = result_of(client.send_goal_async(goal, feedback_callback=feedback), 30)
     assert handle.accepted
-    return result_of(handle.get_result_async(), timeout)
+    return goal_response(handle, timeout)
 
 
 def test_generates_through_the_action_with_streaming_feedback(client):
@@ -121,7 +121,7 @@ def test_twenty_prompts_with_a_schema_all_parse_and_validate(client):
     results = []
     for start in range(0, len(goals), 4):  # four at a time: the node's parallel sequences
         handles = [result_of(client.send_goal_async(g), 30) for g in goals[start:start + 4]]
-        results += [result_of(h.get_result_async(), 180).result for h in handles]
+        results += [goal_response(h, 180).result for h in handles]
     problems = []
     for goal, result in zip(goals, results):
         value, problem = schema.validate(result.text)
@@ -136,15 +136,16 @@ def test_cancel_mid_generation_returns_the_partial_text(client):
                                               feedback_callback=lambda m: partials.append(m)), 30)
     assert wait_until(lambda: len(partials) >= 3, 60)
     result_of(handle.cancel_goal_async(), 10)
-    response = result_of(handle.get_result_async(), 30)
+    response = goal_response(handle, 30)
     assert response.result.finish_reason == "cancelled"
     assert 0 < response.result.tokens < 600 and response.result.text.strip()
 
 
 def test_queue_overflow_is_refused_with_a_reason_and_no_goal_is_lost(client):
-    goals = [chat_goal(STORY, max_tokens=80) for _ in range(10)]  # 4 parallel + 2 queued fit
-    handles = [result_of(client.send_goal_async(g), 30) for g in goals]
-    results = [result_of(h.get_result_async(), 300).result for h in handles]
+    goals = [chat_goal(STORY, max_tokens=200) for _ in range(10)]  # 4 parallel + 2 queued fit
+    sent = [client.send_goal_async(g) for g in goals]  # all at once
+    handles = [result_of(s, 30) for s in sent]
+    results = [goal_response(h, 300).result for h in handles]
     refused = [r for r in results if r.finish_reason == "error"]
     served = [r for r in results if r.finish_reason in ("stop", "length")]
     assert len(refused) + len(served) == len(goals)
@@ -221,3 +222,33 @@ def test_a_model_that_fails_to_load_then_a_good_one(tmp_path):
     finally:
         output = stop(process)
     assert process.returncode == 0, output
+
+
+def test_parameters_are_declared_typed_and_described(client_node):
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import DescribeParameters
+
+    names = ["model_path", "n_threads", "n_parallel", "max_queue", "stream_interval_tokens", "diagnostics_period_s"]
+    describe = client_node.create_client(DescribeParameters, f"{FQN}/describe_parameters")
+    assert describe.wait_for_service(timeout_sec=30)
+    descriptors = {d.name: d for d in result_of(describe.call_async(DescribeParameters.Request(names=names)), 30).descriptors}
+    assert all(descriptors[n].description for n in names)
+    assert descriptors["model_path"].type == ParameterType.PARAMETER_STRING
+    assert descriptors["n_parallel"].type == ParameterType.PARAMETER_INTEGER
+    assert descriptors["n_parallel"].integer_range[0].from_value == 1
+    assert descriptors["diagnostics_period_s"].floating_point_range[0].to_value == 60.0
+
+
+def test_out_of_range_and_wrong_type_parameters_are_refused(client_node):
+    assert not set_parameter(client_node, FQN, "n_parallel", 0)
+    assert not set_parameter(client_node, FQN, "n_parallel", "four")
+    assert run_goal_ok(client_node)
+
+
+def run_goal_ok(node) -> bool:
+    action = ActionClient(node, Generate, ACTION)
+    try:
+        assert action.wait_for_server(timeout_sec=30)
+        return run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4)).result.finish_reason in ("stop", "length")
+    finally:
+        action.destroy()

@@ -222,3 +222,10 @@ def test_numeric_bounds_hold_even_when_the_model_is_pushed_past_them(runtime):
     for temperature in (0.0, 1.0):
         result = runtime.generate(prompt, max_tokens=60, schema=schema, temperature=temperature, seed=7)
         assert schema.validate(result.text)[1] is None, result.text
+
+
+def test_health_check_tells_a_late_answer_from_a_wrong_one(runtime):
+    report = runtime.health_check(budget_s=10.0)
+    assert report.ok and report.detail == "ok"
+    late = runtime.health_check(budget_s=1e-6)
+    assert not late.ok and late.too_slow_only and "budget" in late.detail

@@ -16,6 +16,7 @@ from tango2_msgs.action import Generate
 from tango2_msgs.msg import ChatMessage
 from tango2_ros.bringup.profiles import load_profile
 from tango2_ros.cli.output import emit
+from tango2_ros.ros.actions import goal_result, spinning_wait
 
 DEMO_SCHEMA = {
     "type": "object",
@@ -84,9 +85,11 @@ def _ask(node, *, quiet: bool) -> list[dict]:
         sent = client.send_goal_async(goal, feedback_callback=on_feedback)
         rclpy.spin_until_future_complete(node, sent, timeout_sec=30.0)
         handle = sent.result()
-        future = handle.get_result_async()
-        rclpy.spin_until_future_complete(node, future, timeout_sec=120.0)
-        result = future.result().result
+        response = goal_result(handle, spinning_wait(node), 120.0) if handle is not None else None
+        if response is None:
+            answers.append({"question": question, "finish_reason": "error", "error": "no result within 120 s"})
+            continue
+        result = response.result
         if not quiet:
             print(result.text[printed[0]:])
             print(f"   [{result.finish_reason}, {result.tokens} tokens, {result.tokens_per_s:.0f} tok/s, "

@@ -12,6 +12,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
+from tango2_ros.ros.actions import goal_result, spinning_wait
 from tango2_ros.ros.graph import settled_snapshot
 from tango2_ros.ros.interfaces import fill, import_interface, to_data
 from tango2_ros.ros.session import ros_session
@@ -215,11 +216,10 @@ def run_send_goal(args) -> int:
         handle = send.result()
         if handle is None or not handle.accepted:
             raise UserError(f"goal rejected by {args.action}")
-        result_future = handle.get_result_async()
-        rclpy.spin_until_future_complete(node, result_future, timeout_sec=args.timeout)
-        if not result_future.done():
+        response = goal_result(handle, spinning_wait(node), args.timeout)
+        if response is None:
             handle.cancel_goal_async()
             raise UserError(f"no result from {args.action} within {args.timeout} s")
-        result = to_data(result_future.result().result)
+        result = to_data(response.result)
     emit(args, result, yaml.safe_dump(result, sort_keys=False, allow_unicode=True).rstrip())
     return 0

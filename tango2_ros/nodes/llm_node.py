@@ -111,13 +111,18 @@ class LlmNode(Tango2Node):
             runtime = LlmRuntime(path, options, name=self.param("model_name"), version=self.param("model_version"))
             runtime.warm_up()
             health = runtime.health_check(self.param("health_budget_s"))
-            if not health.ok:
+            # A slow but correct first model is better than none (the machine may just be busy); a swap
+            # must pass the budget, since the model serving now is known to work.
+            serve_anyway = health.too_slow_only and self.slot.active is None
+            if not health.ok and not serve_anyway:
                 runtime.close()
                 raise ModelLoadError(f"{path} failed its health check: {health.detail}")
             previous = self.slot.replace(runtime)
             load_s = time.monotonic() - started
             self.set_status(
-                OK, f"serving {runtime.identity.label}", model=runtime.identity.label, model_path=path,
+                OK if health.ok else WARN,
+                f"serving {runtime.identity.label}" + ("" if health.ok else f" (health check: {health.detail})"),
+                model=runtime.identity.label, model_path=path,
                 model_size_mb=f"{runtime.identity.size_bytes / 2**20:.1f}", load_s=f"{load_s:.2f}",
                 previous_model=previous.identity.label if previous else "",
             )

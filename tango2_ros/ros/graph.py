@@ -63,8 +63,12 @@ def wait_for_nodes(node: Node, names: list[str], timeout_s: float, settle_s: flo
     return False
 
 
-def settled_snapshot(node: Node, *, min_wait_s: float = 2.0, max_wait_s: float = 10.0, settle_s: float = 1.5) -> Graph:
-    """The graph once discovery has gone quiet: unchanged for settle_s, after at least min_wait_s."""
+def settled_snapshot(node: Node, *, min_wait_s: float = 2.0, max_wait_s: float = 8.0, settle_s: float = 1.5) -> Graph:
+    """The graph once discovery has gone quiet: unchanged for settle_s, after at least min_wait_s.
+
+    Until some other node has been discovered the graph may just not have arrived yet (a loaded machine can
+    take seconds), so an empty graph is only returned after max_wait_s.
+    """
     started = time.monotonic()
     previous, stable_since = None, started
     while True:
@@ -72,7 +76,7 @@ def settled_snapshot(node: Node, *, min_wait_s: float = 2.0, max_wait_s: float =
         now = time.monotonic()
         if previous is None or current.as_dict() != previous.as_dict():
             previous, stable_since = current, now
-        elif now - started >= min_wait_s and now - stable_since >= settle_s:
+        elif current.nodes and now - started >= min_wait_s and now - stable_since >= settle_s:
             return current
         if now - started >= max_wait_s:
             return current

@@ -122,3 +122,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
 def result_of(future, timeout: float):
     assert wait_until(future.done, timeout), f"no answer within {timeout} s"
     return future.result()
+
+
+def goal_response(handle, timeout: float):
+    """The result response of an accepted goal (status and result); see tango2_ros.ros.actions."""
+    from tango2_ros.ros.actions import goal_result
+
+    response = goal_result(handle, lambda future, seconds: wait_until(future.done, seconds), timeout)
+    assert response is not None, f"no result within {timeout} s"
+    return response

@@ -55,6 +55,7 @@ class HealthReport:
     ok: bool
     latency_s: float
     detail: str
+    too_slow_only: bool = False  # the answer was right but late: a load problem rather than a broken model
 
 
 class ModelRuntime(ABC):

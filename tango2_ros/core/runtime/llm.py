@@ -125,7 +125,8 @@ class LlmRuntime(ModelRuntime):
         if problem:
             return HealthReport(False, latency, f"golden request gave invalid output: {problem}")
         if latency > budget_s:
-            return HealthReport(False, latency, f"golden request took {latency:.2f} s, budget {budget_s:.2f} s")
+            return HealthReport(False, latency, f"golden request took {latency:.2f} s, budget {budget_s:.2f} s",
+                                too_slow_only=True)
         return HealthReport(True, latency, "ok")
 
     def close(self) -> None:
