@@ -11,7 +11,6 @@ Run: .venv/bin/python bench/llm_overhead.py [--json] [--rounds N] [--max-tokens 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time

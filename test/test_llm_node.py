@@ -127,7 +127,7 @@ def test_twenty_prompts_with_a_schema_all_parse_and_validate(client):
         value, problem = schema.validate(result.text)
         if problem or result.finish_reason != "stop":
             problems.append((goal.messages[0].content, result.finish_reason, result.error, problem, result.text))
-    assert not problems, problems
+    assert not problems, "\n".join(" | ".join(str(field) for field in problem) for problem in problems)
 
 
 def test_cancel_mid_generation_returns_the_partial_text(client):
@@ -252,3 +252,13 @@ def run_goal_ok(node) -> bool:
         return run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4)).result.finish_reason in ("stop", "length")
     finally:
         action.destroy()
+
+
+def test_a_result_fetched_late_is_still_there(client):
+    """rclpy drops finished goals after 10 s by default; the node keeps them for result_timeout_s."""
+    import time
+
+    handle = result_of(client.send_goal_async(Generate.Goal(prompt="", max_tokens=4)), 30)
+    time.sleep(11.0)
+    result = goal_response(handle, 10).result
+    assert result.finish_reason == "error" and "neither a prompt nor messages" in result.error

@@ -46,6 +46,8 @@ class LlmNode(Tango2Node):
         self.declare("default_max_tokens", 256, "max_tokens when a goal gives 0.", min_value=1, max_value=131072)
         self.declare("stream_interval_tokens", 4, "Feedback every this many tokens; 0 = no feedback.",
                      min_value=0, max_value=10000)
+        self.declare("result_timeout_s", 300, "How long a finished goal's result is kept for a client to fetch.",
+                     min_value=1, max_value=86400)
         self.declare("health_budget_s", 10.0, "A new model's golden request must finish within this.",
                      min_value=0.1, max_value=600.0)
         self.slot = RuntimeSlot()
@@ -78,6 +80,9 @@ class LlmNode(Tango2Node):
             goal_service_qos_profile=requests,
             result_service_qos_profile=requests,
             cancel_service_qos_profile=requests,
+            # rclpy keeps results only 10 s by default: a client still busy with other goals would find a
+            # refused goal's result gone and see status UNKNOWN instead
+            result_timeout=self.param("result_timeout_s"),
         )
 
     def activate(self) -> None:

@@ -22,9 +22,9 @@ from typing import Callable
 
 import llama_cpp
 
-_log = logging.getLogger(__name__)
-
 from tango2_ros.core.runtime.sampling import TokenSampler
+
+_log = logging.getLogger(__name__)
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
