@@ -74,9 +74,16 @@ def concurrent(actions: list, requests_per_client: int, max_tokens: int) -> dict
     tokens = [0]
     lock = threading.Lock()
 
+    failures = [0]
+
     def worker(action):
         for _ in range(requests_per_client):
-            _, _, n, latency = action_run(action, max_tokens)
+            try:
+                _, _, n, latency = action_run(action, max_tokens)
+            except (AssertionError, RuntimeError):  # unanswered or failed: counted, never silently dropped
+                with lock:
+                    failures[0] += 1
+                continue
             with lock:
                 latencies.append(latency)
                 tokens[0] += n
@@ -88,7 +95,7 @@ def concurrent(actions: list, requests_per_client: int, max_tokens: int) -> dict
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    return {"clients": len(actions), "requests": len(latencies), "tokens_per_s": tokens[0] / wall,
+    return {"clients": len(actions), "requests": len(latencies), "failed": failures[0], "tokens_per_s": tokens[0] / wall,
             "latency_p50_s": percentile(latencies, 50), "latency_p99_s": percentile(latencies, 99)}
 
 
@@ -130,7 +137,7 @@ def main() -> int:
                 action.wait_for_server(timeout_sec=30)
             # wait_for_server only says the client sees the server; until the server has discovered the new
             # clients too, its responses to them are lost (a ROS 2 discovery race), so let discovery settle
-            time.sleep(3.0)
+            time.sleep(5.0)
             levels = [concurrent(actions[:c], r, args.max_tokens) for c, r in ((1, 4), (4, 2), (16, 1))]
             plain = median([action_run(client, args.max_tokens)[0] for _ in range(3)])
             # the schema bounds the output below 192 tokens, so no constrained answer is cut off
@@ -154,9 +161,9 @@ def main() -> int:
         f"first token raw {raw_ttft * 1e3:7.1f} ms   ROS action {ros_ttft * 1e3:7.1f} ms   overhead "
         f"{data['ttft_overhead_ms']:+.1f} ms",
         f"node RSS {node_rss / 2**20:.0f} MiB = {data['rss_to_model_ratio']:.2f} x model file",
-        "clients  requests  tokens/s  p50 s  p99 s",
-        *[f"{c['clients']:7d}  {c['requests']:8d}  {c['tokens_per_s']:8.1f}  {c['latency_p50_s']:5.2f}  "
-          f"{c['latency_p99_s']:5.2f}" for c in levels],
+        "clients  requests  failed  tokens/s  p50 s  p99 s",
+        *[f"{c['clients']:7d}  {c['requests']:8d}  {c['failed']:6d}  {c['tokens_per_s']:8.1f}  "
+          f"{c['latency_p50_s']:5.2f}  {c['latency_p99_s']:5.2f}" for c in levels],
         f"4 clients vs 1: {data['concurrency_4_vs_1']:.2f}x aggregate throughput",
         f"JSON Schema {constrained:.1f} tok/s vs plain {plain:.1f} tok/s: ratio {data['schema_ratio']:.2f}",
     ]
