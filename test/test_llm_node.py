@@ -116,7 +116,8 @@ def test_plain_prompt_without_chat_template(client):
 
 def test_twenty_prompts_with_a_schema_all_parse_and_validate(client):
     schema = compile_schema(json.dumps(VESSEL_SCHEMA))
-    goals = [chat_goal(f"{p} Report the vessel as JSON.", json_schema=json.dumps(VESSEL_SCHEMA), max_tokens=160,
+    # 200 tokens hold the longest answer the schema allows (a 120-character advice can take 120 tokens)
+    goals = [chat_goal(f"{p} Report the vessel as JSON.", json_schema=json.dumps(VESSEL_SCHEMA), max_tokens=200,
                        temperature=0.0 if i % 2 else 0.8) for i, p in enumerate(PROMPTS)]
     results = []
     for start in range(0, len(goals), 4):  # four at a time: the node's parallel sequences

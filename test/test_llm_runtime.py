@@ -229,3 +229,19 @@ def test_health_check_tells_a_late_answer_from_a_wrong_one(runtime):
     assert report.ok and report.detail == "ok"
     late = runtime.health_check(budget_s=1e-6)
     assert not late.ok and late.too_slow_only and "budget" in late.detail
+
+
+def test_hot_sampling_still_gives_strict_json(runtime):
+    """At temperature 1.2 the model tries raw newlines and long \\u escapes inside strings; the grammar admits
+    neither, and a string bounded by maxLength fits the token budget, so every answer is strict, valid JSON."""
+    schema = compile_schema(json.dumps({
+        "type": "object",
+        "properties": {"vessel": {"enum": ["tug", "tanker", "yacht"]}, "advice": {"type": "string", "maxLength": 60}},
+        "required": ["vessel", "advice"],
+    }))
+    prompt = chat(runtime, "Describe the vessel ahead in JSON, with a multi-line advice text full of symbols.")
+    requests = [runtime.start(prompt, max_tokens=100, temperature=1.2, schema=schema, seed=seed) for seed in range(4)]
+    for request in requests:
+        result = request.wait(120)
+        assert result.finish_reason == "stop", result
+        assert schema.validate(result.text)[1] is None, result.text

@@ -6,6 +6,11 @@ integers and numbers: digit patterns that spell exactly the integers of a range,
 part whose every fraction stays inside the bounds. The rules may exclude a sliver next to a fractional bound
 (for [0.5, 2] the number 0.7 cannot be written), never admit a value outside it. Numbers are written without
 an exponent.
+
+String characters are also narrowed: llama-cpp-python's `char` rule admits raw control characters (a raw
+newline inside a string, which strict JSON parsers reject) and `\\uXXXX` escapes (six tokens for one character,
+which let a sampled answer run past max_tokens). Here a string character is any character but a control
+character, a quote or a backslash, or one of the short escapes.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from llama_cpp.llama_grammar import SchemaConverter
 # Bounds are validated in JSON Schema terms after decoding too; this only caps the digits of one-sided bounds.
 MAGNITUDE_CAP = 10**15 - 1
 FRACTION_DIGITS = 6
+STRICT_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt])'
 BOUND_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
@@ -41,6 +47,8 @@ class BoundedSchemaConverter(SchemaConverter):
 def json_schema_to_grammar(schema: dict) -> str:
     converter = BoundedSchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter.visit(converter.resolve_refs(json.loads(json.dumps(schema)), "schema"), "")
+    if "char" in converter._rules:
+        converter._rules["char"] = STRICT_CHAR
     return converter.format_grammar()
 
 
