@@ -8,6 +8,7 @@ node (SIGINT, then SIGTERM, then SIGKILL) in reverse order.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,11 +118,12 @@ class Supervisor:
             self.say(f"{managed.spec.name}: stopped (exit code {process.returncode})")
         self.node.destroy_node()
         rclpy.try_shutdown()
+        shutil.rmtree(self._params_dir, ignore_errors=True)
 
     def status(self) -> list[dict]:
         return [
             {"node": m.spec.fully_qualified_name, "state": m.state, "pid": m.process.pid if m.process else None,
-             "restarts": m.restarts}
+             "restarts": m.restarts, "exit_codes": list(m.exit_codes)}
             for m in self.processes
         ]
 
