@@ -27,7 +27,9 @@ INTERFACE_FILES := $(shell find tango2_msgs -type f)
 
 .PHONY: setup demo test bench clean
 
+# The embedded default models go into the local signed registry (models/store) on every set-up: idempotent, <1 s.
 setup: $(STAMPS)/package
+	@$(BIN)/tango2 models import-defaults
 
 demo: setup
 	$(BIN)/tango2 demo

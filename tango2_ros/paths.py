@@ -34,3 +34,31 @@ def profile_dirs() -> list[Path]:
 
 def launch_dir() -> Path:
     return share_dir() / "launch"
+
+
+def models_dir() -> Path:
+    """Model store, pull cache and keys: $TANGO2_MODELS_DIR, else `models/` of a source checkout, else
+    ~/.local/share/tango2/models."""
+    configured = os.environ.get("TANGO2_MODELS_DIR")
+    if configured:
+        return Path(configured)
+    checkout = share_dir() / "models"
+    if (share_dir() / "setup.py").is_file():  # a source checkout
+        return checkout
+    return Path.home() / ".local" / "share" / "tango2" / "models"
+
+
+def default_store() -> str:
+    return os.environ.get("TANGO2_MODEL_STORE") or str(models_dir() / "store")
+
+
+def cache_dir() -> Path:
+    return models_dir() / "cache"
+
+
+def signing_key_path() -> Path:
+    return models_dir() / "keys" / "local.key"
+
+
+def trusted_keys_dir() -> Path:
+    return models_dir() / "keys" / "trusted"

@@ -164,10 +164,7 @@ def _parse_node(entry: Any, path: tuple, fail) -> NodeSpec:
     lifecycle = entry.get("lifecycle", True)
     if not isinstance(lifecycle, bool):
         raise fail(path + ("lifecycle",), "'lifecycle' must be true or false")
-    parameters = _mapping(entry, "parameters", path, fail)
-    for key, value in parameters.items():
-        if not _is_parameter_value(value):
-            raise fail(path + ("parameters", key), f"parameter '{key}' must be a scalar or a list of scalars of one type")
+    parameters = _flatten_parameters(_mapping(entry, "parameters", path, fail), path + ("parameters",), fail)
     remappings = {str(k): str(v) for k, v in _mapping(entry, "remappings", path, fail).items()}
     env = {str(k): str(v) for k, v in _mapping(entry, "env", path, fail).items()}
     restart_data = _mapping(entry, "restart", path, fail)
@@ -199,6 +196,20 @@ def _reject_unknown_keys(data: dict, allowed: set[str], path: tuple, fail) -> No
     unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
         raise fail(path + (unknown[0],), f"unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def _flatten_parameters(data: dict, path: tuple, fail, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings become dotted names (`llm: {model: x}` -> `llm.model`), as in ROS 2 parameter files."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten_parameters(value, path + (key,), fail, f"{name}."))
+        elif _is_parameter_value(value):
+            flat[name] = value
+        else:
+            raise fail(path + (key,), f"parameter '{name}' must be a scalar or a list of scalars of one type")
+    return flat
 
 
 def _is_parameter_value(value: Any) -> bool:

@@ -12,8 +12,10 @@ from typing import Any, Callable
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.task import Future
 
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
@@ -35,6 +37,37 @@ class Tango2Node(LifecycleNode):
         )
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(period, self.publish_diagnostics)
+        # Coroutine callbacks (services and actions that await background work) go into this group: a suspended
+        # coroutine keeps its callback group busy, and a busy mutually exclusive group (the default one, with
+        # the lifecycle services and the diagnostics timer) would stop being served until it ends.
+        self.coroutine_group = ReentrantCallbackGroup()
+        # rclpy resumes a coroutine waiting on a future only when its executor wakes up for some event; this
+        # guard condition is that event (in the reentrant group, so it is waited on while a coroutine is suspended)
+        self._waker = self.create_guard_condition(lambda: None, callback_group=self.coroutine_group)
+
+    # -- coroutines and threads ------------------------------------------------------------------------------
+    def resolve(self, future: Future, value: Any = None, error: BaseException | None = None) -> None:
+        """Complete a future from any thread and wake the executor so the coroutine awaiting it resumes."""
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+        self._waker.trigger()
+
+    def in_background(self, work: Callable[[], Any]) -> Future:
+        """Run blocking work in its own thread; a coroutine callback `await`s the returned future."""
+        future = Future(executor=self.executor)
+
+        def run() -> None:
+            try:
+                value = work()
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                self.resolve(future, error=exc)
+            else:
+                self.resolve(future, value)
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
 
     # -- parameters ------------------------------------------------------------------------------------------
     def declare(

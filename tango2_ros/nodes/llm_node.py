@@ -4,28 +4,41 @@ The action is served on `llm/generate` relative to the node's namespace (`/tango
 profiles). Goals are queued and decoded as parallel sequences of one llama.cpp model (see llama_engine).
 A goal that cannot be served (invalid schema, empty prompt, context overflow, queue full, no model) is
 accepted and aborted at once with `finish_reason: error` and the reason in `error`, because an action
-rejection carries no message. Setting the `model_path` parameter loads that model next to the current one,
-health-checks it and switches between requests; a model that fails to load leaves the old one serving.
+rejection carries no message. The `~/load_model` service (used by model_manager) and the `model_path`
+parameter load a model next to the current one, warm it up, health-check it and switch between requests;
+a model that fails to load leaves the old one serving.
 """
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.task import Future
 from rcl_interfaces.msg import SetParametersResult
 
 from tango2_msgs.action import Generate
+from tango2_msgs.srv import LoadModel
 from tango2_ros.core.runtime.base import ModelLoadError, NoModelError, RuntimeSlot, resident_memory_bytes
 from tango2_ros.core.runtime.default_models import default_llm_path
 from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, EngineError
 from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
 from tango2_ros.core.runtime.schema import SchemaError, compile_schema
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+
+
+@dataclass
+class LoadOutcome:
+    success: bool
+    message: str
+    previous: str = ""
+    active: str = ""
+    load_s: float = 0.0
+    warmup_s: float = 0.0
+    health_s: float = 0.0
 
 
 class LlmNode(Tango2Node):
@@ -57,9 +70,9 @@ class LlmNode(Tango2Node):
         self._counter_lock = threading.Lock()
         self._action_server: ActionServer | None = None
         self._accepting = False
+        self._load_service = None
+        self._last_load: LoadOutcome | None = None
         self.add_on_set_parameters_callback(self._on_parameters)
-        # rclpy resumes a coroutine waiting on a future only when its executor wakes up for some event
-        self._goal_waker = self.create_guard_condition(lambda: None)
 
     def executor_threads(self) -> int:
         """Goals are coroutines that wait on futures, so one thread serves them all."""
@@ -67,7 +80,9 @@ class LlmNode(Tango2Node):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        self._load_and_swap(self.param("model_path"))
+        self._load_from_parameters(self.param("model_path"))
+        self._load_service = self.create_service(LoadModel, "~/load_model", self._on_load_model,
+                                                 callback_group=self.coroutine_group)
         # Services keep only 10 requests by default: a burst of goals beyond that would vanish unanswered.
         # Keep room for every goal the node can hold, so refusals come back as results with a reason.
         requests = QoSProfile(depth=4 * (self.param("n_parallel") + self.param("max_queue")) + 10)
@@ -76,7 +91,7 @@ class LlmNode(Tango2Node):
             execute_callback=self._execute,
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=self._cancel,
-            callback_group=ReentrantCallbackGroup(),
+            callback_group=self.coroutine_group,
             goal_service_qos_profile=requests,
             result_service_qos_profile=requests,
             cancel_service_qos_profile=requests,
@@ -96,59 +111,98 @@ class LlmNode(Tango2Node):
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None
+            self.destroy_service(self._load_service)
         self.slot.replace(None)
 
     # -- model loading ---------------------------------------------------------------------------------------
-    def _load_and_swap(self, model_path: str) -> bool:
-        """Load, warm up and health-check a model, then serve from it; on failure the old model keeps serving."""
+    def _load_and_swap(self, path: str, *, name: str = "", version: str = "", adapter: str = "",
+                       budget_s: float = 0.0, release_first: bool = False) -> LoadOutcome:
+        """Load, warm up and health-check a model, then serve from it; on failure the old model keeps serving.
+
+        With `release_first` the current model is unloaded before loading (for when both do not fit in memory).
+        """
         if not self._swap_lock.acquire(blocking=False):
-            self.get_logger().warning("a model load is already in progress; request ignored")
-            return False
+            return LoadOutcome(False, "busy: a model load is already in progress")
+        previous_label = self._model_label()
         try:
-            path = model_path or str(default_llm_path())
+            path = path or str(default_llm_path())
             self.set_status(WARN, f"loading {path}")
             options = LlmOptions(
                 n_threads=self.param("n_threads"), n_parallel=self.param("n_parallel"),
                 n_ctx_per_seq=self.param("n_ctx_per_seq"), n_gpu_layers=self.param("n_gpu_layers"),
-                lora_path=self.param("lora_path"), max_queue=self.param("max_queue"),
+                lora_path=adapter, max_queue=self.param("max_queue"),
             )
+            if release_first and self.slot.active is not None:
+                self.slot.replace(None)
             started = time.monotonic()
-            runtime = LlmRuntime(path, options, name=self.param("model_name"), version=self.param("model_version"))
+            runtime = LlmRuntime(path, options, name=name, version=version)
+            loaded = time.monotonic()
             runtime.warm_up()
-            health = runtime.health_check(self.param("health_budget_s"))
+            warmed = time.monotonic()
+            health = runtime.health_check(budget_s or self.param("health_budget_s"))
+            timings = {"load_s": loaded - started, "warmup_s": warmed - loaded, "health_s": health.latency_s}
             # A slow but correct first model is better than none (the machine may just be busy); a swap
             # must pass the budget, since the model serving now is known to work.
             serve_anyway = health.too_slow_only and self.slot.active is None
             if not health.ok and not serve_anyway:
                 runtime.close()
                 raise ModelLoadError(f"{path} failed its health check: {health.detail}")
-            previous = self.slot.replace(runtime)
-            load_s = time.monotonic() - started
+            self.slot.replace(runtime)
+            label = runtime.identity.label
             self.set_status(
                 OK if health.ok else WARN,
-                f"serving {runtime.identity.label}" + ("" if health.ok else f" (health check: {health.detail})"),
-                model=runtime.identity.label, model_path=path,
-                model_size_mb=f"{runtime.identity.size_bytes / 2**20:.1f}", load_s=f"{load_s:.2f}",
-                previous_model=previous.identity.label if previous else "",
+                f"serving {label}" + ("" if health.ok else f" (health check: {health.detail})"),
+                model=label, model_path=path, model_size_mb=f"{runtime.identity.size_bytes / 2**20:.1f}",
+                load_s=f"{timings['load_s']:.2f}", previous_model=previous_label, last_load_error="",
             )
-            return True
+            self._last_load = LoadOutcome(True, f"serving {label}", previous_label, label, **timings)
+            return self._last_load
         except (ModelLoadError, FileNotFoundError) as exc:
             active = self.slot.active
             if active is not None:
                 self.set_status(WARN, f"kept {active.identity.label}: {exc}", last_load_error=str(exc))
             else:
                 self.set_status(ERROR, f"no model loaded: {exc}", last_load_error=str(exc))
-            return False
+            return LoadOutcome(False, str(exc), previous_label, self._model_label())
         finally:
             self._swap_lock.release()
+
+    def _serves(self, request: LoadModel.Request) -> bool:
+        active = self.slot.active
+        return (active is not None and active.identity.path == request.model_path
+                and active.identity.label == f"{request.name}@{request.version}"
+                and active.options.lora_path == request.adapter_path)
 
     def _on_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         for parameter in parameters:
             if parameter.name == "model_path" and self._action_server is not None:
                 if self._swap_lock.locked():
                     return SetParametersResult(successful=False, reason="a model load is already in progress")
-                threading.Thread(target=self._load_and_swap, args=(parameter.value,), daemon=True).start()
+                threading.Thread(target=self._load_from_parameters, args=(parameter.value,), daemon=True).start()
         return SetParametersResult(successful=True)
+
+    def _load_from_parameters(self, path: str) -> LoadOutcome:
+        return self._load_and_swap(path, name=self.param("model_name"), version=self.param("model_version"),
+                                   adapter=self.param("lora_path"))
+
+    async def _on_load_model(self, request: LoadModel.Request, response: LoadModel.Response) -> LoadModel.Response:
+        """The model manager's way in: load in a thread while this coroutine waits, goals keep being served."""
+        if self._action_server is None:
+            response.message = "llm_node is not configured"
+            return response
+        if not request.model_path:
+            response.message = "model_path is empty"
+            return response
+        if self._last_load is not None and self._serves(request):
+            outcome = self._last_load  # a repeated request (its answer was lost): report the load that happened
+        else:
+            outcome = await self.in_background(lambda: self._load_and_swap(
+                request.model_path, name=request.name, version=request.version, adapter=request.adapter_path,
+                budget_s=request.health_budget_s, release_first=request.release_first))
+        response.success, response.message = outcome.success, outcome.message
+        response.previous, response.active = outcome.previous, outcome.active
+        response.load_s, response.warmup_s, response.health_s = outcome.load_s, outcome.warmup_s, outcome.health_s
+        return response
 
     # -- action ----------------------------------------------------------------------------------------------
     def _cancel(self, goal_handle) -> CancelResponse:
@@ -175,15 +229,10 @@ class LlmNode(Tango2Node):
                     goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
 
                 done = Future(executor=self.executor)
-
-                def finished() -> None:  # engine thread: complete the future, then wake the executor to resume us
-                    done.set_result(True)
-                    self._goal_waker.trigger()
-
                 request = runtime.start(
                     prompt, max_tokens=max_tokens, temperature=max(0.0, float(goal.temperature)), schema=schema,
                     stream_interval=interval, on_partial=feedback if interval else None,
-                    on_finished=finished,
+                    on_finished=lambda: self.resolve(done, True),  # called in the engine thread
                 )
                 self._active_requests[key] = request
                 if goal_handle.is_cancel_requested:
