@@ -40,7 +40,7 @@ test: setup $(STAMPS)/test-tools
 bench: setup
 	$(BIN)/python bench/llm_overhead.py
 
-$(STAMPS)/system:
+$(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh
 	@mkdir -p $(STAMPS) && touch $@
 

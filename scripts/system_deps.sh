@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages the build and the tests need, when they are missing and we may (root + apt-get).
-# The interface package is built with cmake, g++ and ninja.
+# The interface package is built with cmake, g++ and ninja; the registry tests start Debian's docker-registry
+# (the CNCF distribution registry, an OCI registry) on loopback.
 set -euo pipefail
 needed=()
 command -v cmake >/dev/null || needed+=(cmake)
 command -v g++ >/dev/null || needed+=(g++)
 command -v ninja >/dev/null || needed+=(ninja-build)
+command -v docker-registry >/dev/null || needed+=(docker-registry)
 if [ ${#needed[@]} -eq 0 ]; then
   exit 0
 fi

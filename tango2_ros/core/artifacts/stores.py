@@ -34,7 +34,7 @@ FILE_MEDIA_TYPE = "application/vnd.tango2.model.file"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 NETWORK_TIMEOUT_S = 10.0
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 64 << 10  # small enough that an interrupted download keeps nearly all it received
 
 Progress = Callable[[int], None]  # called with the number of bytes just written
 

@@ -1,0 +1,129 @@
+"""Real servers on loopback for the registry tests: the CNCF distribution registry (OCI) and a static HTTP server.
+
+The HTTP server is Python's own, extended with Range requests (the stdlib handler has none) and a switch that
+cuts the connection after some bytes, to test interrupted and resumed pulls against a real socket.
+"""
+from __future__ import annotations
+
+import http.server
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def oci_registry(folder: Path) -> Iterator[str]:
+    """Debian's docker-registry (distribution 2.8) on a free loopback port; yields host:port."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed (scripts/system_deps.sh installs it)")
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    host = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"docker-registry exited: {process.stderr.read().decode()[-500:]}")
+            try:
+                if requests.get(f"http://{host}/v2/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("docker-registry did not start")
+            time.sleep(0.05)
+        yield host
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    cut_after_bytes: int | None = None  # set on the server: close the connection mid-body once
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        size = path.stat().st_size
+        start = 0
+        header = self.headers.get("Range")
+        if header and header.startswith("bytes="):
+            start = int(header[6:].split("-")[0])
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        cut = self.server.cut_after_bytes
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            body = handle.read()
+        if cut is not None and len(body) > cut:
+            self.server.cut_after_bytes = None
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+@contextmanager
+def http_file_server(root: Path) -> Iterator[http.server.ThreadingHTTPServer]:
+    """Serve `root` on a free loopback port; `server.url`, and `server.cut_after_bytes` to break one transfer."""
+    handler = lambda *args, **kwargs: _RangeHandler(*args, directory=str(root), **kwargs)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.cut_after_bytes = None
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def make_model_file(path: Path, size: int, seed: int = 0) -> Path:
+    """A small file with GGUF magic: enough for artifact tests that never load it into llama.cpp."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"GGUF" + random.Random(seed).randbytes(size - 4))
+    return path
