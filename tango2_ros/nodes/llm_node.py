@@ -67,6 +67,7 @@ class LlmNode(Tango2Node):
         self._swap_lock = threading.Lock()
         self._active_requests: dict[bytes, object] = {}
         self._counters = {"goals": 0, "succeeded": 0, "errors": 0, "cancelled": 0, "refused": 0}
+        self._per_model: dict[str, dict[str, int]] = {}  # model label -> requests, errors
         self._counter_lock = threading.Lock()
         self._action_server: ActionServer | None = None
         self._accepting = False
@@ -147,8 +148,10 @@ class LlmNode(Tango2Node):
             if not health.ok and not serve_anyway:
                 runtime.close()
                 raise ModelLoadError(f"{path} failed its health check: {health.detail}")
-            self.slot.replace(runtime)
             label = runtime.identity.label
+            with self._counter_lock:  # a deployment is judged by its own requests only
+                self._per_model[label] = {"requests": 0, "errors": 0}
+            self.slot.replace(runtime)
             self.set_status(
                 OK if health.ok else WARN,
                 f"serving {label}" + ("" if health.ok else f" (health check: {health.detail})"),
@@ -258,13 +261,13 @@ class LlmNode(Tango2Node):
 
     def _finish(self, goal_handle, result: Generate.Result) -> Generate.Result:
         if result.finish_reason == FINISH_CANCELLED:
-            self._count("cancelled")
+            self._count("cancelled", result.model)
             goal_handle.canceled()
         elif result.finish_reason == FINISH_ERROR:
-            self._count("errors")
+            self._count("errors", result.model)
             goal_handle.abort()
         else:
-            self._count("succeeded")
+            self._count("succeeded", result.model)
             goal_handle.succeed()
         return result
 
@@ -283,13 +286,21 @@ class LlmNode(Tango2Node):
         active = self.slot.active
         return active.identity.label if active else ""
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, model: str = "") -> None:
+        """Count an outcome; outcomes a model produced are also counted per model, so the model manager can
+        judge a new version by its own requests only (model_requests / model_errors on /diagnostics)."""
+        active = self.slot.active
         with self._counter_lock:
             self._counters[key] += 1
             counters = dict(self._counters)
-        active = self.slot.active
+            if model:
+                per_model = self._per_model.setdefault(model, {"requests": 0, "errors": 0})
+                per_model["requests"] += 1
+                per_model["errors"] += key == "errors"
+            current = self._per_model.get(active.identity.label if active else "", {"requests": 0, "errors": 0})
         running, waiting = active.engine.load() if active is not None else (0, 0)
-        self.set_values(**counters, running=running, waiting=waiting, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+        self.set_values(**counters, model_requests=current["requests"], model_errors=current["errors"],
+                        running=running, waiting=waiting, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
 
 
 def main(args: list[str] | None = None) -> int:

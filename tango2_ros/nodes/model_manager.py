@@ -63,12 +63,10 @@ class SlotConfig:
 
 @dataclass
 class Watch:
-    """Counting the consumer's outcomes after a swap, to roll back a version that fails too often."""
+    """A new version under observation: rolled back if its own error rate passes the threshold in time."""
 
     version: str
     until: float
-    goals: int | None = None  # the consumer's counters when the new version was first seen serving
-    errors: int | None = None
 
 
 @dataclass
@@ -81,7 +79,7 @@ class Slot:
     failed: dict[str, str] = field(default_factory=dict)  # version -> why (not redeployed automatically)
     consumer_label: str = ""  # what the consumer says it serves (from /diagnostics)
     consumer_seen: float = 0.0
-    counters: tuple[int, int] = (0, 0)  # the consumer's (goals, errors)
+    counters: tuple[int, int] = (0, 0)  # requests and errors of the model the consumer serves now
     watch: Watch | None = None
     next_poll: float = 0.0
     retry_after: float = 0.0
@@ -263,6 +261,9 @@ class ModelManager(Tango2Node):
             pulled = self._pull(slot, spec)
             manifest = pulled.manifest
             target = manifest.version
+            if slot.active is not None and slot.active.digest() == manifest.digest() and event != "restored":
+                return SwapOutcome(True, f"{config.name}: already serving {manifest.reference}", previous=previous,
+                                   active=previous, timings=dict(pulled.timings))
             self._publish(slot, manifest, ModelInfo.STATE_LOADING, "loading", previous)
             release_first, note = self._memory_plan(slot, manifest)
             response = self._call_consumer(slot, LoadModel.Request(
@@ -382,8 +383,8 @@ class ModelManager(Tango2Node):
             return
         config = slot.config
         if self._should_roll_back(slot):
-            goals, errors = slot.counters
-            rate = (errors - slot.watch.errors) / max(1, goals - slot.watch.goals)
+            requests, errors = slot.counters
+            rate = errors / requests
             slot.watch = None
             self._rollback(slot, f"error rate {rate:.0%} after the swap (threshold {config.rollback_error_rate:.0%})")
             return
@@ -409,10 +410,10 @@ class ModelManager(Tango2Node):
         if time.monotonic() > watch.until:
             slot.watch = None
             return False
-        if watch.goals is None:
+        if slot.consumer_label != slot.active.reference:
             return False
-        goals, errors = slot.counters[0] - watch.goals, slot.counters[1] - watch.errors
-        return goals >= slot.config.rollback_min_requests and errors / goals >= slot.config.rollback_error_rate
+        requests, errors = slot.counters
+        return requests >= slot.config.rollback_min_requests and errors / requests >= slot.config.rollback_error_rate
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
         for status in message.status:
@@ -422,10 +423,7 @@ class ModelManager(Tango2Node):
             values = {kv.key: kv.value for kv in status.values}
             slot.consumer_seen = time.monotonic()
             slot.consumer_label = values.get("model", slot.consumer_label)
-            slot.counters = (int(values.get("goals", 0)), int(values.get("errors", 0)))
-            watch = slot.watch
-            if watch is not None and watch.goals is None and slot.consumer_label.endswith(f"@{watch.version}"):
-                watch.goals, watch.errors = slot.counters
+            slot.counters = (int(values.get("model_requests", 0)), int(values.get("model_errors", 0)))
 
     # -- reporting -------------------------------------------------------------------------------------------
     def _active_version(self, slot: Slot) -> str:
