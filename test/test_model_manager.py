@@ -12,7 +12,7 @@ import pytest
 from rclpy.action import ActionClient
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
-from helpers.lifecycle import bring_up
+from helpers.lifecycle import bring_up, set_parameter
 from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
 from helpers.servers import make_model_file
 from tango2_msgs.action import Generate
@@ -32,6 +32,13 @@ MANAGER = f"{NS}/models"
 MODEL = "smollm2-135m-instruct"
 
 
+def publish(root, version, source, key="fleet", trust=None):
+    folder = root / "bundles" / version
+    write_bundle(folder, [source], name=MODEL, version=version, task="llm", format="gguf", quantization="q4_1")
+    sign_bundle(folder, root / "keys" / f"{key}.key")
+    publish_bundle(LocalStore(root / "store"), folder, trust or TrustStore(root / "keys" / "trusted"))
+
+
 def build_registry(root):
     keys, trust = root / "keys", TrustStore(root / "keys" / "trusted")
     generate_keypair(keys / "fleet.key", keys / "fleet.pub")
@@ -40,54 +47,50 @@ def build_registry(root):
     publisher_trust = TrustStore(root / "publisher-trusted")  # whoever pushed 1.2.0 trusted the rogue key
     publisher_trust.trust(keys / "fleet.pub")
     publisher_trust.trust(keys / "rogue.pub")
-    store = LocalStore(root / "store")
     corrupt = make_model_file(root / "src" / "corrupt.gguf", 1 << 20, seed=3)
     broken = make_model_file(root / "src" / "not-a-model.gguf", 1 << 20, seed=4)
     plan = [("1.0.0", default_llm_path(), "fleet"), ("1.1.0", default_llm_path(), "fleet"),
             ("1.2.0", default_llm_path(), "rogue"), ("1.3.0", corrupt, "fleet"), ("1.4.0", broken, "fleet")]
     for version, source, key in plan:
-        folder = root / "bundles" / version
-        write_bundle(folder, [source], name=MODEL, version=version, task="llm", format="gguf", quantization="q4_1")
-        sign_bundle(folder, keys / f"{key}.key")
-        publish_bundle(store, folder, publisher_trust)
+        publish(root, version, source, key, publisher_trust)
     corrupted = Manifest.from_bytes((root / "bundles" / "1.3.0" / "manifest.json").read_bytes()).files[0].sha256
     blob = root / "store" / "blobs" / "sha256" / corrupted
     blob.write_bytes(b"GGUF" + bytes(blob.stat().st_size - 4))
     return root
 
 
-def manager_args(root, **slot):
+def manager_args(root, ns=NS, **slot):
     params = {"store": str(root / "store"), "cache_dir": str(root / "cache"),
               "trusted_keys_dir": str(root / "keys" / "trusted"), "reconcile_period_s": 0.3, "retry_after_s": 1.0,
-              "slots": "[llm]", "llm.model": MODEL, "llm.node": LLM, "llm.version": "1.0.0",
+              "slots": "[llm]", "llm.model": MODEL, "llm.node": f"{ns}/llm_node", "llm.version": "1.0.0",
               "llm.rollback_min_requests": 4, "llm.rollback_error_rate": 0.5, "llm.rollback_window_s": 60.0,
               "llm.health_budget_s": 30.0, **slot}
-    args = ["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={NS}"]
+    args = ["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={ns}"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
     return args
 
 
-def llm_args():
-    return ["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={NS}",
+def llm_args(ns=NS):
+    return ["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
             "-p", "n_parallel:=4", "-p", "n_ctx_per_seq:=512", "-p", "stream_interval_tokens:=0"]
 
 
 class Harness:
     """The two processes plus the clients a user would have (services, action, latched status topic)."""
 
-    def __init__(self, node, root, processes):
-        self.node, self.root, self.processes = node, root, processes
-        self.swap = node.create_client(SwapModel, f"{MANAGER}/swap")
-        self.rollback = node.create_client(Rollback, f"{MANAGER}/rollback")
-        self.list = node.create_client(ListModels, f"{MANAGER}/list")
-        self.action = ActionClient(node, Generate, f"{NS}/llm/generate")
+    def __init__(self, node, root, processes, ns=NS):
+        self.node, self.root, self.processes, self.ns = node, root, processes, ns
+        self.swap = node.create_client(SwapModel, f"{ns}/models/swap")
+        self.rollback = node.create_client(Rollback, f"{ns}/models/rollback")
+        self.list = node.create_client(ListModels, f"{ns}/models/list")
+        self.action = ActionClient(node, Generate, f"{ns}/llm/generate")
         self.events: list[ModelStatus] = []
         self.subscribe_status()
 
     def subscribe_status(self):
         latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        return self.node.create_subscription(ModelStatus, f"{MANAGER}/status", self.events.append, latched)
+        return self.node.create_subscription(ModelStatus, f"{self.ns}/models/status", self.events.append, latched)
 
     def call(self, client, request, timeout=120.0):
         assert client.wait_for_service(timeout_sec=30), f"{client.srv_name} missing"
@@ -218,7 +221,8 @@ def test_a_version_whose_requests_fail_is_rolled_back_by_the_manager(harness):
     for _ in range(6):
         result = harness.ask("Reply with JSON.", max_tokens=1, json_schema='{"type": "object"}')
         assert result.finish_reason == "error"
-    assert wait_until(lambda: len([e for e in harness.events if e.event == "rolled-back"]) > before, 20), harness.processes["manager"].output()[-3000:]
+    rolled_back = lambda: len([e for e in harness.events if e.event == "rolled-back"]) > before  # noqa: E731
+    assert wait_until(rolled_back, 20), harness.processes["manager"].output()[-3000:]
     rolled = [e for e in harness.events if e.event == "rolled-back"][-1]
     assert rolled.model.version == "1.0.0" and rolled.previous_version == "1.1.0"
     harness.wait_serving(f"{MODEL}@1.0.0", timeout=10)
@@ -267,3 +271,42 @@ def test_consumer_crash_during_a_swap_then_restore_after_restart(harness):
     assert harness.action.wait_for_server(timeout_sec=30)
     harness.event("restored", "1.0.0", timeout=60)
     harness.wait_serving(f"{MODEL}@1.0.0", timeout=30)
+
+
+def test_policy_latest_deploys_new_releases_within_the_memory_budget(tmp_path):
+    """Two copies of the 94 MiB model do not fit a 150 MiB budget: an update is refused until the slot may swap
+    resource-preserving (unload first), which a parameter allows at run time."""
+    ns = "/t5"
+    root = tmp_path
+    generate_keypair(root / "keys" / "fleet.key", root / "keys" / "fleet.pub")
+    TrustStore(root / "keys" / "trusted").trust(root / "keys" / "fleet.pub")
+    publish(root, "1.0.0", default_llm_path())
+    llm = spawn(llm_args(ns))
+    manager = spawn(manager_args(root, ns, **{"llm.policy": "latest", "llm.version": "\"\"", "llm.poll_period_s": 0.5,
+                                             "llm.memory_budget_mb": 150.0}))
+    try:
+        with ros_node("latest_test") as node:
+            bring_up(node, f"{ns}/llm_node")
+            bring_up(node, f"{ns}/models")
+            h = Harness(node, root, {"llm": llm, "manager": manager}, ns)
+            assert h.action.wait_for_server(timeout_sec=30)
+            time.sleep(1.0)
+            h.wait_serving(f"{MODEL}@1.0.0")
+
+            publish(root, "1.1.0", default_llm_path())
+            refused = h.event("failed", "1.1.0", timeout=30)
+            assert "old plus new need 188 MiB" in refused.model.reason and "allow_resource_preserving" in refused.model.reason
+            assert h.serving() == f"{MODEL}@1.0.0"
+
+            assert set_parameter(node, f"{ns}/models", "llm.allow_resource_preserving", True)
+            assert not set_parameter(node, f"{ns}/models", "llm.policy", "sometimes")
+            response = h.call(h.swap, SwapModel.Request(name=MODEL, version=""))  # empty = latest
+            assert response.success and response.active_version == "1.1.0", response.message
+            assert "resource-preserving" in response.message
+
+            publish(root, "1.2.0", default_llm_path())
+            h.event("updated", "1.2.0", timeout=30)
+            h.wait_serving(f"{MODEL}@1.2.0", timeout=10)
+    finally:
+        for process in (manager, llm):
+            stop(process)

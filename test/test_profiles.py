@@ -36,6 +36,12 @@ def test_a_good_profile_parses_into_node_specs():
     assert spec.params_file_content() == {"/tango2/llm_node": {"ros__parameters": spec.parameters}}
 
 
+def test_nested_parameters_become_dotted_names_as_in_ros_parameter_files():
+    profile = parse_profile("t", "nodes:\n  - name: m\n    executable: model_manager\n    parameters:\n"
+                                 "      slots: [llm]\n      llm: {model: x, rollback: {rate: 0.5}}\n", Path("t.yaml"))
+    assert profile.nodes[0].parameters == {"slots": ["llm"], "llm.model": "x", "llm.rollback.rate": 0.5}
+
+
 def test_restart_backoff_doubles_up_to_its_cap():
     policy = RestartPolicy(max_restarts=9, backoff_s=1.0, max_backoff_s=5.0)
     assert [policy.delay_s(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
@@ -49,7 +55,8 @@ def test_restart_backoff_doubles_up_to_its_cap():
         ("nodes:\n  - name: a-b\n    executable: llm_node\n", 2, "invalid node name"),
         ("nodes:\n  - name: a\n    executable: llm_node\n    namespace: relative\n", 4, "invalid namespace"),
         ("nodes:\n  - name: a\n    executable: llm_node\n    colour: red\n", 4, "unknown key 'colour'"),
-        ("nodes:\n  - name: a\n    executable: llm_node\n    parameters:\n      p: {x: 1}\n", 5, "parameter 'p'"),
+        ("nodes:\n  - name: a\n    executable: llm_node\n    parameters:\n      p: [{x: 1}]\n", 5, "parameter 'p'"),
+        ("nodes:\n  - name: a\n    executable: llm_node\n    parameters:\n      p:\n        q: [1, a]\n", 6, "parameter 'p.q'"),
         ("nodes:\n  - name: a\n    executable: llm_node\n    restart: {backoff_s: -1}\n", 4, "restart values"),
         ("description: x\nnodes: []\n", 2, "non-empty list"),
         ("nodes:\n  - name: a\n    executable: llm_node\n  - name: a\n    executable: llm_node\n", 4, "twice"),

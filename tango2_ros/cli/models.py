@@ -87,7 +87,7 @@ def _guarded(handler, args) -> int:
     """Artifact problems are the user's to fix: one line, exit code 2."""
     try:
         return handler(args)
-    except (ArtifactError, ManifestError, SignatureError, FileExistsError) as exc:
+    except (ArtifactError, ManifestError, SignatureError, OSError) as exc:
         raise UserError(str(exc)) from exc
 
 

@@ -21,9 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from tango2_msgs.msg import ModelInfo, ModelStatus
@@ -71,7 +72,8 @@ class Watch:
 
 @dataclass
 class Slot:
-    config: SlotConfig
+    name: str
+    read_config: Callable[[], SlotConfig]  # parameters may change at run time: read them at each use
     client: object
     lock: threading.Lock = field(default_factory=threading.Lock)
     active: Manifest | None = None
@@ -83,6 +85,10 @@ class Slot:
     watch: Watch | None = None
     next_poll: float = 0.0
     retry_after: float = 0.0
+
+    @property
+    def config(self) -> SlotConfig:
+        return self.read_config()
 
 
 @dataclass
@@ -112,9 +118,13 @@ class ModelManager(Tango2Node):
             "slots", ["llm"], ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY,
                                                   description="Model slots; each has <slot>.model, <slot>.node, ...")
         ).value
-        self.slot_configs = [self._declare_slot(name) for name in slot_names]
-        # Clients exist from the start: a client that was just created can lose its first answers
-        self.slots = {c.name: Slot(c, self.create_client(LoadModel, f"{c.node}/load_model")) for c in self.slot_configs}
+        self.slots: dict[str, Slot] = {}
+        for name in slot_names:
+            config = self._declare_slot(name)
+            # Clients exist from the start: a client that was just created can lose its first answers
+            self.slots[name] = Slot(name, lambda name=name: self._slot_config(name),
+                                    self.create_client(LoadModel, f"{config.node}/load_model"))
+        self.add_on_set_parameters_callback(self._check_parameters)
         self.store: Store | None = None
         self.cache: ArtifactCache | None = None
         self._manifests: dict[str, Manifest] = {}  # manifest digest -> parsed manifest
@@ -128,13 +138,16 @@ class ModelManager(Tango2Node):
         return 1
 
     def _declare_slot(self, slot: str) -> SlotConfig:
+        """Declare a slot's parameters; all but `model` and `node` can be changed at run time (`ros2 param set`)."""
         def p(key: str, default, description: str, **bounds):
             return self.declare(f"{slot}.{key}", default, description, **bounds)
 
         config = SlotConfig(
             name=slot,
-            model=p("model", "smollm2-135m-instruct" if slot == "llm" else "", "Artifact name served in this slot."),
-            node=p("node", "/tango2/llm_node" if slot == "llm" else "", "Fully qualified name of the consuming node."),
+            model=p("model", "smollm2-135m-instruct" if slot == "llm" else "", "Artifact name served in this slot.",
+                    read_only=True),
+            node=p("node", "/tango2/llm_node" if slot == "llm" else "", "Fully qualified name of the consuming node.",
+                   read_only=True),
             policy=p("policy", "pinned", "pinned: serve `version`; latest: follow the newest release in the registry."),
             version=p("version", "", "Pinned version or tag; empty = the latest release at start-up."),
             poll_period_s=p("poll_period_s", 60.0, "policy latest: how often the registry is asked.",
@@ -159,6 +172,16 @@ class ModelManager(Tango2Node):
         if not config.model or not config.node:
             raise ValueError(f"slot {slot}: set {slot}.model and {slot}.node")
         return config
+
+    def _slot_config(self, slot: str) -> SlotConfig:
+        values = {name: self.param(f"{slot}.{name}") for name in SlotConfig.__dataclass_fields__ if name != "name"}
+        return SlotConfig(name=slot, **values)
+
+    def _check_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name.endswith(".policy") and parameter.value not in POLICIES:
+                return SetParametersResult(successful=False, reason=f"policy must be one of {', '.join(POLICIES)}")
+        return SetParametersResult(successful=True)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:

@@ -34,6 +34,8 @@ def write_bundle(folder: Path, files: list[Path], **fields) -> Manifest:
 
 def sign_bundle(folder: Path, private_key_path: Path) -> str:
     """Sign a bundle's manifest; return the key id."""
+    if not (folder / MANIFEST_FILE).is_file():
+        raise ArtifactError(f"{folder} is not a bundle: it has no {MANIFEST_FILE}")
     manifest_bytes = (folder / MANIFEST_FILE).read_bytes()
     Manifest.from_bytes(manifest_bytes)
     signature = sign(manifest_bytes, load_private_key(private_key_path))
