@@ -14,14 +14,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from helpers.lifecycle import bring_up, set_parameter
 from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
+from helpers.registry import llm_arguments, make_keys, manager_arguments, publish
 from helpers.servers import make_model_file
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ModelInfo, ModelStatus
 from tango2_msgs.srv import ListModels, Rollback, SwapModel
 from tango2_ros.core.artifacts.manifest import Manifest
-from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle, write_bundle
-from tango2_ros.core.artifacts.signing import TrustStore, generate_keypair
-from tango2_ros.core.artifacts.stores import LocalStore
+from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.runtime.default_models import default_llm_path
 
 pytestmark = pytest.mark.ros
@@ -32,48 +31,30 @@ MANAGER = f"{NS}/models"
 MODEL = "smollm2-135m-instruct"
 
 
-def publish(root, version, source, key="fleet", trust=None):
-    folder = root / "bundles" / version
-    write_bundle(folder, [source], name=MODEL, version=version, task="llm", format="gguf", quantization="q4_1")
-    sign_bundle(folder, root / "keys" / f"{key}.key")
-    publish_bundle(LocalStore(root / "store"), folder, trust or TrustStore(root / "keys" / "trusted"))
-
-
 def build_registry(root):
-    keys, trust = root / "keys", TrustStore(root / "keys" / "trusted")
-    generate_keypair(keys / "fleet.key", keys / "fleet.pub")
-    generate_keypair(keys / "rogue.key", keys / "rogue.pub")
-    trust.trust(keys / "fleet.pub")
-    publisher_trust = TrustStore(root / "publisher-trusted")  # whoever pushed 1.2.0 trusted the rogue key
-    publisher_trust.trust(keys / "fleet.pub")
-    publisher_trust.trust(keys / "rogue.pub")
+    make_keys(root, "fleet", "rogue")  # the manager trusts only the fleet key
+    publisher_trust = TrustStore(root / "publisher-trusted")  # whoever pushed 1.2.0 trusted the rogue key too
+    for name in ("fleet", "rogue"):
+        publisher_trust.trust(root / "keys" / f"{name}.pub")
     corrupt = make_model_file(root / "src" / "corrupt.gguf", 1 << 20, seed=3)
     broken = make_model_file(root / "src" / "not-a-model.gguf", 1 << 20, seed=4)
     plan = [("1.0.0", default_llm_path(), "fleet"), ("1.1.0", default_llm_path(), "fleet"),
             ("1.2.0", default_llm_path(), "rogue"), ("1.3.0", corrupt, "fleet"), ("1.4.0", broken, "fleet")]
     for version, source, key in plan:
-        publish(root, version, source, key, publisher_trust)
-    corrupted = Manifest.from_bytes((root / "bundles" / "1.3.0" / "manifest.json").read_bytes()).files[0].sha256
+        publish(root, MODEL, version, source, key, publisher_trust)
+    corrupted = Manifest.from_bytes((root / "bundles" / f"{MODEL}-1.3.0" / "manifest.json").read_bytes()).files[0].sha256
     blob = root / "store" / "blobs" / "sha256" / corrupted
     blob.write_bytes(b"GGUF" + bytes(blob.stat().st_size - 4))
-    return root
 
 
 def manager_args(root, ns=NS, **slot):
-    params = {"store": str(root / "store"), "cache_dir": str(root / "cache"),
-              "trusted_keys_dir": str(root / "keys" / "trusted"), "reconcile_period_s": 0.3, "retry_after_s": 1.0,
-              "slots": "[llm]", "llm.model": MODEL, "llm.node": f"{ns}/llm_node", "llm.version": "1.0.0",
-              "llm.rollback_min_requests": 4, "llm.rollback_error_rate": 0.5, "llm.rollback_window_s": 60.0,
-              "llm.health_budget_s": 30.0, **slot}
-    args = ["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={ns}"]
-    for key, value in params.items():
-        args += ["-p", f"{key}:={value}"]
-    return args
+    return manager_arguments(root, ns, MODEL, **{
+        "reconcile_period_s": 0.3, "retry_after_s": 1.0, "llm.version": "1.0.0", "llm.rollback_min_requests": 4,
+        "llm.rollback_error_rate": 0.5, "llm.rollback_window_s": 60.0, "llm.health_budget_s": 30.0, **slot})
 
 
 def llm_args(ns=NS):
-    return ["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
-            "-p", "n_parallel:=4", "-p", "n_ctx_per_seq:=512", "-p", "stream_interval_tokens:=0"]
+    return llm_arguments(ns, "n_parallel:=4", "n_ctx_per_seq:=512", "stream_interval_tokens:=0")
 
 
 class Harness:
@@ -125,7 +106,8 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    root = build_registry(tmp_path_factory.mktemp("registry"))
+    root = tmp_path_factory.mktemp("registry")
+    build_registry(root)
     llm = spawn(llm_args())
     manager = spawn(manager_args(root))
     try:
@@ -278,9 +260,8 @@ def test_policy_latest_deploys_new_releases_within_the_memory_budget(tmp_path):
     resource-preserving (unload first), which a parameter allows at run time."""
     ns = "/t5"
     root = tmp_path
-    generate_keypair(root / "keys" / "fleet.key", root / "keys" / "fleet.pub")
-    TrustStore(root / "keys" / "trusted").trust(root / "keys" / "fleet.pub")
-    publish(root, "1.0.0", default_llm_path())
+    make_keys(root, "fleet")
+    publish(root, MODEL, "1.0.0", default_llm_path())
     llm = spawn(llm_args(ns))
     manager = spawn(manager_args(root, ns, **{"llm.policy": "latest", "llm.version": "\"\"", "llm.poll_period_s": 0.5,
                                              "llm.memory_budget_mb": 150.0}))
@@ -293,7 +274,7 @@ def test_policy_latest_deploys_new_releases_within_the_memory_budget(tmp_path):
             time.sleep(1.0)
             h.wait_serving(f"{MODEL}@1.0.0")
 
-            publish(root, "1.1.0", default_llm_path())
+            publish(root, MODEL, "1.1.0", default_llm_path())
             refused = h.event("failed", "1.1.0", timeout=30)
             assert "old plus new need 188 MiB" in refused.model.reason and "allow_resource_preserving" in refused.model.reason
             assert h.serving() == f"{MODEL}@1.0.0"
@@ -304,7 +285,7 @@ def test_policy_latest_deploys_new_releases_within_the_memory_budget(tmp_path):
             assert response.success and response.active_version == "1.1.0", response.message
             assert "resource-preserving" in response.message
 
-            publish(root, "1.2.0", default_llm_path())
+            publish(root, MODEL, "1.2.0", default_llm_path())
             h.event("updated", "1.2.0", timeout=30)
             h.wait_serving(f"{MODEL}@1.2.0", timeout=10)
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.parameter import Parameter
@@ -135,12 +135,17 @@ class LlmNode(Tango2Node):
             )
             if release_first and self.slot.active is not None:
                 self.slot.replace(None)
+            # Next to a serving model, the new one warms up on one thread: llama.cpp's workers spin while they
+            # wait, and two engines' spinning workers on the same cores stall the serving one for seconds
+            # (measured by bench/model_swap.py). It gets its full thread count when it takes over.
+            swapping = self.slot.active is not None
             started = time.monotonic()
-            runtime = LlmRuntime(path, options, name=name, version=version)
+            runtime = LlmRuntime(path, replace(options, n_threads=1) if swapping else options, name=name, version=version)
             loaded = time.monotonic()
             runtime.warm_up()
             warmed = time.monotonic()
             health = runtime.health_check(budget_s or self.param("health_budget_s"))
+            runtime.set_threads(options.n_threads)
             timings = {"load_s": loaded - started, "warmup_s": warmed - loaded, "health_s": health.latency_s}
             # A slow but correct first model is better than none (the machine may just be busy); a swap
             # must pass the budget, since the model serving now is known to work.

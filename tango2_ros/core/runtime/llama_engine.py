@@ -172,6 +172,10 @@ class LlamaEngine:
             self._queue.append(request)
             self._cond.notify()
 
+    def set_threads(self, n_threads: int) -> None:
+        """Change the CPU threads of later decode steps (call while no request runs, e.g. before serving)."""
+        llama_cpp.llama_set_n_threads(self.ctx, n_threads, n_threads)
+
     def load(self) -> tuple[int, int]:
         """(running, waiting) requests right now."""
         with self._cond:

@@ -6,7 +6,7 @@ and reports partial text through a callback, while the engine batches it with ot
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -128,6 +128,11 @@ class LlmRuntime(ModelRuntime):
             return HealthReport(False, latency, f"golden request took {latency:.2f} s, budget {budget_s:.2f} s",
                                 too_slow_only=True)
         return HealthReport(True, latency, "ok")
+
+    def set_threads(self, n_threads: int) -> None:
+        """Change the CPU threads used from the next decode step on (call before serving)."""
+        self.engine.set_threads(n_threads)
+        self.options = replace(self.options, n_threads=n_threads)
 
     def close(self) -> None:
         self.engine.close(drain=True)

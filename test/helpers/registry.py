@@ -1,0 +1,43 @@
+"""Model registries for tests and benchmarks: a local store with keys, built from real model files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle, write_bundle
+from tango2_ros.core.artifacts.signing import TrustStore, generate_keypair
+from tango2_ros.core.artifacts.stores import LocalStore
+
+
+def make_keys(root: Path, *names: str, trusted: tuple[str, ...] = ("fleet",)) -> TrustStore:
+    """Key pairs under root/keys; the `trusted` ones go into root/keys/trusted (what the manager accepts)."""
+    for name in names:
+        generate_keypair(root / "keys" / f"{name}.key", root / "keys" / f"{name}.pub")
+    trust = TrustStore(root / "keys" / "trusted")
+    for name in trusted:
+        trust.trust(root / "keys" / f"{name}.pub")
+    return trust
+
+
+def publish(root: Path, name: str, version: str, source: Path, key: str = "fleet",
+            trust: TrustStore | None = None, quantization: str = "q4_1") -> None:
+    """Bundle one model file, sign it with root/keys/<key>.key and publish it to root/store."""
+    folder = root / "bundles" / f"{name}-{version}"
+    write_bundle(folder, [source], name=name, version=version, task="llm", format="gguf", quantization=quantization)
+    sign_bundle(folder, root / "keys" / f"{key}.key")
+    publish_bundle(LocalStore(root / "store"), folder, trust or TrustStore(root / "keys" / "trusted"))
+
+
+def manager_arguments(root: Path, namespace: str, model: str, **parameters) -> list[str]:
+    """`python -m` arguments for a model_manager named `models` in `namespace` serving one `llm` slot."""
+    params = {"store": str(root / "store"), "cache_dir": str(root / "cache"),
+              "trusted_keys_dir": str(root / "keys" / "trusted"), "slots": "[llm]", "llm.model": model,
+              "llm.node": f"{namespace}/llm_node", **parameters}
+    args = ["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={namespace}"]
+    for key, value in params.items():
+        args += ["-p", f"{key}:={value}"]
+    return args
+
+
+def llm_arguments(namespace: str, *extra: str) -> list[str]:
+    return ["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={namespace}",
+            *[item for parameter in extra for item in ("-p", parameter)]]
