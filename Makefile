@@ -71,7 +71,11 @@ $(STAMPS)/interfaces: $(STAMPS)/requirements $(INTERFACE_FILES)
 	$(BIN)/python scripts/build_interfaces.py
 	@touch $@
 
-$(STAMPS)/package: setup.py setup.cfg $(STAMPS)/interfaces $(STAMPS)/llama $(STAMPS)/models
+$(STAMPS)/builder: requirements/builder.txt | $(STAMPS)/venv
+	$(BIN)/pip install --quiet -r requirements/builder.txt
+	@touch $@
+
+$(STAMPS)/package: setup.py setup.cfg $(STAMPS)/interfaces $(STAMPS)/llama $(STAMPS)/models $(STAMPS)/builder
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -149,6 +149,14 @@ def test_bad_model_files_give_clear_errors(tmp_path, path, content, words):
         LlmRuntime(file)
 
 
+def test_bad_lora_adapters_give_clear_errors(tmp_path):
+    with pytest.raises(ModelLoadError, match="LoRA adapter not found"):
+        LlmRuntime(default_llm_path(), LlmOptions(lora_path=str(tmp_path / "missing.gguf")))
+    # a full model is not an adapter: llama.cpp refuses it, the runtime says which file
+    with pytest.raises(ModelLoadError, match="could not load the LoRA adapter"):
+        LlmRuntime(default_llm_path(), LlmOptions(lora_path=str(default_llm_path())))
+
+
 def test_slot_swaps_between_requests_and_closes_the_old_runtime_once_drained():
     class Fake:
         closed = False

@@ -19,8 +19,9 @@ def emit(args: Any, data: Any, human: str) -> None:
 class ProgressBar:
     """Progress on stderr: a redrawn bar on a terminal, a line every 10 % otherwise (logs stay readable)."""
 
-    def __init__(self, label: str, stream=None) -> None:
+    def __init__(self, label: str, stream=None, unit: str = "MiB") -> None:
         self.label = label
+        self.unit = unit  # "MiB": done/total are bytes; anything else: counts of that unit
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
         self._last_tenth = -1
@@ -28,13 +29,14 @@ class ProgressBar:
 
     def update(self, done: int, total: int) -> None:
         fraction = done / total if total else 1.0
+        scale, digits = (2**20, 1) if self.unit == "MiB" else (1, 0)
+        amount = f"{done / scale:.{digits}f}/{total / scale:.{digits}f} {self.unit}"
         if self.interactive:
             filled = int(30 * fraction)
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} "
-                              f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB")
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} {amount}")
         elif int(fraction * 10) > self._last_tenth:
             self._last_tenth = int(fraction * 10)
-            self.stream.write(f"{self.label}: {fraction:.0%} of {total / 2**20:.1f} MiB\n")
+            self.stream.write(f"{self.label}: {fraction:.0%} ({amount})\n")
         else:
             return
         self._shown = True

@@ -119,8 +119,7 @@ class LlamaEngine:
         self.max_queue = max_queue
         # The Llama object loads the weights, the vocabulary and the chat template; its own small context is unused.
         self.llama = llama_cpp.Llama(
-            model_path=model_path, n_ctx=64, n_batch=64, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
-            lora_path=lora_path, verbose=False,
+            model_path=model_path, n_ctx=64, n_batch=64, n_threads=n_threads, n_gpu_layers=n_gpu_layers, verbose=False,
         )
         self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
@@ -137,6 +136,12 @@ class LlamaEngine:
         self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens for {model_path}")
+        try:
+            self._adapter = self._apply_adapter(lora_path) if lora_path else None
+        except EngineError:
+            llama_cpp.llama_free(self.ctx)
+            self.llama.close()
+            raise
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._free_seq_ids = list(range(n_parallel))
@@ -147,6 +152,19 @@ class LlamaEngine:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="llama-engine", daemon=True)
         self._thread.start()
+
+    def _apply_adapter(self, lora_path: str):
+        """Load a GGUF LoRA adapter and apply it to this engine's context (adapters are per context in llama.cpp:
+        the one `Llama(lora_path=...)` loads would only reach the Llama object's own, unused context)."""
+        adapter = llama_cpp.llama_adapter_lora_init(self.llama.model, lora_path.encode())
+        if not adapter:
+            raise EngineError(f"llama.cpp could not load the LoRA adapter {lora_path} for this model")
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, scales):
+            llama_cpp.llama_adapter_lora_free(adapter)
+            raise EngineError(f"llama.cpp could not apply the LoRA adapter {lora_path}")
+        return adapter
 
     # -- API for other threads -------------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
@@ -194,6 +212,8 @@ class LlamaEngine:
             return
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
+        if self._adapter is not None:
+            llama_cpp.llama_adapter_lora_free(self._adapter)
         self.llama.close()
 
     # -- engine thread ---------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""Evaluate one candidate model in its own process, so its peak memory is its own.
+
+    python -m tango2_ros.builder.evaluate --model M.gguf [--adapter A.gguf] --eval eval.jsonl --metric contains
+prints one JSON object: metric score (0..1), tokens/s, mean latency, peak resident memory, per-example outputs.
+Greedy decoding through the same runtime the llm_node serves with.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tango2_ros.builder.dataset import load_examples
+from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+
+
+@dataclass
+class Evaluation:
+    metric: float
+    tokens_per_s: float
+    latency_s: float
+    peak_memory_mb: float
+    outputs: list[str]
+
+
+def score(metric: str, output: str, expected: str) -> float:
+    if metric == "json_valid":
+        try:
+            json.loads(output)
+            return 1.0
+        except json.JSONDecodeError:
+            return 0.0
+    normal_output, normal_expected = _normal(output), _normal(expected)
+    if metric == "exact_match":
+        return float(normal_output == normal_expected)
+    return float(normal_expected in normal_output)  # contains
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".")
+
+
+def run(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tokens: int, threads: int) -> Evaluation:
+    runtime = LlmRuntime(str(model), LlmOptions(n_threads=threads, n_parallel=1, n_ctx_per_seq=1024,
+                                                lora_path=str(adapter) if adapter else ""))
+    try:
+        runtime.warm_up()
+        scores, outputs, tokens, seconds = [], [], 0, 0.0
+        for example in load_examples(eval_file):
+            prompt = runtime.chat_prompt([ChatTurn(m["role"], m["content"]) for m in example.prompt])
+            started = time.monotonic()
+            result = runtime.generate(prompt, max_tokens=max_tokens)
+            seconds += time.monotonic() - started
+            tokens += result.tokens
+            outputs.append(result.text)
+            scores.append(score(metric, result.text, example.answer))
+    finally:
+        runtime.close()
+    peak_mb = _peak_resident_mb()
+    return Evaluation(sum(scores) / len(scores), tokens / seconds if seconds else 0.0, seconds / len(scores),
+                      peak_mb, outputs)
+
+
+def _peak_resident_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry over the parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def evaluate_in_subprocess(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tokens: int,
+                           threads: int = 2, timeout_s: float = 1800) -> Evaluation:
+    command = [sys.executable, "-m", "tango2_ros.builder.evaluate", "--model", str(model), "--eval", str(eval_file),
+               "--metric", metric, "--max-tokens", str(max_tokens), "--threads", str(threads)]
+    if adapter:
+        command += ["--adapter", str(adapter)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise RuntimeError(f"evaluation of {model.name} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+    return Evaluation(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--adapter", type=Path)
+    parser.add_argument("--eval", type=Path, required=True)
+    parser.add_argument("--metric", default="contains")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    evaluation = run(args.model, args.adapter, args.eval, args.metric, args.max_tokens, args.threads)
+    print(json.dumps(evaluation.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

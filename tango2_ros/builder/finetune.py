@@ -1,0 +1,94 @@
+"""LoRA fine-tuning of a GGUF base model with transformers + peft (CPU for small models, CUDA when asked).
+
+The GGUF is loaded into transformers (de-quantised to float32), LoRA matrices are trained on the recipe's
+chats with the loss on the assistant's answers only, then exported both merged (a full model) and alone (an
+adapter). Imports of torch/transformers/peft stay inside the functions: the rest of TANGO2 runs without them.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tango2_ros.builder.dataset import Example
+from tango2_ros.builder.gguf_export import export_lora, export_model
+from tango2_ros.builder.recipe import FinetuneConfig
+
+
+@dataclass
+class FinetuneResult:
+    merged_gguf: Path
+    adapter_gguf: Path
+    losses: list[float]
+    seconds: float
+
+
+def _batches(tokenizer, examples: list[Example], batch_size: int, steps: int, seed: int):
+    """Token ids and labels with everything but the answers masked (-100), cycling through shuffled examples."""
+    import torch
+
+    encoded = []
+    for example in examples:
+        prompt = tokenizer.apply_chat_template(example.prompt, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(example.as_chat(), tokenize=False)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+        labels = [-100] * len(prompt_ids) + full_ids[len(prompt_ids):]
+        encoded.append((full_ids, labels))
+    order = list(range(len(encoded)))
+    rng = random.Random(seed)
+    position = len(order)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for _ in range(steps):
+        batch = []
+        for _ in range(min(batch_size, len(encoded))):
+            if position >= len(order):
+                rng.shuffle(order)
+                position = 0
+            batch.append(encoded[order[position]])
+            position += 1
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch])
+        yield ids, labels, mask
+
+
+def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, out_dir: Path, device: str = "cpu",
+             progress: Callable[[int, int, float], None] | None = None) -> FinetuneResult:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name, dtype=torch.float32)
+    model.to(device)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
+                      target_modules=list(config.target_modules))
+    peft_model = get_peft_model(model, lora)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=config.learning_rate)
+    losses = []
+    peft_model.train()
+    for step, (ids, labels, mask) in enumerate(_batches(tokenizer, examples, config.batch_size, config.steps, config.seed)):
+        loss = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.item()))
+        if progress:
+            progress(step + 1, config.steps, losses[-1])
+    peft_model.eval()
+    peft_model.to("cpu")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    adapter = out_dir / "adapter-lora.gguf"
+    export_lora(peft_model, config.alpha, adapter)
+    merged_path = out_dir / "merged-f16.gguf"
+    export_model(peft_model.merge_and_unload(), base_gguf, merged_path)
+    return FinetuneResult(merged_path, adapter, losses, time.monotonic() - started)

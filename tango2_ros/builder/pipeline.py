@@ -1,0 +1,183 @@
+"""The build pipeline: base model -> optional LoRA fine-tune -> GGUF export -> quantisation -> evaluation ->
+gates and device budgets -> signed artifacts in the registry, the best candidate per device profile tagged.
+
+Candidates are published as pre-release versions of the recipe's version (`1.1.0-q8-0`, `1.1.0-lora`), so
+they never become a slot's "latest release" by accident; a slot deploys one by version or by its
+`best-<profile>` tag. The untouched base model is evaluated too, as the baseline of the report.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tango2_ros.builder.dataset import fingerprint, load_examples
+from tango2_ros.builder.evaluate import Evaluation, evaluate_in_subprocess
+from tango2_ros.builder.quantize import quantize
+from tango2_ros.builder.recipe import Recipe
+from tango2_ros.core.artifacts.cache import ArtifactCache
+from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle, write_bundle
+from tango2_ros.core.artifacts.signing import TrustStore
+from tango2_ros.core.artifacts.stores import Store
+
+MB = 1e6
+
+
+@dataclass
+class Candidate:
+    label: str  # base, f16, q8_0, ..., lora
+    model: Path  # the GGUF that is loaded
+    adapter: Path | None = None  # LoRA applied on top of `model`
+    quantization: str = ""
+    evaluation: Evaluation | None = None
+    failures: list[str] = field(default_factory=list)  # gates it did not pass
+    profiles: list[str] = field(default_factory=list)  # device profiles whose budgets it fits
+    version: str = ""  # set when published
+
+    @property
+    def kind(self) -> str:
+        return "adapter" if self.adapter else "model"
+
+    @property
+    def ship_bytes(self) -> int:
+        """What travels to a device that already has the base: the adapter alone, or the whole model."""
+        return (self.adapter or self.model).stat().st_size
+
+    @property
+    def device_bytes(self) -> int:
+        """What must fit on the device."""
+        return self.model.stat().st_size + (self.adapter.stat().st_size if self.adapter else 0)
+
+
+@dataclass
+class BuildResult:
+    recipe: Recipe
+    candidates: list[Candidate]
+    baseline: Candidate
+    tags: dict[str, str]  # tag -> version
+    losses: list[float]
+    finetune_s: float
+    data_fingerprint: str
+    work_dir: Path
+
+
+def version_of(recipe: Recipe, label: str) -> str:
+    return f"{recipe.version}-{label.replace('_', '-')}"
+
+
+def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore, key: Path, work_dir: Path,
+          say: Callable[[str], None], train_progress: Callable[[int, int, float], None] | None = None,
+          device: str = "cpu", publish: bool = True) -> BuildResult:
+    steps = 4 + bool(recipe.finetune) + bool(publish)
+    step = iter(range(1, steps + 1))
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    say(f"[{next(step)}/{steps}] base model {recipe.base}")
+    base_reference, base_path = _base(recipe, store, cache)
+    eval_examples = load_examples(recipe.eval)
+    train_examples = load_examples(recipe.train) if recipe.train else []
+    data_fingerprint = fingerprint(recipe.train, recipe.eval)
+
+    source, adapter, losses, finetune_s = base_path, None, [], 0.0
+    if recipe.finetune:
+        say(f"[{next(step)}/{steps}] LoRA fine-tune: rank {recipe.finetune.rank}, {recipe.finetune.steps} steps on "
+            f"{len(train_examples)} examples ({device})")
+        from tango2_ros.builder.finetune import finetune
+
+        tuned = finetune(base_path, train_examples, recipe.finetune, work_dir, device, train_progress)
+        source, adapter, losses, finetune_s = tuned.merged_gguf, tuned.adapter_gguf, tuned.losses, tuned.seconds
+        say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} in {finetune_s:.0f} s; "
+            f"adapter {adapter.stat().st_size / MB:.1f} MB")
+
+    say(f"[{next(step)}/{steps}] quantise: {', '.join(recipe.quantizations)}")
+    candidates = []
+    for level in recipe.quantizations:
+        target = work_dir / f"{recipe.name}-{version_of(recipe, level)}.gguf"
+        if level == "f16" and recipe.finetune:
+            shutil.copyfile(source, target)
+        else:
+            quantize(source, target, level)
+        candidates.append(Candidate(level, target, quantization=level))
+    if adapter is not None and recipe.publish_adapter:
+        candidates.append(Candidate("lora", base_path, adapter=adapter, quantization="f32"))
+
+    baseline = Candidate("base", base_path)
+    say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {len(eval_examples)} examples "
+        f"({recipe.metric})")
+    for candidate in [baseline, *candidates]:
+        candidate.evaluation = evaluate_in_subprocess(candidate.model, candidate.adapter, recipe.eval, recipe.metric,
+                                                      recipe.max_tokens)
+        e = candidate.evaluation
+        say(f"      {candidate.label:<7} {recipe.metric} {e.metric:.2f}  {e.tokens_per_s:6.1f} tok/s  "
+            f"peak {e.peak_memory_mb:5.0f} MB  file {candidate.ship_bytes / MB:6.1f} MB")
+
+    say(f"[{next(step)}/{steps}] gates (min {recipe.metric} {recipe.min_metric:g}) and device profiles")
+    passed = judge(candidates, recipe)
+    if adapter is not None and recipe.publish_adapter and not base_reference:
+        say("      the adapter is not published: its base is a file, not an artifact in the registry")
+        passed = [c for c in passed if c.kind != "adapter"]
+
+    tags: dict[str, str] = {}
+    if publish:
+        say(f"[{next(step)}/{steps}] sign and publish {len(passed)} of {len(candidates)} candidates to {store.location}")
+        for candidate in passed:
+            candidate.version = version_of(recipe, candidate.label)
+            _publish(candidate, recipe, store, trust, key, base_reference, data_fingerprint)
+        for profile, best in best_per_profile(passed, recipe).items():
+            tags[f"best-{profile}"] = best.version
+            store.set_tag(recipe.name, f"best-{profile}", best.version)
+    return BuildResult(recipe, candidates, baseline, tags, losses, finetune_s, data_fingerprint, work_dir)
+
+
+def judge(candidates: list[Candidate], recipe: Recipe) -> list[Candidate]:
+    """Apply the recipe's quality gate and each device profile's budgets; return the candidates that pass."""
+    for candidate in candidates:
+        e = candidate.evaluation
+        if e.metric < recipe.min_metric:
+            candidate.failures.append(f"{recipe.metric} {e.metric:.2f} < {recipe.min_metric:g}")
+        candidate.profiles = [budget.name for budget in recipe.profiles
+                              if not budget.violations(candidate.device_bytes / MB, e.peak_memory_mb, e.tokens_per_s)]
+    return [c for c in candidates if not c.failures]
+
+
+def best_per_profile(passed: list[Candidate], recipe: Recipe) -> dict[str, Candidate]:
+    """Per device profile, the passing candidate with the best metric (the smaller one on a tie)."""
+    best = {}
+    for budget in recipe.profiles:
+        fitting = [c for c in passed if budget.name in c.profiles]
+        if fitting:
+            best[budget.name] = max(fitting, key=lambda c: (c.evaluation.metric, -c.device_bytes))
+    return best
+
+
+def _base(recipe: Recipe, store: Store, cache: ArtifactCache) -> tuple[str, Path]:
+    """The base model file, and its artifact reference when it comes from the registry."""
+    if recipe.base_is_artifact:
+        name, _, spec = recipe.base.partition("@")
+        pulled = cache.pull(store, name, spec)
+        return pulled.manifest.reference, pulled.primary_path
+    path = Path(recipe.base)
+    if not path.is_file():
+        raise FileNotFoundError(f"base model {path} not found")
+    return "", path
+
+
+def _publish(candidate: Candidate, recipe: Recipe, store: Store, trust: TrustStore, key: Path, base_reference: str,
+             data_fingerprint: str) -> None:
+    e = candidate.evaluation
+    with tempfile.TemporaryDirectory(prefix="tango2-build-") as scratch:
+        folder = Path(scratch)
+        write_bundle(
+            folder, [candidate.adapter or candidate.model], name=recipe.name, version=candidate.version, task="llm",
+            format="gguf", quantization=candidate.quantization, kind=candidate.kind,
+            base_model=base_reference or Path(recipe.base).name,
+            adapter_base=base_reference if candidate.adapter else "", data_fingerprint=data_fingerprint,
+            metrics={recipe.metric: e.metric, "tokens_per_s": e.tokens_per_s, "latency_s": e.latency_s,
+                     "peak_memory_mb": e.peak_memory_mb},
+            device_profiles=tuple(candidate.profiles), description=recipe.description,
+        )
+        sign_bundle(folder, key)
+        publish_bundle(store, folder, trust)
+

@@ -1,0 +1,192 @@
+"""Build recipes: what a domain engineer writes to get device-sized, evaluated, signed model versions.
+
+    name: colreg-assistant            # artifact name in the registry
+    version: 1.1.0                    # candidates are published as 1.1.0-q8-0, 1.1.0-q4-k-m, 1.1.0-lora, ...
+    base: smollm2-135m-instruct@1.0.0 # an artifact in the store, or a path to a GGUF file
+    data: {train: train.jsonl, eval: eval.jsonl}     # relative to the recipe file
+    finetune: {rank: 8, alpha: 16, steps: 20, learning_rate: 0.001}   # optional LoRA fine-tune
+    quantizations: [f16, q8_0, q4_k_m]
+    publish_adapter: true             # also publish the LoRA adapter alone (a few MB on top of the base)
+    evaluation: {metric: contains, max_tokens: 48}
+    gates: {min_metric: 0.5}
+    device_profiles: [edge-cpu-2c-4gb, jetson-orin-8gb]
+
+Device profiles come from config/device_profiles.yaml (budgets: file size, memory, tokens/s); a recipe may add
+its own under `device_profile_budgets`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tango2_ros import paths
+from tango2_ros.core.artifacts.manifest import NAME_PATTERN, SEMVER_PATTERN
+from tango2_ros.errors import UserError
+
+QUANTIZATIONS = ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q4_1")
+METRICS = ("exact_match", "contains", "json_valid")
+TOP_KEYS = {"name", "version", "description", "base", "data", "finetune", "quantizations", "publish_adapter",
+            "evaluation", "gates", "device_profiles", "device_profile_budgets"}
+BUDGET_KEYS = {"max_file_mb", "max_memory_mb", "min_tokens_per_s", "description"}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    rank: int = 8
+    alpha: int = 16
+    steps: int = 20
+    learning_rate: float = 1e-3
+    batch_size: int = 4
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    name: str
+    max_file_mb: float | None = None
+    max_memory_mb: float | None = None
+    min_tokens_per_s: float | None = None
+    description: str = ""
+
+    def violations(self, file_mb: float, memory_mb: float, tokens_per_s: float) -> list[str]:
+        """The budget lines a candidate breaks (empty = it fits)."""
+        broken = []
+        if self.max_file_mb is not None and file_mb > self.max_file_mb:
+            broken.append(f"file {file_mb:.0f} MB > {self.max_file_mb:g}")
+        if self.max_memory_mb is not None and memory_mb > self.max_memory_mb:
+            broken.append(f"memory {memory_mb:.0f} MB > {self.max_memory_mb:g}")
+        if self.min_tokens_per_s is not None and tokens_per_s < self.min_tokens_per_s:
+            broken.append(f"{tokens_per_s:.0f} tok/s < {self.min_tokens_per_s:g}")
+        return broken
+
+
+@dataclass(frozen=True)
+class Recipe:
+    source: Path
+    name: str
+    version: str
+    base: str  # name@version of an artifact, or a GGUF path
+    train: Path | None
+    eval: Path
+    finetune: FinetuneConfig | None
+    quantizations: tuple[str, ...]
+    publish_adapter: bool
+    metric: str
+    max_tokens: int
+    min_metric: float
+    profiles: tuple[DeviceBudget, ...]
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_is_artifact(self) -> bool:
+        return "@" in self.base and not self.base.endswith(".gguf")
+
+
+def load_recipe(path: Path) -> Recipe:
+    if not path.is_file():
+        raise UserError(f"recipe {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: malformed YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe is a mapping of keys (name, version, base, data, ...)")
+
+    def fail(message: str) -> UserError:
+        return UserError(f"{path}: {message}")
+
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(TOP_KEYS))})")
+    for key in ("name", "version", "base", "data"):
+        if key not in data:
+            raise fail(f"'{key}' is required")
+    name, version = str(data["name"]), str(data["version"])
+    if not NAME_PATTERN.match(name):
+        raise fail(f"name {name!r}: lower-case letters, digits, '.', '_' or '-'")
+    match = SEMVER_PATTERN.match(version)
+    if not match or match.group(4):
+        raise fail(f"version {version!r} must be a release MAJOR.MINOR.PATCH (candidates get suffixes)")
+    data_section = _mapping(data, "data", fail)
+    if "eval" not in data_section:
+        raise fail("data.eval (an evaluation JSONL file) is required")
+    folder = path.parent
+    train = folder / data_section["train"] if data_section.get("train") else None
+    finetune = _finetune(data.get("finetune"), fail)
+    if finetune and train is None:
+        raise fail("finetune needs data.train")
+    quantizations = tuple(str(q) for q in data.get("quantizations", ["q8_0"]))
+    for quantization in quantizations:
+        if quantization not in QUANTIZATIONS:
+            raise fail(f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})")
+    evaluation = _mapping(data, "evaluation", fail)
+    metric = str(evaluation.get("metric", "contains"))
+    if metric not in METRICS:
+        raise fail(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    gates = _mapping(data, "gates", fail)
+    budgets = {**_packaged_budgets(), **_budgets(data.get("device_profile_budgets", {}), fail)}
+    profiles = []
+    for profile in data.get("device_profiles", []):
+        if profile not in budgets:
+            raise fail(f"unknown device profile {profile!r} (known: {', '.join(sorted(budgets))})")
+        profiles.append(budgets[profile])
+    base = str(data["base"])
+    return Recipe(
+        source=path, name=name, version=version, base=base if "@" in base else str((folder / base).resolve()),
+        train=train, eval=folder / data_section["eval"], finetune=finetune, quantizations=quantizations,
+        publish_adapter=bool(data.get("publish_adapter", finetune is not None)), metric=metric,
+        max_tokens=_number(evaluation.get("max_tokens", 48), "evaluation.max_tokens", fail, int, 1, 4096),
+        min_metric=_number(gates.get("min_metric", 0.0), "gates.min_metric", fail, float, 0.0, 1.0),
+        profiles=tuple(profiles), description=str(data.get("description", "")),
+    )
+
+
+def _mapping(data: dict, key: str, fail) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise fail(f"'{key}' must be a mapping")
+    return value
+
+
+def _number(value, name: str, fail, kind, low: float, high: float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise fail(f"{name} must be a number in [{low:g}, {high:g}], not {value!r}")
+    return kind(value)
+
+
+def _finetune(value, fail) -> FinetuneConfig | None:
+    if value is None or value is False:
+        return None
+    if not isinstance(value, dict):
+        raise fail("'finetune' must be a mapping (rank, alpha, steps, learning_rate, ...)")
+    known = set(FinetuneConfig.__dataclass_fields__)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise fail(f"unknown finetune key(s) {', '.join(unknown)}")
+    config = FinetuneConfig(**{k: tuple(v) if k == "target_modules" else v for k, v in value.items()})
+    _number(config.rank, "finetune.rank", fail, int, 1, 256)
+    _number(config.steps, "finetune.steps", fail, int, 1, 100000)
+    _number(config.learning_rate, "finetune.learning_rate", fail, float, 1e-7, 1.0)
+    _number(config.batch_size, "finetune.batch_size", fail, int, 1, 1024)
+    return config
+
+
+def _budgets(data, fail) -> dict[str, DeviceBudget]:
+    if not isinstance(data, dict):
+        raise fail("device profile budgets must be a mapping of profile name to budgets")
+    budgets = {}
+    for name, values in data.items():
+        if not isinstance(values, dict) or set(values) - BUDGET_KEYS:
+            raise fail(f"device profile {name}: budgets are {', '.join(sorted(BUDGET_KEYS))}")
+        budgets[name] = DeviceBudget(name=name, **values)
+    return budgets
+
+
+def _packaged_budgets() -> dict[str, DeviceBudget]:
+    path = paths.share_dir() / "config" / "device_profiles.yaml"
+    return _budgets(yaml.safe_load(path.read_text()) or {}, lambda m: UserError(f"{path}: {m}"))

@@ -1,0 +1,155 @@
+"""`tango2 build`: recipes and their errors, gates and device budgets, and one full real build (LoRA fine-tune
+of SmolLM2-135M, GGUF export, quantisation, evaluation, signing, publishing, tags, report) on a tiny recipe."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tango2_ros.builder.evaluate import Evaluation, score
+from tango2_ros.builder.pipeline import Candidate, best_per_profile, judge
+from tango2_ros.builder.recipe import DeviceBudget, load_recipe
+from tango2_ros.core.artifacts.cache import ArtifactCache, verify_folder
+from tango2_ros.core.artifacts.manifest import Manifest
+from tango2_ros.core.artifacts.signing import TrustStore
+from tango2_ros.core.artifacts.stores import LocalStore
+from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+from tango2_ros.errors import UserError
+
+TRAIN = [
+    ("A vessel comes up from astern, more than 22.5 degrees abaft our beam. Which rule applies?", "Rule 13, overtaking."),
+    ("A power-driven vessel is dead ahead on a reciprocal course. Which rule applies?", "Rule 14, head-on."),
+    ("A vessel crosses from our starboard side. Which rule applies?", "Rule 15, crossing."),
+    ("In fog a vessel is detected forward of the beam. Which rule applies?", "Rule 19, restricted visibility."),
+]
+EVAL = [("A ship overtakes us from astern. Which rule applies?", "Rule 13"),
+        ("A tanker is head-on. Which rule applies?", "Rule 14")]
+
+
+def write_jsonl(path: Path, pairs) -> None:
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+                            + "\n" for q, a in pairs))
+
+
+def write_recipe(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_jsonl(folder / "train.jsonl", TRAIN)
+    write_jsonl(folder / "eval.jsonl", EVAL)
+    path = folder / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """name: tiny-colreg
+version: 0.1.0
+base: smollm2-135m-instruct@1.0.0
+data: {train: train.jsonl, eval: eval.jsonl}
+finetune: {rank: 4, alpha: 8, steps: 4, batch_size: 2, learning_rate: 0.003}
+quantizations: [q8_0]
+publish_adapter: true
+evaluation: {metric: contains, max_tokens: 12}
+gates: {min_metric: 0.0}
+device_profiles: [edge-cpu-2c-4gb, small-disk]
+device_profile_budgets:
+  small-disk: {max_file_mb: 120}
+"""
+
+
+@pytest.mark.parametrize("change, words", [
+    (("version: 0.1.0", "version: 0.1"), "release MAJOR.MINOR.PATCH"),
+    (("name: tiny-colreg", "name: Tiny Colreg"), "lower-case"),
+    (("quantizations: [q8_0]", "quantizations: [q3_xxs]"), "unknown quantization 'q3_xxs'"),
+    (("metric: contains", "metric: vibes"), "unknown metric 'vibes'"),
+    (("[edge-cpu-2c-4gb, small-disk]", "[edge-cpu-2c-4gb, toaster]"), "unknown device profile 'toaster'"),
+    (("min_metric: 0.0", "min_metric: 2"), "gates.min_metric must be a number in [0, 1]"),
+    (("steps: 4", "steps: -1"), "finetune.steps"),
+    (("data: {train: train.jsonl, eval: eval.jsonl}", "data: {eval: eval.jsonl}"), "finetune needs data.train"),
+    (("base: smollm2-135m-instruct@1.0.0\n", ""), "'base' is required"),
+    (("gates:", "gatez:"), "unknown key(s) gatez"),
+])
+def test_recipe_errors_name_the_file_and_the_problem(tmp_path, change, words):
+    path = write_recipe(tmp_path, GOOD.replace(*change))
+    with pytest.raises(UserError, match=None) as error:
+        load_recipe(path)
+    assert str(path) in str(error.value) and words in str(error.value), str(error.value)
+
+
+def test_malformed_dataset_lines_are_named_by_file_and_line(tmp_path):
+    from tango2_ros.builder.dataset import load_examples
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q", "completion": "a"}\n{"messages": [{"role": "user", "content": "q"}]}\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: .*at least a user turn"):
+        load_examples(bad)
+    bad.write_text('{"prompt": "q", "completion": "a"}\nnot json\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2"):
+        load_examples(bad)
+
+
+def test_metrics():
+    assert score("contains", "It is Rule 13, overtaking.", "rule 13") == 1.0
+    assert score("contains", "Rule 15.", "Rule 13") == 0.0
+    assert score("exact_match", "  Rule 13. ", "rule 13") == 1.0
+    assert score("json_valid", '{"a": 1}', "") == 1.0 and score("json_valid", "{a: 1}", "") == 0.0
+
+
+def test_gates_and_device_budgets_pick_the_best_fitting_candidate(tmp_path):
+    """Real files of known sizes, evaluations as the evaluator reports them."""
+    recipe = load_recipe(write_recipe(tmp_path, GOOD.replace("min_metric: 0.0", "min_metric: 0.5")))
+
+    def candidate(label, size_mb, metric):
+        path = tmp_path / f"{label}.gguf"
+        path.write_bytes(b"GGUF" + bytes(int(size_mb * 1e6) - 4))
+        return Candidate(label, path, quantization=label, evaluation=Evaluation(metric, 50.0, 0.2, 300.0, []))
+
+    big, small, bad = candidate("f16", 130, 0.9), candidate("q8_0", 60, 0.9), candidate("q4_0", 40, 0.4)
+    passed = judge([big, small, bad], recipe)
+    assert passed == [big, small] and bad.failures == ["contains 0.40 < 0.5"]
+    assert big.profiles == ["edge-cpu-2c-4gb"] and small.profiles == ["edge-cpu-2c-4gb", "small-disk"]
+    best = best_per_profile(passed, recipe)
+    assert best["edge-cpu-2c-4gb"] is small  # same quality, smaller
+    assert best["small-disk"] is small
+    assert DeviceBudget("x", max_memory_mb=100).violations(10, 300, 1) == ["memory 300 MB > 100"]
+
+
+@pytest.mark.slow
+def test_a_full_build_publishes_signed_evaluated_candidates_and_tags_the_best(tmp_path):
+    models = tmp_path / "models"
+    env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
+    tango2 = [sys.executable, "-m", "tango2_ros.cli"]
+    subprocess.run([*tango2, "models", "import-defaults"], env=env, check=True, capture_output=True, timeout=120)
+    recipe = write_recipe(tmp_path / "recipe", GOOD)
+    out = tmp_path / "out"
+    done = subprocess.run([*tango2, "build", str(recipe), "--out", str(out), "--json"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert "[2/6] LoRA fine-tune" in done.stderr and "fine-tune: 100% (4/4 steps)" in done.stderr
+    assert len(result["losses"]) == 4 and result["losses"][-1] < result["losses"][0]
+    assert {c["label"] for c in result["candidates"]} == {"base", "q8_0", "lora"}
+    assert result["tags"] == {"best-edge-cpu-2c-4gb": result["tags"]["best-edge-cpu-2c-4gb"],
+                              "best-small-disk": "0.1.0-lora"}  # only base + adapter fit 120 MB
+
+    store, trust = LocalStore(models / "store"), TrustStore(models / "keys" / "trusted")
+    assert store.versions("tiny-colreg") == ["0.1.0-lora", "0.1.0-q8-0"]
+    cache = ArtifactCache(tmp_path / "cache", trust)
+    adapter = cache.pull(store, "tiny-colreg", "best-small-disk")
+    manifest, signer = verify_folder(adapter.folder, trust)
+    assert manifest.kind == "adapter" and manifest.adapter_base == "smollm2-135m-instruct@1.0.0"
+    assert manifest.total_size < 10e6 and signer.key_name == "local"
+    assert manifest.data_fingerprint == result["data_fingerprint"] and "contains" in manifest.metrics
+    quantized = Manifest.from_bytes(store.read_blob(r := store.record("tiny-colreg", "0.1.0-q8-0"), r.manifest_digest))
+    assert quantized.quantization == "q8_0" and quantized.device_profiles == ("edge-cpu-2c-4gb",)
+    assert (out / "report.md").read_text().count("| q8_0 |") == 1 and (out / "report.png").stat().st_size > 10_000
+
+    # the adapter really changes what the base model says
+    base = cache.pull(store, "smollm2-135m-instruct", "1.0.0").primary_path
+    question = [ChatTurn("user", TRAIN[0][0])]
+    answers = []
+    for lora in ("", str(adapter.primary_path)):
+        runtime = LlmRuntime(str(base), LlmOptions(n_parallel=1, n_ctx_per_seq=512, lora_path=lora))
+        answers.append(runtime.generate(runtime.chat_prompt(question), max_tokens=16).text)
+        runtime.close()
+    assert answers[0] != answers[1], answers
