@@ -14,7 +14,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from helpers.lifecycle import bring_up, set_parameter
 from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
-from helpers.registry import llm_arguments, make_keys, manager_arguments, publish
+from helpers.registry import llm_arguments, make_keys, make_lora_adapter, manager_arguments, publish
 from helpers.servers import make_model_file
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ModelInfo, ModelStatus
@@ -42,6 +42,8 @@ def build_registry(root):
             ("1.2.0", default_llm_path(), "rogue"), ("1.3.0", corrupt, "fleet"), ("1.4.0", broken, "fleet")]
     for version, source, key in plan:
         publish(root, MODEL, version, source, key, publisher_trust)
+    adapter = make_lora_adapter(root / "src" / "colreg-lora.gguf")
+    publish(root, MODEL, "1.5.0", adapter, quantization="f32", kind="adapter", adapter_base=f"{MODEL}@1.0.0")
     corrupted = Manifest.from_bytes((root / "bundles" / f"{MODEL}-1.3.0" / "manifest.json").read_bytes()).files[0].sha256
     blob = root / "store" / "blobs" / "sha256" / corrupted
     blob.write_bytes(b"GGUF" + bytes(blob.stat().st_size - 4))
@@ -179,6 +181,17 @@ def test_a_failed_swap_leaves_the_old_version_serving_and_says_why(harness, vers
     assert failed.model.state == ModelInfo.STATE_FAILED and reason in failed.model.reason
 
 
+def test_an_adapter_artifact_is_deployed_on_top_of_its_base(harness):
+    """A domain update as a LoRA adapter: a few kB travel, the manager pulls the base it names and the consumer
+    loads both."""
+    harness.ensure("1.1.0")
+    response = harness.call(harness.swap, SwapModel.Request(name=MODEL, version="1.5.0"))
+    assert response.success and response.active_version == "1.5.0", response.message
+    assert harness.serving() == f"{MODEL}@1.5.0"
+    cached = harness.root / "cache" / MODEL
+    assert (cached / "1.5.0" / "colreg-lora.gguf").stat().st_size < 100_000 and (cached / "1.0.0").is_dir()
+
+
 def test_two_swaps_at_once_one_is_told_busy(harness):
     harness.ensure("1.0.0")
     futures = [harness.swap.call_async(SwapModel.Request(name=MODEL, version=v)) for v in ("1.1.0", "1.0.0")]
@@ -214,7 +227,7 @@ def test_list_reports_every_version_and_its_state(harness):
     harness.ensure("1.0.0")
     models = harness.call(harness.list, ListModels.Request()).models
     states = {m.version: m.state for m in models}
-    assert set(states) == {"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"}
+    assert set(states) == {"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"}
     assert states["1.0.0"] == ModelInfo.STATE_ACTIVE and states["1.2.0"] == ModelInfo.STATE_FAILED
     assert next(m for m in models if m.version == "1.0.0").node == LLM
     assert harness.call(harness.list, ListModels.Request(task="detector")).models == []

@@ -30,7 +30,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from tango2_msgs.msg import ModelInfo, ModelStatus
 from tango2_msgs.srv import ListModels, LoadModel, Rollback, SwapModel
 from tango2_ros import paths
-from tango2_ros.core.artifacts.cache import ArtifactCache, PullResult
+from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.manifest import Manifest, semver_key
 from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable, open_store
@@ -77,6 +77,8 @@ class Slot:
     client: object
     lock: threading.Lock = field(default_factory=threading.Lock)
     active: Manifest | None = None
+    active_bytes: int = 0  # model plus adapter of the active version
+    active_folders: tuple[Path, ...] = ()
     history: list[str] = field(default_factory=list)  # versions deployed, the last one serving
     failed: dict[str, str] = field(default_factory=dict)  # version -> why (not redeployed automatically)
     consumer_label: str = ""  # what the consumer says it serves (from /diagnostics)
@@ -89,6 +91,18 @@ class Slot:
     @property
     def config(self) -> SlotConfig:
         return self.read_config()
+
+
+@dataclass
+class Deployment:
+    """What a swap hands the consumer: a verified model file, plus an adapter file for adapter artifacts."""
+
+    manifest: Manifest
+    model_path: Path
+    adapter_path: Path | None
+    folders: tuple[Path, ...]  # cache folders in use (kept from eviction while serving)
+    device_bytes: int  # model plus adapter
+    timings: dict[str, float]
 
 
 @dataclass
@@ -281,17 +295,18 @@ class ModelManager(Tango2Node):
         target = spec or "latest"
         try:
             self.get_logger().info(f"slot {config.name}: deploying {config.model}@{spec or 'latest'} ({requested_by})")
-            pulled = self._pull(slot, spec)
-            manifest = pulled.manifest
+            deployment = self._pull(slot, spec)
+            manifest = deployment.manifest
             target = manifest.version
             if slot.active is not None and slot.active.digest() == manifest.digest() and event != "restored":
                 return SwapOutcome(True, f"{config.name}: already serving {manifest.reference}", previous=previous,
-                                   active=previous, timings=dict(pulled.timings))
+                                   active=previous, timings=dict(deployment.timings))
             self._publish(slot, manifest, ModelInfo.STATE_LOADING, "loading", previous)
-            release_first, note = self._memory_plan(slot, manifest)
+            release_first, note = self._memory_plan(slot, deployment)
             response = self._call_consumer(slot, LoadModel.Request(
-                model_path=str(pulled.primary_path), name=manifest.name, version=manifest.version,
-                health_budget_s=config.health_budget_s, release_first=release_first,
+                model_path=str(deployment.model_path), adapter_path=str(deployment.adapter_path or ""),
+                name=manifest.name, version=manifest.version, health_budget_s=config.health_budget_s,
+                release_first=release_first,
             ))
             if not response.success:
                 raise SwapError(f"{config.node} kept {response.active or 'nothing'}: {response.message}")
@@ -305,7 +320,7 @@ class ModelManager(Tango2Node):
             self._update_diagnostics()
             return SwapOutcome(False, f"{exc}; {previous or 'nothing'} still serving" if previous else str(exc),
                                previous=previous, active=previous)
-        slot.active = manifest
+        slot.active, slot.active_bytes, slot.active_folders = manifest, deployment.device_bytes, deployment.folders
         if event == "rolled-back":
             slot.history = slot.history[:-1]
         elif not slot.history or slot.history[-1] != manifest.version:
@@ -314,7 +329,7 @@ class ModelManager(Tango2Node):
         slot.consumer_label = manifest.reference
         slot.watch = (Watch(manifest.version, time.monotonic() + config.rollback_window_s)
                       if previous and event != "rolled-back" else None)
-        timings = {**{f"pull_{k}": v for k, v in pulled.timings.items()}, "pull": sum(pulled.timings.values()),
+        timings = {**{f"pull_{k}": v for k, v in deployment.timings.items()}, "pull": sum(deployment.timings.values()),
                    "load": response.load_s, "warmup": response.warmup_s, "health": response.health_s,
                    "total": time.monotonic() - started}
         self._publish(slot, manifest, ModelInfo.STATE_ACTIVE, event, previous)
@@ -334,22 +349,32 @@ class ModelManager(Tango2Node):
             slot.failed[bad] = f"rolled back: {reason}"
         return outcome
 
-    def _pull(self, slot: Slot, spec: str) -> PullResult:
-        keep = (self.cache.folder(slot.active.name, slot.active.version),) if slot.active else ()
-        pulled = self.cache.pull(self.store, slot.config.model, spec, keep=keep)
+    def _pull(self, slot: Slot, spec: str) -> Deployment:
+        """Pull and verify the version (and, for an adapter, the base artifact it applies to)."""
+        pulled = self.cache.pull(self.store, slot.config.model, spec, keep=slot.active_folders)
         if pulled.offline:
             self.get_logger().warning(f"registry unreachable; {pulled.manifest.reference} comes from the cache")
-        return pulled
+        manifest = pulled.manifest
+        if manifest.kind != "adapter":
+            return Deployment(manifest, pulled.primary_path, None, (pulled.folder,), manifest.total_size, pulled.timings)
+        base_name, _, base_version = manifest.adapter_base.partition("@")
+        base = self.cache.pull(self.store, base_name, base_version, keep=(*slot.active_folders, pulled.folder))
+        if base.manifest.format != manifest.format:
+            raise SwapError(f"adapter {manifest.reference} is {manifest.format}, its base {base.manifest.reference} "
+                            f"is {base.manifest.format}")
+        timings = {key: pulled.timings.get(key, 0.0) + base.timings.get(key, 0.0) for key in {*pulled.timings, *base.timings}}
+        return Deployment(manifest, base.primary_path, pulled.primary_path, (pulled.folder, base.folder),
+                          manifest.total_size + base.manifest.total_size, timings)
 
-    def _memory_plan(self, slot: Slot, manifest: Manifest) -> tuple[bool, str]:
+    def _memory_plan(self, slot: Slot, deployment: Deployment) -> tuple[bool, str]:
         """Whether the consumer must unload first: only when old plus new exceed the budget and the policy allows."""
         budget = slot.config.memory_budget_mb * 2**20
         if not budget:
             return False, ""
-        new = manifest.total_size
-        old = slot.active.total_size if slot.active else 0
+        new, old = deployment.device_bytes, slot.active_bytes
+        reference = deployment.manifest.reference
         if new > budget:
-            raise SwapError(f"{manifest.reference} needs {new / 2**20:.0f} MiB, more than the slot's budget "
+            raise SwapError(f"{reference} needs {new / 2**20:.0f} MiB, more than the slot's budget "
                             f"{slot.config.memory_budget_mb:.0f} MiB")
         if old + new <= budget:
             return False, ""

@@ -19,10 +19,11 @@ def make_keys(root: Path, *names: str, trusted: tuple[str, ...] = ("fleet",)) ->
 
 
 def publish(root: Path, name: str, version: str, source: Path, key: str = "fleet",
-            trust: TrustStore | None = None, quantization: str = "q4_1") -> None:
+            trust: TrustStore | None = None, quantization: str = "q4_1", **fields) -> None:
     """Bundle one model file, sign it with root/keys/<key>.key and publish it to root/store."""
     folder = root / "bundles" / f"{name}-{version}"
-    write_bundle(folder, [source], name=name, version=version, task="llm", format="gguf", quantization=quantization)
+    write_bundle(folder, [source], name=name, version=version, task="llm", format="gguf", quantization=quantization,
+                 **fields)
     sign_bundle(folder, root / "keys" / f"{key}.key")
     publish_bundle(LocalStore(root / "store"), folder, trust or TrustStore(root / "keys" / "trusted"))
 
@@ -41,3 +42,23 @@ def manager_arguments(root: Path, namespace: str, model: str, **parameters) -> l
 def llm_arguments(namespace: str, *extra: str) -> list[str]:
     return ["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={namespace}",
             *[item for parameter in extra for item in ("-p", parameter)]]
+
+
+def make_lora_adapter(path: Path, rank: int = 2, seed: int = 0) -> Path:
+    """A real GGUF LoRA adapter for SmolLM2-135M (one attention matrix of the first layer), written directly with
+    the `gguf` package, so registry tests need no fine-tuning run."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    writer = GGUFWriter(str(path), arch="llama")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", float(rank))
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", rng.normal(0, 0.01, (rank, 576)).astype(np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", rng.normal(0, 0.01, (576, rank)).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

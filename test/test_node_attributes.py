@@ -1,0 +1,22 @@
+"""Our nodes must not overwrite rclpy's own node attributes: a node that assigned `self._services` lost its
+lifecycle services (they vanished from the executor's wait set and the node stopped answering)."""
+import re
+from pathlib import Path
+
+import rclpy
+from rclpy.lifecycle import LifecycleNode
+
+NODES = Path(__file__).resolve().parent.parent / "tango2_ros" / "nodes"
+
+
+def test_no_node_attribute_shadows_an_rclpy_one():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = LifecycleNode("attribute_probe", context=context)
+        rclpy_names = set(vars(node)) | {name for name in dir(LifecycleNode) if not name.startswith("__")}
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    ours = {name for path in NODES.glob("*.py") for name in re.findall(r"self\.(\w+)\s*(?::[^=]+)?=(?!=)", path.read_text())}
+    assert ours and not ours & rclpy_names, sorted(ours & rclpy_names)
