@@ -39,6 +39,8 @@ test: setup $(STAMPS)/test-tools
 
 bench: setup
 	$(BIN)/python bench/llm_overhead.py
+	$(BIN)/python bench/model_swap.py
+	$(BIN)/python bench/build_recipe.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh
