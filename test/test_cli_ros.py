@@ -1,5 +1,6 @@
 """The `ros2`-like tools of the tango2 CLI against a live node brought up by `tango2 launch`."""
 import json
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,20 @@ def test_topic_echo_and_hz(live_node):
     assert any(s["name"] == "/t2cli/llm_node" for m in messages for s in m["status"])
     (rate,) = tango2_json("topic", "hz", "/diagnostics", "--duration", "3")
     assert rate["messages"] >= 5 and 2.0 < rate["rate_hz"] < 20.0  # published every 0.2 s
+
+
+def test_demo_deploys_the_signed_default_model_and_answers(tmp_path):
+    """What `make demo` runs, in a private models folder: the manager deploys the signed default from the local
+    registry before the questions, and both answers come from that deployment."""
+    env = {**os.environ, "TANGO2_MODELS_DIR": str(tmp_path / "models")}
+    subprocess.run([sys.executable, "-m", "tango2_ros.cli", "models", "import-defaults"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "tango2_ros.cli", "demo", "--json"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["deployment"]["state"] == "active"
+    assert report["deployment"]["model"] == "smollm2-135m-instruct@1.0.0"
+    assert [a["model"] for a in report["answers"]] == ["smollm2-135m-instruct@1.0.0"] * 2
+    answer = json.loads(report["answers"][1]["text"])
+    assert answer["vessel"] in ("container ship", "fishing vessel", "sailing yacht", "tug")

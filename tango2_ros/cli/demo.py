@@ -1,19 +1,22 @@
 """`tango2 demo`: the project's main job on embedded defaults (what `make demo` runs).
 
-Brings up the `llm` profile, prints the live graph, asks the on-device model a question through the
-`/tango2/llm/generate` action (streaming its answer), then asks again with a JSON Schema, and shuts down.
+Brings up the `llm` profile, prints the live graph, waits for the model manager to deploy the signed default
+model from the local registry, asks the on-device model a question through the `/tango2/llm/generate` action
+(streaming its answer), then asks again with a JSON Schema, and shuts down.
 """
 from __future__ import annotations
 
 import json
 import signal
 import sys
+import time
 
 import rclpy
 from rclpy.action import ActionClient
+from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from tango2_msgs.action import Generate
-from tango2_msgs.msg import ChatMessage
+from tango2_msgs.msg import ChatMessage, ModelStatus
 from tango2_ros.bringup.profiles import load_profile
 from tango2_ros.cli.output import emit
 from tango2_ros.ros.actions import goal_result, spinning_wait
@@ -50,13 +53,37 @@ def run(args) -> int:
         if not args.json:
             print("\nLive ROS graph:\n" + graph.format() + "\n", flush=True)
         if report["all_active"]:
+            report["deployment"] = _wait_for_deployment(supervisor.node, quiet=args.json)
             report["answers"] = _ask(supervisor.node, quiet=args.json)
     finally:
         supervisor.shutdown()
-    ok = report["all_active"] and all(a["finish_reason"] in ("stop", "length") for a in report.get("answers", []))
+    ok = (report["all_active"] and report.get("deployment", {}).get("state") == "active"
+          and all(a["finish_reason"] in ("stop", "length") for a in report.get("answers", [])))
     report["ok"] = ok
     emit(args, report, "demo finished: " + ("ok" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+def _wait_for_deployment(node, *, quiet: bool, timeout_s: float = 60.0) -> dict:
+    """Wait until the model manager reports the slot's signed version serving (its status topic is latched)."""
+    events: list[ModelStatus] = []
+    latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    subscription = node.create_subscription(ModelStatus, "/tango2/models/status", events.append, latched)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not any(e.model.state in ("active", "failed") for e in events):
+        rclpy.spin_once(node, timeout_sec=0.2)
+    node.destroy_subscription(subscription)
+    final = next((e for e in reversed(events) if e.model.state in ("active", "failed")), None)
+    if final is None:
+        deployment = {"state": "unknown", "detail": f"no deployment event within {timeout_s:.0f} s"}
+    else:
+        deployment = {"state": final.model.state, "model": f"{final.model.name}@{final.model.version}",
+                      "event": final.event, "sha256": final.model.sha256, "detail": final.model.reason}
+    if not quiet:
+        print(f"Model manager: {deployment.get('model', '')} {deployment['state']} ({deployment.get('event', '')}"
+              f"{', ' + deployment['detail'] if deployment['detail'] else ''}): a signed, verified artifact from the "
+              "local registry\n", flush=True)
+    return deployment
 
 
 def _ask(node, *, quiet: bool) -> list[dict]:
