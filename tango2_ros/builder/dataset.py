@@ -48,6 +48,35 @@ def load_examples(path: Path) -> list[Example]:
     return examples
 
 
+@dataclass(frozen=True)
+class Pair:
+    """An evaluation pair for encoders: the positive is the text the query must find among all positives."""
+
+    query: str
+    positive: str
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    """`{"query": ..., "positive": ...}` per line."""
+    if not path.is_file():
+        raise UserError(f"dataset {path} not found")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            query, positive = data["query"], data["positive"]
+            if not isinstance(query, str) or not isinstance(positive, str) or not query.strip() or not positive.strip():
+                raise ValueError("'query' and 'positive' must be non-empty strings")
+        except (json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+            raise UserError(f"{path}:{number}: {exc}") from exc
+        pairs.append(Pair(query, positive))
+    if len(pairs) < 2:
+        raise UserError(f"{path} needs at least two pairs (a query must find its positive among others)")
+    return pairs
+
+
 def fingerprint(*files: Path | None) -> str:
     """sha256 over the data files' bytes: which data a model was trained and evaluated on."""
     digest = hashlib.sha256()

@@ -1,8 +1,9 @@
 """Evaluate one candidate model in its own process, so its peak memory is its own.
 
     python -m tango2_ros.builder.evaluate --model M.gguf [--adapter A.gguf] --eval eval.jsonl --metric contains
+    python -m tango2_ros.builder.evaluate --model model.onnx --eval pairs.jsonl          (an encoder: retrieval@1)
 prints one JSON object: metric score (0..1), tokens/s, mean latency, peak resident memory, per-example outputs.
-Greedy decoding through the same runtime the llm_node serves with.
+Language models decode greedily through the same runtime the llm_node serves with; encoders run in onnxruntime.
 """
 from __future__ import annotations
 
@@ -66,6 +67,37 @@ def run(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tok
                       peak_mb, outputs)
 
 
+def run_encoder(model: Path, eval_file: Path, threads: int) -> Evaluation:
+    """retrieval@1: each query's nearest positive (cosine) must be its own, among all the set's positives."""
+    import numpy as np
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    from tango2_ros.builder.dataset import load_pairs
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(str(model.parent))
+    pairs = load_pairs(eval_file)
+
+    def embed(texts: list[str]) -> tuple[np.ndarray, int, float]:
+        encoded = tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=256)
+        started = time.monotonic()
+        vectors = session.run(None, {"input_ids": encoded["input_ids"].astype(np.int64),
+                                     "attention_mask": encoded["attention_mask"].astype(np.int64)})[0]
+        return vectors, int(encoded["attention_mask"].sum()), time.monotonic() - started
+
+    embed(["warm up"])
+    queries, query_tokens, query_s = embed([p.query for p in pairs])
+    positives, positive_tokens, positive_s = embed([p.positive for p in pairs])
+    nearest = (queries @ positives.T).argmax(axis=1)
+    hits = [int(found == index) for index, found in enumerate(nearest)]
+    seconds = query_s + positive_s
+    return Evaluation(sum(hits) / len(hits), (query_tokens + positive_tokens) / seconds, seconds / (2 * len(pairs)),
+                      _peak_resident_mb(), [pairs[i].positive for i in nearest])
+
+
 def _peak_resident_mb() -> float:
     """This process's peak resident memory (VmHWM; ru_maxrss would carry over the parent's peak across exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -95,7 +127,10 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    evaluation = run(args.model, args.adapter, args.eval, args.metric, args.max_tokens, args.threads)
+    if args.model.suffix == ".onnx":
+        evaluation = run_encoder(args.model, args.eval, args.threads)
+    else:
+        evaluation = run(args.model, args.adapter, args.eval, args.metric, args.max_tokens, args.threads)
     print(json.dumps(evaluation.__dict__))
     return 0
 

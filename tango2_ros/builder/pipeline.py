@@ -1,5 +1,6 @@
 """The build pipeline: base model -> optional LoRA fine-tune -> GGUF export -> quantisation -> evaluation ->
 gates and device budgets -> signed artifacts in the registry, the best candidate per device profile tagged.
+An encoder (a transformers folder) takes the ONNX road instead: export -> onnxruntime int8 -> evaluation -> ...
 
 Candidates are published as pre-release versions of the recipe's version (`1.1.0-q8-0`, `1.1.0-lora`), so
 they never become a slot's "latest release" by accident; a slot deploys one by version or by its
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tango2_ros.builder.dataset import fingerprint, load_examples
+from tango2_ros.builder.dataset import fingerprint, load_examples, load_pairs
 from tango2_ros.builder.evaluate import Evaluation, evaluate_in_subprocess
+from tango2_ros.builder.onnx_export import bundle_files
 from tango2_ros.builder.quantize import quantize
 from tango2_ros.builder.recipe import Recipe
 from tango2_ros.core.artifacts.cache import ArtifactCache
@@ -41,14 +43,21 @@ class Candidate:
         return "adapter" if self.adapter else "model"
 
     @property
+    def files(self) -> list[Path]:
+        """What the artifact carries: the adapter alone, a GGUF file, or an ONNX model with its tokenizer."""
+        if self.adapter:
+            return [self.adapter]
+        return bundle_files(self.model) if self.model.suffix == ".onnx" else [self.model]
+
+    @property
     def ship_bytes(self) -> int:
         """What travels to a device that already has the base: the adapter alone, or the whole model."""
-        return (self.adapter or self.model).stat().st_size
+        return sum(f.stat().st_size for f in self.files)
 
     @property
     def device_bytes(self) -> int:
         """What must fit on the device."""
-        return self.model.stat().st_size + (self.adapter.stat().st_size if self.adapter else 0)
+        return self.ship_bytes + (self.model.stat().st_size if self.adapter else 0)
 
 
 @dataclass
@@ -76,7 +85,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
     say(f"[{next(step)}/{steps}] base model {recipe.base}")
     base_reference, base_path = _base(recipe, store, cache)
-    eval_examples = load_examples(recipe.eval)
+    eval_count = len(load_pairs(recipe.eval) if recipe.format == "onnx" else load_examples(recipe.eval))
     train_examples = load_examples(recipe.train) if recipe.train else []
     data_fingerprint = fingerprint(recipe.train, recipe.eval)
 
@@ -91,20 +100,14 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
         say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} in {finetune_s:.0f} s; "
             f"adapter {adapter.stat().st_size / MB:.1f} MB")
 
-    say(f"[{next(step)}/{steps}] quantise: {', '.join(recipe.quantizations)}")
-    candidates = []
-    for level in recipe.quantizations:
-        target = work_dir / f"{recipe.name}-{version_of(recipe, level)}.gguf"
-        if level == "f16" and recipe.finetune:
-            shutil.copyfile(source, target)
-        else:
-            quantize(source, target, level)
-        candidates.append(Candidate(level, target, quantization=level))
-    if adapter is not None and recipe.publish_adapter:
-        candidates.append(Candidate("lora", base_path, adapter=adapter, quantization="f32"))
+    if recipe.format == "onnx":
+        say(f"[{next(step)}/{steps}] export to ONNX and quantise: {', '.join(recipe.quantizations)}")
+        baseline, candidates = _onnx_candidates(recipe, base_path, work_dir)
+    else:
+        say(f"[{next(step)}/{steps}] quantise: {', '.join(recipe.quantizations)}")
+        baseline, candidates = _gguf_candidates(recipe, base_path, source, adapter, work_dir)
 
-    baseline = Candidate("base", base_path)
-    say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {len(eval_examples)} examples "
+    say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
         f"({recipe.metric})")
     for candidate in [baseline, *candidates]:
         candidate.evaluation = evaluate_in_subprocess(candidate.model, candidate.adapter, recipe.eval, recipe.metric,
@@ -129,6 +132,34 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
             tags[f"best-{profile}"] = best.version
             store.set_tag(recipe.name, f"best-{profile}", best.version)
     return BuildResult(recipe, candidates, baseline, tags, losses, finetune_s, data_fingerprint, work_dir)
+
+
+def _gguf_candidates(recipe: Recipe, base_path: Path, source: Path, adapter: Path | None,
+                     work_dir: Path) -> tuple[Candidate, list[Candidate]]:
+    """Each quantisation of the (fine-tuned) model, and the adapter on the untouched base; the base is the baseline."""
+    candidates = []
+    for level in recipe.quantizations:
+        target = work_dir / f"{recipe.name}-{version_of(recipe, level)}.gguf"
+        if level == "f16" and recipe.finetune:
+            shutil.copyfile(source, target)  # the export is F16 already
+        else:
+            quantize(source, target, level)
+        candidates.append(Candidate(level, target, quantization=level))
+    if adapter is not None and recipe.publish_adapter:
+        candidates.append(Candidate("lora", base_path, adapter=adapter, quantization="f32"))
+    return Candidate("base", base_path), candidates
+
+
+def _onnx_candidates(recipe: Recipe, base_dir: Path, work_dir: Path) -> tuple[Candidate, list[Candidate]]:
+    """The encoder exported as it is (the baseline, and the f32 candidate) and its int8 quantisation."""
+    from tango2_ros.builder.onnx_export import export_encoder, quantize_int8
+
+    exported = export_encoder(base_dir, work_dir / "f32")
+    candidates = []
+    for level in recipe.quantizations:
+        model = exported if level == "f32" else quantize_int8(exported, work_dir / level)
+        candidates.append(Candidate(level, model, quantization=level))
+    return Candidate("base", exported), candidates
 
 
 def judge(candidates: list[Candidate], recipe: Recipe) -> list[Candidate]:
@@ -159,7 +190,7 @@ def _base(recipe: Recipe, store: Store, cache: ArtifactCache) -> tuple[str, Path
         pulled = cache.pull(store, name, spec)
         return pulled.manifest.reference, pulled.primary_path
     path = Path(recipe.base)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"base model {path} not found")
     return "", path
 
@@ -170,8 +201,8 @@ def _publish(candidate: Candidate, recipe: Recipe, store: Store, trust: TrustSto
     with tempfile.TemporaryDirectory(prefix="tango2-build-") as scratch:
         folder = Path(scratch)
         write_bundle(
-            folder, [candidate.adapter or candidate.model], name=recipe.name, version=candidate.version, task="llm",
-            format="gguf", quantization=candidate.quantization, kind=candidate.kind,
+            folder, candidate.files, name=recipe.name, version=candidate.version, task=recipe.task,
+            format=recipe.format, quantization=candidate.quantization, kind=candidate.kind,
             base_model=base_reference or Path(recipe.base).name,
             adapter_base=base_reference if candidate.adapter else "", data_fingerprint=data_fingerprint,
             metrics={recipe.metric: e.metric, "tokens_per_s": e.tokens_per_s, "latency_s": e.latency_s,

@@ -2,7 +2,10 @@
 
     name: colreg-assistant            # artifact name in the registry
     version: 1.1.0                    # candidates are published as 1.1.0-q8-0, 1.1.0-q4-k-m, 1.1.0-lora, ...
-    base: smollm2-135m-instruct@1.0.0 # an artifact in the store, or a path to a GGUF file
+    base: smollm2-135m-instruct@1.0.0 # an artifact in the store, a GGUF file, or a transformers encoder folder
+                                      # (a path, or package:<python package>/<folder> for one shipped in a package)
+                                      # (exported to ONNX: quantizations f32/int8, metric retrieval, eval pairs
+                                      # {"query": ..., "positive": ...})
     data: {train: train.jsonl, eval: eval.jsonl}     # relative to the recipe file
     finetune: {rank: 8, alpha: 16, steps: 20, learning_rate: 0.001}   # optional LoRA fine-tune
     quantizations: [f16, q8_0, q4_k_m]
@@ -24,10 +27,15 @@ import yaml
 
 from tango2_ros import paths
 from tango2_ros.core.artifacts.manifest import NAME_PATTERN, SEMVER_PATTERN
+from tango2_ros.core.runtime.default_models import package_file
 from tango2_ros.errors import UserError
 
-QUANTIZATIONS = ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q4_1")
-METRICS = ("exact_match", "contains", "json_valid")
+# Two kinds of base: a GGUF language model (an artifact or a file) is fine-tuned and quantised with llama.cpp;
+# a transformers encoder folder is exported to ONNX and quantised with onnxruntime.
+QUANTIZATIONS = {"gguf": ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q4_1"), "onnx": ("f32", "int8")}
+METRICS = {"gguf": ("exact_match", "contains", "json_valid"), "onnx": ("retrieval",)}
+DEFAULTS = {"gguf": {"task": "llm", "quantizations": ["q8_0"], "metric": "contains"},
+            "onnx": {"task": "embedding", "quantizations": ["f32", "int8"], "metric": "retrieval"}}
 TOP_KEYS = {"name", "version", "description", "base", "data", "finetune", "quantizations", "publish_adapter",
             "evaluation", "gates", "device_profiles", "device_profile_budgets"}
 BUDGET_KEYS = {"max_file_mb", "max_memory_mb", "min_tokens_per_s", "description"}
@@ -69,7 +77,9 @@ class Recipe:
     source: Path
     name: str
     version: str
-    base: str  # name@version of an artifact, or a GGUF path
+    base: str  # name@version of an artifact, a GGUF path, or a transformers encoder folder
+    format: str  # of the candidates: gguf or onnx
+    task: str
     train: Path | None
     eval: Path
     finetune: FinetuneConfig | None
@@ -84,7 +94,7 @@ class Recipe:
 
     @property
     def base_is_artifact(self) -> bool:
-        return "@" in self.base and not self.base.endswith(".gguf")
+        return "@" in self.base and not Path(self.base).exists()
 
 
 def load_recipe(path: Path) -> Recipe:
@@ -116,18 +126,31 @@ def load_recipe(path: Path) -> Recipe:
     if "eval" not in data_section:
         raise fail("data.eval (an evaluation JSONL file) is required")
     folder = path.parent
+    base = str(data["base"])
+    if base.startswith("package:"):  # a model shipped inside an installed Python package
+        package, _, inside = base[len("package:"):].partition("/")
+        try:
+            base = str(package_file(package, inside))
+        except FileNotFoundError as exc:
+            raise fail(f"base {base}: {exc}") from exc
+    elif "@" not in base:
+        base = str((folder / base).resolve())
+    fmt = "onnx" if Path(base).is_dir() else "gguf"
+    defaults = DEFAULTS[fmt]
     train = folder / data_section["train"] if data_section.get("train") else None
     finetune = _finetune(data.get("finetune"), fail)
+    if finetune and fmt != "gguf":
+        raise fail("finetune is for GGUF language models; an encoder folder is exported and quantised as it is")
     if finetune and train is None:
         raise fail("finetune needs data.train")
-    quantizations = tuple(str(q) for q in data.get("quantizations", ["q8_0"]))
+    quantizations = tuple(str(q) for q in data.get("quantizations", defaults["quantizations"]))
     for quantization in quantizations:
-        if quantization not in QUANTIZATIONS:
-            raise fail(f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})")
+        if quantization not in QUANTIZATIONS[fmt]:
+            raise fail(f"unknown quantization {quantization!r} for a {fmt} model (known: {', '.join(QUANTIZATIONS[fmt])})")
     evaluation = _mapping(data, "evaluation", fail)
-    metric = str(evaluation.get("metric", "contains"))
-    if metric not in METRICS:
-        raise fail(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    metric = str(evaluation.get("metric", defaults["metric"]))
+    if metric not in METRICS[fmt]:
+        raise fail(f"unknown metric {metric!r} for a {fmt} model (known: {', '.join(METRICS[fmt])})")
     gates = _mapping(data, "gates", fail)
     budgets = {**_packaged_budgets(), **_budgets(data.get("device_profile_budgets", {}), fail)}
     profiles = []
@@ -135,10 +158,9 @@ def load_recipe(path: Path) -> Recipe:
         if profile not in budgets:
             raise fail(f"unknown device profile {profile!r} (known: {', '.join(sorted(budgets))})")
         profiles.append(budgets[profile])
-    base = str(data["base"])
     return Recipe(
-        source=path, name=name, version=version, base=base if "@" in base else str((folder / base).resolve()),
-        train=train, eval=folder / data_section["eval"], finetune=finetune, quantizations=quantizations,
+        source=path, name=name, version=version, base=base, format=fmt, task=defaults["task"], train=train,
+        eval=folder / data_section["eval"], finetune=finetune, quantizations=quantizations,
         publish_adapter=bool(data.get("publish_adapter", finetune is not None)), metric=metric,
         max_tokens=_number(evaluation.get("max_tokens", 48), "evaluation.max_tokens", fail, int, 1, 4096),
         min_metric=_number(gates.get("min_metric", 0.0), "gates.min_metric", fail, float, 0.0, 1.0),

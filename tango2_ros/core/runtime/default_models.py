@@ -9,12 +9,12 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def package_file(package: str, filename: str) -> Path:
-    """A data file inside an installed package, found without importing the package."""
+    """A data file (or folder) inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"package '{package}' is not installed (run `make setup`)")
     path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{filename} is missing from package '{package}'")
     return path
 
