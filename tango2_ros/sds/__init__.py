@@ -1,0 +1,1 @@
+"""SDS, the software-defined ship: COLREG geometry and decisions (ROS-free), scenarios and the simulator."""
