@@ -1,5 +1,6 @@
 """Our nodes must not overwrite rclpy's own node attributes: a node that assigned `self._services` lost its
-lifecycle services (they vanished from the executor's wait set and the node stopped answering)."""
+lifecycle services (they vanished from the executor's wait set and the node stopped answering), and a method
+named `_parameters` hid rclpy's parameter table."""
 import re
 from pathlib import Path
 
@@ -18,5 +19,8 @@ def test_no_node_attribute_shadows_an_rclpy_one():
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
-    ours = {name for path in NODES.glob("*.py") for name in re.findall(r"self\.(\w+)\s*(?::[^=]+)?=(?!=)", path.read_text())}
-    assert ours and not ours & rclpy_names, sorted(ours & rclpy_names)
+    sources = [path.read_text() for path in NODES.glob("*.py")]
+    assigned = {name for text in sources for name in re.findall(r"self\.(\w+)\s*(?::[^=]+)?=(?!=)", text)}
+    private_methods = {name for text in sources for name in re.findall(r"\n    def (_\w+)\(", text)}
+    ours = assigned | (private_methods - {"__init__"})
+    assert assigned and not ours & rclpy_names, sorted(ours & rclpy_names)

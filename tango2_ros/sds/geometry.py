@@ -19,6 +19,11 @@ class Kinematics:
     course_deg: float
     speed_kn: float
 
+    def __post_init__(self) -> None:
+        # always floats: an int reaching a ROS float64 field serialises as garbage (5e-324 for 1), silently
+        for name in ("north_nm", "east_nm", "course_deg", "speed_kn"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
     @property
     def velocity(self) -> tuple[float, float]:
         """(north, east) in NM per minute."""

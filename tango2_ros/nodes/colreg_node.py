@@ -1,0 +1,214 @@
+"""colreg_node: the deterministic COLREG decision for own ship, from own-ship state and tracked targets.
+
+Subscribes `sds/own_ship` (OwnShipState) and `sds/targets` (TargetArray); publishes `sds/decision`
+(NavigationDecision) on every update of either, stamped with the older input's stamp, and at least at
+`decision_rate_hz` from a watchdog. Without a valid, fresh own-ship position or with stale targets the decision
+is DEGRADED: it says why, recommends nothing and never acts on old data. The route goal, cruise speed and
+visibility are parameters (changing them restarts the decision-making, as for a new passage). The logic is
+tango2_ros.sds.colreg; this node only converts between WGS-84 messages and its local frame (NM around own ship).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from rclpy.time import Time
+
+from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetArray, TargetAssessment
+from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target
+from tango2_ros.sds.geometry import Kinematics, to_local
+
+NM_M = 1852.0
+CATEGORY_NAMES = {
+    TargetMsg.CATEGORY_UNKNOWN: "power-driven", TargetMsg.CATEGORY_POWER_DRIVEN: "power-driven",
+    TargetMsg.CATEGORY_SAILING: "sailing", TargetMsg.CATEGORY_FISHING: "fishing",
+    TargetMsg.CATEGORY_RESTRICTED_MANEUVERABILITY: "restricted-maneuverability",
+    TargetMsg.CATEGORY_NOT_UNDER_COMMAND: "not-under-command",
+    TargetMsg.CATEGORY_CONSTRAINED_BY_DRAUGHT: "constrained-by-draught",
+}
+ENCOUNTER_CODES = {
+    "safe": TargetAssessment.ENCOUNTER_SAFE, "head-on": TargetAssessment.ENCOUNTER_HEAD_ON,
+    "crossing-give-way": TargetAssessment.ENCOUNTER_CROSSING_GIVE_WAY,
+    "crossing-stand-on": TargetAssessment.ENCOUNTER_CROSSING_STAND_ON,
+    "overtaking": TargetAssessment.ENCOUNTER_OVERTAKING, "overtaken": TargetAssessment.ENCOUNTER_OVERTAKEN,
+}
+ROLE_CODES = {"none": TargetAssessment.ROLE_NONE, "give-way": TargetAssessment.ROLE_GIVE_WAY,
+              "stand-on": TargetAssessment.ROLE_STAND_ON}
+RESETTING = ("goal_lat_deg", "goal_lon_deg", "cruise_speed_kn", "visibility_nm", "safety_distance_nm")
+
+
+class ColregNode(Tango2Node):
+    def __init__(self) -> None:
+        super().__init__("colreg_node")
+        self.declare("goal_lat_deg", 0.0, "Route goal latitude (WGS-84).", min_value=-90.0, max_value=90.0)
+        self.declare("goal_lon_deg", 0.0, "Route goal longitude (WGS-84).", min_value=-180.0, max_value=180.0)
+        self.declare("cruise_speed_kn", 12.0, "Speed on the route.", min_value=0.1, max_value=60.0)
+        self.declare("visibility_nm", 10.0, "Visibility; below restricted_visibility_nm rule 19 applies.",
+                     min_value=0.0, max_value=1000.0)
+        self.declare("restricted_visibility_nm", 2.0, "Rule 19 threshold.", min_value=0.0, max_value=100.0)
+        self.declare("safety_distance_nm", 1.0, "Every target must pass at least this far.", min_value=0.05,
+                     max_value=20.0)
+        self.declare("horizon_min", 40.0, "Risks further ahead than this are not acted on yet.", min_value=1.0,
+                     max_value=240.0)
+        self.declare("stand_on_act_tcpa_min", 10.0, "Rule 17(a)(ii): a stand-on vessel may act below this TCPA.",
+                     min_value=0.5, max_value=60.0)
+        self.declare("stand_on_must_act_nm", 1.5, "Rule 17(b): a stand-on vessel acts below this range.",
+                     min_value=0.1, max_value=20.0)
+        self.declare("stale_after_s", 3.0, "Own-ship or target data older than this degrade the decision.",
+                     min_value=0.1, max_value=600.0)
+        self.declare("decision_rate_hz", 1.0, "Minimum rate of decisions (the watchdog).", min_value=0.1,
+                     max_value=50.0)
+        self._lock = threading.Lock()
+        self._targets: TargetArray | None = None
+        self._targets_received = 0.0
+        self._own: OwnShipState | None = None
+        self._own_received = 0.0
+        self._navigator = self._new_navigator()
+        self._publisher = None
+        self._active = False
+        self._decisions = 0
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+
+    def executor_threads(self) -> int:
+        """Callbacks are short and ordered: one thread (rclpy's multi-threaded executor adds latency here)."""
+        return 1
+
+    def _colreg_parameters(self) -> ColregParameters:
+        return ColregParameters(
+            safety_distance_nm=self.param("safety_distance_nm"), horizon_min=self.param("horizon_min"),
+            restricted_visibility_nm=self.param("restricted_visibility_nm"),
+            stand_on_act_tcpa_min=self.param("stand_on_act_tcpa_min"),
+            stand_on_must_act_nm=self.param("stand_on_must_act_nm"),
+        )
+
+    def _new_navigator(self) -> Navigator:
+        return Navigator(self._colreg_parameters(), cruise_speed_kn=self.param("cruise_speed_kn"))
+
+    def _on_parameters_set(self, parameters) -> None:
+        """A new goal, speed, visibility or rule threshold starts the decision-making afresh."""
+        if any(p.name in RESETTING or p.name in ColregParameters.__dataclass_fields__ for p in parameters):
+            with self._lock:
+                self._navigator = self._new_navigator()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        self._publisher = self.create_publisher(NavigationDecision, "sds/decision", 10)
+        self.create_subscription(OwnShipState, "sds/own_ship", self._on_own_ship, 10)
+        self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
+        self._watchdog = self.create_timer(1.0 / self.param("decision_rate_hz"), self._on_watchdog)
+        self.set_status(WARN, "waiting for own-ship state")
+
+    def activate(self) -> None:
+        self._active = True
+
+    def deactivate(self) -> None:
+        self._active = False
+
+    # -- inputs ----------------------------------------------------------------------------------------------
+    def _on_targets(self, message: TargetArray) -> None:
+        with self._lock:
+            self._targets, self._targets_received = message, time.monotonic()
+        if self._own is not None:
+            self._publish(self._decide(self._own), _older(self._own.header.stamp, message.header.stamp))
+
+    def _on_own_ship(self, message: OwnShipState) -> None:
+        """Decide on every update of either input; the decision carries the older input's stamp (the picture's
+        age), so a consumer, or the lock-step simulator, knows which instant it answers."""
+        self._own, self._own_received = message, time.monotonic()
+        targets = self._targets
+        stamp = message.header.stamp if targets is None else _older(message.header.stamp, targets.header.stamp)
+        self._publish(self._decide(message), stamp)
+
+    def _on_watchdog(self) -> None:
+        if time.monotonic() - self._own_received > self.param("stale_after_s"):
+            silent = "never received" if not self._own_received else \
+                f"silent for {time.monotonic() - self._own_received:.1f} s"
+            self._publish(self._degraded(f"own-ship state {silent}: no manoeuvre is computed"), None)
+
+    # -- deciding --------------------------------------------------------------------------------------------
+    def _decide(self, own_msg: OwnShipState) -> NavigationDecision:
+        if not own_msg.position_valid or not all(math.isfinite(v) for v in (
+                own_msg.latitude_deg, own_msg.longitude_deg, own_msg.course_over_ground_deg,
+                own_msg.speed_over_ground_kn)):
+            return self._degraded("own-ship position lost or invalid: holding the last course, not acting on it")
+        if own_msg.position_age_s > self.param("stale_after_s"):
+            return self._degraded(f"own-ship position is {own_msg.position_age_s:.1f} s old")
+        with self._lock:
+            targets_msg, received, navigator = self._targets, self._targets_received, self._navigator
+        if targets_msg is not None and _seconds(own_msg.header.stamp) - _seconds(targets_msg.header.stamp) > \
+                self.param("stale_after_s") and time.monotonic() - received > self.param("stale_after_s"):
+            return self._degraded("target picture is stale")
+        origin = (own_msg.latitude_deg, own_msg.longitude_deg)
+        own = Kinematics(0.0, 0.0, own_msg.course_over_ground_deg % 360.0, own_msg.speed_over_ground_kn)
+        goal = to_local(self.param("goal_lat_deg"), self.param("goal_lon_deg"), *origin)
+        targets = [_target(t, origin) for t in (targets_msg.targets if targets_msg else [])]
+        targets = [t for t in targets if t is not None]
+        decision = navigator.decide(own, goal, targets, self.param("visibility_nm"))
+        return _to_message(decision, own_msg.course_over_ground_deg, own_msg.speed_over_ground_kn)
+
+    def _degraded(self, reason: str) -> NavigationDecision:
+        return NavigationDecision(status=NavigationDecision.STATUS_DEGRADED, status_reason=reason, state="degraded",
+                                  action_required=False, target_course_deg=math.nan, target_speed_kn=math.nan,
+                                  rationale=f"degraded: {reason}")
+
+    def _publish(self, decision: NavigationDecision, stamp) -> None:
+        if self._publisher is None or not self._active:
+            return
+        if stamp is not None:
+            decision.header.stamp = stamp
+        else:
+            decision.header.stamp = self.get_clock().now().to_msg()
+        decision.header.frame_id = "own_ship"
+        self._publisher.publish(decision)
+        self._decisions += 1
+        if decision.status == NavigationDecision.STATUS_DEGRADED:
+            self.set_status(ERROR, decision.status_reason)
+        else:
+            self.set_status(OK, f"deciding: {decision.state}")
+        self.set_values(decisions=self._decisions, state=decision.state, rules=list(decision.rules))
+
+
+def _seconds(stamp) -> float:
+    return Time.from_msg(stamp).nanoseconds / 1e9
+
+
+def _older(a, b):
+    return a if _seconds(a) <= _seconds(b) else b
+
+
+def _target(message: TargetMsg, origin: tuple[float, float]) -> Target | None:
+    """A tracked target in the local frame; None when its position or motion is unknown."""
+    if math.isfinite(message.latitude_deg) and math.isfinite(message.longitude_deg):
+        north, east = to_local(message.latitude_deg, message.longitude_deg, *origin)
+    elif math.isfinite(message.north_m) and math.isfinite(message.east_m):
+        north, east = message.north_m / NM_M, message.east_m / NM_M
+    else:
+        return None
+    if not (math.isfinite(message.course_deg) and math.isfinite(message.speed_kn)):
+        return None
+    return Target(message.id, Kinematics(north, east, message.course_deg % 360.0, message.speed_kn),
+                  CATEGORY_NAMES.get(message.category, "power-driven"))
+
+
+def _to_message(decision: Decision, current_course: float, current_speed: float) -> NavigationDecision:
+    assessments = [TargetAssessment(
+        target_id=a.target_id, encounter=ENCOUNTER_CODES[a.encounter], encounter_name=a.encounter,
+        role=ROLE_CODES[a.role], rules=list(a.rules), risk=1.0 if a.risk else 0.0, cpa_m=a.cpa_nm * NM_M,
+        tcpa_s=a.tcpa_min * 60.0, relative_bearing_deg=a.relative_bearing_deg) for a in decision.assessments]
+    acting = decision.state in ("avoiding", "returning", "resuming")
+    return NavigationDecision(
+        status=NavigationDecision.STATUS_NORMAL, state=decision.state, assessments=assessments,
+        action_required=acting, course_change_deg=decision.course_change_deg, speed_change_kn=decision.speed_change_kn,
+        target_course_deg=decision.course_deg, target_speed_kn=decision.speed_kn, rules=list(decision.rules),
+        rationale=decision.rationale,
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(ColregNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
