@@ -157,6 +157,8 @@ class Navigator:
 
         if self.maneuver is not None:
             held = own.with_course(*self.maneuver)
+            if abs(signed(own.course_deg - self.maneuver[0])) > self.params.course_step_deg:
+                return self._hold(route_course, assessments, "turning: the manoeuvre takes effect before it is judged")
             if self._clears(held, targets) or not (acting or must_now):
                 if self._route_clear(on_route, targets):
                     return self._resume(route_course, assessments)
@@ -198,12 +200,15 @@ class Navigator:
         answering = acting + must_now
         forbid_starboard = visibility_nm < self.params.restricted_visibility_nm and any(
             90.0 <= a.relative_bearing_deg <= 180.0 for a in answering)  # 19(d)(ii): not towards a vessel abeam/abaft
+        # An alteration is judged from the heading the ship has: a further action during a manoeuvre must itself
+        # be readily apparent, not just differ from the route.
+        base = own.course_deg if self.maneuver is not None else route_course
         turns = []
         change = self.params.min_course_change_deg
         while change <= self.params.max_course_change_deg and not forbid_starboard:
-            turns.append((route_course + change, self.cruise_speed_kn))
+            turns.append((base + change, self.cruise_speed_kn))
             change += self.params.course_step_deg
-        slower = [(route_course + c, self.cruise_speed_kn / 2) for c in (0.0, *(o[0] - route_course for o in turns))]
+        slower = [(base + c, self.cruise_speed_kn / 2) for c in (0.0, *(o[0] - base for o in turns))]
         # Give way by turning to starboard (passing astern of a crossing ship); when every ship to answer is on the
         # port side (a stand-on vessel that must act), slowing down lets it pass ahead instead of running beside it.
         all_port = all(a.relative_bearing_deg > 180.0 for a in answering)

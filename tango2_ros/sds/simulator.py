@@ -78,9 +78,7 @@ def simulate(scenario: Scenario, decide: Decide, params: ColregParameters, *, st
              decision_period_s: float = 1.0, dynamics: Dynamics = Dynamics()) -> SimulationResult:
     """Run until own ship reaches its goal or the scenario's duration ends."""
     own = scenario.own.start
-    cruise = own.speed_kn
     commanded = (own.course_deg, own.speed_kn)
-    route_course = commanded[0]
     start_to_goal = math.hypot(scenario.goal[0] - own.north_nm, scenario.goal[1] - own.east_nm)
     own_track, target_tracks = Track(), {s.id: Track() for s in scenario.targets}
     min_distances = {s.id: float("inf") for s in scenario.targets}
@@ -103,11 +101,10 @@ def simulate(scenario: Scenario, decide: Decide, params: ColregParameters, *, st
             decision = decide(t, own, targets)
             if decision is not None:
                 decisions += 1
-                if decision.state == "route" or decision.state == "resuming":
-                    route_course = decision.course_deg
                 if decision.state == "avoiding" and (decision.course_deg, decision.speed_kn) != commanded:
-                    maneuvers.append({"t_s": t, "course_change_deg": round(signed(decision.course_deg - route_course), 1),
-                                      "speed_change_kn": round(decision.speed_kn - cruise, 2),
+                    # an alteration, as the bridge sees it: from the present heading and speed
+                    maneuvers.append({"t_s": t, "course_change_deg": round(signed(decision.course_deg - own.course_deg), 1),
+                                      "speed_change_kn": round(decision.speed_kn - own.speed_kn, 2),
                                       "target_ids": list(decision.target_ids), "rules": list(decision.rules),
                                       "rationale": decision.rationale})
                 commanded = (decision.course_deg, decision.speed_kn)
