@@ -197,7 +197,7 @@ def _to_message(decision: Decision, current_course: float, current_speed: float)
         target_id=a.target_id, encounter=ENCOUNTER_CODES[a.encounter], encounter_name=a.encounter,
         role=ROLE_CODES[a.role], rules=list(a.rules), risk=1.0 if a.risk else 0.0, cpa_m=a.cpa_nm * NM_M,
         tcpa_s=a.tcpa_min * 60.0, relative_bearing_deg=a.relative_bearing_deg) for a in decision.assessments]
-    acting = decision.state in ("avoiding", "returning", "resuming")
+    acting = decision.state in ("altering", "avoiding", "returning", "resuming")
     return NavigationDecision(
         status=NavigationDecision.STATUS_NORMAL, state=decision.state, assessments=assessments,
         action_required=acting, course_change_deg=decision.course_change_deg, speed_change_kn=decision.speed_change_kn,

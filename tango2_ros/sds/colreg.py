@@ -124,7 +124,7 @@ def _role_and_rules(encounter: str, category: str, own_category: str, visibility
 
 @dataclass(frozen=True)
 class Decision:
-    state: str  # route | stand-on | avoiding | returning | resuming | degraded
+    state: str  # route | stand-on | altering (a new manoeuvre starts) | avoiding | returning | resuming | degraded
     course_deg: float
     speed_kn: float
     course_change_deg: float  # relative to the route course, positive to starboard
@@ -157,8 +157,10 @@ class Navigator:
 
         if self.maneuver is not None:
             held = own.with_course(*self.maneuver)
-            if abs(signed(own.course_deg - self.maneuver[0])) > self.params.course_step_deg:
-                return self._hold(route_course, assessments, "turning: the manoeuvre takes effect before it is judged")
+            if (abs(signed(own.course_deg - self.maneuver[0])) > self.params.course_step_deg
+                    or abs(own.speed_kn - self.maneuver[1]) > 0.5):
+                return self._hold(route_course, assessments,
+                                  "turning or slowing down: the manoeuvre takes effect before it is judged")
             if self._clears(held, targets) or not (acting or must_now):
                 if self._route_clear(on_route, targets):
                     return self._resume(route_course, assessments)
@@ -200,9 +202,9 @@ class Navigator:
         answering = acting + must_now
         forbid_starboard = visibility_nm < self.params.restricted_visibility_nm and any(
             90.0 <= a.relative_bearing_deg <= 180.0 for a in answering)  # 19(d)(ii): not towards a vessel abeam/abaft
-        # An alteration is judged from the heading the ship has: a further action during a manoeuvre must itself
-        # be readily apparent, not just differ from the route.
-        base = own.course_deg if self.maneuver is not None else route_course
+        # An alteration is judged from the heading the ship has (also mid-manoeuvre or while coming back to the
+        # route): each action must itself be readily apparent and to starboard.
+        base = own.course_deg
         turns = []
         change = self.params.min_course_change_deg
         while change <= self.params.max_course_change_deg and not forbid_starboard:
@@ -216,6 +218,14 @@ class Navigator:
         choice = next((o for o in options if self._clears(own.with_course(*o), targets)), None)
         if choice is None:  # nothing clears everything: the option that keeps the nearest pass widest
             choice = max(options, key=lambda o: self._worst_cpa(own.with_course(*o), targets))
+        if self.maneuver is not None and abs(signed(choice[0] - self.maneuver[0])) < 1.0 \
+                and abs(choice[1] - self.maneuver[1]) < 0.1:
+            return self._hold(route_course, assessments, "the manoeuvre in hand is still the best available")
+        if abs(signed(choice[0] - own.course_deg)) < 1.0 and abs(choice[1] - own.speed_kn) < 0.1:
+            # the best is to go on as the ship goes now (say, still slow after an earlier action): no new alteration
+            self.maneuver = (choice[0] % 360.0, choice[1])
+            self.maneuver_targets = tuple(a.target_id for a in answering)
+            return self._hold(route_course, assessments, "keeping the present course and speed clears the targets best")
         self.maneuver = (choice[0] % 360.0, choice[1])
         self.maneuver_targets = tuple(a.target_id for a in answering)
         self.maneuver_rules = tuple(sorted({8, *(r for a in answering for r in a.rules)}))
@@ -225,7 +235,7 @@ class Navigator:
         what = (f"alter course {change_deg:+.0f} deg to starboard" if change_deg else "keep course") + (
             f" and reduce speed to {choice[1]:.1f} kn" if speed_change else "")
         basis = "17(a)(ii)/17(b), " if must_now and not acting else ""
-        return Decision("avoiding", self.maneuver[0], self.maneuver[1], change_deg, speed_change, self.maneuver_targets,
+        return Decision("altering", self.maneuver[0], self.maneuver[1], change_deg, speed_change, self.maneuver_targets,
                         self.maneuver_rules, f"{what}: {why}; {basis}early, substantial and readily apparent (rule 8)",
                         assessments)
 

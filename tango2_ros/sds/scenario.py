@@ -194,7 +194,7 @@ def _textbook() -> dict[str, Scenario]:
             "rule18-fishing-crossing-port", _OWN, (6.0, 0.0), (ShipSpec("F1", Kinematics(0, -6, 90, 12), "fishing"),),
             description="A fishing vessel crossing from port: rule 18 makes own ship give way"),
         "rule18-sailing-head-on": Scenario(
-            "rule18-sailing-head-on", _OWN, (6.0, 0.0), (ShipSpec("S1", Kinematics(6, 0, 180, 6), "sailing"),),
+            "rule18-sailing-head-on", _OWN, (6.0, 0.0), (ShipSpec("S1", Kinematics(4, 0, 180, 6), "sailing"),),
             description="A sailing vessel ahead: own ship keeps out of the way (rule 18)"),
         "overtaken-by-fast-ship": Scenario(
             "overtaken-by-fast-ship", _OWN, (6.0, 0.0), (ShipSpec("TS1", Kinematics(-9, -0.3, 0, 20)),),

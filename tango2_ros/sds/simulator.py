@@ -101,7 +101,7 @@ def simulate(scenario: Scenario, decide: Decide, params: ColregParameters, *, st
             decision = decide(t, own, targets)
             if decision is not None:
                 decisions += 1
-                if decision.state == "avoiding" and (decision.course_deg, decision.speed_kn) != commanded:
+                if decision.state == "altering":
                     # an alteration, as the bridge sees it: from the present heading and speed
                     maneuvers.append({"t_s": t, "course_change_deg": round(signed(decision.course_deg - own.course_deg), 1),
                                       "speed_change_kn": round(decision.speed_kn - own.speed_kn, 2),
