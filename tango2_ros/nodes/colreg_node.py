@@ -89,8 +89,9 @@ class ColregNode(Tango2Node):
     def _on_parameters_set(self, parameters) -> None:
         """A new goal, speed, visibility or rule threshold starts the decision-making afresh."""
         if any(p.name in RESETTING or p.name in ColregParameters.__dataclass_fields__ for p in parameters):
-            with self._lock:
+            with self._lock:  # a new passage: nothing of the old picture carries over
                 self._navigator = self._new_navigator()
+                self._own, self._targets = None, None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -137,13 +138,15 @@ class ColregNode(Tango2Node):
             return self._degraded(f"own-ship position is {own_msg.position_age_s:.1f} s old")
         with self._lock:
             targets_msg, received, navigator = self._targets, self._targets_received, self._navigator
-        if targets_msg is not None and _seconds(own_msg.header.stamp) - _seconds(targets_msg.header.stamp) > \
+        if targets_msg is None:
+            return self._degraded("no target picture yet (the tracker publishes one, empty when the sea is)")
+        if _seconds(own_msg.header.stamp) - _seconds(targets_msg.header.stamp) > \
                 self.param("stale_after_s") and time.monotonic() - received > self.param("stale_after_s"):
             return self._degraded("target picture is stale")
         origin = (own_msg.latitude_deg, own_msg.longitude_deg)
         own = Kinematics(0.0, 0.0, own_msg.course_over_ground_deg % 360.0, own_msg.speed_over_ground_kn)
         goal = to_local(self.param("goal_lat_deg"), self.param("goal_lon_deg"), *origin)
-        targets = [_target(t, origin) for t in (targets_msg.targets if targets_msg else [])]
+        targets = [_target(t, origin) for t in targets_msg.targets]
         targets = [t for t in targets if t is not None]
         decision = navigator.decide(own, goal, targets, self.param("visibility_nm"))
         return _to_message(decision, own_msg.course_over_ground_deg, own_msg.speed_over_ground_kn)

@@ -5,6 +5,7 @@ loop runs in lock-step, faster than real time, through the real node over DDS.
 from __future__ import annotations
 
 import math
+import time
 
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
@@ -16,7 +17,8 @@ from tango2_ros.sds.colreg import Decision, Target
 from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, to_geographic
 from tango2_ros.sds.scenario import Scenario
 
-SIM_EPOCH_S = 1_000_000_000  # simulated instants are stamped from here (a recognisable, non-zero time)
+SIM_EPOCH_S = 1_000_000_000
+DEGRADED_GRACE_S = 0.3  # simulated instants are stamped from here (a recognisable, non-zero time)
 NM_M = 1852.0
 CATEGORY_CODES = {
     "power-driven": TargetMsg.CATEGORY_POWER_DRIVEN, "sailing": TargetMsg.CATEGORY_SAILING,
@@ -66,12 +68,22 @@ class RosColregLoop:
         key = stamp.sec * 10**9 + stamp.nanosec
         self.targets_pub.publish(self._targets(stamp, own, targets))
         self.own_pub.publish(self._own(stamp, own))
-        deadline = self.node.get_clock().now().nanoseconds + int(self.timeout_s * 1e9)
-        while key not in self.decisions:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if self.node.get_clock().now().nanoseconds > deadline:
+        started = time.monotonic()
+        degraded_since = None
+        while True:
+            rclpy.spin_once(self.node, timeout_sec=0.01)
+            message = self.decisions.get(key)
+            if message is not None and message.status == NavigationDecision.STATUS_NORMAL:
+                break
+            if message is not None:
+                # a degraded answer (say, the own-ship update overtook the target picture of the same instant)
+                # stands only if no full decision for this instant follows shortly
+                degraded_since = degraded_since or time.monotonic()
+                if time.monotonic() - degraded_since > DEGRADED_GRACE_S:
+                    break
+            if time.monotonic() - started > self.timeout_s:
                 raise ColregLoopError(f"no decision from the colreg node for t = {t:.0f} s within {self.timeout_s} s")
-        message = self.decisions.pop(key)
+        self.decisions.clear()
         if message.status != NavigationDecision.STATUS_NORMAL:
             return None
         return Decision(
