@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/llm_overhead.py
 	$(BIN)/python bench/model_swap.py
 	$(BIN)/python bench/build_recipe.py
+	$(BIN)/python bench/colreg_decision.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh

@@ -147,3 +147,51 @@ def test_assess_cli_and_bad_input():
     missing = subprocess.run([*TANGO2, "assess", "atlantis.yaml"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "neither a file nor built in" in missing.stderr
     assert load_scenario("imazu-03").targets[0] == ShipSpec("TS1", Kinematics(-4.2, 0, 0, 8.4))
+
+
+@pytest.mark.ros
+def test_colreg_node_degrades_on_bad_or_missing_input_and_says_why():
+    import time as clock
+
+    from helpers.lifecycle import bring_up
+    from helpers.ros import ros_node, spawn, stop, wait_until
+    from tango2_msgs.msg import NavigationDecision, OwnShipState, TargetArray
+
+    ns = "/t5colreg"
+    process = spawn(["-m", "tango2_ros.nodes.colreg_node", "--ros-args", "-r", "__node:=colreg_node", "-r",
+                     f"__ns:={ns}", "-p", "stale_after_s:=1.0", "-p", "decision_rate_hz:=5.0",
+                     "-p", "goal_lat_deg:=0.1", "-p", "goal_lon_deg:=0.0"])
+    try:
+        with ros_node("colreg_probe") as node:
+            bring_up(node, f"{ns}/colreg_node")
+            decisions: list[NavigationDecision] = []
+            node.create_subscription(NavigationDecision, f"{ns}/sds/decision", decisions.append, 50)
+            own_pub = node.create_publisher(OwnShipState, f"{ns}/sds/own_ship", 10)
+            targets_pub = node.create_publisher(TargetArray, f"{ns}/sds/targets", 10)
+
+            def latest_reason(words):
+                return wait_until(lambda: any(words in d.status_reason for d in decisions[-3:]), 10)
+
+            assert latest_reason("never received")  # the watchdog speaks before any input
+            lost = OwnShipState(latitude_deg=math.nan, longitude_deg=0.0, position_valid=False, speed_over_ground_kn=12.0)
+            for _ in range(3):
+                own_pub.publish(lost)
+                clock.sleep(0.2)
+            assert latest_reason("position lost or invalid")
+            good = OwnShipState(latitude_deg=0.0, longitude_deg=0.0, course_over_ground_deg=0.0,
+                                speed_over_ground_kn=12.0, position_valid=True)
+            for _ in range(3):
+                own_pub.publish(good)
+                clock.sleep(0.2)
+            assert latest_reason("no target picture yet")
+            for _ in range(3):
+                targets_pub.publish(TargetArray())
+                own_pub.publish(good)
+                clock.sleep(0.2)
+            assert wait_until(lambda: decisions[-1].status == NavigationDecision.STATUS_NORMAL
+                              and decisions[-1].state == "route", 5)
+            assert all(not d.action_required for d in decisions if d.status == NavigationDecision.STATUS_DEGRADED)
+            assert latest_reason("silent for")  # own-ship updates stop: degraded again within the stale limit
+    finally:
+        output = stop(process)
+    assert "Traceback" not in output

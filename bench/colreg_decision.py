@@ -1,0 +1,92 @@
+"""COLREG decision time with 50 targets versus 1 (the baseline, same run), in process and through the
+colreg node over ROS 2 (from publishing an own-ship update to receiving the decision for it).
+
+Targets are random ships within 12 NM on random courses (seeded), half of them on collision-prone courses, so the
+navigator has to search its manoeuvres. Run: .venv/bin/python bench/colreg_decision.py [--json] [--rounds N]
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median, parser, percentile, report, setup_env  # noqa: E402
+
+setup_env()
+
+from tango2_ros.cli.sds import _start_colreg_node  # noqa: E402
+from tango2_ros.sds.colreg import ColregParameters, Navigator, Target  # noqa: E402
+from tango2_ros.sds.geometry import Kinematics  # noqa: E402
+from tango2_ros.sds.scenario import Scenario, ShipSpec  # noqa: E402
+
+OWN = Kinematics(-6.0, 0.0, 0.0, 12.0)
+GOAL = (6.0, 0.0)
+
+
+def targets(count: int, seed: int = 1) -> list[Target]:
+    rng = random.Random(seed)
+    ships = []
+    for index in range(count):
+        if index % 2 == 0:  # heading for the point own ship reaches in 20-40 min
+            minutes = rng.uniform(20, 40)
+            meet = OWN.moved(minutes)
+            course = rng.uniform(0, 360)
+            speed = rng.uniform(6, 18)
+            start = Kinematics(meet.north_nm, meet.east_nm, course, speed).moved(-minutes)
+        else:
+            start = Kinematics(rng.uniform(-12, 12), rng.uniform(-12, 12), rng.uniform(0, 360), rng.uniform(0, 20))
+        ships.append(Target(f"T{index}", start))
+    return ships
+
+
+def in_process(ships: list[Target], rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        navigator = Navigator(ColregParameters())
+        started = time.perf_counter()
+        navigator.decide(OWN, GOAL, ships)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def through_ros(loop, ships: list[Target], rounds: int) -> list[float]:
+    scenario = Scenario("bench", ShipSpec("own", OWN), GOAL, tuple(ShipSpec(t.id, t.kinematics) for t in ships))
+    loop.start(scenario)
+    times = []
+    for step in range(rounds + 3):
+        started = time.perf_counter()
+        loop.decide(float(step), OWN, ships)
+        if step >= 3:  # the first answers come while discovery settles
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=50)
+    args = p.parse_args()
+    one, fifty = targets(1), targets(50)
+    local = {"1": in_process(one, args.rounds), "50": in_process(fifty, args.rounds)}
+    loop, supervisor = _start_colreg_node()
+    try:
+        ros = {"1": through_ros(loop, one, args.rounds), "50": through_ros(loop, fifty, args.rounds)}
+    finally:
+        supervisor.shutdown()
+    data = {"rounds": args.rounds}
+    lines = []
+    for where, runs in (("in process", local), ("through colreg_node", ros)):
+        stats = {n: {"median_ms": median(v) * 1e3, "p99_ms": percentile(v, 99) * 1e3} for n, v in runs.items()}
+        ratio = stats["50"]["median_ms"] / stats["1"]["median_ms"]
+        data[where.replace(" ", "_")] = {**stats, "ratio_50_vs_1": ratio}
+        lines.append(f"{where:<20} 1 target: median {stats['1']['median_ms']:.2f} ms (p99 {stats['1']['p99_ms']:.2f}); "
+                     f"50 targets: median {stats['50']['median_ms']:.2f} ms (p99 {stats['50']['p99_ms']:.2f}); "
+                     f"ratio {ratio:.1f}x")
+    report(args, data, lines)
+    return 0 if all(math.isfinite(v["ratio_50_vs_1"]) for k, v in data.items() if k != "rounds") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
