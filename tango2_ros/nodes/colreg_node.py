@@ -182,17 +182,17 @@ def _older(a, b):
 
 
 def _target(message: TargetMsg, origin: tuple[float, float]) -> Target | None:
-    """A tracked target in the local frame; None when its position or motion is unknown."""
+    """A tracked target in the local frame; None when its position is unknown."""
     if math.isfinite(message.latitude_deg) and math.isfinite(message.longitude_deg):
         north, east = to_local(message.latitude_deg, message.longitude_deg, *origin)
     elif math.isfinite(message.north_m) and math.isfinite(message.east_m):
         north, east = message.north_m / NM_M, message.east_m / NM_M
     else:
         return None
-    if not (math.isfinite(message.course_deg) and math.isfinite(message.speed_kn)):
-        return None
-    return Target(message.id, Kinematics(north, east, message.course_deg % 360.0, message.speed_kn),
-                  CATEGORY_NAMES.get(message.category, "power-driven"))
+    # unknown motion (AIS "not available"): judged as if stopped there, so a close ship still counts
+    moving = math.isfinite(message.course_deg) and math.isfinite(message.speed_kn)
+    course, speed = (message.course_deg % 360.0, message.speed_kn) if moving else (0.0, 0.0)
+    return Target(message.id, Kinematics(north, east, course, speed), CATEGORY_NAMES.get(message.category, "power-driven"))
 
 
 def _to_message(decision: Decision, current_course: float, current_speed: float) -> NavigationDecision:

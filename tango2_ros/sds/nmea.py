@@ -1,0 +1,233 @@
+"""NMEA 0183 as own ship's sensors and AIS send it, over UDP (IEC 61162-450 style datagrams).
+
+`split_datagram` strips a 61162-450 `UdPbC` header and `\\...\\` tag blocks and splits lines; `NmeaDecoder.feed`
+checks each sentence's checksum and turns it into events: own-ship fixes (RMC, GGA), motion (VTG), heading
+(HDT), radar/ARPA targets (TTM) and other ships' AIS reports (VDM, decoded with pyais, multi-fragment messages
+reassembled; VDO, own ship's own report, is ignored). Anything malformed raises NmeaError with the reason; the
+caller counts it and goes on. AIS "not available" values (speed 102.3 kn, course 360, heading 511, lat 91, lon 181) become NaN.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+MAX_SENTENCE = 82 * 2  # 82 characters by the standard; AIS payloads with tag blocks run longer
+AIS_SPEED_NA, AIS_COURSE_NA, AIS_HEADING_NA = 102.3, 360.0, 511
+
+
+class NmeaError(ValueError):
+    """A sentence that cannot be used: bad checksum, truncated, unknown, out of range."""
+
+
+@dataclass(frozen=True)
+class Fix:
+    """Position (RMC, GGA); valid False when the receiver says so."""
+
+    latitude_deg: float
+    longitude_deg: float
+    valid: bool
+    source: str
+    course_deg: float = math.nan  # RMC carries motion too
+    speed_kn: float = math.nan
+
+
+@dataclass(frozen=True)
+class Motion:
+    course_deg: float
+    speed_kn: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Heading:
+    heading_deg: float
+
+
+@dataclass(frozen=True)
+class RadarTarget:
+    number: int
+    range_nm: float
+    bearing_deg: float
+    bearing_relative: bool
+    speed_kn: float
+    course_deg: float
+    course_relative: bool
+    name: str
+    status: str  # L lost, Q acquiring, T tracking
+
+
+@dataclass(frozen=True)
+class AisReport:
+    mmsi: int
+    latitude_deg: float = math.nan
+    longitude_deg: float = math.nan
+    course_deg: float = math.nan
+    speed_kn: float = math.nan
+    heading_deg: float = math.nan
+    name: str = ""
+    ship_type: int = 0
+    message_type: int = 0
+    navigation_status: int = 15  # AIS: 15 = not defined
+
+
+def split_datagram(data: bytes) -> list[str]:
+    """The NMEA lines of one UDP datagram."""
+    if data.startswith(b"UdPbC\x00"):
+        data = data[6:]
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise NmeaError(f"not ASCII text ({exc.reason} at byte {exc.start})") from exc
+    lines = []
+    for raw in text.replace("\r", "\n").split("\n"):
+        line = raw.strip()
+        while line.startswith("\\"):  # 61162-450 / NMEA 4 tag block
+            end = line.find("\\", 1)
+            if end < 0:
+                raise NmeaError("unterminated tag block")
+            line = line[end + 1:]
+        if line:
+            lines.append(line)
+    return lines
+
+
+def checked_fields(line: str) -> list[str]:
+    """The comma-separated fields of a sentence whose checksum is right (the checksum itself removed)."""
+    if len(line) > MAX_SENTENCE:
+        raise NmeaError(f"sentence longer than {MAX_SENTENCE} characters")
+    if not line or line[0] not in "$!":
+        raise NmeaError("a sentence starts with '$' or '!'")
+    star = line.rfind("*")
+    if star < 0 or len(line) - star != 3:
+        raise NmeaError("no checksum (truncated?)")
+    body, given = line[1:star], line[star + 1:]
+    expected = 0
+    for char in body:
+        expected ^= ord(char)
+    try:
+        value = int(given, 16)
+    except ValueError as exc:
+        raise NmeaError(f"checksum {given!r} is not hexadecimal") from exc
+    if value != expected:
+        raise NmeaError(f"bad checksum {given}, expected {expected:02X}")
+    return body.split(",")
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise NmeaError(f"{name} {value!r} is not a number") from exc
+    if not math.isfinite(number):
+        raise NmeaError(f"{name} is not finite")
+    return number
+
+
+def _angle(value: str, hemisphere: str, degrees_digits: int, name: str) -> float:
+    if not value:
+        return math.nan
+    if len(value.split(".")[0]) != degrees_digits + 2:
+        raise NmeaError(f"{name} {value!r} is not (d)ddmm.mm")
+    degrees = _float(value[:degrees_digits], name) + _float(value[degrees_digits:], name) / 60.0
+    if hemisphere in ("S", "W"):
+        degrees = -degrees
+    elif hemisphere not in ("N", "E"):
+        raise NmeaError(f"{name} hemisphere {hemisphere!r}")
+    if abs(degrees) > (90.0 if degrees_digits == 2 else 180.0):
+        raise NmeaError(f"{name} {degrees:.4f} out of range")
+    return degrees
+
+
+def _optional(value: str, name: str) -> float:
+    return _float(value, name) if value else math.nan
+
+
+@dataclass
+class NmeaDecoder:
+    fragments: dict[tuple, list[str]] = field(default_factory=dict)
+
+    def feed(self, line: str):
+        """One sentence -> an event (Fix, Motion, Heading, RadarTarget, AisReport) or None (an AIS fragment
+        waiting for the rest, or a sentence type nobody needs)."""
+        fields = checked_fields(line)
+        kind = fields[0][2:] if len(fields[0]) >= 5 else ""
+        try:
+            if kind == "RMC":
+                return self._rmc(fields)
+            if kind == "GGA":
+                return self._gga(fields)
+            if kind == "VTG":
+                return Motion(_optional(fields[1], "VTG course"), _optional(fields[5], "VTG speed"), "VTG")
+            if kind == "HDT":
+                return Heading(_float(fields[1], "HDT heading") % 360.0)
+            if kind == "TTM":
+                return self._ttm(fields)
+            if kind == "VDM":  # VDO is own ship's own AIS report: not a target
+                return self._ais(line, fields)
+        except IndexError as exc:
+            raise NmeaError(f"{kind} sentence has too few fields") from exc
+        return None
+
+    @staticmethod
+    def _rmc(f: list[str]) -> Fix:
+        return Fix(_angle(f[3], f[4], 2, "latitude"), _angle(f[5], f[6], 3, "longitude"), f[2] == "A", "RMC",
+                   _optional(f[8], "RMC course"), _optional(f[7], "RMC speed"))
+
+    @staticmethod
+    def _gga(f: list[str]) -> Fix:
+        return Fix(_angle(f[2], f[3], 2, "latitude"), _angle(f[4], f[5], 3, "longitude"), f[6] not in ("", "0"), "GGA")
+
+    @staticmethod
+    def _ttm(f: list[str]) -> RadarTarget:
+        unit = f[10] or "N"
+        scale = {"N": 1.0, "K": 1 / 1.852, "S": 0.868976}.get(unit)
+        if scale is None:
+            raise NmeaError(f"TTM unit {unit!r}")
+        return RadarTarget(
+            number=int(_float(f[1], "TTM number")), range_nm=_float(f[2], "TTM range") * scale,
+            bearing_deg=_float(f[3], "TTM bearing") % 360.0, bearing_relative=f[4] == "R",
+            speed_kn=_optional(f[5], "TTM speed") * scale, course_deg=_optional(f[6], "TTM course") % 360.0,
+            course_relative=f[7] == "R", name=f[11], status=f[12] or "T")
+
+    def _ais(self, line: str, f: list[str]) -> AisReport | None:
+        import pyais
+        from pyais.exceptions import AISBaseException
+
+        total, number, sequence, channel = int(_float(f[1], "AIS fragment count")), int(_float(f[2], "fragment")), f[3], f[4]
+        if not 1 <= number <= total <= 9:
+            raise NmeaError(f"AIS fragment {number} of {total}")
+        key = (sequence, channel, total)
+        if total > 1:
+            parts = self.fragments.setdefault(key, [])
+            if number != len(parts) + 1:
+                self.fragments.pop(key, None)
+                raise NmeaError(f"AIS fragment {number} of {total} out of order")
+            parts.append(line)
+            if number < total:
+                return None
+            lines = self.fragments.pop(key)
+        else:
+            lines = [line]
+        try:
+            message = pyais.decode(*[x.encode() for x in lines]).asdict()
+        except (AISBaseException, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise NmeaError(f"AIS payload cannot be decoded: {exc}") from exc
+        if not 1 <= int(message.get("msg_type") or 0) <= 27 or not message.get("mmsi"):
+            raise NmeaError("AIS payload cannot be decoded: no message type or MMSI in it")
+        return _ais_report(message)
+
+
+def _ais_report(m: dict) -> AisReport:
+    def value(key, not_available, limit=None):
+        v = m.get(key)
+        if v is None or v == not_available or (limit is not None and abs(v) > limit):
+            return math.nan
+        return float(v)
+
+    name = str(m.get("shipname") or "").strip("@ ").strip()
+    ship_type = m.get("ship_type") or 0
+    return AisReport(
+        mmsi=int(m["mmsi"]), latitude_deg=value("lat", 91.0, 90.0), longitude_deg=value("lon", 181.0, 180.0),
+        course_deg=value("course", AIS_COURSE_NA), speed_kn=value("speed", AIS_SPEED_NA),
+        heading_deg=value("heading", AIS_HEADING_NA), name=name, ship_type=int(ship_type),
+        message_type=int(m.get("msg_type", 0)), navigation_status=int(m.get("status") if m.get("status") is not None else 15))

@@ -1,0 +1,147 @@
+"""NMEA 0183 / AIS: the decoder on real sentence formats (AIS encoded and decoded by pyais), its refusals, and the
+bridge over real UDP feeding the colreg node: from sentences to a COLREG decision."""
+import math
+import socket
+
+import pyais
+import pytest
+
+from tango2_ros.sds.geometry import to_geographic
+from tango2_ros.sds.nmea import AisReport, Fix, Heading, Motion, NmeaDecoder, NmeaError, RadarTarget, split_datagram
+
+
+def sentence(body: str) -> str:
+    checksum = 0
+    for char in body:
+        checksum ^= ord(char)
+    return f"${body}*{checksum:02X}"
+
+
+def ddmm(value: float, digits: int) -> str:
+    degrees = int(abs(value))
+    return f"{degrees:0{digits}d}{(abs(value) - degrees) * 60:07.4f}"
+
+
+def rmc(lat: float, lon: float, course: float, speed: float, status: str = "A") -> str:
+    return sentence(f"GPRMC,120000,{status},{ddmm(lat, 2)},{'N' if lat >= 0 else 'S'},{ddmm(lon, 3)},"
+                    f"{'E' if lon >= 0 else 'W'},{speed:.1f},{course:.1f},281126,,,A")
+
+
+def ais_position(mmsi: int, lat: float, lon: float, course: float, speed: float, status: int = 0) -> str:
+    return pyais.encode_dict({"msg_type": 1, "mmsi": mmsi, "lat": lat, "lon": lon, "course": course, "speed": speed,
+                              "heading": 511, "status": status}, talker_id="AI", sentence_type="VDM")[0]
+
+
+def test_own_ship_sentences():
+    decoder = NmeaDecoder()
+    fix = decoder.feed(rmc(35.05, 129.0125, 45.0, 12.0))
+    assert isinstance(fix, Fix) and fix.valid and fix.latitude_deg == pytest.approx(35.05)
+    assert fix.longitude_deg == pytest.approx(129.0125) and (fix.course_deg, fix.speed_kn) == (45.0, 12.0)
+    assert not decoder.feed(rmc(35.05, 129.0, 45.0, 12.0, status="V")).valid
+    assert decoder.feed(sentence("GPGGA,120000,3503.000,N,12900.750,E,0,00,,,M,,M,,")).valid is False
+    assert decoder.feed(sentence("HEHDT,359.9,T")) == Heading(359.9)
+    assert decoder.feed(sentence("GPVTG,045.0,T,048.0,M,012.0,N,022.2,K,A")) == Motion(45.0, 12.0, "VTG")
+    radar = decoder.feed(sentence("RATTM,07,2.0,090.0,R,10.0,270.0,T,0.1,20.0,N,TGT7,T,,120000,A"))
+    assert radar == RadarTarget(7, 2.0, 90.0, True, 10.0, 270.0, False, "TGT7", "T")
+    assert decoder.feed(sentence("GPZDA,120000,28,11,2026,00,00")) is None  # not needed: ignored, not an error
+
+
+def test_ais_reports_including_multi_fragment_and_not_available_values():
+    decoder = NmeaDecoder()
+    report = decoder.feed(ais_position(440123450, 35.1, 129.05, 180.0, 12.0, status=7))
+    assert isinstance(report, AisReport) and report.mmsi == 440123450 and report.navigation_status == 7
+    assert (report.course_deg, report.speed_kn) == (pytest.approx(180.0), pytest.approx(12.0))
+    unknown = decoder.feed(ais_position(440123451, 35.1, 129.05, 360.0, 102.3))
+    assert math.isnan(unknown.course_deg) and math.isnan(unknown.speed_kn) and math.isnan(unknown.heading_deg)
+    first, second = pyais.encode_dict({"msg_type": 5, "mmsi": 351759000, "shipname": "EVER DIADEM", "ship_type": 70,
+                                       "ais_version": 0}, talker_id="AI", sentence_type="VDM")
+    assert decoder.feed(first) is None  # waits for the second fragment
+    static = decoder.feed(second)
+    assert static.name == "EVER DIADEM" and static.ship_type == 70
+    own_report = pyais.encode_dict({"msg_type": 1, "mmsi": 1, "lat": 35, "lon": 129}, talker_id="AI")[0]
+    assert decoder.feed(own_report) is None  # VDO: own ship's own AIS, not a target
+
+
+@pytest.mark.parametrize("line, words", [
+    (rmc(35.0, 129.0, 0, 12)[:-2] + "00", "bad checksum"),
+    (rmc(35.0, 129.0, 0, 12)[:30], "no checksum"),
+    ("GPRMC,120000,A*00", "starts with"),
+    (sentence("GPRMC,120000,A,9900.000,N,12900.000,E,1.0,0.0,281126,,"), "latitude 99.0000 out of range"),
+    (sentence("GPRMC,120000,A"), "too few fields"),
+    (sentence("HEHDT,north,T"), "not a number"),
+    (sentence("RATTM,07,2.0,090.0,T,10.0,270.0,T,0.1,20.0,X,TGT7,T,,120000,A"), "TTM unit"),
+    (sentence("AIVDM,2,3,1,A,55?MbV02,0"), "AIS fragment 3 of 2"),
+    (sentence("AIVDM,1,1,,A,!!!!,0"), "cannot be decoded"),
+    ("$" + "A" * 300 + "*00", "longer than"),
+])
+def test_bad_sentences_are_refused_with_the_reason(line, words):
+    with pytest.raises(NmeaError, match=words):
+        NmeaDecoder().feed(line)
+
+
+def test_datagrams_binary_garbage_and_61162_450_framing():
+    with pytest.raises(NmeaError, match="not ASCII"):
+        split_datagram(bytes(range(200, 256)))
+    framed = b"UdPbC\x00\\s:GP0001,n:1*7A\\" + sentence("HEHDT,10.0,T").encode() + b"\r\n"
+    assert split_datagram(framed) == [sentence("HEHDT,10.0,T")]
+    with pytest.raises(NmeaError, match="tag block"):
+        split_datagram(b"\\s:GP0001" + sentence("HEHDT,10.0,T").encode())
+
+
+@pytest.mark.ros
+def test_sentences_over_udp_become_a_colreg_decision_and_garbage_is_counted():
+    from helpers.diagnostics import DiagnosticsWatcher
+    from helpers.lifecycle import bring_up
+    from helpers.ros import ros_node, spawn, stop, wait_until
+    from helpers.servers import free_port
+    from tango2_msgs.msg import NavigationDecision, TargetArray
+
+    ns, port = "/t5nmea", free_port()
+    origin = (35.0, 129.0)
+    goal = to_geographic(12.0, 0.0, *origin)
+    bridge = spawn(["-m", "tango2_ros.nodes.nmea_bridge", "--ros-args", "-r", "__node:=nmea_bridge", "-r",
+                    f"__ns:={ns}", "-p", f"udp_port:={port}", "-p", "udp_address:=127.0.0.1", "-p",
+                    "diagnostics_period_s:=0.2"])
+    colreg = spawn(["-m", "tango2_ros.nodes.colreg_node", "--ros-args", "-r", "__node:=colreg_node", "-r",
+                    f"__ns:={ns}", "-r", "sds/targets:=sds/raw_targets", "-p", f"goal_lat_deg:={goal[0]}",
+                    "-p", f"goal_lon_deg:={goal[1]}"])
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with ros_node("nmea_probe") as node:
+            watcher = DiagnosticsWatcher(node, f"{ns}/nmea_bridge")
+            bring_up(node, f"{ns}/nmea_bridge")
+            bring_up(node, f"{ns}/colreg_node")
+            decisions: list[NavigationDecision] = []
+            targets: list[TargetArray] = []
+            node.create_subscription(NavigationDecision, f"{ns}/sds/decision", decisions.append, 50)
+            node.create_subscription(TargetArray, f"{ns}/sds/raw_targets", targets.append, 50)
+            head_on = to_geographic(6.0, 0.0, *origin)  # 6 NM ahead, coming south: a head-on encounter
+            garbage = [bytes(range(200, 256)), rmc(*origin, 0.0, 12.0)[:-2].encode() + b"00", b"$GPRMC,12"]
+
+            def send_picture():
+                for datagram in garbage:
+                    sender.sendto(datagram, ("127.0.0.1", port))
+                sender.sendto((rmc(*origin, 0.0, 12.0) + "\r\n" + sentence("HEHDT,000.0,T") + "\r\n").encode(),
+                              ("127.0.0.1", port))
+                sender.sendto(ais_position(440123450, *head_on, 180.0, 12.0).encode(), ("127.0.0.1", port))
+
+            def acting():
+                send_picture()
+                return any(d.state in ("altering", "avoiding") and "AIS-440123450" in [a.target_id for a in d.assessments]
+                           for d in decisions[-5:])
+
+            assert wait_until(acting, 20, interval=0.5), [(d.state, d.status_reason) for d in decisions[-3:]]
+            decision = next(d for d in reversed(decisions) if d.state in ("altering", "avoiding"))
+            assert decision.course_change_deg >= 30 and 14 in decision.rules
+            assessment = decision.assessments[0]
+            assert assessment.encounter_name == "head-on" and assessment.role == assessment.ROLE_GIVE_WAY
+            target = next(t for t in targets[-1].targets if t.mmsi == 440123450)
+            assert abs(target.range_m - 6 * 1852) < 20 and abs(target.tcpa_s - 15 * 60) < 5
+            status = watcher.wait_for(lambda s: int({kv.key: kv.value for kv in s.values}.get("rejected", 0)) >= 3, 10)
+            last = {kv.key: kv.value for kv in status.values}["last_rejected"]
+            assert any(words in last for words in ("not ASCII", "bad checksum", "no checksum")), last
+            assert bridge.poll() is None and colreg.poll() is None  # garbage never killed a node
+    finally:
+        sender.close()
+        outputs = stop(colreg) + stop(bridge)
+    assert "Traceback" not in outputs
