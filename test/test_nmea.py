@@ -89,7 +89,7 @@ def test_datagrams_binary_garbage_and_61162_450_framing():
 
 
 @pytest.mark.ros
-def test_sentences_over_udp_become_a_colreg_decision_and_garbage_is_counted():
+def test_sentences_over_udp_become_fused_tracks_and_a_colreg_decision_and_garbage_is_counted():
     from helpers.diagnostics import DiagnosticsWatcher
     from helpers.lifecycle import bring_up
     from helpers.ros import ros_node, spawn, stop, wait_until
@@ -102,19 +102,21 @@ def test_sentences_over_udp_become_a_colreg_decision_and_garbage_is_counted():
     bridge = spawn(["-m", "tango2_ros.nodes.nmea_bridge", "--ros-args", "-r", "__node:=nmea_bridge", "-r",
                     f"__ns:={ns}", "-p", f"udp_port:={port}", "-p", "udp_address:=127.0.0.1", "-p",
                     "diagnostics_period_s:=0.2"])
+    tracker = spawn(["-m", "tango2_ros.nodes.tracker_node", "--ros-args", "-r", "__node:=tracker_node", "-r",
+                     f"__ns:={ns}"])
     colreg = spawn(["-m", "tango2_ros.nodes.colreg_node", "--ros-args", "-r", "__node:=colreg_node", "-r",
-                    f"__ns:={ns}", "-r", "sds/targets:=sds/raw_targets", "-p", f"goal_lat_deg:={goal[0]}",
-                    "-p", f"goal_lon_deg:={goal[1]}"])
+                    f"__ns:={ns}", "-p", f"goal_lat_deg:={goal[0]}", "-p", f"goal_lon_deg:={goal[1]}"])
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         with ros_node("nmea_probe") as node:
             watcher = DiagnosticsWatcher(node, f"{ns}/nmea_bridge")
             bring_up(node, f"{ns}/nmea_bridge")
+            bring_up(node, f"{ns}/tracker_node")
             bring_up(node, f"{ns}/colreg_node")
             decisions: list[NavigationDecision] = []
             targets: list[TargetArray] = []
             node.create_subscription(NavigationDecision, f"{ns}/sds/decision", decisions.append, 50)
-            node.create_subscription(TargetArray, f"{ns}/sds/raw_targets", targets.append, 50)
+            node.create_subscription(TargetArray, f"{ns}/sds/targets", targets.append, 50)
             head_on = to_geographic(6.0, 0.0, *origin)  # 6 NM ahead, coming south: a head-on encounter
             garbage = [bytes(range(200, 256)), rmc(*origin, 0.0, 12.0)[:-2].encode() + b"00", b"$GPRMC,12"]
 
@@ -124,6 +126,9 @@ def test_sentences_over_udp_become_a_colreg_decision_and_garbage_is_counted():
                 sender.sendto((rmc(*origin, 0.0, 12.0) + "\r\n" + sentence("HEHDT,000.0,T") + "\r\n").encode(),
                               ("127.0.0.1", port))
                 sender.sendto(ais_position(440123450, *head_on, 180.0, 12.0).encode(), ("127.0.0.1", port))
+                # the same ship on radar, 6 NM dead ahead (true bearing), 10 m off the AIS position
+                sender.sendto(sentence("RATTM,03,6.005,000.0,T,12.0,180.0,T,0.0,30.0,N,,T,,120000,A").encode(),
+                              ("127.0.0.1", port))
 
             def acting():
                 send_picture()
@@ -135,13 +140,16 @@ def test_sentences_over_udp_become_a_colreg_decision_and_garbage_is_counted():
             assert decision.course_change_deg >= 30 and 14 in decision.rules
             assessment = decision.assessments[0]
             assert assessment.encounter_name == "head-on" and assessment.role == assessment.ROLE_GIVE_WAY
-            target = next(t for t in targets[-1].targets if t.mmsi == 440123450)
-            assert abs(target.range_m - 6 * 1852) < 20 and abs(target.tcpa_s - 15 * 60) < 5
+            fused = [t for t in targets[-1].targets]
+            assert len(fused) == 1, [(t.id, t.sources) for t in fused]  # AIS and radar: one ship, one track
+            target = fused[0]
+            assert target.id == "AIS-440123450" and target.sources == target.SOURCE_AIS | target.SOURCE_RADAR
+            assert abs(target.range_m - 6 * 1852) < 30 and abs(target.tcpa_s - 15 * 60) < 10
             status = watcher.wait_for(lambda s: int({kv.key: kv.value for kv in s.values}.get("rejected", 0)) >= 3, 10)
             last = {kv.key: kv.value for kv in status.values}["last_rejected"]
             assert any(words in last for words in ("not ASCII", "bad checksum", "no checksum")), last
-            assert bridge.poll() is None and colreg.poll() is None  # garbage never killed a node
+            assert bridge.poll() is None and tracker.poll() is None and colreg.poll() is None  # garbage killed none
     finally:
         sender.close()
-        outputs = stop(colreg) + stop(bridge)
+        outputs = stop(colreg) + stop(tracker) + stop(bridge)
     assert "Traceback" not in outputs
