@@ -1,0 +1,181 @@
+"""Situation descriptions: facts from the tracker and the colreg decision, words from a language model, and a
+check that the words do not contradict the facts.
+
+The model fills a JSON Schema whose enums come from the facts (target ids, encounter types, sides, directions),
+so it can only name things that exist; what it says about each target is then compared with the facts and, on
+a contradiction (encounter, side, turn direction), replaced by a sentence built from the facts, recorded as a
+correction. Templates give the same description in English and Korean without a model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+ENCOUNTER_WORDS = {
+    "en": {"head-on": "meeting head-on", "crossing-give-way": "crossing from starboard (we give way)",
+           "crossing-stand-on": "crossing from port (we stand on)", "overtaking": "being overtaken by us",
+           "overtaken": "overtaking us", "safe": "passing clear"},
+    "ko": {"head-on": "정면으로 마주침", "crossing-give-way": "우현에서 횡단 (본선 피항)",
+           "crossing-stand-on": "좌현에서 횡단 (본선 유지)", "overtaking": "본선이 추월 중",
+           "overtaken": "본선을 추월 중", "safe": "안전하게 통과"},
+}
+SIDES = ("ahead", "starboard", "astern", "port")
+SIDE_WORDS = {"ko": {"ahead": "선수", "starboard": "우현", "astern": "선미", "port": "좌현"}}
+DIRECTIONS = ("starboard", "port", "keep course")
+
+
+@dataclass(frozen=True)
+class TargetFact:
+    id: str
+    relative_bearing_deg: float
+    range_nm: float
+    encounter: str
+    role: str
+    rules: tuple[int, ...]
+    cpa_nm: float
+    tcpa_min: float
+
+    @property
+    def clock(self) -> int:
+        """Bearing as a clock position (12 = dead ahead, 3 = starboard beam)."""
+        return round(self.relative_bearing_deg / 30.0) % 12 or 12
+
+    @property
+    def side(self) -> str:
+        b = self.relative_bearing_deg % 360.0
+        if b <= 22.5 or b >= 337.5:
+            return "ahead"
+        if b < 157.5:
+            return "starboard"
+        if b <= 202.5:
+            return "astern"
+        return "port"
+
+
+@dataclass(frozen=True)
+class ActionFact:
+    state: str
+    course_change_deg: float
+    speed_change_kn: float
+    rules: tuple[int, ...]
+
+    @property
+    def direction(self) -> str:
+        if self.course_change_deg > 0.5:
+            return "starboard"
+        if self.course_change_deg < -0.5:
+            return "port"
+        return "keep course"
+
+
+def facts_as_pairs(targets: list[TargetFact], action: ActionFact) -> list[tuple[str, str]]:
+    pairs = [("action", f"{action.state}; course {action.course_change_deg:+.0f} deg; speed {action.speed_change_kn:+.1f} kn;"
+                        f" rules {list(action.rules)}")]
+    for t in targets:
+        pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter}, role {t.role}, rules "
+                            f"{list(t.rules)}, CPA {t.cpa_nm:.2f} NM in {t.tcpa_min:.1f} min"))
+    return pairs
+
+
+def target_sentence(t: TargetFact, language: str = "en") -> str:
+    if language == "ko":
+        rules = ", ".join(f"제{r}규칙" for r in t.rules) or "해당 없음"
+        return (f"{t.id}: {t.clock}시 방향 ({SIDE_WORDS['ko'][t.side]}) {t.range_nm:.1f}해리, "
+                f"{ENCOUNTER_WORDS['ko'][t.encounter]}, {rules}, 최근접 {t.cpa_nm:.2f}해리 ({t.tcpa_min:.0f}분 후).")
+    rules = ", ".join(f"rule {r}" for r in t.rules) or "no rule engaged"
+    return (f"{t.id} at {t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {ENCOUNTER_WORDS['en'][t.encounter]}; "
+            f"{rules}; closest approach {t.cpa_nm:.2f} NM in {t.tcpa_min:.0f} min.")
+
+
+def action_sentence(a: ActionFact, language: str = "en") -> str:
+    rules = ", ".join(str(r) for r in a.rules)
+    if language == "ko":
+        if a.direction == "keep course" and a.speed_change_kn == 0:
+            return f"침로와 속력을 유지합니다 (규칙 {rules or '-'})."
+        turn = {"starboard": f"우현으로 {a.course_change_deg:.0f}도 변침", "port": f"좌현으로 {-a.course_change_deg:.0f}도 변침",
+                "keep course": "침로 유지"}[a.direction]
+        speed = f", 속력 {a.speed_change_kn:+.1f}노트" if a.speed_change_kn else ""
+        return f"권고: {turn}{speed} (규칙 {rules})."
+    if a.direction == "keep course" and a.speed_change_kn == 0:
+        return f"Advice: keep course and speed{f' (rules {rules})' if rules else ''}."
+    turn = {"starboard": f"alter course {a.course_change_deg:.0f} deg to starboard",
+            "port": f"alter course {-a.course_change_deg:.0f} deg to port", "keep course": "keep course"}[a.direction]
+    speed = f" and change speed by {a.speed_change_kn:+.1f} kn" if a.speed_change_kn else ""
+    return f"Advice: {turn}{speed} (rules {rules})."
+
+
+def template_text(targets: list[TargetFact], action: ActionFact, language: str = "en") -> str:
+    if language == "ko":
+        head = f"주변 선박 {len(targets)}척." if targets else "주변에 위험 선박이 없습니다."
+    else:
+        head = f"{len(targets)} vessel(s) around own ship." if targets else "No vessel of concern around own ship."
+    return " ".join([head, *(target_sentence(t, language) for t in targets), action_sentence(action, language)])
+
+
+def schema(targets: list[TargetFact]) -> dict:
+    """What the model may say: only the targets that exist, only the words the check understands."""
+    return {
+        "type": "object",
+        "properties": {
+            "situation": {"type": "string", "maxLength": 200},
+            "targets": {"type": "array", "minItems": len(targets), "maxItems": len(targets), "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "enum": [t.id for t in targets] or ["none"]},
+                    "side": {"type": "string", "enum": list(SIDES)},
+                    "encounter": {"type": "string", "enum": list(ENCOUNTER_WORDS["en"])},
+                    "description": {"type": "string", "maxLength": 160},
+                },
+                "required": ["id", "side", "encounter", "description"],
+            }},
+            "advice": {"type": "object", "properties": {
+                "direction": {"type": "string", "enum": list(DIRECTIONS)},
+                "reason": {"type": "string", "maxLength": 160},
+            }, "required": ["direction", "reason"]},
+        },
+        "required": ["situation", "targets", "advice"],
+    }
+
+
+def prompt(targets: list[TargetFact], action: ActionFact) -> str:
+    lines = [f"- {key}: {value}" for key, value in facts_as_pairs(targets, action)]
+    return ("You are the bridge assistant of a ship. Describe the situation for the officer of the watch and give "
+            "the advice in the facts, in short plain English. Use only these facts:\n" + "\n".join(lines))
+
+
+def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact) -> tuple[str, list[str]]:
+    """The model's description with every contradiction of the facts replaced; (text, corrections)."""
+    try:
+        answer = json.loads(model_json)
+    except json.JSONDecodeError:
+        return template_text(targets, action), ["the model's answer was not JSON: the description is built from the facts"]
+    facts = {t.id: t for t in targets}
+    corrections: list[str] = []
+    parts = [str(answer.get("situation", "")).strip()]
+    described = set()
+    for item in answer.get("targets", []):
+        fact = facts.get(item.get("id"))
+        if fact is None or fact.id in described:
+            corrections.append(f"dropped a description of {item.get('id')!r}: no such target (or described twice)")
+            continue
+        described.add(fact.id)
+        wrong = [f"{key} {item.get(key)!r} (fact: {getattr(fact, key)})" for key in ("encounter", "side")
+                 if item.get(key) != getattr(fact, key)]
+        if wrong:
+            corrections.append(f"{fact.id}: replaced, the model said " + ", ".join(wrong))
+            parts.append(target_sentence(fact))
+        else:
+            rules = ", ".join(f"rule {r}" for r in fact.rules) or "no rule"
+            description = str(item.get("description", "")).strip()
+            parts.append(f"{fact.id} ({fact.clock} o'clock, {fact.range_nm:.1f} NM, {rules}): {description}")
+    for fact in targets:
+        if fact.id not in described:
+            corrections.append(f"{fact.id}: the model left it out; added from the facts")
+            parts.append(target_sentence(fact))
+    advice = answer.get("advice", {})
+    if advice.get("direction") != action.direction:
+        corrections.append(f"advice: the model said {advice.get('direction')!r}, the decision is {action.direction!r}")
+        parts.append(action_sentence(action))
+    else:
+        parts.append(f"{action_sentence(action)} {str(advice.get('reason', '')).strip()}".strip())
+    return " ".join(p for p in parts if p), corrections
