@@ -33,6 +33,7 @@ setup: $(STAMPS)/package
 
 demo: setup
 	$(BIN)/tango2 demo
+	$(BIN)/tango2 sds demo
 
 test: setup $(STAMPS)/test-tools
 	scripts/run_tests.sh

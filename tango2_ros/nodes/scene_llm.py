@@ -33,7 +33,7 @@ class SceneLlm(Tango2Node):
                      min_value=0.5, max_value=3600.0)
         self.declare("language", "en", "en (model + fact check) or ko (built from the facts).")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = templates only.")
-        self.declare("max_tokens", 320, "Token budget of one description.", min_value=32, max_value=4096)
+        self.declare("max_tokens", 480, "Token budget of one description.", min_value=32, max_value=4096)
         self.declare("timeout_s", 60.0, "Give up on the model after this and describe from the facts.", min_value=1.0,
                      max_value=600.0)
         self._decision: NavigationDecision | None = None

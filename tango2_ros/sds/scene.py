@@ -12,13 +12,15 @@ import json
 from dataclasses import dataclass
 
 ENCOUNTER_WORDS = {
-    "en": {"head-on": "meeting head-on", "crossing-give-way": "crossing from starboard (we give way)",
-           "crossing-stand-on": "crossing from port (we stand on)", "overtaking": "being overtaken by us",
+    "en": {"head-on": "meeting head-on", "crossing-give-way": "crossing from starboard",
+           "crossing-stand-on": "crossing from port", "overtaking": "being overtaken by us",
            "overtaken": "overtaking us", "safe": "passing clear"},
-    "ko": {"head-on": "정면으로 마주침", "crossing-give-way": "우현에서 횡단 (본선 피항)",
-           "crossing-stand-on": "좌현에서 횡단 (본선 유지)", "overtaking": "본선이 추월 중",
+    "ko": {"head-on": "정면으로 마주침", "crossing-give-way": "우현에서 횡단",
+           "crossing-stand-on": "좌현에서 횡단", "overtaking": "본선이 추월 중",
            "overtaken": "본선을 추월 중", "safe": "안전하게 통과"},
 }
+ROLE_WORDS = {"en": {"give-way": " (we give way)", "stand-on": " (we stand on)", "none": ""},
+              "ko": {"give-way": " (본선 피항)", "stand-on": " (본선 유지)", "none": ""}}
 SIDES = ("ahead", "starboard", "astern", "port")
 SIDE_WORDS = {"ko": {"ahead": "선수", "starboard": "우현", "astern": "선미", "port": "좌현"}}
 DIRECTIONS = ("starboard", "port", "keep course")
@@ -81,10 +83,11 @@ def target_sentence(t: TargetFact, language: str = "en") -> str:
     if language == "ko":
         rules = ", ".join(f"제{r}규칙" for r in t.rules) or "해당 없음"
         return (f"{t.id}: {t.clock}시 방향 ({SIDE_WORDS['ko'][t.side]}) {t.range_nm:.1f}해리, "
-                f"{ENCOUNTER_WORDS['ko'][t.encounter]}, {rules}, 최근접 {t.cpa_nm:.2f}해리 ({t.tcpa_min:.0f}분 후).")
+                f"{ENCOUNTER_WORDS['ko'][t.encounter]}{ROLE_WORDS['ko'][t.role]}, {rules}, "
+                f"최근접 {t.cpa_nm:.2f}해리 ({t.tcpa_min:.0f}분 후).")
     rules = ", ".join(f"rule {r}" for r in t.rules) or "no rule engaged"
-    return (f"{t.id} at {t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {ENCOUNTER_WORDS['en'][t.encounter]}; "
-            f"{rules}; closest approach {t.cpa_nm:.2f} NM in {t.tcpa_min:.0f} min.")
+    return (f"{t.id} at {t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {ENCOUNTER_WORDS['en'][t.encounter]}"
+            f"{ROLE_WORDS['en'][t.role]}; {rules}; closest approach {t.cpa_nm:.2f} NM in {t.tcpa_min:.0f} min.")
 
 
 def action_sentence(a: ActionFact, language: str = "en") -> str:
@@ -117,20 +120,20 @@ def schema(targets: list[TargetFact]) -> dict:
     return {
         "type": "object",
         "properties": {
-            "situation": {"type": "string", "maxLength": 200},
+            "situation": {"type": "string", "maxLength": 120},
             "targets": {"type": "array", "minItems": len(targets), "maxItems": len(targets), "items": {
                 "type": "object",
                 "properties": {
                     "id": {"type": "string", "enum": [t.id for t in targets] or ["none"]},
                     "side": {"type": "string", "enum": list(SIDES)},
                     "encounter": {"type": "string", "enum": list(ENCOUNTER_WORDS["en"])},
-                    "description": {"type": "string", "maxLength": 160},
+                    "description": {"type": "string", "maxLength": 100},
                 },
                 "required": ["id", "side", "encounter", "description"],
             }},
             "advice": {"type": "object", "properties": {
                 "direction": {"type": "string", "enum": list(DIRECTIONS)},
-                "reason": {"type": "string", "maxLength": 160},
+                "reason": {"type": "string", "maxLength": 100},
             }, "required": ["direction", "reason"]},
         },
         "required": ["situation", "targets", "advice"],
