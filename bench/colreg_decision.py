@@ -73,11 +73,11 @@ def nmea_to_decision(rounds: int) -> list[float]:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "test"))
     from helpers.servers import free_port
-    from test_nmea import ais_position, rmc
     from tango2_msgs.msg import NavigationDecision
     from tango2_ros.bringup.profiles import NodeSpec, Profile
     from tango2_ros.bringup.supervisor import Supervisor
     from tango2_ros.sds.geometry import to_geographic
+    from tango2_ros.sds.nmea_out import ais_position, rmc
 
     port, ns, origin = free_port(), "/bench_nmea", (35.0, 129.0)
     goal = to_geographic(12.0, 0.0, *origin)

@@ -7,29 +7,8 @@ import pyais
 import pytest
 
 from tango2_ros.sds.geometry import to_geographic
+from tango2_ros.sds.nmea_out import ais_position, rmc, sentence
 from tango2_ros.sds.nmea import AisReport, Fix, Heading, Motion, NmeaDecoder, NmeaError, RadarTarget, split_datagram
-
-
-def sentence(body: str) -> str:
-    checksum = 0
-    for char in body:
-        checksum ^= ord(char)
-    return f"${body}*{checksum:02X}"
-
-
-def ddmm(value: float, digits: int) -> str:
-    degrees = int(abs(value))
-    return f"{degrees:0{digits}d}{(abs(value) - degrees) * 60:07.4f}"
-
-
-def rmc(lat: float, lon: float, course: float, speed: float, status: str = "A") -> str:
-    return sentence(f"GPRMC,120000,{status},{ddmm(lat, 2)},{'N' if lat >= 0 else 'S'},{ddmm(lon, 3)},"
-                    f"{'E' if lon >= 0 else 'W'},{speed:.1f},{course:.1f},281126,,,A")
-
-
-def ais_position(mmsi: int, lat: float, lon: float, course: float, speed: float, status: int = 0) -> str:
-    return pyais.encode_dict({"msg_type": 1, "mmsi": mmsi, "lat": lat, "lon": lon, "course": course, "speed": speed,
-                              "heading": 511, "status": status}, talker_id="AI", sentence_type="VDM")[0]
 
 
 def test_own_ship_sentences():
