@@ -155,6 +155,8 @@ def test_colreg_node_degrades_on_bad_or_missing_input_and_says_why():
 
     from helpers.lifecycle import bring_up
     from helpers.ros import ros_node, spawn, stop, wait_until
+    from visualization_msgs.msg import MarkerArray
+
     from tango2_msgs.msg import NavigationDecision, OwnShipState, TargetArray
 
     ns = "/t5colreg"
@@ -166,6 +168,8 @@ def test_colreg_node_degrades_on_bad_or_missing_input_and_says_why():
             bring_up(node, f"{ns}/colreg_node")
             decisions: list[NavigationDecision] = []
             node.create_subscription(NavigationDecision, f"{ns}/sds/decision", decisions.append, 50)
+            marker_arrays: list[MarkerArray] = []
+            node.create_subscription(MarkerArray, f"{ns}/sds/markers", marker_arrays.append, 10)
             own_pub = node.create_publisher(OwnShipState, f"{ns}/sds/own_ship", 10)
             targets_pub = node.create_publisher(TargetArray, f"{ns}/sds/targets", 10)
 
@@ -190,6 +194,9 @@ def test_colreg_node_degrades_on_bad_or_missing_input_and_says_why():
                 clock.sleep(0.2)
             assert wait_until(lambda: decisions[-1].status == NavigationDecision.STATUS_NORMAL
                               and decisions[-1].state == "route", 5)
+            assert wait_until(lambda: any(m.ns == "own_ship" for a in marker_arrays for m in a.markers), 5)
+            label = next(m for a in marker_arrays for m in a.markers if m.ns == "decision" and m.text)
+            assert label.text.startswith("route") and label.header.frame_id == "own_ship"
             assert all(not d.action_required for d in decisions if d.status == NavigationDecision.STATUS_DEGRADED)
             assert latest_reason("silent for")  # own-ship updates stop: degraded again within the stale limit
     finally:

@@ -14,11 +14,13 @@ import threading
 import time
 
 from rclpy.time import Time
+from visualization_msgs.msg import MarkerArray
 
 from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetArray, TargetAssessment
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target
 from tango2_ros.sds.geometry import Kinematics, to_local
+from tango2_ros.sds.markers import markers
 
 NM_M = 1852.0
 CATEGORY_NAMES = {
@@ -60,6 +62,8 @@ class ColregNode(Tango2Node):
                      min_value=0.1, max_value=600.0)
         self.declare("decision_rate_hz", 1.0, "Minimum rate of decisions (the watchdog).", min_value=0.1,
                      max_value=50.0)
+        self.declare("markers_rate_hz", 2.0, "Most frequent rviz markers on sds/markers; 0 = none.", min_value=0.0,
+                     max_value=50.0)
         self._lock = threading.Lock()
         self._targets: TargetArray | None = None
         self._targets_received = 0.0
@@ -67,6 +71,8 @@ class ColregNode(Tango2Node):
         self._own_received = 0.0
         self._navigator = self._new_navigator()
         self._publisher = None
+        self._markers = None
+        self._markers_sent = 0.0
         self._active = False
         self._decisions = 0
         self.add_post_set_parameters_callback(self._on_parameters_set)
@@ -96,6 +102,8 @@ class ColregNode(Tango2Node):
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
         self._publisher = self.create_publisher(NavigationDecision, "sds/decision", 10)
+        self._markers = self.create_publisher(MarkerArray, "sds/markers", 10)
+        self._markers_sent = 0.0
         self.create_subscription(OwnShipState, "sds/own_ship", self._on_own_ship, 10)
         self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
         self._watchdog = self.create_timer(1.0 / self.param("decision_rate_hz"), self._on_watchdog)
@@ -149,7 +157,16 @@ class ColregNode(Tango2Node):
         targets = [_target(t, origin) for t in targets_msg.targets]
         targets = [t for t in targets if t is not None]
         decision = navigator.decide(own, goal, targets, self.param("visibility_nm"))
+        self._publish_markers(own, targets, decision, own_msg.header.stamp)
         return _to_message(decision, own_msg.course_over_ground_deg, own_msg.speed_over_ground_kn)
+
+    def _publish_markers(self, own: Kinematics, targets: list[Target], decision: Decision, stamp) -> None:
+        rate = self.param("markers_rate_hz")
+        now = time.monotonic()
+        if rate <= 0 or now - self._markers_sent < 1.0 / rate or not self._active:
+            return
+        self._markers_sent = now
+        self._markers.publish(markers(own, targets, decision, stamp))
 
     def _degraded(self, reason: str) -> NavigationDecision:
         return NavigationDecision(status=NavigationDecision.STATUS_DEGRADED, status_reason=reason, state="degraded",
