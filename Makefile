@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/model_swap.py
 	$(BIN)/python bench/build_recipe.py
 	$(BIN)/python bench/colreg_decision.py
+	$(BIN)/python bench/detector_fps.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh

@@ -9,7 +9,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "tango2_ros"
-NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm"]
+NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm", "perception_node"]
 
 
 def tree(folder: str, pattern: str) -> list[str]:

