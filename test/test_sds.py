@@ -207,10 +207,11 @@ def test_colreg_node_degrades_on_bad_or_missing_input_and_says_why():
 @pytest.mark.ros
 def test_sds_demo_runs_the_whole_bridge_on_nmea_over_udp():
     """What `make demo` runs second: real sentences over UDP through bridge, tracker, colreg node and scene_llm."""
-    done = subprocess.run([*TANGO2, "demo", "--seconds", "14", "--json"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*TANGO2, "demo", "--seconds", "20", "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     acting = [d for d in report["decisions"] if d["state"] == "altering"]
     assert acting and 14 in acting[0]["rules"] and 18 in acting[0]["rules"], report["decisions"]
     assert "AIS-440123450 sources=3" in report["tracks"]  # AIS and radar fused into one track
-    assert report["scenes"] and "AIS-440123450" in report["scenes"][0]["text"]
+    # the first description may come before the first target picture; the later ones name the ship
+    assert any("AIS-440123450" in scene["text"] for scene in report["scenes"]), report["scenes"]

@@ -1,15 +1,35 @@
 """Drive and watch lifecycle nodes from tests through their real services."""
 from __future__ import annotations
 
+import time
+
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
-from helpers.ros import result_of
+from helpers.ros import result_of, wait_until
+
+
+def wait_responsive(node, fqn: str, timeout: float = 60.0) -> None:
+    """Until the node answers get_state. A request sent too early is lost (the server has not discovered this
+    client yet, or discovery still lists a dead process of the same name): ask again until one is answered."""
+    client = node.create_client(GetState, f"{fqn}/get_state")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if client.wait_for_service(timeout_sec=0.5):
+                future = client.call_async(GetState.Request())
+                if wait_until(future.done, 1.0):
+                    return
+                client.remove_pending_request(future)
+        raise AssertionError(f"{fqn} did not answer get_state within {timeout} s")
+    finally:
+        node.destroy_client(client)
 
 
 def change_state(node, fqn: str, transition_id: int, timeout: float = 120.0) -> bool:
+    wait_responsive(node, fqn)
     client = node.create_client(ChangeState, f"{fqn}/change_state")
     try:
         assert client.wait_for_service(timeout_sec=30), f"{fqn}/change_state did not appear"
