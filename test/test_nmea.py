@@ -25,6 +25,14 @@ def test_own_ship_sentences():
     assert decoder.feed(sentence("GPZDA,120000,28,11,2026,00,00")) is None  # not needed: ignored, not an error
 
 
+def test_rmc_carries_utc_time_to_the_hundredth():
+    decoder = NmeaDecoder()
+    for utc in (1_000_000_000.0, 1_795_000_000.25, 946_684_799.99):  # 2001, 2026, the last instant of 1999
+        assert decoder.feed(rmc(35.0, 129.0, 0.0, 0.0, utc_s=utc)).utc_s == pytest.approx(utc, abs=1e-6)
+    no_date = decoder.feed(sentence("GPRMC,120000,A,3500.0,N,12900.0,E,1.0,2.0,,,,A"))
+    assert math.isnan(no_date.utc_s) and no_date.valid
+
+
 def test_ais_reports_including_multi_fragment_and_not_available_values():
     decoder = NmeaDecoder()
     report = decoder.feed(ais_position(440123450, 35.1, 129.05, 180.0, 12.0, status=7))
@@ -51,6 +59,9 @@ def test_ais_reports_including_multi_fragment_and_not_available_values():
     (sentence("RATTM,07,2.0,090.0,T,10.0,270.0,T,0.1,20.0,X,TGT7,T,,120000,A"), "TTM unit"),
     (sentence("AIVDM,2,3,1,A,55?MbV02,0"), "AIS fragment 3 of 2"),
     (sentence("AIVDM,1,1,,A,!!!!,0"), "cannot be decoded"),
+    (sentence("GPRMC,120000,A,3500.0,N,12900.0,E,1.0,2.0,310226,,,A"), "RMC date"),  # 31 February
+    (sentence("GPRMC,126100,A,3500.0,N,12900.0,E,1.0,2.0,280226,,,A"), "out of range"),
+    (sentence("GPRMC,12,A,3500.0,N,12900.0,E,1.0,2.0,2802,,,A"), "hhmmss"),
     ("$" + "A" * 300 + "*00", "longer than"),
 ])
 def test_bad_sentences_are_refused_with_the_reason(line, words):

@@ -1,5 +1,5 @@
-"""SDS: COLREG classification (and its invariance), scenario files, and the 22 Imazu cases closed-loop, both
-through the colreg node over ROS 2 and in process."""
+"""SDS: COLREG classification (and its invariance), scenario files, and the Imazu cases closed-loop: all 22 in
+process and through the colreg node over ROS 2, one through simulated NMEA sensors, the bridge and the tracker."""
 import json
 import math
 import subprocess
@@ -8,9 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from tango2_msgs.msg import Target as TargetMsg
 from tango2_ros.errors import UserError
 from tango2_ros.sds.colreg import ColregParameters, Navigator, Target, assess
 from tango2_ros.sds.geometry import Kinematics, cpa, to_geographic
+from tango2_ros.sds.ros_loop import SIM_EPOCH_S
 from tango2_ros.sds.scenario import BUILTIN, ShipSpec, load_scenario, parse_scenario
 from tango2_ros.sds.simulator import initial_assessment, simulate
 
@@ -129,15 +131,43 @@ def _check_run(run):
 
 @pytest.mark.ros
 def test_the_22_imazu_cases_closed_loop_through_the_colreg_node(tmp_path):
-    done = subprocess.run([*TANGO2, "simulate", "imazu", "--json", "--plot-dir", str(tmp_path)], capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run([*TANGO2, "simulate", "imazu", "--perfect-tracks", "--json", "--plot-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
     runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(runs) == 22, done.stderr[-2000:]
     for run in runs:
-        assert run["through"] == "colreg_node over ROS 2" and run["decisions"] > 1000
+        assert run["through"].startswith("colreg_node over ROS 2") and run["decisions"] > 1000
         _check_run(run)
     assert len(list(tmp_path.glob("imazu-*.png"))) == 22
     assert done.returncode == 0
+
+
+@pytest.mark.ros
+def test_a_passage_through_simulated_nmea_sensors_camera_bridge_and_tracker_is_recorded_to_mcap(tmp_path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    record = tmp_path / "run.mcap"
+    done = subprocess.run([*TANGO2, "simulate", "imazu-18", "--json", "--record", str(record)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout)
+    assert run["through"].startswith("NMEA/UDP sensors") and run["decisions"] > 1000
+    _check_run(run)
+    assert {i for m in run["maneuvers"] for i in m["target_ids"]} <= {t["id"] for t in run["targets"]}
+    sources, decisions, log_times = set(), [], []
+    with record.open("rb") as stream:
+        for _, channel, message, decoded in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+            log_times.append(message.log_time / 1e9 - SIM_EPOCH_S)
+            if channel.topic.endswith("/sds/targets"):
+                sources |= {t.sources for t in decoded.targets}
+            elif channel.topic.endswith("/sds/decision"):
+                decisions.append(decoded)
+    # AIS, radar and the camera all reached the tracker and were fused into tracks
+    assert TargetMsg.SOURCE_AIS | TargetMsg.SOURCE_RADAR | TargetMsg.SOURCE_CAMERA in sources
+    assert len(decisions) == run["recorded"]["messages"]["/tango2_sim/sds/decision"] > run["decisions"] / 2
+    assert any(d.state == "altering" and "rule 8" in d.rationale for d in decisions)
+    assert 0 <= min(log_times) and max(log_times) <= run["duration_s"] + 1  # simulated time, not the wall clock
 
 
 def test_assess_cli_and_bad_input():
@@ -147,6 +177,11 @@ def test_assess_cli_and_bad_input():
     missing = subprocess.run([*TANGO2, "assess", "atlantis.yaml"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "neither a file nor built in" in missing.stderr
     assert load_scenario("imazu-03").targets[0] == ShipSpec("TS1", Kinematics(-4.2, 0, 0, 8.4))
+    for bad, words in ((["imazu-01", "imazu-02", "--record", "x.mcap"], "one scenario"),
+                       (["imazu-01", "--record", "/nonexistent/x.mcap"], "does not exist"),
+                       (["imazu-01", "--in-process", "--record", "x.mcap"], "need the ROS nodes")):
+        refused = subprocess.run([*TANGO2, "simulate", *bad], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
 
 
 @pytest.mark.ros

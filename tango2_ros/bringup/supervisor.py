@@ -83,6 +83,16 @@ class Supervisor:
         self.print_status()
         return ok
 
+    def reconfigure(self, name: str) -> bool:
+        """Take one active lifecycle node through deactivate, cleanup, configure and activate: it forgets the state
+        its configure() built (a fresh start without a new process)."""
+        managed = next((m for m in self.processes if m.spec.name == name), None)
+        if managed is None or not managed.spec.lifecycle:
+            raise ValueError(f"{name} is not a lifecycle node of profile {self.profile.name}")
+        return all(self._change_state(managed, transition, label) for transition, label in (
+            (Transition.TRANSITION_DEACTIVATE, "inactive"), (Transition.TRANSITION_CLEANUP, "unconfigured"),
+            (Transition.TRANSITION_CONFIGURE, "inactive"), (Transition.TRANSITION_ACTIVATE, "active")))
+
     def watch(self, duration_s: float | None = None) -> None:
         """Restart crashed nodes until a stop is requested or duration_s has passed."""
         deadline = None if duration_s is None else time.monotonic() + duration_s

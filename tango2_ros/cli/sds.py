@@ -2,12 +2,15 @@
 
     tango2 sds list                                     built-in scenarios
     tango2 sds assess SCENARIO [--json]                 classification at the initial instant
-    tango2 sds simulate SCENARIO [...] [--json] [--plot FILE.png | --plot-dir DIR] [--in-process]
+    tango2 sds simulate SCENARIO [...] [--json] [--plot FILE.png | --plot-dir DIR] [--record FILE.mcap]
+                        [--perfect-tracks | --in-process]
     tango2 sds demo [--json]                            the sds profile fed with NMEA: decisions and descriptions
 
-`simulate` runs the closed loop through a real colreg_node over ROS 2 (started here, in its own namespace)
-unless `--in-process` asks for the same decision code without ROS. SCENARIO is a YAML file or a built-in name;
-`imazu` means all 22 Imazu cases. With several scenarios `--json` prints one object per line.
+`simulate` runs the closed loop through real nodes over ROS 2, started here in their own namespace: simulated
+sensors send NMEA 0183 over UDP (AIS, radar TTM with noise, own ship's RMC/HDT) to the nmea_bridge and camera
+bearings with noise to the tracker, whose tracks the colreg node decides on. `--perfect-tracks` feeds the colreg
+node true tracks instead; `--in-process` runs the same decision code without ROS. SCENARIO is a YAML file or a
+built-in name; `imazu` means all 22 Imazu cases. With several scenarios `--json` prints one object per line.
 """
 from __future__ import annotations
 
@@ -38,6 +41,9 @@ def register(commands) -> None:
     simulate.add_argument("--plot", type=Path, help="PNG of the run (one scenario)")
     simulate.add_argument("--plot-dir", type=Path, help="a PNG per scenario in this folder")
     simulate.add_argument("--in-process", action="store_true", help="decide in this process, without ROS")
+    simulate.add_argument("--perfect-tracks", action="store_true",
+                          help="feed the colreg node true tracks instead of simulated NMEA sensors")
+    simulate.add_argument("--record", type=Path, metavar="FILE.mcap", help="record the run's topics (one scenario)")
     simulate.set_defaults(handler=_simulate)
     demo = sub.add_parser("demo", help="bring up the sds profile, feed it NMEA/AIS over UDP, show what it decides")
     demo.add_argument("--seconds", type=float, default=25.0, help="how long to feed the encounter (default 25)")
@@ -81,53 +87,117 @@ def _simulate(args) -> int:
     from tango2_ros.sds.simulator import simulate
 
     scenarios = _scenarios(args.scenarios)
-    if args.plot and len(scenarios) > 1:
-        raise UserError("--plot takes one scenario; use --plot-dir for several")
+    if (args.plot or args.record) and len(scenarios) > 1:
+        raise UserError("--plot and --record take one scenario; use --plot-dir for several")
+    if args.in_process and (args.record or args.perfect_tracks):
+        raise UserError("--record and --perfect-tracks need the ROS nodes: leave out --in-process")
     if args.plot_dir:
         args.plot_dir.mkdir(parents=True, exist_ok=True)
-    loop, supervisor = (None, None) if args.in_process else _start_colreg_node()
+    if args.record and not args.record.parent.is_dir():
+        raise UserError(f"--record {args.record}: folder {args.record.parent} does not exist")
+    rig = None if args.in_process else SimulationRig(perfect_tracks=args.perfect_tracks)
     failures = 0
     try:
         for scenario in scenarios:
             params = ColregParameters(safety_distance_nm=scenario.safety_distance_nm)
-            if loop is None:
+            if rig is None:
                 navigator = Navigator(params, cruise_speed_kn=scenario.own.start.speed_kn)
 
                 def decide(_t, own, targets, scenario=scenario, navigator=navigator):
                     return navigator.decide(own, scenario.goal, targets, scenario.visibility_nm)
             else:
-                loop.start(scenario)
-                decide = loop.decide
-            result = simulate(scenario, decide, params)
+                decide = rig.begin(scenario, args.record)
+            try:
+                result = simulate(scenario, decide, params)
+            finally:
+                recorded = rig.end() if rig is not None else None
             plot = args.plot or (args.plot_dir / f"{scenario.name}.png" if args.plot_dir else None)
             if plot:
                 plot_run(result, scenario.goal, plot, scenario.safety_distance_nm)
             data = result.as_dict()
-            data["through"] = "in-process" if loop is None else "colreg_node over ROS 2"
+            data["through"] = "in-process" if rig is None else rig.description
+            if recorded:
+                data["recorded"] = recorded
             ok = not result.collision and result.min_distance_nm >= 0.5
             failures += not ok
             emit(args, data, f"{scenario.name:<32} {'ok' if ok else 'FAILED'}: min distance {result.min_distance_nm:.2f} NM, "
                              f"{len(result.maneuvers)} manoeuvre(s), path +{result.path_extra_distance_pct:.1f} %"
                              f"{'' if result.reached_goal else ', goal not reached in time'}")
     finally:
-        if supervisor is not None:
-            supervisor.shutdown()
+        if rig is not None:
+            rig.shutdown()
     return 1 if failures else 0
 
 
-def _start_colreg_node():
-    from tango2_ros.bringup.profiles import NodeSpec, Profile
-    from tango2_ros.bringup.supervisor import Supervisor
-    from tango2_ros.sds.ros_loop import RosColregLoop
+RECORDED_TOPICS = (("sds/own_ship", "tango2_msgs/msg/OwnShipState"), ("sds/raw_targets", "tango2_msgs/msg/TargetArray"),
+                   ("sds/detections", "tango2_msgs/msg/DetectionArray"), ("sds/targets", "tango2_msgs/msg/TargetArray"),
+                   ("sds/decision", "tango2_msgs/msg/NavigationDecision"),
+                   ("sds/markers", "visualization_msgs/msg/MarkerArray"))
 
-    profile = Profile("sds-sim", "colreg node for the simulator",
-                      (NodeSpec("colreg_node", "colreg_node", SIM_NAMESPACE, parameters={"stale_after_s": 600.0}),),
-                      Path("<tango2 sds simulate>"))
-    supervisor = Supervisor(profile, out=sys.stderr)
-    if not supervisor.start():
-        supervisor.shutdown()
-        raise UserError("the colreg node did not come up")
-    return RosColregLoop(supervisor.node, SIM_NAMESPACE), supervisor
+
+class SimulationRig:
+    """The real nodes of a simulated passage, started once for every scenario of a run, in their own namespace:
+    nmea_bridge, tracker_node and colreg_node fed by simulated sensors, or the colreg node alone fed perfect tracks."""
+
+    def __init__(self, perfect_tracks: bool = False) -> None:
+        import socket
+
+        from tango2_ros.bringup.profiles import NodeSpec, Profile
+        from tango2_ros.bringup.supervisor import Supervisor
+        from tango2_ros.sds.ros_loop import SensorLoop, TrackLoop
+
+        nodes = [NodeSpec("colreg_node", "colreg_node", SIM_NAMESPACE, parameters={"stale_after_s": 600.0})]
+        if not perfect_tracks:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            nodes = [NodeSpec("nmea_bridge", "nmea_bridge", SIM_NAMESPACE, parameters={
+                         "udp_address": "127.0.0.1", "udp_port": port, "stamp_with_gnss_time": True,
+                         "targets_on_fix": True}),
+                     NodeSpec("tracker_node", "tracker_node", SIM_NAMESPACE)] + nodes
+        self.supervisor = Supervisor(Profile("sds-sim", "nodes of the simulated passage", tuple(nodes),
+                                             Path("<tango2 sds simulate>")), out=sys.stderr)
+        if not self.supervisor.start():
+            self.supervisor.shutdown()
+            raise UserError("the simulation's nodes did not come up")
+        node = self.supervisor.node
+        if perfect_tracks:
+            self.loop = TrackLoop(node, SIM_NAMESPACE)
+            self.description = "colreg_node over ROS 2, fed perfect tracks"
+        else:
+            self.loop = SensorLoop(node, SIM_NAMESPACE, port, reset=self._reset)
+            self.description = "NMEA/UDP sensors and camera bearings -> nmea_bridge -> tracker_node -> colreg_node"
+        self.recorder = None
+
+    def _reset(self) -> None:
+        for name in ("nmea_bridge", "tracker_node"):
+            if not self.supervisor.reconfigure(name):
+                raise UserError(f"{name} could not be reset for the next scenario")
+
+    def begin(self, scenario, record: Path | None):
+        """Start a scenario; returns the decision function for the simulator."""
+        from tango2_ros.core.recording import McapRecorder
+        from tango2_ros.sds.ros_loop import SIM_EPOCH_S
+
+        self.loop.start(scenario)
+        if record is not None:
+            self.recorder = McapRecorder(self.supervisor.node, record,
+                                         [(f"{SIM_NAMESPACE}/{topic}", kind) for topic, kind in RECORDED_TOPICS],
+                                         clock=lambda: round((SIM_EPOCH_S + self.loop.now_s) * 1e9))
+        return self.loop.decide
+
+    def end(self) -> dict | None:
+        """Close the scenario's recording; returns what it holds."""
+        if self.recorder is None:
+            return None
+        self.recorder.close()
+        summary = {"file": str(self.recorder.path), "messages": dict(self.recorder.counts)}
+        self.recorder = None
+        return summary
+
+    def shutdown(self) -> None:
+        self.end()
+        self.supervisor.shutdown()
 
 
 def _demo(args) -> int:

@@ -6,6 +6,11 @@ decodes RMC/GGA/VTG/HDT (own ship), TTM (radar/ARPA targets) and AIS VDM (other 
 `sds/raw_targets` (TargetArray at `targets_rate_hz`: AIS and radar targets as received, expired after their
 timeouts; fusing them is the tracker's job). Bad sentences (checksum, truncated, garbage, out of range) are
 counted on /diagnostics with the last reason and dropped; the node keeps listening.
+
+Messages are stamped with the ROS clock on arrival, or with the RMC's UTC time (`stamp_with_gnss_time`, for
+ships whose systems keep GNSS time, and for the simulator, whose time runs faster than the wall clock). With
+`targets_on_fix` the target picture is also published right after every position fix: a sender that ends each
+sensor cycle with its RMC gets one picture per cycle. Cleaning up the node (lifecycle) forgets every target.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+
+from rclpy.time import Time
 
 from tango2_msgs.msg import OwnShipState, Target, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
@@ -47,8 +54,18 @@ class NmeaBridge(Tango2Node):
         self.declare("radar_timeout_s", 10.0, "Radar targets not updated for this long are dropped.", min_value=0.5,
                      max_value=600.0)
         self.declare("targets_rate_hz", 2.0, "Rate of sds/raw_targets.", min_value=0.1, max_value=50.0)
-        self._decoder = NmeaDecoder()
+        self.declare("stamp_with_gnss_time", False, "Stamp messages with the RMC's UTC time instead of arrival time.")
+        self.declare("targets_on_fix", False, "Also publish sds/raw_targets right after every position fix.")
         self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self._running = threading.Event()
+        self._timers_made: list = []
+        self._own_pub = self._targets_pub = None
+        self._forget_everything()
+
+    def _forget_everything(self) -> None:
+        self._decoder = NmeaDecoder()
         self._fix: Fix | None = None
         self._fix_time = 0.0
         self._motion: tuple[float, float, str] | None = None  # course, speed, source
@@ -58,17 +75,15 @@ class NmeaBridge(Tango2Node):
         self._ais_status: dict[int, int] = {}  # last navigational status by MMSI (types 1-3)
         self._counts = {"datagrams": 0, "sentences": 0, "rejected": 0, "fixes": 0, "ais": 0, "radar": 0}
         self._last_error = ""
-        self._socket: socket.socket | None = None
-        self._reader: threading.Thread | None = None
-        self._running = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
+        self._forget_everything()
         self._own_pub = self.create_publisher(OwnShipState, "sds/own_ship", 10)
         self._targets_pub = self.create_publisher(TargetArray, "sds/raw_targets", 10)
         self._socket = self._open_socket()
-        self.create_timer(1.0, self._publish_own_ship)
-        self.create_timer(1.0 / self.param("targets_rate_hz"), self._publish_targets)
+        self._timers_made = [self.create_timer(1.0, self._publish_own_ship),
+                             self.create_timer(1.0 / self.param("targets_rate_hz"), self._publish_targets)]
         self.set_status(WARN, f"listening on UDP {self.param('udp_address')}:{self._socket.getsockname()[1]}, "
                               "no position yet", port=self._socket.getsockname()[1])
 
@@ -87,6 +102,13 @@ class NmeaBridge(Tango2Node):
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        for timer in self._timers_made:
+            self.destroy_timer(timer)
+        self._timers_made = []
+        for publisher in (self._own_pub, self._targets_pub):
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+        self._own_pub = self._targets_pub = None
 
     def _open_socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
@@ -154,6 +176,8 @@ class NmeaBridge(Tango2Node):
                 self._ais(event, now)
         if isinstance(event, Fix):
             self._publish_own_ship()
+            if self.param("targets_on_fix"):
+                self._publish_targets()
 
     def _radar(self, event: RadarTarget, now: float) -> None:
         track_id = f"RADAR-{event.number:02d}"
@@ -224,7 +248,10 @@ class NmeaBridge(Tango2Node):
             message.heading_deg, message.heading_valid = heading[0], True
             sources.append("HDT")
         message.source = ",".join(dict.fromkeys(sources))
-        message.header.stamp = self.get_clock().now().to_msg()
+        if self.param("stamp_with_gnss_time") and fix is not None and math.isfinite(fix.utc_s):
+            message.header.stamp = Time(nanoseconds=round(fix.utc_s * 1e9)).to_msg()  # the instant of the fix
+        else:
+            message.header.stamp = self.get_clock().now().to_msg()
         message.header.frame_id = "wgs84"
         return message
 
@@ -234,8 +261,10 @@ class NmeaBridge(Tango2Node):
         state = self._own_state()
         self._own_pub.publish(state)
         if state.position_valid:
-            self.set_status(OK, f"own ship {state.latitude_deg:.5f}, {state.longitude_deg:.5f} ({state.source}), "
-                                f"{len(self._tracks)} target(s)", **self._counts, last_rejected=self._last_error)
+            # the message changes only when the situation does (each change is logged); numbers go in the values
+            self.set_status(OK, f"position valid ({state.source}), {len(self._tracks)} target(s)", **self._counts,
+                            last_rejected=self._last_error, latitude_deg=f"{state.latitude_deg:.5f}",
+                            longitude_deg=f"{state.longitude_deg:.5f}")
         else:
             reason = "no position yet" if not math.isfinite(state.position_age_s) else \
                 f"position invalid or {state.position_age_s:.1f} s old"

@@ -221,8 +221,9 @@ class Navigator:
         if self.maneuver is not None and abs(signed(choice[0] - self.maneuver[0])) < 1.0 \
                 and abs(choice[1] - self.maneuver[1]) < 0.1:
             return self._hold(route_course, assessments, "the manoeuvre in hand is still the best available")
-        if abs(signed(choice[0] - own.course_deg)) < 1.0 and abs(choice[1] - own.speed_kn) < 0.1:
-            # the best is to go on as the ship goes now (say, still slow after an earlier action): no new alteration
+        if abs(signed(choice[0] - own.course_deg)) < 1.0 and abs(choice[1] - own.speed_kn) < 1.0:
+            # the best is to go on as the ship goes now (say, still slow after an earlier action, or just starting
+            # to speed up again): no new alteration; a change under 1 kn is no manoeuvre another ship could see
             self.maneuver = (choice[0] % 360.0, choice[1])
             self.maneuver_targets = tuple(a.target_id for a in answering)
             return self._hold(route_course, assessments, "keeping the present course and speed clears the targets best")

@@ -8,6 +8,8 @@ caller counts it and goes on. AIS "not available" values (speed 102.3 kn, course
 """
 from __future__ import annotations
 
+import calendar
+import datetime
 import math
 from dataclasses import dataclass, field
 
@@ -29,6 +31,7 @@ class Fix:
     source: str
     course_deg: float = math.nan  # RMC carries motion too
     speed_kn: float = math.nan
+    utc_s: float = math.nan  # RMC's UTC date and time as seconds since 1970 (NaN without a date)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,24 @@ def _angle(value: str, hemisphere: str, degrees_digits: int, name: str) -> float
     return degrees
 
 
+def _utc(time_field: str, date_field: str) -> float:
+    """hhmmss.ss and ddmmyy -> seconds since 1970 (years 00-79 are 20xx, as receivers mean them)."""
+    if not time_field or not date_field:
+        return math.nan
+    if len(date_field) != 6 or not date_field.isdigit() or len(time_field.split(".")[0]) != 6:
+        raise NmeaError(f"RMC time {time_field!r} / date {date_field!r} is not hhmmss.ss / ddmmyy")
+    day, month, year = int(date_field[:2]), int(date_field[2:4]), int(date_field[4:])
+    year += 2000 if year < 80 else 1900
+    try:
+        midnight = calendar.timegm(datetime.date(year, month, day).timetuple())
+    except ValueError as exc:
+        raise NmeaError(f"RMC date {date_field!r}: {exc}") from exc
+    hours, minutes, seconds = int(time_field[:2]), int(time_field[2:4]), _float(time_field[4:], "RMC time")
+    if hours > 23 or minutes > 59 or not 0 <= seconds < 61:
+        raise NmeaError(f"RMC time {time_field!r} out of range")
+    return midnight + hours * 3600 + minutes * 60 + seconds
+
+
 def _optional(value: str, name: str) -> float:
     return _float(value, name) if value else math.nan
 
@@ -171,7 +192,7 @@ class NmeaDecoder:
     @staticmethod
     def _rmc(f: list[str]) -> Fix:
         return Fix(_angle(f[3], f[4], 2, "latitude"), _angle(f[5], f[6], 3, "longitude"), f[2] == "A", "RMC",
-                   _optional(f[8], "RMC course"), _optional(f[7], "RMC speed"))
+                   _optional(f[8], "RMC course"), _optional(f[7], "RMC speed"), _utc(f[1], f[9]))
 
     @staticmethod
     def _gga(f: list[str]) -> Fix:

@@ -1,24 +1,36 @@
-"""The simulator's side of the ROS 2 closed loop: it publishes what own ship's sensors and the tracker would
-(`sds/own_ship`, `sds/targets`) and waits for the colreg node's `sds/decision` stamped for that instant, so the
-loop runs in lock-step, faster than real time, through the real node over DDS.
+"""The simulator's side of the ROS 2 closed loop, in lock-step and faster than real time.
+
+`SensorLoop` is what the ship's sensors would send: NMEA 0183 over UDP to the nmea_bridge (own ship's RMC and HDT,
+AIS position reports for targets that carry AIS, radar TTM with noise) and camera detections with noisy bearings
+on `sds/detections`; the bridge, the tracker and the colreg node then do their real work. `TrackLoop` skips the
+sensors and publishes perfect tracks (`sds/own_ship`, `sds/targets`) straight to the colreg node. Both wait for
+the colreg node's `sds/decision` stamped for the simulated instant (the bridge stamps with the RMC's UTC time).
 """
 from __future__ import annotations
 
 import math
+import random
+import socket
 import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable
 
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
-from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetArray
+from tango2_msgs.msg import (Detection, DetectionArray, NavigationDecision, OwnShipState, Target as TargetMsg,
+                             TargetArray)
+from tango2_ros.sds import nmea_out
 from tango2_ros.sds.colreg import Decision, Target
-from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, to_geographic
+from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, signed, to_geographic
 from tango2_ros.sds.scenario import Scenario
 
-SIM_EPOCH_S = 1_000_000_000
-DEGRADED_GRACE_S = 0.3  # simulated instants are stamped from here (a recognisable, non-zero time)
+SIM_EPOCH_S = 1_000_000_000  # simulated instants are stamped from here (a recognisable, non-zero time)
+DEGRADED_GRACE_S = 0.3
+STAMP_TOLERANCE_S = 0.005  # NMEA writes hundredths of a second
 NM_M = 1852.0
 CATEGORY_CODES = {
     "power-driven": TargetMsg.CATEGORY_POWER_DRIVEN, "sailing": TargetMsg.CATEGORY_SAILING,
@@ -26,24 +38,25 @@ CATEGORY_CODES = {
     "not-under-command": TargetMsg.CATEGORY_NOT_UNDER_COMMAND,
     "constrained-by-draught": TargetMsg.CATEGORY_CONSTRAINED_BY_DRAUGHT,
 }
+# AIS navigational status that tells other ships the rule-18 category (power-driven ships report 0, under way)
+AIS_STATUS = {"not-under-command": 2, "restricted-maneuverability": 3, "constrained-by-draught": 4, "fishing": 7,
+              "sailing": 8}
 
 
 class ColregLoopError(RuntimeError):
     """The colreg node did not answer in time or refused its parameters."""
 
 
-class RosColregLoop:
+class _LockStepLoop:
+    """Gives the colreg node each scenario's parameters and waits for its decision on each simulated instant."""
+
     def __init__(self, node, namespace: str, timeout_s: float = 10.0) -> None:
         self.node, self.namespace, self.timeout_s = node, namespace.rstrip("/"), timeout_s
-        self.own_pub = node.create_publisher(OwnShipState, f"{self.namespace}/sds/own_ship", 10)
-        self.targets_pub = node.create_publisher(TargetArray, f"{self.namespace}/sds/targets", 10)
-        self.decisions: dict[int, NavigationDecision] = {}
-        node.create_subscription(NavigationDecision, f"{self.namespace}/sds/decision", self._on_decision, 50)
+        self.decisions: list[NavigationDecision] = []
+        node.create_subscription(NavigationDecision, f"{self.namespace}/sds/decision", self.decisions.append, 50)
         self.parameters = node.create_client(SetParameters, f"{self.namespace}/colreg_node/set_parameters")
         self.scenario: Scenario | None = None
-
-    def _on_decision(self, message: NavigationDecision) -> None:
-        self.decisions[message.header.stamp.sec * 10**9 + message.header.stamp.nanosec] = message
+        self.now_s = 0.0  # the simulated instant being decided
 
     def start(self, scenario: Scenario) -> None:
         """Give the node this scenario's route, speed and visibility (which also restarts its decision-making)."""
@@ -62,20 +75,18 @@ class RosColregLoop:
             raise ColregLoopError("the colreg node did not take the scenario's parameters")
         self.decisions.clear()
 
-    def decide(self, t: float, own: Kinematics, targets: list[Target]) -> Decision | None:
-        """Publish the picture at time t and return the node's decision for it (None when it is degraded)."""
-        stamp = _stamp(t)
-        key = stamp.sec * 10**9 + stamp.nanosec
-        self.targets_pub.publish(self._targets(stamp, own, targets))
-        self.own_pub.publish(self._own(stamp, own))
+    def _await_decision(self, t: float) -> Decision | None:
+        """The node's decision for instant t (None when it is degraded)."""
+        self.now_s, wanted = t, SIM_EPOCH_S + t
         started = time.monotonic()
-        degraded_since = None
+        degraded_since, chosen = None, None
         while True:
             rclpy.spin_once(self.node, timeout_sec=0.01)
-            message = self.decisions.get(key)
-            if message is not None and message.status == NavigationDecision.STATUS_NORMAL:
+            answers = [d for d in self.decisions if abs(_seconds(d.header.stamp) - wanted) < STAMP_TOLERANCE_S]
+            chosen = next((d for d in answers if d.status == NavigationDecision.STATUS_NORMAL), None)
+            if chosen is not None:
                 break
-            if message is not None:
+            if answers:
                 # a degraded answer (say, the own-ship update overtook the target picture of the same instant)
                 # stands only if no full decision for this instant follows shortly
                 degraded_since = degraded_since or time.monotonic()
@@ -84,13 +95,32 @@ class RosColregLoop:
             if time.monotonic() - started > self.timeout_s:
                 raise ColregLoopError(f"no decision from the colreg node for t = {t:.0f} s within {self.timeout_s} s")
         self.decisions.clear()
-        if message.status != NavigationDecision.STATUS_NORMAL:
+        if chosen is None:
             return None
         return Decision(
-            state=message.state, course_deg=message.target_course_deg, speed_kn=message.target_speed_kn,
-            course_change_deg=message.course_change_deg, speed_change_kn=message.speed_change_kn,
-            target_ids=tuple(a.target_id for a in message.assessments if a.risk > 0), rules=tuple(message.rules),
-            rationale=message.rationale)
+            state=chosen.state, course_deg=chosen.target_course_deg, speed_kn=chosen.target_speed_kn,
+            course_change_deg=chosen.course_change_deg, speed_change_kn=chosen.speed_change_kn,
+            target_ids=tuple(self._scenario_id(a.target_id) for a in chosen.assessments if a.risk > 0),
+            rules=tuple(chosen.rules), rationale=chosen.rationale)
+
+    def _scenario_id(self, track_id: str) -> str:
+        return track_id
+
+
+class TrackLoop(_LockStepLoop):
+    """Perfect tracks straight to the colreg node (no sensors, bridge or tracker)."""
+
+    def __init__(self, node, namespace: str, timeout_s: float = 10.0) -> None:
+        super().__init__(node, namespace, timeout_s)
+        self.own_pub = node.create_publisher(OwnShipState, f"{self.namespace}/sds/own_ship", 10)
+        self.targets_pub = node.create_publisher(TargetArray, f"{self.namespace}/sds/targets", 10)
+
+    def decide(self, t: float, own: Kinematics, targets: list[Target]) -> Decision | None:
+        """Publish the picture at time t and return the node's decision for it (None when it is degraded)."""
+        stamp = _stamp(t)
+        self.targets_pub.publish(self._targets(stamp, own, targets))
+        self.own_pub.publish(self._own(stamp, own))
+        return self._await_decision(t)
 
     def _own(self, stamp: TimeMsg, own: Kinematics) -> OwnShipState:
         lat, lon = to_geographic(own.north_nm, own.east_nm, *self.scenario.origin)
@@ -117,6 +147,107 @@ class RosColregLoop:
                 range_m=distance(own, k) * NM_M, cpa_m=cpa_nm * NM_M, tcpa_s=tcpa_min * 60.0,
                 position_covariance=[25.0, 0.0, 0.0, 25.0], quality=1.0, age_s=0.0))
         return array
+
+
+@dataclass(frozen=True)
+class SensorNoise:
+    """Standard deviations of the simulated sensors and their reach (defaults: a typical X-band ARPA, a bridge
+    camera, AIS positions from the targets' own GNSS)."""
+
+    radar_range_nm: float = 12.0
+    radar_range_sigma_nm: float = 0.02
+    radar_range_sigma_pct: float = 1.0
+    radar_bearing_sigma_deg: float = 0.5
+    radar_course_sigma_deg: float = 2.0
+    radar_speed_sigma_kn: float = 0.3
+    ais_position_sigma_m: float = 5.0
+    camera_range_nm: float = 6.0
+    camera_half_fov_deg: float = 90.0
+    camera_bearing_sigma_deg: float = 0.5
+
+
+class SensorLoop(_LockStepLoop):
+    """Own ship's sensors over NMEA/UDP and a camera's detections, fed to the nmea_bridge and the tracker.
+
+    `reset` is called at each scenario's start so the bridge and the tracker forget the previous one (the CLI
+    reconfigures them through their lifecycle)."""
+
+    def __init__(self, node, namespace: str, udp_port: int, reset: Callable[[], None], timeout_s: float = 10.0,
+                 noise: SensorNoise = SensorNoise()) -> None:
+        super().__init__(node, namespace, timeout_s)
+        self.address = ("127.0.0.1", udp_port)
+        self.reset, self.noise = reset, noise
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.detections_pub = node.create_publisher(DetectionArray, f"{self.namespace}/sds/detections", 10)
+        self.random = random.Random(0)
+        self.track_names: dict[str, str] = {}
+
+    def start(self, scenario: Scenario) -> None:
+        self.reset()
+        super().start(scenario)
+        self.random = random.Random(zlib.crc32(scenario.name.encode()))  # the same noise for the same scenario
+        self.track_names = {}
+        for number, spec in enumerate(scenario.targets, 1):
+            self.track_names[f"AIS-{_mmsi(number)}"] = spec.id
+            self.track_names[f"RADAR-{number:02d}"] = spec.id
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def decide(self, t: float, own: Kinematics, targets: list[Target]) -> Decision | None:
+        self.detections_pub.publish(self._camera(t, own, targets))
+        self.socket.sendto(("\r\n".join(self._sentences(SIM_EPOCH_S + t, own, targets)) + "\r\n").encode(),
+                           self.address)
+        return self._await_decision(t)
+
+    def _scenario_id(self, track_id: str) -> str:
+        return self.track_names.get(track_id, track_id)
+
+    def _sentences(self, utc: float, own: Kinematics, targets: list[Target]) -> list[str]:
+        """One sensor cycle: targets first, own ship's RMC last (the bridge publishes its picture on the fix)."""
+        n, gauss, origin = self.noise, self.random.gauss, self.scenario.origin
+        specs = {s.id: s for s in self.scenario.targets}
+        lines = []
+        for number, target in enumerate(targets, 1):
+            k = target.kinematics
+            if specs[target.id].ais:
+                sigma_nm = n.ais_position_sigma_m / NM_M
+                lat, lon = to_geographic(k.north_nm + gauss(0, sigma_nm), k.east_nm + gauss(0, sigma_nm), *origin)
+                lines.append(nmea_out.ais_position(_mmsi(number), lat, lon, round(k.course_deg, 1) % 360.0,
+                                                   round(k.speed_kn, 1), status=AIS_STATUS.get(target.category, 0)))
+            range_nm = distance(own, k)
+            if range_nm <= n.radar_range_nm:
+                sigma_range = n.radar_range_sigma_nm + range_nm * n.radar_range_sigma_pct / 100.0
+                lines.append(nmea_out.ttm(
+                    number, max(0.0, range_nm + gauss(0, sigma_range)),
+                    bearing(own, k) + gauss(0, n.radar_bearing_sigma_deg),
+                    max(0.0, k.speed_kn + gauss(0, n.radar_speed_sigma_kn)),
+                    k.course_deg + gauss(0, n.radar_course_sigma_deg), utc_s=utc))
+        lat, lon = to_geographic(own.north_nm, own.east_nm, *origin)
+        lines.append(nmea_out.hdt(own.course_deg))
+        lines.append(nmea_out.rmc(lat, lon, own.course_deg, own.speed_kn, utc_s=utc))
+        return lines
+
+    def _camera(self, t: float, own: Kinematics, targets: list[Target]) -> DetectionArray:
+        """What the detector would report: a boat at each target's bearing within the camera's reach."""
+        array = DetectionArray(image_width_px=1280, image_height_px=720, model="simulated camera")
+        array.header.stamp = _stamp(t)
+        array.header.frame_id = "camera"
+        for target in targets:
+            relative = signed(bearing(own, target.kinematics) - own.course_deg)
+            if distance(own, target.kinematics) <= self.noise.camera_range_nm and abs(relative) <= self.noise.camera_half_fov_deg:
+                array.detections.append(Detection(
+                    class_id=8, class_name="boat", score=0.9,
+                    relative_bearing_deg=relative + self.random.gauss(0, self.noise.camera_bearing_sigma_deg)))
+        return array
+
+
+def _mmsi(number: int) -> int:
+    return 440_100_000 + number
+
+
+def _seconds(stamp: TimeMsg) -> float:
+    return stamp.sec + stamp.nanosec / 1e9
 
 
 def _stamp(t: float) -> TimeMsg:

@@ -5,15 +5,19 @@ instant) and motion (course within `course_gate_deg` and speed within `speed_gat
 An associated pair becomes one track under the AIS identity with both sources; the fused position weights each
 sensor by its covariance. Tracks that no sensor has updated for `lost_after_s` are dropped and counted; a new
 sensor report starts a new track.
+
+Camera sightings give a bearing and no range: `fuse_bearings` lets each one refine the bearing of the track it
+matches (a one-dimensional Kalman update across the line of sight, weighted by both uncertainties) and returns
+those that match no track, contacts only the camera sees.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-from tango2_ros.sds.geometry import Kinematics, distance, signed
+from tango2_ros.sds.geometry import Kinematics, bearing, distance, signed
 
-SOURCE_AIS, SOURCE_RADAR = 1, 2
+SOURCE_AIS, SOURCE_RADAR, SOURCE_CAMERA = 1, 2, 4
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,48 @@ class Tracker:
         track.sources |= SOURCE_RADAR
         track.sensor_ids.add(report.sensor_id)
         track.variance_nm2 = 1.0 / (wa + wr)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A camera's detection as a true bearing from own ship."""
+
+    bearing_deg: float
+    sigma_deg: float
+    label: str = ""
+
+
+def fuse_bearings(tracks: list[Track], own: Kinematics, sightings: list[Sighting], gate_deg: float) -> list[Sighting]:
+    """Refine and mark (SOURCE_CAMERA) each track that a sighting matches: nearest bearing within gate_deg, one
+    sighting per track, closest pairs first. Returns the sightings that match no track."""
+    pairs = []
+    for i, sighting in enumerate(sightings):
+        for track in tracks:
+            gap = abs(signed(sighting.bearing_deg - bearing(own, track.kinematics)))
+            if gap <= gate_deg:
+                pairs.append((gap, i, track))
+    used_sightings, used_tracks = set(), set()
+    for _, i, track in sorted(pairs, key=lambda p: p[0]):
+        if i in used_sightings or track.id in used_tracks:
+            continue
+        used_sightings.add(i)
+        used_tracks.add(track.id)
+        _refine_bearing(track, own, sightings[i])
+    return [s for i, s in enumerate(sightings) if i not in used_sightings]
+
+
+def _refine_bearing(track: Track, own: Kinematics, sighting: Sighting) -> None:
+    north, east = track.kinematics.north_nm - own.north_nm, track.kinematics.east_nm - own.east_nm
+    range_nm = math.hypot(north, east)
+    if range_nm > 1e-6:
+        track_sigma = math.sqrt(max(track.variance_nm2, 1e-12)) / range_nm  # radians across the line of sight
+        camera_sigma = math.radians(sighting.sigma_deg)
+        gain = track_sigma**2 / (track_sigma**2 + camera_sigma**2)
+        current = bearing(own, track.kinematics)
+        angle = math.radians(current + gain * signed(sighting.bearing_deg - current))
+        track.kinematics = Kinematics(own.north_nm + range_nm * math.cos(angle), own.east_nm + range_nm * math.sin(angle),
+                                      track.kinematics.course_deg, track.kinematics.speed_kn)
+    track.sources |= SOURCE_CAMERA
 
 
 def _at(kinematics: Kinematics, seconds: float) -> Kinematics:
