@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the build and the tests need, when they are missing and we may (root + apt-get).
 # The interface package is built with cmake, g++ and ninja; the registry tests start Debian's docker-registry
-# (the CNCF distribution registry, an OCI registry) on loopback.
+# (the CNCF distribution registry, an OCI registry) on loopback, the farm's tests the mosquitto MQTT broker.
 set -euo pipefail
 needed=()
 command -v cmake >/dev/null || needed+=(cmake)
 command -v g++ >/dev/null || needed+=(g++)
 command -v ninja >/dev/null || needed+=(ninja-build)
 command -v docker-registry >/dev/null || needed+=(docker-registry)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || needed+=(mosquitto)
 if [ ${#needed[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,0 +1,83 @@
+"""Deciding in one process (no ROS): a controller proposes, the supervisor decides, and the supervisor's watchdog
+hands the period to the baseline controller when the proposing controller is silent, late or invalid.
+
+The same pieces run as ROS nodes (farm_controller, safety_supervisor); this path is for `--in-process` runs, the
+continual-learning evaluation and tests.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import time
+from typing import Callable
+
+from tango2_ros.core.runtime.llm import ChatTurn
+from tango2_ros.core.runtime.schema import compile_schema
+from tango2_ros.sdf.controllers import BaselineController, Observation
+from tango2_ros.sdf.crops import CropPreset
+from tango2_ros.sdf.greenhouse import Climate
+from tango2_ros.sdf.lam import LamError, answer_schema, parse_answer, prompt
+from tango2_ros.sdf.simulation import Step
+from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
+
+FALLBACK = "fallback"
+
+
+class LamController:
+    """The action model through the LLM runtime (llama.cpp, in process), constrained by the tools' JSON Schema.
+    `propose` returns None when the model is late (over `budget_s`) or its answer is unusable (`last_error`)."""
+
+    name = "lam"
+
+    def __init__(self, runtime, preset: CropPreset, forecast: Callable[[], list[tuple[float, float]]],
+                 budget_s: float = 30.0, max_tokens: int = 200) -> None:
+        self.runtime, self.preset, self.forecast, self.budget_s = runtime, preset, forecast, budget_s
+        self.max_tokens = max_tokens
+        self.schema = compile_schema(json.dumps(answer_schema()))
+        self.history: collections.deque[Observation] = collections.deque(maxlen=6)
+        self.actuators: dict[str, float] = {}
+        self.last_rationale, self.last_error = "", ""
+        self.model = runtime.identity.label
+
+    def propose(self, observation: Observation) -> dict | None:
+        text = prompt(self.preset, observation, list(self.history)[::2], self.forecast(), self.actuators)
+        self.history.append(observation)
+        started = time.monotonic()
+        result = self.runtime.generate(self.runtime.chat_prompt([ChatTurn("user", text)]),
+                                       max_tokens=self.max_tokens, schema=self.schema)
+        if time.monotonic() - started > self.budget_s:
+            self.last_error = f"late: answered after {time.monotonic() - started:.1f} s"
+            return None
+        try:
+            proposal, self.last_rationale = parse_answer(result.text)
+        except LamError as exc:
+            self.last_error = str(exc)
+            return None
+        self.last_error = ""
+        return proposal
+
+
+class LocalDecider:
+    """controller -> supervisor, in process; the `decide` function of `simulation.run`."""
+
+    def __init__(self, preset: CropPreset, controller, limits: SupervisorLimits = SupervisorLimits()) -> None:
+        self.controller = controller
+        self.supervisor = SafetySupervisor(preset, limits)
+        self.baseline = controller if isinstance(controller, BaselineController) else BaselineController(preset)
+
+    def __call__(self, t_s: float, climate: Climate, seen: Observation) -> Step:
+        proposal = self.controller.propose(seen)
+        conditions = Conditions(climate.air_temperature_c, climate.is_day, climate.global_radiation_w_m2)
+        if proposal is None:  # the watchdog: nothing valid in time, the baseline decides this period
+            fallback = self.baseline.propose(seen)
+            verdict = self.supervisor.review(fallback, conditions, t_s)
+            why = getattr(self.controller, "last_error", "") or "no proposal"
+            return Step(verdict.command, FALLBACK, [f"{self.controller.name}: {why}; baseline decides"] + verdict.reasons,
+                        verdict.clamps, None, "", getattr(self.controller, "model", ""))
+        if isinstance(self.baseline, BaselineController) and self.baseline is not self.controller:
+            self.baseline.propose(seen)  # keeps its irrigation hysteresis current, ready to take over
+        verdict = self.supervisor.review(proposal, conditions, t_s)
+        if hasattr(self.controller, "actuators"):
+            self.controller.actuators = dict(verdict.command)
+        return Step(verdict.command, verdict.verdict, verdict.reasons, verdict.clamps, proposal,
+                    getattr(self.controller, "last_rationale", ""), getattr(self.controller, "model", ""))

@@ -1,0 +1,202 @@
+"""SDF without ROS: the safety supervisor's rules (each interlock, limits, hostile proposals, a fuzz that no output
+ever breaks an interlock), the LAM's answer parsing, the GreenLight plant stepped in closed loop (against
+GreenLight's own solver), and whole simulated days with the baseline, random and LAM controllers."""
+import datetime
+import json
+import math
+import random
+
+import pytest
+
+from tango2_ros.errors import UserError
+from tango2_ros.sdf.actuators import (ACTUATORS, CO2_DOSING, HEATING, IRRIGATION, LIGHTS, THERMAL_SCREEN, VENT,
+                                      all_off)
+from tango2_ros.sdf.controllers import BaselineController, RandomController
+from tango2_ros.sdf.crops import PRESETS
+from tango2_ros.sdf.deciding import FALLBACK, LamController, LocalDecider
+from tango2_ros.sdf.lam import LamError, parse_answer
+from tango2_ros.sdf.supervisor import CLAMPED, REJECTED, Conditions, SafetySupervisor, broken_interlocks
+
+TOMATO = PRESETS["tomato"]
+WARM_DAY = Conditions(air_temperature_c=24.0, is_day=True, global_radiation_w_m2=200.0)
+COLD_NIGHT = Conditions(air_temperature_c=15.0, is_day=False, global_radiation_w_m2=0.0)
+
+
+def command(**values):
+    return {**all_off(), **values}
+
+
+@pytest.mark.parametrize("proposal, conditions, words", [
+    ({CO2_DOSING: 50.0}, COLD_NIGHT, "CO2 dosing at night"),
+    ({CO2_DOSING: 50.0, VENT: 60.0}, WARM_DAY, "CO2 dosing with vents open"),
+    ({VENT: 30.0}, COLD_NIGHT, "vents open below the heating set-point"),
+    ({HEATING: 50.0, VENT: 40.0}, WARM_DAY, "heating and cooling"),
+    ({LIGHTS: 100.0}, Conditions(22.0, True, 600.0), "lamps on in sunlight"),
+])
+def test_each_interlock_is_enforced_with_its_reason(proposal, conditions, words):
+    supervisor = SafetySupervisor(TOMATO)
+    supervisor.current = command(vent=proposal.get(VENT, 0.0))  # no rate limit in the way
+    verdict = supervisor.review(proposal, conditions, now_s=0.0)
+    assert verdict.verdict == CLAMPED and any(words in r for r in verdict.reasons), verdict.reasons
+    assert broken_interlocks(verdict.command, conditions, TOMATO) == []
+    assert broken_interlocks(command(**proposal), conditions, TOMATO)  # the proposal itself broke it
+
+
+def test_heating_and_cooling_yields_to_what_the_temperature_asks():
+    cold = SafetySupervisor(TOMATO).review({HEATING: 80.0, VENT: 40.0}, Conditions(19.0, True, 100.0), 0.0)
+    warm = SafetySupervisor(TOMATO).review({HEATING: 80.0, VENT: 40.0}, Conditions(25.0, True, 100.0), 0.0)
+    assert (cold.command[HEATING], cold.command[VENT]) == (80.0, 10.0)  # heat, keep a humidity gap
+    assert (warm.command[HEATING], warm.command[VENT]) == (0.0, 40.0)  # ventilate, do not heat
+
+
+@pytest.mark.parametrize("proposal, words", [
+    ({"self_destruct": 100.0}, "unknown actuator"), ({VENT: math.nan}, "not a finite number"),
+    ({HEATING: math.inf}, "not a finite number"), ({VENT: "open"}, "not a finite number"),
+    ({LIGHTS: True}, "not a finite number"),
+])
+def test_hostile_proposals_are_rejected_and_the_present_command_stays(proposal, words):
+    supervisor = SafetySupervisor(TOMATO)
+    supervisor.current = command(heating=40.0)
+    verdict = supervisor.review(proposal, WARM_DAY, 0.0)
+    assert verdict.verdict == REJECTED and words in verdict.reasons[0]
+    assert verdict.command == command(heating=40.0)  # warm day: heating 40 % with vents shut is allowed
+    assert broken_interlocks(verdict.command, WARM_DAY, TOMATO) == []
+
+
+def test_limits_rates_and_switching_durations():
+    supervisor = SafetySupervisor(TOMATO)
+    first = supervisor.review({VENT: 250.0, THERMAL_SCREEN: -5.0, IRRIGATION: 70.0}, WARM_DAY, 0.0)
+    assert first.command[VENT] == 100.0 and first.command[THERMAL_SCREEN] == 0.0 and first.command[IRRIGATION] == 100.0
+    assert first.verdict == CLAMPED and first.clamps == 3
+    closing = supervisor.review({VENT: 0.0}, WARM_DAY, 60.0)  # 10 %/min: one minute later 90 %
+    assert closing.command[VENT] == pytest.approx(90.0) and "rate limit" in closing.reasons[0]
+    assert supervisor.review({}, WARM_DAY, 1000.0).command[IRRIGATION] == 0.0  # 15 min maximum on
+    assert supervisor.review({IRRIGATION: 100.0}, WARM_DAY, 1300.0).command[IRRIGATION] == 0.0  # 10 min off first
+    assert supervisor.review({IRRIGATION: 100.0}, WARM_DAY, 1700.0).command[IRRIGATION] == 100.0
+    lamps = SafetySupervisor(TOMATO)
+    lamps.review({LIGHTS: 100.0}, COLD_NIGHT, 0.0)
+    held = lamps.review({LIGHTS: 0.0}, COLD_NIGHT, 600.0)  # HPS lamps: 30 minutes on at least
+    assert held.command[LIGHTS] == 100.0 and "minimum" in held.reasons[0]
+
+
+def test_emergency_stop_and_blind_sensors():
+    supervisor = SafetySupervisor(TOMATO)
+    supervisor.review({HEATING: 80.0, THERMAL_SCREEN: 100.0}, COLD_NIGHT, 0.0)
+    blind = supervisor.review({HEATING: 100.0, VENT: 100.0, LIGHTS: 100.0}, None, 300.0)
+    assert blind.verdict == REJECTED and "safe state" in blind.reasons[0]
+    assert blind.command == command(heating=30.0, thermal_screen=100.0)
+    supervisor.emergency_stop = True
+    stopped = supervisor.review({HEATING: 100.0}, COLD_NIGHT, 600.0)
+    assert stopped.command == all_off() and "emergency stop" in stopped.reasons[0]
+
+
+def test_fuzz_no_command_ever_breaks_an_interlock():
+    rng = random.Random(7)
+    hostile = RandomController(seed=3)
+    for crop in PRESETS.values():
+        supervisor = SafetySupervisor(crop)
+        for step in range(3000):
+            conditions = Conditions(rng.uniform(-5.0, 45.0), rng.random() < 0.5, rng.choice((0.0, 300.0, 900.0)))
+            proposal = hostile.propose(None) if rng.random() < 0.8 else None
+            verdict = supervisor.review(proposal, conditions, step * rng.choice((0.0, 60.0, 300.0)))
+            assert broken_interlocks(verdict.command, conditions, crop) == [], (proposal, conditions, verdict)
+            assert set(verdict.command) == set(ACTUATORS)
+            assert all(0.0 <= v <= 100.0 for v in verdict.command.values())
+
+
+@pytest.mark.parametrize("text, words", [
+    ("not json", "not JSON"), ('{"rationale": "x"}', "no list of tool calls"), ('{"calls": []}', "no list"),
+    ('{"calls": [{"tool": "open_airlock", "value": 5}]}', "unknown tool"),
+    ('{"calls": [{"tool": "set_vents", "value": 140}]}', "outside 0-100"),
+    ('{"calls": [{"tool": "set_vents", "value": "wide"}]}', "not a number"),
+    ('{"calls": ["set_vents"]}', "not an object"),
+])
+def test_lam_answers_that_cannot_be_used_are_refused_with_the_reason(text, words):
+    with pytest.raises(LamError, match=words):
+        parse_answer(text)
+
+
+def test_lam_answer_becomes_a_proposal():
+    proposal, rationale = parse_answer(json.dumps({"calls": [{"tool": "set_vents", "value": 20},
+                                                             {"tool": "set_lamps", "value": 70}], "rationale": " warm "}))
+    assert proposal == {VENT: 20.0, LIGHTS: 100.0} and rationale == "warm"
+
+
+# -- the plant ------------------------------------------------------------------------------------------------
+def test_the_weather_period_and_control_period_are_checked():
+    from tango2_ros.sdf.greenhouse import Greenhouse
+
+    with pytest.raises(UserError, match="Bleiswijk weather covers 2009-10-20"):
+        Greenhouse(TOMATO, datetime.date(2012, 1, 1), days=1)
+    with pytest.raises(UserError, match="control period"):
+        Greenhouse(TOMATO, None, days=1, period_s=5.0)
+
+
+def test_stepping_reproduces_greenlights_own_solver_and_energy_is_accounted():
+    """Held actuators integrated period by period must match GreenLight's whole-run solve of the same inputs."""
+    from tango2_ros.sdf.greenhouse import Greenhouse, greenlight_reference
+
+    hours, held = 6, command(heating=100.0, thermal_screen=100.0)
+    plant = Greenhouse(TOMATO, None, days=hours / 24)
+    plant.apply(held)
+    temperatures = []
+    while not plant.finished:
+        plant.advance()
+        temperatures.append(plant.climate().air_temperature_c)
+    assert plant.totals["heating_mj_m2"] == pytest.approx(300.0 * hours * 3600 / 1e6)  # 300 W/m2 for 6 h
+    expected = greenlight_reference(hours, held)
+    assert len(temperatures) == hours * 12
+    assert max(abs(a - b) for a, b in zip(temperatures, expected[1:])) < 0.05
+    assert temperatures[-1] > temperatures[0] + 1.0  # the boiler did warm the greenhouse
+
+
+@pytest.fixture(scope="module")
+def one_day():
+    return datetime.date(2009, 11, 2)
+
+
+def _day(controller_name, start, days=1.0, log=None):
+    from tango2_ros.sdf.greenhouse import Greenhouse
+    from tango2_ros.sdf.simulation import run
+
+    plant = Greenhouse(TOMATO, start, days=days)
+    controller = BaselineController(TOMATO) if controller_name == "baseline" else RandomController(seed=11)
+    return run(plant, LocalDecider(TOMATO, controller), controller_name, log=log)
+
+
+def test_a_day_with_the_baseline_keeps_the_climate_in_band(one_day, tmp_path):
+    log = tmp_path / "decisions.jsonl"
+    with log.open("w") as stream:
+        report = _day("baseline", one_day, log=stream)
+    assert report["interlock_violations"] == 0 and report["proposals"] == 288
+    assert report["temp_in_band_pct"] > 85 and report["heating_mj_m2"] > 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 288
+    assert set(records[0]) >= {"t_s", "state", "proposal", "verdict", "reasons", "command", "outcome", "in_band"}
+    assert records[1]["t_s"] == 300.0 and records[0]["state"]["hour"] == 0.0
+
+
+def test_a_day_of_the_adversarial_controller_never_breaks_an_interlock_at_the_actuators(one_day):
+    report = _day("random", one_day)
+    assert report["interlock_violations"] == 0, report["violations_by_interlock"]
+    assert report["supervisor_rejections"] > 5 and report["supervisor_clamps"] > 50
+
+
+def test_the_lam_in_process_proposes_through_the_schema_or_the_watchdog_takes_over(one_day):
+    from tango2_ros.core.runtime.default_models import default_llm_path
+    from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
+    from tango2_ros.sdf.greenhouse import Greenhouse
+    from tango2_ros.sdf.simulation import observation, run
+
+    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
+    try:
+        plant = Greenhouse(TOMATO, one_day, days=6 * 300 / 86400)
+        lam = LamController(runtime, TOMATO, lambda: [(5.0, 0.0), (6.0, 50.0)], budget_s=60.0)
+        report = run(plant, LocalDecider(TOMATO, lam), "lam")
+        assert report["interlock_violations"] == 0
+        assert report["proposals"] + report["fallback_s"] / 300 == 6  # each period: a proposal or the fallback
+        late = LamController(runtime, TOMATO, lambda: [], budget_s=0.0)  # every answer is late
+        step = LocalDecider(TOMATO, late)(0.0, plant.climate(), observation(plant, plant.climate()))
+        assert step.verdict == FALLBACK and "late" in step.reasons[0]
+    finally:
+        runtime.close()
