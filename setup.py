@@ -9,7 +9,8 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "tango2_ros"
-NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm", "perception_node"]
+NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm", "perception_node",
+                    "greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge"]
 
 
 def tree(folder: str, pattern: str) -> list[str]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+Command = dict[str, float]
+
 VENT, HEATING, THERMAL_SCREEN, SHADE_SCREEN = "vent", "heating", "thermal_screen", "shade_screen"
 CO2_DOSING, FAN, IRRIGATION, LIGHTS = "co2_dosing", "fan", "irrigation", "lights"
 
@@ -32,10 +34,27 @@ ACTUATORS: dict[str, ActuatorSpec] = {spec.name: spec for spec in (
     ActuatorSpec(IRRIGATION, 6, binary=True, min_off_s=600.0, max_on_s=900.0),
     ActuatorSpec(LIGHTS, 7, binary=True, min_on_s=1800.0, min_off_s=1800.0),
 )}
-SEQUENCE_REGISTER = 8  # the command's sequence number (low 16 bits), written with the values in one request
-REGISTER_COUNT = 9
+# The command's state stamp (UTC seconds, high and low 16 bits), written with the values in one request: the
+# controller (or simulator) knows which state the actuators now answer.
+STAMP_REGISTERS = (8, 9)
+REGISTER_COUNT = 10
+SCALE = 100  # register = value x 100
 
-Command = dict[str, float]
+
+def registers_from_command(command: Command, stamp_s: float) -> list[int]:
+    values = [0] * REGISTER_COUNT
+    for name, spec in ACTUATORS.items():
+        values[spec.register] = int(round(min(100.0, max(0.0, command[name])) * SCALE))
+    seconds = int(stamp_s) & 0xFFFFFFFF
+    values[STAMP_REGISTERS[0]], values[STAMP_REGISTERS[1]] = seconds >> 16, seconds & 0xFFFF
+    return values
+
+
+def command_from_registers(values: list[int]) -> tuple[Command, int]:
+    """-> (command, stamp seconds)."""
+    command = {name: values[spec.register] / SCALE for name, spec in ACTUATORS.items()}
+    return command, (values[STAMP_REGISTERS[0]] << 16) | values[STAMP_REGISTERS[1]]
+
 
 
 def all_off() -> Command:

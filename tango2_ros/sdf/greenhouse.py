@@ -15,9 +15,11 @@ the crop and the vapour-pressure deficit, drainage above field capacity; drain E
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import functools
+import io
 import math
 import tempfile
 from dataclasses import dataclass
@@ -116,7 +118,8 @@ def _greenlight(weather: Path, t_end_s: float, **options):
 
     main = str(resources.files("greenlight") / "models/katzin_2021/definition/main_katzin_2021.json")
     model = GreenLight(input_prompt=[main, str(weather), {"options": {"t_end": t_end_s, **options}}])
-    model.load()
+    with contextlib.redirect_stdout(io.StringIO()):  # GreenLight prints its progress; stdout is for results
+        model.load()
     return model
 
 
@@ -127,7 +130,8 @@ def greenlight_reference(hours: float, command: Command) -> np.ndarray:
     rows = int(hours * 3600 / WEATHER_STEP_S) + 2
     model = _greenlight(_write_weather(folder / "weather.csv", rows, command), hours * 3600, output_step=WEATHER_STEP_S,
                         t_eval="True")
-    model.solve()
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.solve()
     return model.full_sol["tAir"].to_numpy()
 
 
@@ -190,6 +194,18 @@ class Greenhouse:
         row = self._weather[min(int((self.t_s if t_s is None else t_s) // WEATHER_STEP_S), len(self._weather) - 1)]
         return Weather(t_out_c=float(row[0]), vp_out_pa=float(row[1]), wind_m_s=float(row[3]), global_w_m2=float(row[6]),
                        is_day=bool(row[8] > 0.5))
+
+    def forecast(self, hours: int = 6) -> list[tuple[float, float, float]]:
+        """(hours ahead, outside C, sun W/m2) for the coming hours: the weather file is the perfect forecast."""
+        rows = []
+        for ahead in range(1, hours + 1):
+            weather = self.weather(self.t_s + ahead * 3600.0)
+            rows.append((float(ahead), weather.t_out_c, weather.global_w_m2))
+        return rows
+
+    def utc_s(self) -> float:
+        """The plant's clock as UTC seconds (the weather's local time taken as UTC)."""
+        return self.clock().replace(tzinfo=datetime.timezone.utc).timestamp()
 
     def advance(self) -> None:
         """Integrate one control period with the present actuators."""

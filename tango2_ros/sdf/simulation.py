@@ -15,10 +15,9 @@ Decision log (JSON Lines, one object per control period; the continual-learning 
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import Callable
 
 from tango2_ros.sdf.actuators import LIGHTS, Command
 from tango2_ros.sdf.controllers import Observation
@@ -60,8 +59,10 @@ def in_band(greenhouse: Greenhouse, climate: Climate) -> dict:
             "humidity": preset.rh_band_pct[0] <= climate.relative_humidity_pct <= preset.rh_band_pct[1], "co2": co2}
 
 
-def run(greenhouse: Greenhouse, decide: Decide, controller: str, *, log: TextIO | None = None) -> dict:
-    """Simulate until the greenhouse's period ends; returns the report (the `--json` object)."""
+def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
+        on_record: Callable[[dict], None] | None = None) -> dict:
+    """Simulate until the greenhouse's period ends; returns the report (the `--json` object). Each period's
+    decision-log record goes to `on_record`."""
     counts = {"temperature": 0, "humidity": 0, "co2": 0, "co2_steps": 0, "steps": 0}
     report = {"proposals": 0, "supervisor_rejections": 0, "supervisor_clamps": 0, "interlock_violations": 0,
               "fallback_s": 0.0}
@@ -88,8 +89,8 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *, log: TextIO 
         if band["co2"] is not None:
             counts["co2_steps"] += 1
             counts["co2"] += band["co2"]
-        if log is not None:
-            log.write(json.dumps(_record(greenhouse, controller, seen, step, outcome, band)) + "\n")
+        if on_record is not None:
+            on_record(_record(greenhouse, controller, seen, step, outcome, band))
     report["interlock_violations"] = sum(violations.values())
     steps = max(counts["steps"], 1)
     return {"crop": greenhouse.preset.name, "days": round(greenhouse.end_s / 86400.0, 3), "controller": controller,

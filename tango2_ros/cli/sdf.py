@@ -1,0 +1,156 @@
+"""`tango2 sdf ...`: the software-defined farm.
+
+    tango2 sdf simulate --crop tomato|lettuce --days N [--start YYYY-MM-DD] --controller lam|baseline|random
+                        [--json] [--plot FILE.png] [--log FILE.jsonl] [--in-process] [--period-s S]
+
+`simulate` runs the GreenLight greenhouse on the Bleiswijk weather (2009-10-20 to 2010-02-07) in closed loop with
+the real nodes, started here in their own namespace with a mosquitto broker: sensors over MQTT ->
+greenhouse_bridge -> farm_controller (the chosen controller; `lam` also starts the llm_node) -> safety_supervisor
+-> modbus_bridge -> the simulator's Modbus TCP server -> the actuators. `--in-process` runs the same controller
+and supervisor code without ROS, MQTT or Modbus. `--log` writes the decision log (JSON Lines, schema in
+tango2_ros/sdf/simulation.py). Exit code 1 when any interlock was broken at the actuators.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from tango2_ros.cli.output import emit
+from tango2_ros.errors import UserError
+
+SIM_NAMESPACE = "/tango2_sim"
+TOPIC_PREFIX = "tango2/greenhouse/sim"
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("sdf", help="software-defined farm: greenhouse simulation with the farm's nodes",
+                                 description=__doc__)
+    sub = parser.add_subparsers(dest="sdf_command", metavar="ACTION", required=True)
+    simulate = sub.add_parser("simulate", help="closed-loop greenhouse simulation")
+    simulate.add_argument("--crop", choices=("tomato", "lettuce"), default="tomato")
+    simulate.add_argument("--days", type=float, default=1.0)
+    simulate.add_argument("--start", type=_date, default=None, help="first day, YYYY-MM-DD (default 2009-10-20)")
+    simulate.add_argument("--controller", choices=("lam", "baseline", "random"), default="baseline")
+    simulate.add_argument("--period-s", type=float, default=300.0, help="control period (default 300 s)")
+    simulate.add_argument("--json", action="store_true")
+    simulate.add_argument("--plot", type=Path, help="PNG of the run")
+    simulate.add_argument("--log", type=Path, help="decision log, JSON Lines")
+    simulate.add_argument("--in-process", action="store_true", help="no ROS, MQTT or Modbus: the same code in process")
+    simulate.set_defaults(handler=_simulate)
+
+
+def _date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--start {text!r}: use YYYY-MM-DD") from None
+
+
+def _simulate(args) -> int:
+    import time
+
+    from tango2_ros.sdf.crops import PRESETS
+    from tango2_ros.sdf.greenhouse import Greenhouse
+    from tango2_ros.sdf.simulation import run
+
+    if not 0 < args.days <= 30:
+        raise UserError(f"--days {args.days:g}: use more than 0 and at most 30")
+    for path in (args.plot, args.log):
+        if path is not None and not path.parent.is_dir():
+            raise UserError(f"{path}: folder {path.parent} does not exist")
+    preset = PRESETS[args.crop]
+    greenhouse = Greenhouse(preset, args.start, days=args.days, period_s=args.period_s)
+    records: list[dict] = []
+    started = time.monotonic()
+    if args.in_process:
+        report = run(greenhouse, _local_decider(args.controller, preset, greenhouse), args.controller,
+                     on_record=records.append)
+        report["through"] = "in-process"
+    else:
+        rig = FarmRig(args.controller, preset.name, greenhouse)
+        try:
+            report = run(greenhouse, rig.loop, args.controller, on_record=records.append)
+        finally:
+            rig.shutdown()
+        report["through"] = rig.description
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    if args.log:
+        args.log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    if args.plot:
+        from tango2_ros.sdf.plot import plot_run
+
+        plot_run(records, preset, report, args.plot)
+    emit(args, report, _human(report))
+    return 1 if report["interlock_violations"] else 0
+
+
+def _local_decider(controller: str, preset, greenhouse):
+    from tango2_ros.sdf.controllers import BaselineController, RandomController
+    from tango2_ros.sdf.deciding import LamController, LocalDecider
+
+    if controller == "baseline":
+        return LocalDecider(preset, BaselineController(preset))
+    if controller == "random":
+        return LocalDecider(preset, RandomController(seed=0))
+    from tango2_ros.core.runtime.default_models import default_llm_path
+    from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
+
+    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
+    return LocalDecider(preset, LamController(runtime, preset, lambda: [(t, s) for _, t, s in greenhouse.forecast()]))
+
+
+def _human(report: dict) -> str:
+    return (f"{report['crop']}, {report['days']:g} day(s) from {report['start']}, {report['controller']} "
+            f"({report['through']}): temperature in band {report['temp_in_band_pct']} %, RH {report['rh_in_band_pct']} %, "
+            f"CO2 {report['co2_in_band_pct']} %; heating {report['heating_mj_m2']:.2f} MJ/m2, electricity "
+            f"{report['electricity_kwh_m2']:.2f} kWh/m2, water {report['water_l_m2']:.2f} l/m2; "
+            f"{report['proposals']} proposals, {report['supervisor_rejections']} rejected, "
+            f"{report['supervisor_clamps']} clamps, fallback {report['fallback_s']:.0f} s, "
+            f"interlock violations {report['interlock_violations']} ({report['wall_s']} s)")
+
+
+class FarmRig:
+    """The farm's nodes for a simulated run, with a mosquitto broker, in their own namespace."""
+
+    def __init__(self, controller: str, crop: str, greenhouse) -> None:
+        from tango2_ros.bringup.profiles import NodeSpec, Profile
+        from tango2_ros.bringup.supervisor import Supervisor
+        from tango2_ros.sdf.field import MqttBroker, free_port
+        from tango2_ros.sdf.ros_loop import RosFarmLoop
+
+        self.broker = MqttBroker().start()
+        modbus_port = free_port()
+        nodes = [
+            NodeSpec("greenhouse_bridge", "greenhouse_bridge", SIM_NAMESPACE, parameters={
+                "mqtt_port": self.broker.port, "topic_prefix": TOPIC_PREFIX, "crop": crop,
+                "client_id": f"tango2-sim-bridge-{self.broker.port}"}),
+            NodeSpec("farm_controller", "farm_controller", SIM_NAMESPACE, parameters={
+                "controller": controller, "crop": crop, "llm_action": f"{SIM_NAMESPACE}/llm/generate"}),
+            NodeSpec("safety_supervisor", "safety_supervisor", SIM_NAMESPACE, parameters={
+                "crop": crop, "controller": controller, "proposal_timeout_s": 60.0 if controller == "lam" else 10.0,
+                "stale_after_s": 3600.0}),
+            NodeSpec("modbus_bridge", "modbus_bridge", SIM_NAMESPACE, parameters={"port": modbus_port}),
+        ]
+        if controller == "lam":
+            nodes.insert(0, NodeSpec("llm_node", "llm_node", SIM_NAMESPACE, parameters={"n_parallel": 1,
+                                                                                        "n_ctx_per_seq": 1024}))
+        self.supervisor = Supervisor(Profile("sdf-sim", "nodes of the simulated greenhouse", tuple(nodes),
+                                             Path("<tango2 sdf simulate>")), out=sys.stderr)
+        try:
+            if not self.supervisor.start():
+                raise UserError("the farm's nodes did not come up")
+            self.loop = RosFarmLoop(self.supervisor.node, SIM_NAMESPACE, greenhouse, self.broker.port, TOPIC_PREFIX,
+                                    controller, modbus_port=modbus_port)
+        except BaseException:
+            self.supervisor.shutdown()
+            self.broker.stop()
+            raise
+        self.description = ("MQTT -> greenhouse_bridge -> farm_controller -> safety_supervisor -> modbus_bridge "
+                            "-> Modbus TCP")
+
+    def shutdown(self) -> None:
+        self.loop.close()
+        self.supervisor.shutdown()
+        self.broker.stop()

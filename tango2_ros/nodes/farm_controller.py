@@ -1,0 +1,131 @@
+"""farm_controller: proposes actuator commands for every greenhouse state: the large action model (`lam`, the LLM
+runtime's `Generate` action with the tools' JSON Schema), the `baseline` rules or the adversarial `random` one.
+
+Subscribes `sdf/state`, `sdf/forecast` and `sdf/command` (the actuators as the supervisor last set them, for the
+model's prompt); publishes `ActuatorCommand` proposals (verdict PENDING) on `sdf/proposal`, stamped with the state
+they answer. It never reaches an actuator: only the safety supervisor publishes `sdf/command`. A model answer that
+cannot be used (invalid JSON, unknown tool, out-of-range value, refused or failed request) is counted on
+/diagnostics with the reason, and nothing is proposed for that state; the supervisor's watchdog then hands the
+period to the baseline.
+"""
+from __future__ import annotations
+
+import collections
+import json
+
+from rclpy.action import ActionClient
+
+from tango2_msgs.action import Generate
+from tango2_msgs.msg import ActuatorCommand, ChatMessage, GreenhouseState, WeatherForecast
+from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
+from tango2_ros.sdf.controllers import BaselineController, RandomController
+from tango2_ros.sdf.crops import PRESETS
+from tango2_ros.sdf.lam import LamError, answer_schema, parse_answer, prompt
+from tango2_ros.sdf.messages import observation_from_state, proposal_message
+
+CONTROLLERS = ("lam", "baseline", "random")
+
+
+class FarmController(Tango2Node):
+    def __init__(self) -> None:
+        super().__init__("farm_controller")
+        self.declare("controller", "lam", "lam, baseline or random.")
+        self.declare("crop", "tomato", "Crop preset: " + ", ".join(PRESETS) + ".")
+        self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node (for lam).")
+        self.declare("max_tokens", 200, "Longest model answer.", min_value=16, max_value=2048)
+        self.declare("utc_offset_h", 0.0, "Local time = stamp + this (hour of day for the rules).", min_value=-14.0,
+                     max_value=14.0)
+        self.declare("random_seed", 0, "Seed of the random controller.", min_value=0, max_value=2**31 - 1)
+        self._sequence = 0
+        self._counts = {"states": 0, "proposals": 0, "unusable_answers": 0, "no_observation": 0}
+        self._history: collections.deque = collections.deque(maxlen=6)
+        self._forecast: WeatherForecast | None = None
+        self._actuators: dict[str, float] = {}
+
+    def executor_threads(self) -> int:
+        return 1
+
+    def configure(self) -> None:
+        kind, crop = self.param("controller"), self.param("crop")
+        if kind not in CONTROLLERS:
+            raise ValueError(f"controller {kind!r}: use one of {', '.join(CONTROLLERS)}")
+        if crop not in PRESETS:
+            raise ValueError(f"crop {crop!r}: use one of {', '.join(PRESETS)}")
+        self._preset = PRESETS[crop]
+        self._rules = {"baseline": lambda: BaselineController(self._preset),
+                       "random": lambda: RandomController(self.param("random_seed"))}.get(kind, lambda: None)()
+        self._action = ActionClient(self, Generate, self.param("llm_action")) if kind == "lam" else None
+        self._proposals = self.create_publisher(ActuatorCommand, "sdf/proposal", 10)
+        self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
+        self.create_subscription(WeatherForecast, "sdf/forecast", lambda m: setattr(self, "_forecast", m), 10)
+        self.create_subscription(ActuatorCommand, "sdf/command", self._on_command, 10)
+        self.set_status(OK, f"{kind} controller for {crop}")
+
+    def _on_command(self, message: ActuatorCommand) -> None:
+        self._actuators = {s.name: float(s.approved_value) for s in message.setpoints}
+
+    def _on_state(self, state: GreenhouseState) -> None:
+        self._counts["states"] += 1
+        seen = observation_from_state(state, self.param("utc_offset_h"))
+        if seen is None:
+            self._counts["no_observation"] += 1
+            self.set_values(**self._counts)
+            return  # the supervisor puts the greenhouse in its safe state
+        if self._rules is not None:
+            self._publish(self._rules.propose(seen), "", "", state.header.stamp)
+            return
+        text = prompt(self._preset, seen, list(self._history)[::2], self._forecast_pairs(), self._actuators)
+        self._history.append(seen)
+        goal = Generate.Goal(messages=[ChatMessage(role=ChatMessage.ROLE_USER, content=text)],
+                             json_schema=json.dumps(answer_schema()), max_tokens=self.param("max_tokens"),
+                             temperature=0.0)
+        if not self._action.server_is_ready():
+            self._unusable(f"{self.param('llm_action')} is not available")
+            return
+        future = self._action.send_goal_async(goal)
+        future.add_done_callback(lambda f: self._on_accepted(f, state.header.stamp))
+
+    def _forecast_pairs(self) -> list[tuple[float, float]]:
+        forecast = self._forecast
+        if forecast is None:
+            return []
+        return list(zip(forecast.outside_temperature_c, forecast.global_radiation_w_m2))[:6]
+
+    def _on_accepted(self, future, stamp) -> None:
+        handle = future.result()
+        if handle is None or not handle.accepted:
+            self._unusable("the LLM refused the request")
+            return
+        handle.get_result_async().add_done_callback(lambda f: self._on_result(f, stamp))
+
+    def _on_result(self, future, stamp) -> None:
+        result = future.result().result
+        if result.finish_reason == Generate.Result.FINISH_ERROR:
+            self._unusable(f"the LLM failed: {result.error}")
+            return
+        try:
+            proposal, rationale = parse_answer(result.text)
+        except LamError as exc:
+            self._unusable(str(exc))
+            return
+        self._publish(proposal, rationale, result.model, stamp)
+
+    def _unusable(self, reason: str) -> None:
+        self._counts["unusable_answers"] += 1
+        self.set_status(WARN, "the last model answer was unusable: the supervisor falls back", **self._counts,
+                        last_reason=reason[:200])
+
+    def _publish(self, proposal: dict, rationale: str, model: str, stamp) -> None:
+        self._sequence += 1
+        self._proposals.publish(proposal_message(proposal, self.param("controller"), model, rationale, stamp,
+                                                 self._sequence))
+        self._counts["proposals"] += 1
+        self.set_status(OK, f"{self.param('controller')} controller proposing", **self._counts)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(FarmController, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

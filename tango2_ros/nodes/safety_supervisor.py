@@ -1,0 +1,139 @@
+"""safety_supervisor: the only publisher of `sdf/command`, so the only path from a controller to the actuators
+(tango2_ros.sdf.supervisor: hard limits, rate limits, on/off durations, interlocks; deterministic).
+
+For each `sdf/state` it waits up to `proposal_timeout_s` for a proposal on `sdf/proposal` stamped with that state
+(from the `controller` it serves); the proposal is reviewed and the command published with the verdict and its
+reasons. The watchdog: when the controller is silent or late, the built-in baseline controller proposes for that
+state instead (published with controller "baseline" and the reason). Sensor silence for `stale_after_s`, or a
+state whose air temperature is invalid, gives the safe state. `sdf/emergency_stop` (std_msgs/Bool, true = stop)
+turns every output off until it is released. Counts on /diagnostics.
+"""
+from __future__ import annotations
+
+import time
+
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from std_msgs.msg import Bool
+
+from tango2_msgs.msg import ActuatorCommand, GreenhouseState
+from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.sdf.controllers import BaselineController
+from tango2_ros.sdf.crops import PRESETS
+from tango2_ros.sdf.messages import (command_message, conditions_from_state, observation_from_state,
+                                     proposal_from_message, stamp_seconds)
+from tango2_ros.sdf.supervisor import SafetySupervisor, SupervisorLimits
+
+
+class SafetySupervisorNode(Tango2Node):
+    def __init__(self) -> None:
+        super().__init__("safety_supervisor")
+        self.declare("crop", "tomato", "Crop preset: " + ", ".join(PRESETS) + ".")
+        self.declare("controller", "lam", "Whose proposals are reviewed (the others are ignored).")
+        self.declare("proposal_timeout_s", 30.0, "Wait this long for a proposal, then the baseline decides.",
+                     min_value=0.01, max_value=3600.0)
+        self.declare("stale_after_s", 180.0, "No sensor state for this long: safe state.", min_value=1.0,
+                     max_value=86400.0)
+        self.declare("utc_offset_h", 0.0, "Local time = stamp + this.", min_value=-14.0, max_value=14.0)
+        defaults = SupervisorLimits()
+        for name, description in (("co2_max_vent_pct", "No CO2 dosing with vents open beyond this."),
+                                  ("max_vent_while_heating_pct", "Vent opening allowed while heating."),
+                                  ("lamps_off_above_w_m2", "Lamps off in sunlight above this."),
+                                  ("safe_heating_pct", "Heating in the safe state.")):
+            self.declare(name, getattr(defaults, name), description, min_value=0.0, max_value=2000.0)
+        self._pending: tuple | None = None  # (state, deadline)
+        self._last_state_wall = time.monotonic()
+        self._last_stamp_s = 0.0
+        self._sequence = 0
+        self._counts = {"states": 0, "proposals": 0, "accepted": 0, "clamped": 0, "rejected": 0, "fallbacks": 0,
+                        "safe_states": 0, "ignored_proposals": 0}
+
+    def executor_threads(self) -> int:
+        return 1
+
+    def configure(self) -> None:
+        crop = self.param("crop")
+        if crop not in PRESETS:
+            raise ValueError(f"crop {crop!r}: use one of {', '.join(PRESETS)}")
+        limits = SupervisorLimits(**{name: float(self.param(name)) for name in (
+            "co2_max_vent_pct", "max_vent_while_heating_pct", "lamps_off_above_w_m2", "safe_heating_pct")})
+        self._supervisor = SafetySupervisor(PRESETS[crop], limits)
+        self._baseline = BaselineController(PRESETS[crop])
+        self._commands = self.create_publisher(ActuatorCommand, "sdf/command", 10)
+        self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
+        self.create_subscription(ActuatorCommand, "sdf/proposal", self._on_proposal, 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(Bool, "sdf/emergency_stop", self._on_emergency_stop, latched)
+        self.create_timer(0.05, self._on_timer)
+        self.set_status(WARN, "waiting for the greenhouse state")
+
+    def _on_emergency_stop(self, message: Bool) -> None:
+        self._supervisor.emergency_stop = bool(message.data)
+        if message.data:
+            self._decide(None, self._pending[0] if self._pending else None, "supervisor")
+
+    def _on_state(self, state: GreenhouseState) -> None:
+        if self._pending is not None:  # the previous state got no proposal in time and was not yet handled
+            self._fallback("a newer state arrived")
+        self._counts["states"] += 1
+        self._last_state_wall, self._last_stamp_s = time.monotonic(), stamp_seconds(state.header.stamp)
+        if conditions_from_state(state) is None:
+            self._decide(None, state, "supervisor")
+            return
+        self._pending = (state, time.monotonic() + self.param("proposal_timeout_s"))
+
+    def _on_proposal(self, message: ActuatorCommand) -> None:
+        pending = self._pending
+        if message.controller != self.param("controller") or pending is None or \
+                abs(stamp_seconds(message.header.stamp) - stamp_seconds(pending[0].header.stamp)) > 1e-6:
+            self._counts["ignored_proposals"] += 1  # another controller's, or for a state already decided
+            return
+        self._counts["proposals"] += 1
+        self._pending = None
+        self._decide(proposal_from_message(message), pending[0], message.controller, message.model,
+                     message.rationale)
+
+    def _on_timer(self) -> None:
+        if self._pending is not None and time.monotonic() > self._pending[1]:
+            self._fallback(f"no proposal from {self.param('controller')} within {self.param('proposal_timeout_s')} s")
+        silent = time.monotonic() - self._last_state_wall
+        if silent > self.param("stale_after_s"):
+            self._last_state_wall = time.monotonic()  # one safe-state command per stale period
+            self._decide(None, None, "supervisor", stale_for_s=silent)
+
+    def _fallback(self, why: str) -> None:
+        state = self._pending[0]
+        self._pending = None
+        self._counts["fallbacks"] += 1
+        seen = observation_from_state(state, self.param("utc_offset_h"))
+        proposal = self._baseline.propose(seen) if seen is not None else None
+        self._decide(proposal, state, "baseline", rationale=f"watchdog: {why}; the baseline controller decides")
+
+    def _decide(self, proposal: dict | None, state: GreenhouseState | None, controller: str, model: str = "",
+                rationale: str = "", stale_for_s: float = 0.0) -> None:
+        conditions = conditions_from_state(state) if state is not None else None
+        now_s = stamp_seconds(state.header.stamp) if state is not None else self._last_stamp_s + stale_for_s
+        verdict = self._supervisor.review(proposal, conditions, now_s)
+        if state is None and not self._supervisor.emergency_stop:
+            verdict.reasons.insert(0, f"no greenhouse state for {stale_for_s:.0f} s")
+        if conditions is None or self._supervisor.emergency_stop:
+            self._counts["safe_states"] += 1
+        self._counts[verdict.verdict] += 1
+        self._sequence += 1
+        stamp = state.header.stamp if state is not None else self.get_clock().now().to_msg()
+        self._commands.publish(command_message(verdict.command, proposal, verdict.verdict, verdict.reasons,
+                                               controller, model, stamp, self._sequence, rationale))
+        if self._supervisor.emergency_stop:
+            level, text = ERROR, "EMERGENCY STOP: every output off"
+        elif conditions is None:
+            level, text = WARN, "safe state: no valid greenhouse state"
+        else:
+            level, text = (OK if controller == self.param("controller") else WARN), f"commands from {controller}"
+        self.set_status(level, text, **self._counts, last_reasons="; ".join(verdict.reasons)[:300])
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SafetySupervisorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The greenhouse's field side, as real hardware speaks it: a mosquitto MQTT broker process and the greenhouse
+controller's Modbus TCP server (pymodbus), which is the plant simulator's end of the actuator link.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from tango2_ros.errors import UserError
+from tango2_ros.sdf.actuators import REGISTER_COUNT, Command, command_from_registers
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+    if found is None:
+        raise UserError("mosquitto (the MQTT broker) is not installed: apt-get install mosquitto")
+    return found
+
+
+class MqttBroker:
+    """mosquitto on loopback with persistence (QoS 1 sessions survive a restart of the broker)."""
+
+    def __init__(self, port: int | None = None, folder: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="tango2-mosquitto-"))
+        self.config = self.folder / "mosquitto.conf"
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                               f"persistence_location {self.folder}/\nautosave_interval 1\nuser root\n")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "MqttBroker":
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=(self.folder / "mosquitto.log").open("ab"))
+        if not wait_for_port(self.port, 5.0):
+            self.stop()
+            raise UserError(f"mosquitto did not start on port {self.port} (see {self.folder}/mosquitto.log)")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+class PlantModbusServer:
+    """The greenhouse controller's holding registers (tango2_ros.sdf.actuators), served over Modbus TCP.
+
+    Each complete write of the registers is handed to `on_write(command, stamp_s)`. `fault` (for tests) is called
+    before a write and may return a delay in seconds to hold the answer (a controller that times out)."""
+
+    def __init__(self, on_write: Callable[[Command, int], None], port: int | None = None, device_id: int = 1) -> None:
+        self.port, self.device_id, self.on_write = port or free_port(), device_id, on_write
+        self.fault: Callable[[], float] | None = None
+        self.writes = 0
+        self._loop = asyncio.new_event_loop()
+        self._server = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="modbus-server", daemon=True)
+
+    def start(self) -> "PlantModbusServer":
+        self._thread.start()
+        if not self._ready.wait(5.0) or not wait_for_port(self.port, 5.0):
+            raise UserError(f"the Modbus server did not start on port {self.port}")
+        return self
+
+    def _serve(self) -> None:
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        async def main() -> None:
+            device = SimDevice(self.device_id, [SimData(0, count=REGISTER_COUNT, values=0, datatype=DataType.REGISTERS)],
+                               action=self._action)
+            self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+            self._ready.set()
+            await self._server.serve_forever()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(main())
+
+    async def _action(self, function_code, _start, address, count, _registers, set_values):
+        if set_values is None:
+            return None
+        if self.fault is not None:
+            delay = self.fault()
+            if delay:
+                await asyncio.sleep(delay)
+        if function_code == 16 and address == 0 and count == REGISTER_COUNT:
+            self.writes += 1
+            command, stamp = command_from_registers([int(v) for v in set_values])
+            self.on_write(command, stamp)
+        return None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(timeout=10.0)
+        self._thread.join(timeout=5.0)
