@@ -2,10 +2,13 @@
 
 Subscribes `sdf/command` (only the safety supervisor publishes it) and writes every actuator (value x 100) and the
 command's state stamp in one `write_registers` request (registers in tango2_ros.sdf.actuators), from a worker
-thread so a slow or absent controller never blocks ROS. A failed write is retried with a growing back-off; after
-`alarm_after_failures` failures the status is ERROR (the alarm) until a write succeeds. Set-points are absolute, so
-when a newer command arrives during retries it replaces the waiting one (counted as superseded): each command is
-written at most once, and the newest is never lost.
+thread so a slow or absent controller never blocks ROS. A failed write is retried with a growing back-off, and
+before each retry the registers are read back: a write whose answer was lost but which landed is not written
+again. After `alarm_after_failures` failures the status is ERROR (the alarm) until a write succeeds. Set-points
+are absolute, so a newer command arriving during retries replaces the waiting one (counted as superseded): the
+newest is never lost. A write that lands after its read-back came too late can still arrive twice; it carries the
+same values and stamp, and the controller refuses writes older than what it holds (see sdf/field.py); a command
+the controller refuses (illegal data value) is dropped, not retried, and reported as ERROR.
 """
 from __future__ import annotations
 
@@ -13,12 +16,16 @@ import threading
 import time
 
 from pymodbus.client import ModbusTcpClient
+from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusException
 
 from tango2_msgs.msg import ActuatorCommand
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.sdf.actuators import ACTUATORS, registers_from_command
 from tango2_ros.sdf.messages import stamp_seconds
+
+
+REFUSED = "the controller refused the command"
 
 
 class ModbusBridge(Tango2Node):
@@ -82,7 +89,16 @@ class ModbusBridge(Tango2Node):
                         self._waiting = None
                 self.set_status(ERROR, "a command without every actuator was not written", **self._counts)
                 continue
-            error = self._write(registers_from_command(command, stamp_seconds(message.header.stamp)))
+            error = self._write(registers_from_command(command, stamp_seconds(message.header.stamp)),
+                                check_first=failures > 0)
+            if error is not None and error.startswith(REFUSED):
+                with self._wake:  # the controller will never take this one: drop it, keep the alarm visible
+                    if self._waiting is message:
+                        self._waiting = None
+                    self._counts["refused"] = self._counts.get("refused", 0) + 1
+                failures = 0
+                self.set_status(ERROR, error, **self._counts)
+                continue
             with self._wake:
                 if error is None:
                     if self._waiting is message:
@@ -101,15 +117,24 @@ class ModbusBridge(Tango2Node):
             time.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    def _write(self, registers: list[int]) -> str | None:
+    def _write(self, registers: list[int], check_first: bool) -> str | None:
+        """One write; after a failure, read the registers first: a write whose answer was lost may have landed."""
         try:
             if not self._client.connected and not self._client.connect():
                 return f"cannot connect to {self.param('host')}:{self.param('port')}"
+            if check_first:
+                present = self._client.read_holding_registers(0, count=len(registers),
+                                                              device_id=self.param("device_id"))
+                if not present.isError() and list(present.registers) == registers:
+                    self._counts["confirmed_by_reading"] = self._counts.get("confirmed_by_reading", 0) + 1
+                    return None
             result = self._client.write_registers(0, registers, device_id=self.param("device_id"))
         except ModbusException as exc:
             self._client.close()
             return str(exc)
         if result.isError():
+            if getattr(result, "exception_code", None) == ExcCodes.ILLEGAL_VALUE:
+                return f"{REFUSED} (illegal data value: older than the command it holds?)"
             return f"the controller answered {result}"
         return None
 

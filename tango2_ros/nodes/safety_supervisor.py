@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.time import Time
 from std_msgs.msg import Bool
 
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState
@@ -61,8 +61,9 @@ class SafetySupervisorNode(Tango2Node):
         self._commands = self.create_publisher(ActuatorCommand, "sdf/command", 10)
         self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
         self.create_subscription(ActuatorCommand, "sdf/proposal", self._on_proposal, 10)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(Bool, "sdf/emergency_stop", self._on_emergency_stop, latched)
+        # volatile, so any publisher is heard (a transient-local subscription would silently ignore volatile ones);
+        # publish the stop transient-local (latched) and a restarted supervisor hears it too
+        self.create_subscription(Bool, "sdf/emergency_stop", self._on_emergency_stop, 10)
         self.create_timer(0.05, self._on_timer)
         self.set_status(WARN, "waiting for the greenhouse state")
 
@@ -119,7 +120,9 @@ class SafetySupervisorNode(Tango2Node):
             self._counts["safe_states"] += 1
         self._counts[verdict.verdict] += 1
         self._sequence += 1
-        stamp = state.header.stamp if state is not None else self.get_clock().now().to_msg()
+        # a command without a state is stamped in the states' time base (the last stamp plus the silence), so the
+        # actuator side's "never older than what I hold" check keeps working in simulated time too
+        stamp = state.header.stamp if state is not None else Time(nanoseconds=round(now_s * 1e9)).to_msg()
         self._commands.publish(command_message(verdict.command, proposal, verdict.verdict, verdict.reasons,
                                                controller, model, stamp, self._sequence, rationale))
         if self._supervisor.emergency_stop:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from pymodbus.constants import ExcCodes
+
 from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import REGISTER_COUNT, Command, command_from_registers
 
@@ -74,13 +76,16 @@ class MqttBroker:
 class PlantModbusServer:
     """The greenhouse controller's holding registers (tango2_ros.sdf.actuators), served over Modbus TCP.
 
-    Each complete write of the registers is handed to `on_write(command, stamp_s)`. `fault` (for tests) is called
-    before a write and may return a delay in seconds to hold the answer (a controller that times out)."""
+    Each complete write of the registers is handed to `on_write(command, stamp_s)`. Like a controller that checks
+    its commands' sequence, it refuses (exception 3, illegal data value) a write stamped older than the command it
+    holds, and takes a repeat of the same stamp without handing it on again. `fault` (for tests) is called before
+    a write and may return a delay in seconds to hold the answer (a controller that times out)."""
 
     def __init__(self, on_write: Callable[[Command, int], None], port: int | None = None, device_id: int = 1) -> None:
         self.port, self.device_id, self.on_write = port or free_port(), device_id, on_write
         self.fault: Callable[[], float] | None = None
-        self.writes = 0
+        self.writes, self.repeats, self.refused = 0, 0, 0
+        self.stamp = 0
         self._loop = asyncio.new_event_loop()
         self._server = None
         self._ready = threading.Event()
@@ -114,8 +119,15 @@ class PlantModbusServer:
             if delay:
                 await asyncio.sleep(delay)
         if function_code == 16 and address == 0 and count == REGISTER_COUNT:
-            self.writes += 1
             command, stamp = command_from_registers([int(v) for v in set_values])
+            if stamp < self.stamp:
+                self.refused += 1
+                return ExcCodes.ILLEGAL_VALUE
+            if stamp == self.stamp:
+                self.repeats += 1
+                return None
+            self.writes += 1
+            self.stamp = stamp
             self.on_write(command, stamp)
         return None
 

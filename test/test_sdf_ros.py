@@ -1,0 +1,230 @@
+"""SDF through real parts: mosquitto, the farm's nodes over DDS, a pymodbus server as the greenhouse controller.
+
+One set of nodes (bridge, a LAM controller whose LLM does not exist, supervisor, Modbus bridge) is driven through
+bad and hostile situations: the watchdog's fallback, out-of-range and malformed readings, sensor silence, the
+emergency stop, Modbus timeouts and a broker restart. Then whole simulated runs through `tango2 sdf simulate`.
+"""
+import json
+import math
+import subprocess
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from std_msgs.msg import Bool
+
+from helpers.diagnostics import DiagnosticsWatcher
+from helpers.lifecycle import bring_up
+from helpers.ros import ros_node, spawn, stop, wait_until
+from tango2_msgs.msg import ActuatorCommand, GreenhouseState
+from tango2_ros.sdf.actuators import ACTUATORS, all_off
+from tango2_ros.sdf.field import MqttBroker, PlantModbusServer
+from tango2_ros.sdf.greenhouse import Climate
+from tango2_ros.sdf.messages import sensor_payload, stamp_seconds
+
+pytestmark = pytest.mark.ros
+NS, PREFIX = "/t6farm", "tango2/greenhouse/t6"
+TANGO2 = [sys.executable, "-m", "tango2_ros.cli", "sdf", "simulate"]
+T0 = 1_257_120_000  # 2009-11-02 00:00, a night
+
+
+def climate(**changes) -> Climate:
+    values = dict(air_temperature_c=18.0, relative_humidity_pct=80.0, co2_ppm=600.0, par_umol_m2_s=0.0,
+                  outside_temperature_c=8.0, outside_relative_humidity_pct=90.0, wind_speed_m_s=3.0,
+                  global_radiation_w_m2=0.0, ec_ds_m=2.0, ph=5.5, substrate_water_pct=75.0, is_day=False)
+    values.update(changes)
+    return Climate(**values)
+
+
+class Farm:
+    def __init__(self, node, broker, plant):
+        self.node, self.broker, self.plant = node, broker, plant
+        self.commands: list[ActuatorCommand] = []
+        self.states: list[GreenhouseState] = []
+        node.create_subscription(ActuatorCommand, f"{NS}/sdf/command", self.commands.append, 50)
+        node.create_subscription(GreenhouseState, f"{NS}/sdf/state", self.states.append, 50)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.estop = node.create_publisher(Bool, f"{NS}/sdf/emergency_stop", latched)
+        self.sensors = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t6-sensors", clean_session=False)
+        self.sensors.connect("127.0.0.1", broker.port)
+        self.sensors.loop_start()
+
+    def send(self, stamp: int, payload: bytes | None = None, **changes) -> None:
+        self.sensors.publish(f"{PREFIX}/state", payload if payload is not None else
+                             sensor_payload(climate(**changes), all_off(), stamp), qos=1)
+
+    def command_for(self, stamp: int, timeout: float = 10.0) -> ActuatorCommand:
+        def find():
+            return next((c for c in self.commands if abs(stamp_seconds(c.header.stamp) - stamp) < 1e-6), None)
+        assert wait_until(lambda: find() is not None, timeout), [
+            (stamp_seconds(c.header.stamp), c.controller, list(c.reasons)) for c in self.commands[-3:]]
+        return find()
+
+
+@pytest.fixture(scope="module")
+def farm():
+    broker = MqttBroker().start()
+    written: list[tuple[dict, int]] = []
+    plant = PlantModbusServer(lambda command, stamp: written.append((command, stamp))).start()
+    plant.written = written
+    common = ["--ros-args", "-r", f"__ns:={NS}", "-p", "diagnostics_period_s:=0.2"]
+    processes = [
+        spawn(["-m", "tango2_ros.nodes.greenhouse_bridge", *common, "-p", f"mqtt_port:={broker.port}",
+               "-p", f"topic_prefix:={PREFIX}", "-p", "client_id:=t6-bridge"]),
+        spawn(["-m", "tango2_ros.nodes.farm_controller", *common, "-p", "controller:=lam",
+               "-p", "llm_action:=/nowhere/generate"]),
+        spawn(["-m", "tango2_ros.nodes.safety_supervisor", *common, "-p", "controller:=lam",
+               "-p", "proposal_timeout_s:=0.5", "-p", "stale_after_s:=3.0"]),
+        spawn(["-m", "tango2_ros.nodes.modbus_bridge", *common, "-p", f"port:={plant.port}", "-p", "timeout_s:=0.3",
+               "-p", "alarm_after_failures:=2"]),
+    ]
+    try:
+        with ros_node("t6_probe") as node:
+            for name in ("greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge"):
+                bring_up(node, f"{NS}/{name}")
+            harness = Farm(node, broker, plant)
+            assert wait_until(lambda: node.count_subscribers(f"{NS}/sdf/state") >= 3, 10)
+            yield harness
+            harness.sensors.loop_stop()
+    finally:
+        for process in processes:
+            stop(process)
+        plant.stop()
+        broker.stop()
+
+
+def test_a_silent_model_hands_the_period_to_the_baseline_and_the_command_reaches_the_registers(farm):
+    stamp = T0 + 300
+    time.sleep(1.0)  # the bridge's MQTT subscription
+    farm.send(stamp)
+    command = farm.command_for(stamp)
+    assert command.controller == "baseline" and "watchdog" in command.rationale
+    assert command.verdict in (command.VERDICT_ACCEPTED, command.VERDICT_CLAMPED)
+    assert wait_until(lambda: any(s == stamp for _, s in farm.plant.written), 5)
+    registers = next(c for c, s in farm.plant.written if s == stamp)
+    assert registers == pytest.approx({s.name: s.approved_value for s in command.setpoints}, abs=0.01)
+    assert registers["heating"] > 0  # 18 C at night is below the 18.5 C set-point
+
+
+@pytest.mark.parametrize("reading, value", [("air_temperature_c", 999.0), ("air_temperature_c", math.nan),
+                                            ("air_temperature_c", None)])
+def test_out_of_range_or_missing_temperature_puts_the_greenhouse_in_its_safe_state(farm, reading, value):
+    stamp = T0 + 600 + len(farm.commands)
+    data = json.loads(sensor_payload(climate(), all_off(), stamp))
+    if value is None:
+        del data[reading]
+    else:
+        data[reading] = value
+    farm.send(stamp, json.dumps(data).encode())  # NaN goes out as the (non-standard) JSON token NaN
+    command = farm.command_for(stamp)
+    assert "safe state" in " ".join(command.reasons) and command.verdict == command.VERDICT_REJECTED
+    approved = {s.name: s.approved_value for s in command.setpoints}
+    assert approved["vent"] == 0 and approved["co2_dosing"] == 0 and approved["lights"] == 0
+    state = next(s for s in farm.states if abs(stamp_seconds(s.header.stamp) - stamp) < 1e-6)
+    assert reading in state.invalid_readings and math.isnan(state.air_temperature_c)
+
+
+def test_malformed_payloads_are_counted_and_the_bridge_goes_on(farm):
+    watcher = DiagnosticsWatcher(farm.node, f"{NS}/greenhouse_bridge")
+    for garbage in (b"\x00\xffbinary", b"[1, 2, 3]", b"{\"air_temperature_c\": "):
+        farm.send(0, garbage)
+    watcher.wait_for(lambda s: int(watcher.values(s).get("rejected", 0)) >= 3, 10)
+    stamp = T0 + 900
+    farm.send(stamp)
+    assert farm.command_for(stamp).controller == "baseline"
+
+
+def test_sensor_silence_gives_the_safe_state_with_the_reason(farm):
+    before = len(farm.commands)
+    assert wait_until(lambda: any("no greenhouse state" in " ".join(c.reasons) for c in farm.commands[before:]), 10)
+    command = next(c for c in farm.commands[before:] if "no greenhouse state" in " ".join(c.reasons))
+    assert {s.name: s.approved_value for s in command.setpoints}["vent"] == 0
+
+
+def test_emergency_stop_turns_everything_off_until_released(farm):
+    assert wait_until(lambda: farm.estop.get_subscription_count() >= 1, 10)
+    farm.estop.publish(Bool(data=True))
+    time.sleep(0.3)
+    stamp = T0 + 1200
+    farm.send(stamp, air_temperature_c=12.0)  # cold: the baseline would heat
+    command = farm.command_for(stamp)
+    assert all(s.approved_value == 0 for s in command.setpoints) and "emergency stop" in command.reasons[0]
+    farm.estop.publish(Bool(data=False))
+    time.sleep(0.5)
+    stamp += 300
+    farm.send(stamp, air_temperature_c=12.0)
+    assert {s.name: s.approved_value for s in farm.command_for(stamp).setpoints}["heating"] > 0
+
+
+def test_modbus_timeouts_are_retried_alarmed_and_nothing_is_lost_doubled_or_reordered(farm):
+    watcher = DiagnosticsWatcher(farm.node, f"{NS}/modbus_bridge")
+    slow = {"left": 3}
+
+    def fault():  # the controller answers too late three times (the first write still lands, late)
+        if slow["left"] > 0:
+            slow["left"] -= 1
+            return 0.6
+        return 0.0
+
+    farm.plant.fault = fault
+    first, second = T0 + 1800, T0 + 2100
+    farm.send(first)
+    time.sleep(0.4)
+    farm.send(second, air_temperature_c=25.0)
+    watcher.wait_for(lambda s: s.level == s.ERROR and "ALARM" in s.message, 15)
+    assert wait_until(lambda: any(s == second for _, s in farm.plant.written), 15)
+    watcher.wait_for(lambda s: s.level == s.OK and int(watcher.values(s).get("written", 0)) > 0
+                     and s.message == "writing commands", 15)
+    farm.plant.fault = None
+    stamps = [s for _, s in farm.plant.written]
+    assert stamps == sorted(stamps) and len(stamps) == len(set(stamps))  # in order, each once
+    final = next(c for c, s in farm.plant.written if s == second)
+    expected = {s.name: s.approved_value for s in farm.command_for(second).setpoints}
+    assert final == pytest.approx(expected, abs=0.01)
+
+
+def test_a_broker_restart_loses_no_reading(farm):
+    farm.broker.stop()
+    stamp = T0 + 2400
+    farm.send(stamp)  # queued by the sensor side's client (QoS 1) while the broker is down
+    time.sleep(1.0)
+    farm.broker.start()
+    assert farm.command_for(stamp, timeout=30).controller == "baseline"
+
+
+# -- whole runs ----------------------------------------------------------------------------------------------
+def _simulate(*arguments, timeout=600):
+    done = subprocess.run([*TANGO2, "--json", *arguments], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_the_adversarial_controller_through_every_node_breaks_no_interlock_at_the_actuators():
+    report = _simulate("--controller", "random", "--days", "0.5", "--start", "2009-12-01")
+    assert report["through"].startswith("MQTT")
+    # every state got a proposal, except perhaps the very first: DDS discovery between the controller and the
+    # supervisor can still be under way; the watchdog's baseline then takes it
+    assert report["proposals"] + report["fallback_s"] / 300 == 144 and report["fallback_s"] <= 300
+    assert report["interlock_violations"] == 0 and report["supervisor_rejections"] > 0
+
+
+def test_the_baseline_through_every_node_matches_the_same_code_in_process():
+    arguments = ("--controller", "baseline", "--days", "0.25", "--start", "2009-11-10")
+    through_ros, in_process = _simulate(*arguments), _simulate(*arguments, "--in-process")
+    assert through_ros["fallback_s"] == 0 and through_ros["proposals"] + through_ros["supervisor_rejections"] >= 71
+    for key in ("temp_in_band_pct", "rh_in_band_pct", "heating_mj_m2", "water_l_m2"):
+        # the same decisions, up to MQTT's 3 decimals and Modbus's hundredths of a percent
+        assert through_ros[key] == pytest.approx(in_process[key], rel=0.02, abs=0.5), key
+
+
+def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_path):
+    log = tmp_path / "decisions.jsonl"
+    report = _simulate("--controller", "lam", "--days", str(4 * 300 / 86400), "--log", str(log))
+    assert report["interlock_violations"] == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 4 and all(r["verdict"] in ("accepted", "clamped", "rejected", "fallback") for r in records)
+    assert any(r["model"].lower().startswith("smollm2") for r in records if r["verdict"] != "fallback") or \
+        all(r["verdict"] == "fallback" for r in records)
+    assert set(records[0]["command"]) == set(ACTUATORS)
