@@ -44,13 +44,14 @@ def mosquitto_binary() -> str:
 
 
 class MqttBroker:
-    """mosquitto on loopback with persistence (QoS 1 sessions survive a restart of the broker)."""
+    """mosquitto (loopback by default) with persistence: QoS 1 sessions survive a restart of the broker.
+    Anonymous access: put it on a trusted network or add mosquitto's password file for a real farm."""
 
-    def __init__(self, port: int | None = None, folder: Path | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, port: int | None = None, folder: Path | None = None, address: str = "127.0.0.1") -> None:
+        self.port, self.address = port or free_port(), address
         self.folder = folder or Path(tempfile.mkdtemp(prefix="tango2-mosquitto-"))
         self.config = self.folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        self.config.write_text(f"listener {self.port} {address}\nallow_anonymous true\npersistence true\n"
                                f"persistence_location {self.folder}/\nautosave_interval 1\nuser root\n")
         self.process: subprocess.Popen | None = None
 
