@@ -200,3 +200,57 @@ def test_the_lam_in_process_proposes_through_the_schema_or_the_watchdog_takes_ov
         assert step.verdict == FALLBACK and "late" in step.reasons[0]
     finally:
         runtime.close()
+
+
+# -- continual learning ---------------------------------------------------------------------------------------
+def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_day):
+    from tango2_ros.sdf.learning import build_dataset, read_logs
+
+    records = []
+    _day("random", one_day, days=0.25, records=records)
+    log = tmp_path / "random.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    read = read_logs([log])
+    dataset = build_dataset(read, TOMATO)
+    assert dataset.from_approved + dataset.from_teacher == len(read) == 72
+    assert dataset.from_teacher > 0  # the random controller's bad periods are taught by the baseline
+    answer = json.loads(dataset.train[0]["messages"][1]["content"])
+    assert 1 <= len(answer["calls"]) <= 4 and all(0 <= c["value"] <= 100 for c in answer["calls"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(records[0]) + "\n{not json\n")
+    with pytest.raises(UserError, match="bad.jsonl:2: not JSON"):
+        read_logs([bad])
+    bad.write_text(json.dumps({"state": {}}) + "\n")
+    with pytest.raises(UserError, match="not a decision-log record"):
+        read_logs([bad])
+
+
+@pytest.mark.slow
+def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(tmp_path, one_day):
+    """Logs of a baseline day -> LoRA fine-tune of SmolLM2 -> both models on a held-out morning -> the gate."""
+    import os
+    import subprocess
+    import sys
+
+    models = tmp_path / "models"
+    env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
+    tango2 = [sys.executable, "-m", "tango2_ros.cli"]
+    subprocess.run([*tango2, "models", "import-defaults"], env=env, check=True, capture_output=True, timeout=120)
+    log = tmp_path / "field.jsonl"
+    subprocess.run([*tango2, "sdf", "simulate", "--in-process", "--days", "0.5", "--start", "2009-11-03",
+                    "--spin-up-h", "0", "--log", str(log)], env=env, check=True, capture_output=True, timeout=300)
+    done = subprocess.run([*tango2, "sdf", "learn", str(log), "--held-out", "2009-11-25", "--held-out-days", "0.08",
+                           "--steps", "10", "--version", "1.1.0", "--work", str(tmp_path / "work"), "--json"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["dataset"]["train"] > 100 and len(report["losses"]) == 10
+    assert report["builder"]["q8_0"]["json_valid"] >= 0.5  # the fine-tuned model answers in the tools' format
+    assert report["current"]["proposals"] + report["current"]["fallback_s"] / 3600 == 2
+    from tango2_ros.core.artifacts.stores import LocalStore
+    from tango2_ros.sdf.learning import beats
+
+    better, _ = beats(report["candidate"], report["current"])
+    versions = LocalStore(models / "store").versions("lam-tomato")
+    assert (report["published"] == "lam-tomato@1.1.0" and versions == ["1.1.0"]) if better else \
+        (report["published"] is None and versions == [] and report["decision"].startswith("kept"))

@@ -127,7 +127,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
         say(f"[{next(step)}/{steps}] sign and publish {len(passed)} of {len(candidates)} candidates to {store.location}")
         for candidate in passed:
             candidate.version = version_of(recipe, candidate.label)
-            _publish(candidate, recipe, store, trust, key, base_reference, data_fingerprint)
+            publish_candidate(candidate, recipe, store, trust, key, base_reference, data_fingerprint)
         for profile, best in best_per_profile(passed, recipe).items():
             tags[f"best-{profile}"] = best.version
             store.set_tag(recipe.name, f"best-{profile}", best.version)
@@ -195,8 +195,9 @@ def _base(recipe: Recipe, store: Store, cache: ArtifactCache) -> tuple[str, Path
     return "", path
 
 
-def _publish(candidate: Candidate, recipe: Recipe, store: Store, trust: TrustStore, key: Path, base_reference: str,
-             data_fingerprint: str) -> None:
+def publish_candidate(candidate: Candidate, recipe: Recipe, store: Store, trust: TrustStore, key: Path,
+                      base_reference: str, data_fingerprint: str, extra_metrics: dict | None = None) -> None:
+    """Sign and publish one candidate as `recipe.name@candidate.version` (its evaluation in the manifest)."""
     e = candidate.evaluation
     with tempfile.TemporaryDirectory(prefix="tango2-build-") as scratch:
         folder = Path(scratch)
@@ -206,7 +207,7 @@ def _publish(candidate: Candidate, recipe: Recipe, store: Store, trust: TrustSto
             base_model=base_reference or Path(recipe.base).name,
             adapter_base=base_reference if candidate.adapter else "", data_fingerprint=data_fingerprint,
             metrics={recipe.metric: e.metric, "tokens_per_s": e.tokens_per_s, "latency_s": e.latency_s,
-                     "peak_memory_mb": e.peak_memory_mb},
+                     "peak_memory_mb": e.peak_memory_mb, **(extra_metrics or {})},
             device_profiles=tuple(candidate.profiles), description=recipe.description,
         )
         sign_bundle(folder, key)

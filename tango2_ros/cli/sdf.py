@@ -2,13 +2,20 @@
 
     tango2 sdf simulate --crop tomato|lettuce --days N [--start YYYY-MM-DD] --controller lam|baseline|random
                         [--json] [--plot FILE.png] [--log FILE.jsonl] [--in-process] [--period-s S]
+    tango2 sdf learn LOG.jsonl [...] --held-out YYYY-MM-DD [--current MODEL] [--version V] [--steps N] [--json]
 
 `simulate` runs the GreenLight greenhouse on the Bleiswijk weather (2009-10-20 to 2010-02-07) in closed loop with
-the real nodes, started here in their own namespace with a mosquitto broker: sensors over MQTT ->
-greenhouse_bridge -> farm_controller (the chosen controller; `lam` also starts the llm_node) -> safety_supervisor
--> modbus_bridge -> the simulator's Modbus TCP server -> the actuators. `--in-process` runs the same controller
-and supervisor code without ROS, MQTT or Modbus. `--log` writes the decision log (JSON Lines, schema in
-tango2_ros/sdf/simulation.py). Exit code 1 when any interlock was broken at the actuators.
+the real nodes, after `--spin-up-h` hours under the baseline (so the measured days start from a settled climate).
+The nodes start here in their own namespace with a mosquitto broker: sensors over MQTT -> greenhouse_bridge ->
+farm_controller (the chosen controller; `lam` also starts the llm_node) -> safety_supervisor -> modbus_bridge ->
+the simulator's Modbus TCP server -> the actuators. `--in-process` runs the same controller and supervisor code
+without ROS, MQTT or Modbus. `--log` writes the decision log (JSON Lines, schema in tango2_ros/sdf/simulation.py).
+Exit code 1 when any interlock was broken at the actuators.
+
+`learn` runs one continual-learning cycle (tango2_ros/sdf/learning.py): a fine-tuning set from the logs, the
+model-lifecycle builder, the current model and the candidate in the simulator on held-out days, and publication of
+the candidate (signed, to the model registry) only if it beats the current model without regressions; a model
+manager slot that follows `latest` then swaps it in at run time.
 """
 from __future__ import annotations
 
@@ -31,14 +38,32 @@ def register(commands) -> None:
     simulate = sub.add_parser("simulate", help="closed-loop greenhouse simulation")
     simulate.add_argument("--crop", choices=("tomato", "lettuce"), default="tomato")
     simulate.add_argument("--days", type=float, default=1.0)
-    simulate.add_argument("--start", type=_date, default=None, help="first day, YYYY-MM-DD (default 2009-10-20)")
+    simulate.add_argument("--start", type=_date, default=None,
+                          help="first measured day, YYYY-MM-DD (default: the first day after the spin-up)")
     simulate.add_argument("--controller", choices=("lam", "baseline", "random"), default="baseline")
     simulate.add_argument("--period-s", type=float, default=300.0, help="control period (default 300 s)")
+    simulate.add_argument("--spin-up-h", type=float, default=24.0,
+                          help="hours under the baseline before the measured days (default 24)")
     simulate.add_argument("--json", action="store_true")
     simulate.add_argument("--plot", type=Path, help="PNG of the run")
     simulate.add_argument("--log", type=Path, help="decision log, JSON Lines")
     simulate.add_argument("--in-process", action="store_true", help="no ROS, MQTT or Modbus: the same code in process")
     simulate.set_defaults(handler=_simulate)
+    learn = sub.add_parser("learn", help="one continual-learning cycle: logs -> fine-tune -> held-out test -> publish")
+    learn.add_argument("logs", nargs="+", type=Path, metavar="LOG.jsonl", help="decision logs (sdf simulate --log)")
+    learn.add_argument("--crop", choices=("tomato", "lettuce"), default="tomato")
+    learn.add_argument("--current", default="smollm2-135m-instruct@1.0.0",
+                       help="the action model in service: artifact reference or GGUF file")
+    learn.add_argument("--name", default=None, help="artifact name of the new model (default lam-CROP)")
+    learn.add_argument("--version", default="1.0.0", help="version of the new model")
+    learn.add_argument("--held-out", type=_date, required=True, help="first held-out day, YYYY-MM-DD")
+    learn.add_argument("--held-out-days", type=float, default=1.0)
+    learn.add_argument("--period-s", type=float, default=3600.0, help="decision period in the held-out runs")
+    learn.add_argument("--steps", type=int, default=30, help="LoRA steps")
+    learn.add_argument("--work", type=Path, default=None, help="working folder (default build/learn/NAME-VERSION)")
+    learn.add_argument("--no-publish", action="store_true")
+    learn.add_argument("--json", action="store_true")
+    learn.set_defaults(handler=_learn)
 
 
 def _date(text: str) -> datetime.date:
@@ -61,7 +86,12 @@ def _simulate(args) -> int:
         if path is not None and not path.parent.is_dir():
             raise UserError(f"{path}: folder {path.parent} does not exist")
     preset = PRESETS[args.crop]
-    greenhouse = Greenhouse(preset, args.start, days=args.days, period_s=args.period_s)
+    if not 0 <= args.spin_up_h <= 240:
+        raise UserError(f"--spin-up-h {args.spin_up_h:g}: use 0 to 240")
+    greenhouse = Greenhouse(preset, args.start, days=args.days, period_s=args.period_s, spin_up_h=args.spin_up_h)
+    from tango2_ros.sdf.deciding import spin_up
+
+    spin_up(greenhouse)
     records: list[dict] = []
     started = time.monotonic()
     if args.in_process:
@@ -84,6 +114,24 @@ def _simulate(args) -> int:
         plot_run(records, preset, report, args.plot)
     emit(args, report, _human(report))
     return 1 if report["interlock_violations"] else 0
+
+
+def _learn(args) -> int:
+    from tango2_ros import paths
+    from tango2_ros.sdf.crops import PRESETS
+    from tango2_ros.sdf.learning import CycleOptions, learning_cycle, read_logs
+
+    if not 1 <= args.steps <= 10000:
+        raise UserError(f"--steps {args.steps}: use 1 to 10000")
+    name = args.name or f"lam-{args.crop}"
+    options = CycleOptions(name=name, version=args.version, current=args.current, held_out_start=args.held_out,
+                           held_out_days=args.held_out_days, period_s=args.period_s, steps=args.steps,
+                           publish=not args.no_publish)
+    work = args.work or paths.share_dir() / "build" / "learn" / f"{name}-{args.version}"
+    report = learning_cycle(read_logs(args.logs), PRESETS[args.crop], options, work,
+                            lambda line: print(line, file=sys.stderr, flush=True))
+    emit(args, report, f"{report['decision']}" + (f": published {report['published']}" if report["published"] else ""))
+    return 0
 
 
 def _local_decider(controller: str, preset, greenhouse):

@@ -17,7 +17,7 @@ from tango2_ros.sdf.controllers import BaselineController, Observation
 from tango2_ros.sdf.crops import CropPreset
 from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.lam import LamError, answer_schema, parse_answer, prompt
-from tango2_ros.sdf.simulation import Step
+from tango2_ros.sdf.simulation import Step, observation
 from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
 
 FALLBACK = "fallback"
@@ -81,3 +81,13 @@ class LocalDecider:
             self.controller.actuators = dict(verdict.command)
         return Step(verdict.command, verdict.verdict, verdict.reasons, verdict.clamps, proposal,
                     getattr(self.controller, "last_rationale", ""), getattr(self.controller, "model", ""))
+
+
+def spin_up(greenhouse) -> None:
+    """Run the greenhouse through its spin-up hours (t < 0) under the baseline, then zero its totals."""
+    decider = LocalDecider(greenhouse.preset, BaselineController(greenhouse.preset))
+    while greenhouse.t_s < -1e-6:
+        climate = greenhouse.climate()
+        greenhouse.apply(decider(greenhouse.t_s, climate, observation(greenhouse, climate)).command)
+        greenhouse.advance()
+    greenhouse.reset_totals()

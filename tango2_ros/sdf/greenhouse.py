@@ -158,40 +158,54 @@ class Greenhouse:
     """One compartment, stepped by the control period; `apply` sets the actuators, `advance` integrates."""
 
     def __init__(self, preset: CropPreset, start: datetime.date | None = None, days: float = 1.0,
-                 period_s: float = 300.0) -> None:
-        start = start or WEATHER_START.date()
-        offset_days = (datetime.datetime.combine(start, datetime.time()) - WEATHER_START).total_seconds() / 86400
-        if offset_days < 0 or offset_days + days > weather_days() - 1e-9:
+                 period_s: float = 300.0, spin_up_h: float = 0.0) -> None:
+        """`spin_up_h`: hours simulated before `start` (t_s < 0) so that the measured days begin from a settled
+        climate rather than GreenLight's initial state; the caller runs a controller through them."""
+        self._spin_up_s = spin_up_h * 3600.0
+        start = start or (WEATHER_START + datetime.timedelta(days=math.ceil(spin_up_h / 24.0))).date()
+        offset_days = (datetime.datetime.combine(start, datetime.time()) - WEATHER_START).total_seconds() / 86400 \
+            - spin_up_h / 24.0
+        if offset_days < 0 or offset_days + spin_up_h / 24.0 + days > weather_days() - 1e-9:
             last = WEATHER_START + datetime.timedelta(days=weather_days())
             raise UserError(f"the Bleiswijk weather covers {WEATHER_START:%Y-%m-%d} to {last:%Y-%m-%d}: "
-                            f"{days:g} day(s) from {start} do not fit")
+                            f"{days:g} day(s) from {start}" + (f" after {spin_up_h:g} h of spin-up" if spin_up_h else "")
+                            + " do not fit")
         if not 60.0 <= period_s <= 3600.0:
             raise UserError(f"control period {period_s} s: use 60 to 3600 s")
         self.preset, self.period_s = preset, period_s
         self._rhs, states, init, inputs = _compiled_model()
         self._index = {name: i for i, name in enumerate(states)}
         first = int(round(offset_days * 86400 / WEATHER_STEP_S))
-        rows = weather_table()[first:first + int(math.ceil(days * 86400 / WEATHER_STEP_S)) + 2]
+        rows = weather_table()[first:first + int(math.ceil((days * 86400 + self._spin_up_s) / WEATHER_STEP_S)) + 2]
         self._weather = rows
         self._d = np.zeros((len(rows), 1 + len(inputs)))
         self._d[:, 0] = np.arange(len(rows)) * WEATHER_STEP_S
         self._d[:, 1:12] = rows
         self._column = {name: 1 + inputs.index(name) for name in inputs}
         self._y = init.copy()
-        self.t_s = 0.0
+        self._tau = 0.0  # GreenLight's time: from the first weather row used
         self.start = start
         self.actuators: Command = all_off()
-        self.totals = {"heating_mj_m2": 0.0, "electricity_kwh_m2": 0.0, "water_l_m2": 0.0, "co2_kg_m2": 0.0,
-                       "drain_l_m2": 0.0}
+        self.reset_totals()
         self._water_l_m2, self._salt = 0.75 * SLAB_CAPACITY_L_M2, 0.75 * SLAB_CAPACITY_L_M2 * preset.ec_supply_ds_m
         self.end_s = days * 86400.0
+
+    @property
+    def t_s(self) -> float:
+        """Seconds since `start` (negative while spinning up)."""
+        return self._tau - self._spin_up_s
+
+    def reset_totals(self) -> None:
+        self.totals = {"heating_mj_m2": 0.0, "electricity_kwh_m2": 0.0, "water_l_m2": 0.0, "co2_kg_m2": 0.0,
+                       "drain_l_m2": 0.0}
 
     def apply(self, command: Command) -> None:
         """Set the actuators (what the Modbus registers say) for the coming period."""
         self.actuators = {name: min(100.0, max(0.0, float(command.get(name, 0.0)))) for name in all_off()}
 
     def weather(self, t_s: float | None = None) -> Weather:
-        row = self._weather[min(int((self.t_s if t_s is None else t_s) // WEATHER_STEP_S), len(self._weather) - 1)]
+        tau = self._tau if t_s is None else t_s + self._spin_up_s
+        row = self._weather[min(int(tau // WEATHER_STEP_S), len(self._weather) - 1)]
         return Weather(t_out_c=float(row[0]), vp_out_pa=float(row[1]), wind_m_s=float(row[3]), global_w_m2=float(row[6]),
                        is_day=bool(row[8] > 0.5))
 
@@ -213,14 +227,14 @@ class Greenhouse:
 
         for name, column in GREENLIGHT_INPUTS.items():
             self._d[:, self._column[column]] = self.actuators[name] / 100.0
-        end = self.t_s + self.period_s
-        solution = solve_ivp(self._rhs, (self.t_s, end), self._y, "BDF", args=(self._d,), atol=1e-3, rtol=1e-6,
+        end = self._tau + self.period_s
+        solution = solve_ivp(self._rhs, (self._tau, end), self._y, "BDF", args=(self._d,), atol=1e-3, rtol=1e-6,
                              max_step=self.period_s)
         if not solution.success or not np.all(np.isfinite(solution.y[:, -1])):
             raise RuntimeError(f"GreenLight's integration failed at t = {self.t_s:.0f} s: {solution.message}")
         self._account(self.period_s)
         self._y = solution.y[:, -1]
-        self.t_s = end
+        self._tau = end
 
     def _account(self, dt: float) -> None:
         a = self.actuators

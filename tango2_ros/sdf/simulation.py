@@ -8,6 +8,7 @@ Decision log (JSON Lines, one object per control period; the continual-learning 
     t_s, time (ISO local), crop, controller, model,
     state: {air_temperature_c, relative_humidity_pct, co2_ppm, outside_temperature_c, global_radiation_w_m2,
             substrate_water_pct, is_day, hour},
+    actuators: {actuator: value} before the decision, forecast: [[outside C, sun W/m2] for the next hours],
     proposal: {actuator: value} or null (nothing valid proposed), rationale,
     verdict: accepted | clamped | rejected | fallback, reasons: [...],
     command: {actuator: value} (what reached the actuators),
@@ -70,6 +71,7 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
     while not greenhouse.finished:
         climate = greenhouse.climate()
         seen = observation(greenhouse, climate)
+        before = {"actuators": dict(greenhouse.actuators), "forecast": greenhouse.forecast()}
         step = decide(greenhouse.t_s, climate, seen)
         report["proposals"] += step.proposal is not None
         report["supervisor_rejections"] += step.verdict == REJECTED
@@ -90,7 +92,7 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
             counts["co2_steps"] += 1
             counts["co2"] += band["co2"]
         if on_record is not None:
-            on_record(_record(greenhouse, controller, seen, step, outcome, band))
+            on_record(_record(greenhouse, controller, seen, step, outcome, band, before))
     report["interlock_violations"] = sum(violations.values())
     steps = max(counts["steps"], 1)
     return {"crop": greenhouse.preset.name, "days": round(greenhouse.end_s / 86400.0, 3), "controller": controller,
@@ -103,10 +105,12 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
 
 
 def _record(greenhouse: Greenhouse, controller: str, seen: Observation, step: Step, outcome: Climate,
-            band: dict) -> dict:
+            band: dict, before: dict) -> dict:
     clock = greenhouse.clock()
     return {"t_s": greenhouse.t_s - greenhouse.period_s, "time": clock.isoformat(), "crop": greenhouse.preset.name,
             "controller": controller, "model": step.model, "state": _state(seen, seen.hour),
+            "actuators": {k: round(v, 2) for k, v in before["actuators"].items()},
+            "forecast": [[round(t, 1), round(sun)] for _, t, sun in before["forecast"]],
             "proposal": _finite(step.proposal), "rationale": step.rationale, "verdict": step.verdict,
             "reasons": step.reasons, "command": {k: round(v, 2) for k, v in step.command.items()},
             "outcome": _state(outcome, clock.hour + clock.minute / 60.0), "in_band": band}

@@ -1,0 +1,220 @@
+"""Continual learning for the farm's action model: decision logs -> a fine-tuning set -> the model-lifecycle
+builder -> a candidate evaluated in the simulator on held-out days -> published only if it beats the current model.
+
+The fine-tuning set (chat examples, as the builder reads them): the prompt the model saw for each logged state,
+and the answer it should have given. The teacher is the outcome: where an approved command kept temperature and
+humidity in band, that command is the answer (and counts twice: outcome weighting); otherwise (out of band,
+rejected, or the watchdog's fallback) the baseline controller's proposal for that state is. An answer names the
+(up to four) actuators that change most, with a rationale built from the state and the set-points.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from tango2_ros.errors import UserError
+from tango2_ros.sdf.actuators import ACTUATORS, HEATING
+from tango2_ros.sdf.controllers import BaselineController, Observation
+from tango2_ros.sdf.crops import CropPreset
+from tango2_ros.sdf.lam import MAX_CALLS, TOOLS, prompt
+
+TOOL_OF = {tool.actuator: tool.name for tool in TOOLS.values()}
+REQUIRED = {"state", "actuators", "forecast", "command", "verdict", "in_band"}
+
+
+@dataclass
+class Dataset:
+    train: list[dict]
+    eval: list[dict]
+    from_approved: int
+    from_teacher: int
+
+
+def read_logs(paths: list[Path]) -> list[dict]:
+    """The records of decision logs; malformed lines are refused with file and line."""
+    records = []
+    for path in paths:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read: {exc}") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: not JSON: {exc.msg}") from None
+            missing = REQUIRED - set(record) if isinstance(record, dict) else REQUIRED
+            if missing:
+                raise UserError(f"{path}:{number}: not a decision-log record (missing {', '.join(sorted(missing))})")
+            records.append(record)
+    if not records:
+        raise UserError("the decision logs hold no records")
+    return records
+
+
+def observation_of(record: dict) -> Observation:
+    s = record["state"]
+    return Observation(hour=s["hour"], air_temperature_c=s["air_temperature_c"],
+                       relative_humidity_pct=s["relative_humidity_pct"], co2_ppm=s["co2_ppm"],
+                       outside_temperature_c=s["outside_temperature_c"],
+                       global_radiation_w_m2=s["global_radiation_w_m2"], substrate_water_pct=s["substrate_water_pct"],
+                       is_day=s["is_day"], vent_pct=record["actuators"].get("vent", 0.0),
+                       lights_on=record["actuators"].get("lights", 0.0) >= 50.0)
+
+
+def answer(target: dict[str, float], before: dict[str, float], seen: Observation, preset: CropPreset) -> str:
+    changes = sorted(ACTUATORS, key=lambda name: -abs(target[name] - before.get(name, 0.0)))
+    calls = [{"tool": TOOL_OF[name], "value": int(round(target[name]))} for name in changes[:MAX_CALLS]
+             if abs(target[name] - before.get(name, 0.0)) >= 0.5] or \
+        [{"tool": TOOL_OF[HEATING], "value": int(round(target[HEATING]))}]
+    setpoint = preset.heating_setpoint(seen.is_day or seen.lights_on)
+    words = ["below" if seen.air_temperature_c < setpoint else "above"]
+    rationale = f"inside {seen.air_temperature_c:.1f} C is {words[0]} the {setpoint:g} C set-point"
+    if seen.relative_humidity_pct > preset.rh_max_pct:
+        rationale += f"; RH {seen.relative_humidity_pct:.0f} % is above {preset.rh_max_pct:g} %"
+    return json.dumps({"calls": calls, "rationale": rationale[:100]})
+
+
+def build_dataset(records: list[dict], preset: CropPreset, eval_share: float = 0.1, seed: int = 0) -> Dataset:
+    examples, approved, taught = [], 0, 0
+    history: list[Observation] = []
+    for record in records:
+        seen = observation_of(record)
+        good = record["verdict"] in ("accepted", "clamped") and record["in_band"]["temperature"] \
+            and record["in_band"]["humidity"]
+        if good:
+            target, copies = {k: float(record["command"][k]) for k in ACTUATORS}, 2
+            approved += 1
+        else:
+            target, copies = BaselineController(preset).propose(seen), 1
+            taught += 1
+        text = prompt(preset, seen, history[-6:][::2], [tuple(f) for f in record["forecast"]], record["actuators"])
+        example = {"messages": [{"role": "user", "content": text},
+                                {"role": "assistant", "content": answer(target, record["actuators"], seen, preset)}]}
+        examples += [example] * copies
+        history.append(seen)
+    unique = list({json.dumps(e, sort_keys=True): e for e in examples}.values())
+    random.Random(seed).shuffle(unique)
+    held = max(1, int(len(unique) * eval_share))
+    held_out = {json.dumps(e, sort_keys=True) for e in unique[:held]}
+    train = [e for e in examples if json.dumps(e, sort_keys=True) not in held_out]
+    return Dataset(train, unique[:held], approved, taught)
+
+
+def write_jsonl(path: Path, examples: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+    return path
+
+
+def beats(candidate: dict, current: dict, tolerance_pct: float = 2.0) -> tuple[bool, list[str]]:
+    """The publication gate on two held-out simulation reports: better in band, no regression elsewhere."""
+    reasons = []
+    if candidate["interlock_violations"]:
+        reasons.append(f"{candidate['interlock_violations']} interlock violations")
+    if candidate["temp_in_band_pct"] <= current["temp_in_band_pct"]:
+        reasons.append(f"temperature in band {candidate['temp_in_band_pct']} % is not above "
+                       f"{current['temp_in_band_pct']} %")
+    for key in ("rh_in_band_pct", "co2_in_band_pct"):
+        if candidate[key] < current[key] - tolerance_pct:
+            reasons.append(f"{key} fell from {current[key]} to {candidate[key]}")
+    if candidate["fallback_s"] > current["fallback_s"]:
+        reasons.append(f"more watchdog fallbacks ({candidate['fallback_s']:.0f} s vs {current['fallback_s']:.0f} s)")
+    return not reasons, reasons
+
+
+@dataclass(frozen=True)
+class CycleOptions:
+    name: str  # the artifact name of the farm's action model, e.g. lam-tomato
+    version: str  # of the candidate
+    current: str  # the model in service: an artifact reference (name@version or tag) or a GGUF path
+    held_out_start: datetime.date
+    held_out_days: float = 1.0
+    period_s: float = 3600.0  # the action model's decision period in the evaluation
+    steps: int = 30
+    publish: bool = True
+
+
+def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOptions, work_dir: Path, say) -> dict:
+    """Dataset -> builder (LoRA fine-tune, GGUF, quantise, the builder's own gate) -> both models in the simulator
+    on the held-out days -> publish the candidate only if it beats the current model."""
+    import yaml
+
+    from tango2_ros import paths
+    from tango2_ros.builder.pipeline import build, publish_candidate
+    from tango2_ros.builder.recipe import load_recipe
+    from tango2_ros.core.artifacts.cache import ArtifactCache
+    from tango2_ros.core.artifacts.signing import TrustStore
+    from tango2_ros.core.artifacts.stores import open_store
+
+    trained_days = {r["time"][:10] for r in records}
+    if options.held_out_start.isoformat() in trained_days:
+        raise UserError(f"held-out day {options.held_out_start} is in the training logs: evaluate on other days")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dataset = build_dataset(records, preset)
+    say(f"dataset: {len(dataset.train)} training and {len(dataset.eval)} evaluation examples "
+        f"({dataset.from_approved} approved decisions with the climate in band, {dataset.from_teacher} taught by "
+        f"the baseline)")
+    recipe_path = work_dir / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump({
+        "name": options.name, "version": options.version,
+        "description": f"{preset.name} greenhouse action model, continual-learning cycle from {len(records)} decisions",
+        "base": options.current, "data": {"train": str(write_jsonl(work_dir / "train.jsonl", dataset.train)),
+                                          "eval": str(write_jsonl(work_dir / "eval.jsonl", dataset.eval))},
+        "finetune": {"rank": 8, "alpha": 16, "steps": options.steps, "learning_rate": 0.002, "batch_size": 4},
+        "quantizations": ["q8_0"], "publish_adapter": False,
+        "evaluation": {"metric": "json_valid", "max_tokens": 200}, "gates": {"min_metric": 0.5},
+        "device_profiles": ["edge-cpu-2c-4gb"]}, sort_keys=False))
+    recipe = load_recipe(recipe_path)
+    trust, key = TrustStore(paths.trusted_keys_dir()), paths.signing_key_path()
+    store = open_store(paths.default_store())
+    result = build(recipe, store, ArtifactCache(paths.cache_dir(), trust), trust, key, work_dir / "build", say,
+                   publish=False)
+    report = {"dataset": {"train": len(dataset.train), "eval": len(dataset.eval), "approved": dataset.from_approved,
+                          "taught": dataset.from_teacher}, "losses": [round(x, 4) for x in result.losses],
+              "builder": {c.label: {"json_valid": c.evaluation.metric, "failures": c.failures}
+                          for c in [result.baseline, *result.candidates]}}
+    candidate = next((c for c in result.candidates if not c.failures), None)
+    if candidate is None:
+        report.update(published=None, decision="no candidate passed the builder's gate")
+        return report
+    say(f"simulating the held-out days ({options.held_out_start}, {options.held_out_days:g} day(s)) with the current "
+        f"model and with the candidate")
+    current_run = evaluate_in_simulator(result.baseline.model, preset, options)
+    candidate_run = evaluate_in_simulator(candidate.model, preset, options)
+    better, reasons = beats(candidate_run, current_run)
+    report.update(current=current_run, candidate=candidate_run)
+    if not better:
+        report.update(published=None, decision="kept the current model: " + "; ".join(reasons))
+        return report
+    if options.publish:
+        candidate.version = options.version
+        base_reference = options.current if "@" in options.current else ""
+        publish_candidate(candidate, recipe, store, trust, key, base_reference, result.data_fingerprint,
+                          {f"held_out_{k}": candidate_run[k] for k in ("temp_in_band_pct", "rh_in_band_pct",
+                                                                       "co2_in_band_pct")})
+    report.update(published=f"{options.name}@{options.version}" if options.publish else None,
+                  decision="the candidate beats the current model on the held-out days")
+    return report
+
+
+def evaluate_in_simulator(model: Path, preset: CropPreset, options: CycleOptions) -> dict:
+    """The model as the greenhouse's action model, behind the supervisor, on the held-out days (in process)."""
+    from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
+    from tango2_ros.sdf.deciding import LamController, LocalDecider, spin_up
+    from tango2_ros.sdf.greenhouse import Greenhouse
+    from tango2_ros.sdf.simulation import run
+
+    runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
+    try:
+        plant = Greenhouse(preset, options.held_out_start, days=options.held_out_days, period_s=options.period_s,
+                           spin_up_h=24.0)
+        spin_up(plant)
+        lam = LamController(runtime, preset, lambda: [(t, sun) for _, t, sun in plant.forecast()])
+        return run(plant, LocalDecider(preset, lam), "lam")
+    finally:
+        runtime.close()
