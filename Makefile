@@ -34,6 +34,8 @@ setup: $(STAMPS)/package
 demo: setup
 	$(BIN)/tango2 demo
 	$(BIN)/tango2 sds demo
+	$(BIN)/tango2 sdf simulate --crop tomato --days 1 --controller baseline
+	$(BIN)/tango2 sdf simulate --crop tomato --days 0.5 --controller random
 
 test: setup $(STAMPS)/test-tools
 	scripts/run_tests.sh
@@ -44,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/build_recipe.py
 	$(BIN)/python bench/colreg_decision.py
 	$(BIN)/python bench/detector_fps.py
+	$(BIN)/python bench/sdf_controllers.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh

@@ -228,3 +228,22 @@ def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_pa
     assert any(r["model"].lower().startswith("smollm2") for r in records if r["verdict"] != "fallback") or \
         all(r["verdict"] == "fallback" for r in records)
     assert set(records[0]["command"]) == set(ACTUATORS)
+
+
+def test_the_profiles_broker_node_runs_mosquitto_and_restarts_it_when_it_dies(tmp_path):
+    from helpers.servers import free_port
+    from tango2_ros.sdf.field import wait_for_port
+
+    port, folder = free_port(), tmp_path / "mosquitto"
+    broker = spawn(["-m", "tango2_ros.nodes.mqtt_broker", "--ros-args", "-r", "__ns:=/t6broker", "-p", f"port:={port}",
+                    "-p", f"persistence_dir:={folder}", "-p", "diagnostics_period_s:=0.2"])
+    try:
+        with ros_node("t6_broker_probe") as node:
+            watcher = DiagnosticsWatcher(node, "/t6broker/mqtt_broker")
+            bring_up(node, "/t6broker/mqtt_broker")
+            assert wait_for_port(port, 5)
+            subprocess.run(["pkill", "-f", f"{folder}/mosquitto.conf"], check=True)  # the broker dies
+            watcher.wait_for(lambda s: int(watcher.values(s).get("restarts", 0)) >= 1 and s.level == s.OK, 15)
+            assert wait_for_port(port, 5)
+    finally:
+        stop(broker)

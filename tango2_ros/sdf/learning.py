@@ -154,6 +154,7 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     trained_days = {r["time"][:10] for r in records}
     if options.held_out_start.isoformat() in trained_days:
         raise UserError(f"held-out day {options.held_out_start} is in the training logs: evaluate on other days")
+    work_dir = work_dir.resolve()  # the recipe names its data files relative to its own folder
     work_dir.mkdir(parents=True, exist_ok=True)
     dataset = build_dataset(records, preset)
     say(f"dataset: {len(dataset.train)} training and {len(dataset.eval)} evaluation examples "

@@ -1,0 +1,59 @@
+"""One continual-learning cycle of the farm's action model, measured: the decision log of a simulated week (from
+bench/sdf_controllers.py) -> `tango2 sdf learn` -> the current model and the candidate on held-out days.
+
+    .venv/bin/python bench/sdf_learning.py [--log build/bench/sdf-lam.jsonl] [--held-out 2009-12-10] [--days 1]
+                                           [--steps 30] [--json]
+
+Prints both models' held-out results and the candidate/current ratios. The candidate is built with --no-publish
+unless --publish is given (a bench should not change the registry by default).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parser, report  # noqa: E402
+
+KEYS = ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct", "heating_mj_m2", "proposals",
+        "supervisor_rejections", "supervisor_clamps", "fallback_s", "interlock_violations")
+
+
+def main() -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--log", type=Path, default=Path("build/bench/sdf-lam.jsonl"))
+    p.add_argument("--held-out", default="2009-12-10")
+    p.add_argument("--days", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--publish", action="store_true")
+    args = p.parse_args()
+    if not args.log.is_file():
+        print(f"{args.log} not found: run bench/sdf_controllers.py first", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "tango2_ros.cli", "sdf", "learn", str(args.log), "--held-out", args.held_out,
+               "--held-out-days", str(args.days), "--steps", str(args.steps), "--version", "1.1.0", "--json",
+               "--work", "build/bench/learn"] + ([] if args.publish else ["--no-publish"])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return 1
+    result = json.loads(done.stdout)
+    lines = [f"dataset: {result['dataset']}", f"LoRA loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.3f}",
+             f"builder gate (json_valid): {json.dumps(result['builder'])}"]
+    ratios = {}
+    if "candidate" in result:
+        lines.append(f"{'held-out ' + args.held_out:28}{'current':>12}{'candidate':>12}")
+        lines += [f"{key:28}{result['current'][key]:>12}{result['candidate'][key]:>12}" for key in KEYS]
+        for key in ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct"):
+            base = result["current"][key]
+            ratios[key] = round(result["candidate"][key] / base, 3) if base else None
+        lines.append("candidate / current: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
+    lines.append(f"decision: {result['decision']}")
+    report(args, {**result, "candidate_over_current": ratios}, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
