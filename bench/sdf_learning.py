@@ -27,13 +27,15 @@ def main() -> int:
     p.add_argument("--held-out", default="2009-12-10")
     p.add_argument("--days", type=float, default=1.0)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--period-s", type=float, default=900.0, help="decision period on the held-out days")
     p.add_argument("--publish", action="store_true")
     args = p.parse_args()
     if not args.log.is_file():
         print(f"{args.log} not found: run bench/sdf_controllers.py first", file=sys.stderr)
         return 2
     command = [sys.executable, "-m", "tango2_ros.cli", "sdf", "learn", str(args.log), "--held-out", args.held_out,
-               "--held-out-days", str(args.days), "--steps", str(args.steps), "--version", "1.1.0", "--json",
+               "--held-out-days", str(args.days), "--steps", str(args.steps),
+               "--period-s", str(args.period_s), "--version", "1.1.0", "--json",
                "--work", "build/bench/learn"] + ([] if args.publish else ["--no-publish"])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:

@@ -58,7 +58,8 @@ def register(commands) -> None:
     learn.add_argument("--version", default="1.0.0", help="version of the new model")
     learn.add_argument("--held-out", type=_date, required=True, help="first held-out day, YYYY-MM-DD")
     learn.add_argument("--held-out-days", type=float, default=1.0)
-    learn.add_argument("--period-s", type=float, default=3600.0, help="decision period in the held-out runs")
+    learn.add_argument("--period-s", type=float, default=900.0,
+                       help="decision period in the held-out runs (default 900 s; an hour's hold overshoots)")
     learn.add_argument("--steps", type=int, default=30, help="LoRA steps")
     learn.add_argument("--work", type=Path, default=None, help="working folder (default build/learn/NAME-VERSION)")
     learn.add_argument("--no-publish", action="store_true")

@@ -134,7 +134,7 @@ class CycleOptions:
     current: str  # the model in service: an artifact reference (name@version or tag) or a GGUF path
     held_out_start: datetime.date
     held_out_days: float = 1.0
-    period_s: float = 3600.0  # the action model's decision period in the evaluation
+    period_s: float = 900.0  # the action model's decision period in the evaluation
     steps: int = 30
     publish: bool = True
 
