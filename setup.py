@@ -10,7 +10,8 @@ from setuptools import find_packages, setup
 
 PACKAGE = "tango2_ros"
 NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm", "perception_node",
-                    "greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge", "mqtt_broker"]
+                    "greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge", "mqtt_broker",
+                    "ct_report"]
 
 
 def tree(folder: str, pattern: str) -> list[str]:

@@ -232,7 +232,7 @@ def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_pa
 
 def test_the_profiles_broker_node_runs_mosquitto_and_restarts_it_when_it_dies(tmp_path):
     from helpers.servers import free_port
-    from tango2_ros.sdf.field import wait_for_port
+    from tango2_ros.core.net import wait_for_port
 
     port, folder = free_port(), tmp_path / "mosquitto"
     broker = spawn(["-m", "tango2_ros.nodes.mqtt_broker", "--ros-args", "-r", "__ns:=/t6broker", "-p", f"port:={port}",

@@ -2,6 +2,7 @@
 
     python -m tango2_ros.builder.evaluate --model M.gguf [--adapter A.gguf] --eval eval.jsonl --metric contains
     python -m tango2_ros.builder.evaluate --model model.onnx --eval pairs.jsonl          (an encoder: retrieval@1)
+    python -m tango2_ros.builder.evaluate --model ct.onnx --eval sets.npz --metric micro_f1   (a CT findings model)
 prints one JSON object: metric score (0..1), tokens/s, mean latency, peak resident memory, per-example outputs.
 Language models decode greedily through the same runtime the llm_node serves with; encoders run in onnxruntime.
 """
@@ -62,7 +63,7 @@ def run(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tok
             scores.append(score(metric, result.text, example.answer))
     finally:
         runtime.close()
-    peak_mb = _peak_resident_mb()
+    peak_mb = peak_resident_mb()
     return Evaluation(sum(scores) / len(scores), tokens / seconds if seconds else 0.0, seconds / len(scores),
                       peak_mb, outputs)
 
@@ -95,10 +96,10 @@ def run_encoder(model: Path, eval_file: Path, threads: int) -> Evaluation:
     hits = [int(found == index) for index, found in enumerate(nearest)]
     seconds = query_s + positive_s
     return Evaluation(sum(hits) / len(hits), (query_tokens + positive_tokens) / seconds, seconds / (2 * len(pairs)),
-                      _peak_resident_mb(), [pairs[i].positive for i in nearest])
+                      peak_resident_mb(), [pairs[i].positive for i in nearest])
 
 
-def _peak_resident_mb() -> float:
+def peak_resident_mb() -> float:
     """This process's peak resident memory (VmHWM; ru_maxrss would carry over the parent's peak across exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -127,7 +128,11 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    if args.model.suffix == ".onnx":
+    if args.metric == "micro_f1":
+        from tango2_ros.builder.ct_findings import run_findings
+
+        evaluation = run_findings(args.model, args.eval, args.threads)
+    elif args.model.suffix == ".onnx":
         evaluation = run_encoder(args.model, args.eval, args.threads)
     else:
         evaluation = run(args.model, args.adapter, args.eval, args.metric, args.max_tokens, args.threads)

@@ -79,16 +79,76 @@ def version_of(recipe: Recipe, label: str) -> str:
 def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore, key: Path, work_dir: Path,
           say: Callable[[str], None], train_progress: Callable[[int, int, float], None] | None = None,
           device: str = "cpu", publish: bool = True) -> BuildResult:
-    steps = 4 + bool(recipe.finetune) + bool(publish)
+    steps = (3 if recipe.trained_from_scratch else 4 + bool(recipe.finetune)) + bool(publish)
     step = iter(range(1, steps + 1))
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    say(f"[{next(step)}/{steps}] base model {recipe.base}")
-    base_reference, base_path = _base(recipe, store, cache)
-    eval_count = len(load_pairs(recipe.eval) if recipe.format == "onnx" else load_examples(recipe.eval))
-    train_examples = load_examples(recipe.train) if recipe.train else []
-    data_fingerprint = fingerprint(recipe.train, recipe.eval)
+    if recipe.trained_from_scratch:
+        say(f"[{next(step)}/{steps}] train {recipe.base} on phantoms ({device})")
+        baseline, candidates, losses, finetune_s, eval_file = _trained_candidates(recipe, work_dir, say, train_progress)
+        base_reference, data_fingerprint = "", fingerprint_of_phantoms(recipe)
+        eval_count = recipe.extra["phantoms"]["eval"]
+    else:
+        say(f"[{next(step)}/{steps}] base model {recipe.base}")
+        base_reference, base_path = _base(recipe, store, cache)
+        eval_file = recipe.eval
+        eval_count = len(load_pairs(recipe.eval) if recipe.format == "onnx" else load_examples(recipe.eval))
+        data_fingerprint = fingerprint(recipe.train, recipe.eval)
+        baseline, candidates, losses, finetune_s = _base_candidates(recipe, base_path, work_dir, say, step, steps,
+                                                                    device, train_progress)
 
+    say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
+        f"({recipe.metric})")
+    for candidate in [baseline, *candidates]:
+        candidate.evaluation = evaluate_in_subprocess(candidate.model, candidate.adapter, eval_file, recipe.metric,
+                                                      recipe.max_tokens)
+        e = candidate.evaluation
+        say(f"      {candidate.label:<7} {recipe.metric} {e.metric:.2f}  {e.tokens_per_s:6.1f} {speed_unit(recipe)}  "
+            f"peak {e.peak_memory_mb:5.0f} MB  file {candidate.ship_bytes / MB:6.1f} MB")
+
+    say(f"[{next(step)}/{steps}] gates (min {recipe.metric} {recipe.min_metric:g}) and device profiles")
+    passed = judge(candidates, recipe)
+    if any(c.adapter for c in candidates) and recipe.publish_adapter and not base_reference:
+        say("      the adapter is not published: its base is a file, not an artifact in the registry")
+        passed = [c for c in passed if c.kind != "adapter"]
+
+    tags: dict[str, str] = {}
+    if publish:
+        say(f"[{next(step)}/{steps}] sign and publish {len(passed)} of {len(candidates)} candidates to {store.location}")
+        for candidate in passed:
+            candidate.version = version_of(recipe, candidate.label)
+            publish_candidate(candidate, recipe, store, trust, key, base_reference, data_fingerprint)
+        for profile, best in best_per_profile(passed, recipe).items():
+            tags[f"best-{profile}"] = best.version
+            store.set_tag(recipe.name, f"best-{profile}", best.version)
+    return BuildResult(recipe, candidates, baseline, tags, losses, finetune_s, data_fingerprint, work_dir)
+
+
+def speed_unit(recipe: Recipe) -> str:
+    return "studies/s" if recipe.task == "ct-findings" else "tok/s"
+
+
+def fingerprint_of_phantoms(recipe: Recipe) -> str:
+    """Generated data is fingerprinted by what generates it: the generator's counts and seed."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(recipe.extra, sort_keys=True).encode()).hexdigest()
+
+
+def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress):
+    from tango2_ros.builder.ct_findings import train_candidates
+
+    exported, models, losses, seconds, eval_file = train_candidates(recipe, work_dir, say, progress)
+    say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} epochs in {seconds:.0f} s")
+    candidates = [Candidate(level, model, quantization=level) for level, model in models.items()]
+    return Candidate("base", exported), candidates, losses, seconds, eval_file
+
+
+def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step, steps: int, device: str,
+                     train_progress):
+    """Fine-tune (optional) and quantise a base model: (baseline, candidates, losses, fine-tune seconds)."""
+    train_examples = load_examples(recipe.train) if recipe.train else []
     source, adapter, losses, finetune_s = base_path, None, [], 0.0
     if recipe.finetune:
         say(f"[{next(step)}/{steps}] LoRA fine-tune: rank {recipe.finetune.rank}, {recipe.finetune.steps} steps on "
@@ -106,32 +166,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
     else:
         say(f"[{next(step)}/{steps}] quantise: {', '.join(recipe.quantizations)}")
         baseline, candidates = _gguf_candidates(recipe, base_path, source, adapter, work_dir)
-
-    say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
-        f"({recipe.metric})")
-    for candidate in [baseline, *candidates]:
-        candidate.evaluation = evaluate_in_subprocess(candidate.model, candidate.adapter, recipe.eval, recipe.metric,
-                                                      recipe.max_tokens)
-        e = candidate.evaluation
-        say(f"      {candidate.label:<7} {recipe.metric} {e.metric:.2f}  {e.tokens_per_s:6.1f} tok/s  "
-            f"peak {e.peak_memory_mb:5.0f} MB  file {candidate.ship_bytes / MB:6.1f} MB")
-
-    say(f"[{next(step)}/{steps}] gates (min {recipe.metric} {recipe.min_metric:g}) and device profiles")
-    passed = judge(candidates, recipe)
-    if adapter is not None and recipe.publish_adapter and not base_reference:
-        say("      the adapter is not published: its base is a file, not an artifact in the registry")
-        passed = [c for c in passed if c.kind != "adapter"]
-
-    tags: dict[str, str] = {}
-    if publish:
-        say(f"[{next(step)}/{steps}] sign and publish {len(passed)} of {len(candidates)} candidates to {store.location}")
-        for candidate in passed:
-            candidate.version = version_of(recipe, candidate.label)
-            publish_candidate(candidate, recipe, store, trust, key, base_reference, data_fingerprint)
-        for profile, best in best_per_profile(passed, recipe).items():
-            tags[f"best-{profile}"] = best.version
-            store.set_tag(recipe.name, f"best-{profile}", best.version)
-    return BuildResult(recipe, candidates, baseline, tags, losses, finetune_s, data_fingerprint, work_dir)
+    return baseline, candidates, losses, finetune_s
 
 
 def _gguf_candidates(recipe: Recipe, base_path: Path, source: Path, adapter: Path | None,

@@ -14,6 +14,10 @@
     gates: {min_metric: 0.5}
     device_profiles: [edge-cpu-2c-4gb, jetson-orin-8gb]
 
+A third kind of base, `new:ct-findings-3d`, is a network trained from scratch (tango2_ros.sdm.training) on
+synthetic chest CTs: `data` then gives phantom counts {train: 900, tune: 150, eval: 200, seed: 0}, `training`
+its options {epochs, batch_size, learning_rate}; it is exported to ONNX (f32, int8) and scored by micro-F1.
+
 Device profiles come from config/device_profiles.yaml (budgets: file size, memory, tokens/s); a recipe may add
 its own under `device_profile_budgets`.
 """
@@ -33,11 +37,15 @@ from tango2_ros.errors import UserError
 # Two kinds of base: a GGUF language model (an artifact or a file) is fine-tuned and quantised with llama.cpp;
 # a transformers encoder folder is exported to ONNX and quantised with onnxruntime.
 QUANTIZATIONS = {"gguf": ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q4_1"), "onnx": ("f32", "int8")}
-METRICS = {"gguf": ("exact_match", "contains", "json_valid"), "onnx": ("retrieval",)}
+METRICS = {"gguf": ("exact_match", "contains", "json_valid"), "onnx": ("retrieval",), "ct-findings": ("micro_f1",)}
 DEFAULTS = {"gguf": {"task": "llm", "quantizations": ["q8_0"], "metric": "contains"},
-            "onnx": {"task": "embedding", "quantizations": ["f32", "int8"], "metric": "retrieval"}}
-TOP_KEYS = {"name", "version", "description", "base", "data", "finetune", "quantizations", "publish_adapter",
-            "evaluation", "gates", "device_profiles", "device_profile_budgets"}
+            "onnx": {"task": "embedding", "quantizations": ["f32", "int8"], "metric": "retrieval"},
+            "ct-findings": {"task": "ct-findings", "quantizations": ["f32", "int8"], "metric": "micro_f1"}}
+TRAINED_BASES = {"new:ct-findings-3d": "ct-findings"}
+PHANTOM_KEYS = {"train": (16, 100000), "tune": (8, 100000), "eval": (8, 100000), "seed": (0, 2 ** 31)}
+TRAINING_KEYS = {"epochs": (1, 1000), "batch_size": (1, 256), "learning_rate": (1e-6, 1.0)}
+TOP_KEYS = {"name", "version", "description", "base", "data", "finetune", "training", "quantizations",
+            "publish_adapter", "evaluation", "gates", "device_profiles", "device_profile_budgets"}
 BUDGET_KEYS = {"max_file_mb", "max_memory_mb", "min_tokens_per_s", "description"}
 
 
@@ -81,7 +89,7 @@ class Recipe:
     format: str  # of the candidates: gguf or onnx
     task: str
     train: Path | None
-    eval: Path
+    eval: Path | None  # None for a network trained on phantoms (its sets are in `extra`)
     finetune: FinetuneConfig | None
     quantizations: tuple[str, ...]
     publish_adapter: bool
@@ -95,6 +103,10 @@ class Recipe:
     @property
     def base_is_artifact(self) -> bool:
         return "@" in self.base and not Path(self.base).exists()
+
+    @property
+    def trained_from_scratch(self) -> bool:
+        return self.base in TRAINED_BASES
 
 
 def load_recipe(path: Path) -> Recipe:
@@ -127,6 +139,10 @@ def load_recipe(path: Path) -> Recipe:
         raise fail("data.eval (an evaluation JSONL file) is required")
     folder = path.parent
     base = str(data["base"])
+    if base.startswith("new:"):
+        return _trained_recipe(path, data, data_section, fail)
+    if "training" in data:
+        raise fail("'training' is for networks trained from scratch (base new:...)")
     if base.startswith("package:"):  # a model shipped inside an installed Python package
         package, _, inside = base[len("package:"):].partition("/")
         try:
@@ -152,20 +168,60 @@ def load_recipe(path: Path) -> Recipe:
     if metric not in METRICS[fmt]:
         raise fail(f"unknown metric {metric!r} for a {fmt} model (known: {', '.join(METRICS[fmt])})")
     gates = _mapping(data, "gates", fail)
-    budgets = {**_packaged_budgets(), **_budgets(data.get("device_profile_budgets", {}), fail)}
-    profiles = []
-    for profile in data.get("device_profiles", []):
-        if profile not in budgets:
-            raise fail(f"unknown device profile {profile!r} (known: {', '.join(sorted(budgets))})")
-        profiles.append(budgets[profile])
     return Recipe(
         source=path, name=name, version=version, base=base, format=fmt, task=defaults["task"], train=train,
         eval=folder / data_section["eval"], finetune=finetune, quantizations=quantizations,
         publish_adapter=bool(data.get("publish_adapter", finetune is not None)), metric=metric,
         max_tokens=_number(evaluation.get("max_tokens", 48), "evaluation.max_tokens", fail, int, 1, 4096),
         min_metric=_number(gates.get("min_metric", 0.0), "gates.min_metric", fail, float, 0.0, 1.0),
-        profiles=tuple(profiles), description=str(data.get("description", "")),
+        profiles=_profiles(data, fail), description=str(data.get("description", "")),
     )
+
+
+def _trained_recipe(path: Path, data: dict, data_section: dict, fail) -> Recipe:
+    """A network trained from scratch on generated data: counts instead of files, training options."""
+    base = str(data["base"])
+    if base not in TRAINED_BASES:
+        raise fail(f"unknown base {base!r} (networks trained here: {', '.join(TRAINED_BASES)})")
+    kind = TRAINED_BASES[base]
+    if data.get("finetune"):
+        raise fail("finetune is for GGUF language models; this network is trained from scratch (training:)")
+    phantoms = {key: _number(data_section.get(key, low if key != "seed" else 0), f"data.{key}", fail, int, low, high)
+                for key, (low, high) in PHANTOM_KEYS.items()}
+    unknown = sorted(set(data_section) - set(PHANTOM_KEYS))
+    training_section = _mapping(data, "training", fail)
+    unknown += sorted(f"training.{k}" for k in set(training_section) - set(TRAINING_KEYS))
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(unknown)}")
+    training = {key: _number(training_section[key], f"training.{key}", fail, float if key == "learning_rate" else int,
+                             low, high) for key, (low, high) in TRAINING_KEYS.items() if key in training_section}
+    defaults = DEFAULTS[kind]
+    quantizations = tuple(str(q) for q in data.get("quantizations", defaults["quantizations"]))
+    for quantization in quantizations:
+        if quantization not in QUANTIZATIONS["onnx"]:
+            raise fail(f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS['onnx'])})")
+    metric = str(_mapping(data, "evaluation", fail).get("metric", defaults["metric"]))
+    if metric not in METRICS[kind]:
+        raise fail(f"unknown metric {metric!r} for {base} (known: {', '.join(METRICS[kind])})")
+    gates = _mapping(data, "gates", fail)
+    return Recipe(
+        source=path, name=str(data["name"]), version=str(data["version"]), base=base, format="onnx",
+        task=defaults["task"], train=None, eval=None, finetune=None, quantizations=quantizations,
+        publish_adapter=False, metric=metric, max_tokens=1,
+        min_metric=_number(gates.get("min_metric", 0.0), "gates.min_metric", fail, float, 0.0, 1.0),
+        profiles=_profiles(data, fail), description=str(data.get("description", "")),
+        extra={"phantoms": phantoms, "training": training},
+    )
+
+
+def _profiles(data: dict, fail) -> tuple[DeviceBudget, ...]:
+    budgets = {**_packaged_budgets(), **_budgets(data.get("device_profile_budgets", {}), fail)}
+    profiles = []
+    for profile in data.get("device_profiles", []):
+        if profile not in budgets:
+            raise fail(f"unknown device profile {profile!r} (known: {', '.join(sorted(budgets))})")
+        profiles.append(budgets[profile])
+    return tuple(profiles)
 
 
 def _mapping(data: dict, key: str, fail) -> dict:

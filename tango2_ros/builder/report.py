@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tango2_ros.builder.pipeline import MB, BuildResult
+from tango2_ros.builder.pipeline import MB, BuildResult, speed_unit
 
 
 def write_report(result: BuildResult) -> tuple[Path, Path]:
@@ -15,13 +15,13 @@ def write_report(result: BuildResult) -> tuple[Path, Path]:
         "",
         f"- recipe: `{recipe.source}`",
         f"- base: `{recipe.base}`; data fingerprint `{result.data_fingerprint[:16]}...`",
-        f"- evaluation: {recipe.metric} on `{recipe.eval.name}`, greedy, max {recipe.max_tokens} tokens; speed and "
-        "memory measured on the build machine",
+        f"- evaluation: {recipe.metric} on {_eval_set(recipe)}; speed and memory measured on the build machine",
     ]
     if result.losses:
-        lines.append(f"- LoRA fine-tune: {len(result.losses)} steps, loss {result.losses[0]:.3f} -> "
+        lines.append(f"- {'training' if recipe.trained_from_scratch else 'LoRA fine-tune'}: {len(result.losses)} "
+                     f"{'epochs' if recipe.trained_from_scratch else 'steps'}, loss {result.losses[0]:.3f} -> "
                      f"{result.losses[-1]:.3f}, {result.finetune_s:.0f} s")
-    lines += ["", f"| candidate | version | kind | ships (MB) | on device (MB) | {recipe.metric} | tokens/s | "
+    lines += ["", f"| candidate | version | kind | ships (MB) | on device (MB) | {recipe.metric} | {speed_unit(recipe)} | "
               "peak memory (MB) | gates | device profiles |", "|---|---|---|---|---|---|---|---|---|---|"]
     for candidate in [result.baseline, *result.candidates]:
         e = candidate.evaluation
@@ -36,6 +36,12 @@ def write_report(result: BuildResult) -> tuple[Path, Path]:
     markdown = result.work_dir / "report.md"
     markdown.write_text("\n".join(lines))
     return markdown, plot
+
+
+def _eval_set(recipe) -> str:
+    if recipe.eval is None:
+        return f"{recipe.extra['phantoms']['eval']} held-out phantoms (per-label thresholds from the tuning set)"
+    return f"`{recipe.eval.name}`, greedy, max {recipe.max_tokens} tokens"
 
 
 def _plot(result: BuildResult, path: Path) -> None:
@@ -56,7 +62,7 @@ def _plot(result: BuildResult, path: Path) -> None:
     axes.set_ylabel(result.recipe.metric)
     axes.set_ylim(-0.05, 1.05)
     axes.set_title(f"{result.recipe.name} {result.recipe.version}: quality vs size vs speed")
-    figure.colorbar(points, label="tokens/s (build machine)")
+    figure.colorbar(points, label=f"{speed_unit(result.recipe)} (build machine)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -166,7 +166,8 @@ class FarmRig:
     def __init__(self, controller: str, crop: str, greenhouse) -> None:
         from tango2_ros.bringup.profiles import NodeSpec, Profile
         from tango2_ros.bringup.supervisor import Supervisor
-        from tango2_ros.sdf.field import MqttBroker, free_port
+        from tango2_ros.core.net import free_port
+        from tango2_ros.sdf.field import MqttBroker
         from tango2_ros.sdf.ros_loop import RosFarmLoop
 
         self.broker = MqttBroker().start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -15,25 +14,9 @@ from typing import Callable
 
 from pymodbus.constants import ExcCodes
 
+from tango2_ros.core.net import free_port, wait_for_port
 from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import REGISTER_COUNT, Command, command_from_registers
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 
 def mosquitto_binary() -> str:

@@ -19,11 +19,7 @@ from typing import Iterator
 import pytest
 import requests
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tango2_ros.core.net import free_port  # noqa: F401 - the tests import it from here
 
 
 @contextmanager

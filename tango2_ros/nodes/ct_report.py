@@ -1,0 +1,314 @@
+"""ct_report: chest-CT studies in from the PACS, draft reports out (software-defined medicine).
+
+Studies arrive two ways: a DICOM C-STORE receiver (`dicom_port`, accepting only the `allowed_aets` callers,
+CT image storage only) and the `ReportCT` action (`/tango2/sdm/report_ct`: a series folder, a .nii.gz/.mha
+file, or the key of a study received earlier), with stage/progress feedback. One worker thread runs each study
+through tango2_ros.sdm.pipeline: findings model (ONNX, `findings_model`; swapped at run time through
+`~/load_model` by the model manager) -> report text from the llm_node (`llm_action`, Generate with the
+findings' JSON Schema; empty = standard wording) -> `CTReport` on `/tango2/sdm/report`. With `pacs_dicomweb`
+set, the draft goes back to the PACS as a DICOM Comprehensive SR over STOW-RS; with `fhir_dir`, a FHIR
+DiagnosticReport is written there (to a temporary name, then renamed, so readers never see half a file).
+
+Logs and topics carry only a de-identified study key (a salted hash of the Study Instance UID), never names,
+IDs or UIDs. A bad study (not CT, too few slices, missing slices, undecodable pixels, over the size limit) fails
+that study with its reason on /diagnostics and in the action result; nothing is sent to the PACS for it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+from rclpy.action import ActionClient, ActionServer, GoalResponse
+
+from tango2_msgs.action import Generate, ReportCT
+from tango2_msgs.msg import CTFinding, CTReport
+from tango2_msgs.srv import LoadModel
+from tango2_ros.core.runtime.base import ModelLoadError
+from tango2_ros.errors import UserError
+from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.sdm.findings import Finding, FindingsModel
+from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
+from tango2_ros.sdm.report import Draft, checked_draft, prompt, schema, template_draft
+from tango2_ros.sdm.volume import StudyLimits, datasets_to_volume
+
+MAX_KEPT_STUDIES = 8  # received studies kept in memory for `study_key` goals
+
+
+class CtReportNode(Tango2Node):
+    def __init__(self) -> None:
+        super().__init__("ct_report")
+        self.declare("findings_model", "", "ONNX findings model with tango2.ct_findings metadata; empty = none until "
+                     "the model manager deploys one through ~/load_model.")
+        self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = standard wording.")
+        self.declare("llm_timeout_s", 120.0, "Give up on the language model after this; standard wording then.",
+                     min_value=1.0, max_value=3600.0)
+        self.declare("dicom_port", 0, "C-STORE receiver port; 0 = no receiver.", min_value=0, max_value=65535)
+        self.declare("dicom_address", "127.0.0.1", "Address the receiver listens on.")
+        self.declare("ae_title", "TANGO2SDM", "The receiver's AE title.")
+        self.declare("allowed_aets", ["SCANNER"], "Calling AE titles the receiver accepts.")
+        self.declare("pacs_dicomweb", "", "DICOMweb root of the PACS the SR is stored to; empty = not stored.")
+        self.declare("fhir_dir", "", "Folder for FHIR DiagnosticReport JSON files; empty = none.")
+        self.declare("study_salt", "tango2", "Salt of the de-identified study key.")
+        self.declare("max_voxels", 512 * 512 * 1200, "Larger studies are refused.", min_value=1, max_value=2 ** 31 - 1)
+        self.declare("min_slices", 16, "Studies with fewer slices are refused.", min_value=1, max_value=10000)
+        self._model: FindingsModel | None = None
+        self._model_lock = threading.Lock()
+        self._jobs: queue.Queue = queue.Queue()
+        self._received: dict[str, object] = {}  # study key -> CtVolume, the last few received
+        self._counts = {"studies": 0, "failed": 0, "stored": 0, "model_requests": 0, "model_errors": 0}
+        self._receiver = None
+        self._worker: threading.Thread | None = None
+        self._llm: ActionClient | None = None
+        self._active = False
+
+    def executor_threads(self) -> int:
+        return 4
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        if self.param("findings_model"):
+            self._model = FindingsModel(self.param("findings_model"))
+        self._publisher = self.create_publisher(CTReport, "/tango2/sdm/report", 10)
+        if self.param("llm_action"):
+            self._llm = ActionClient(self, Generate, self.param("llm_action"), callback_group=self.coroutine_group)
+        self._action = ActionServer(self, ReportCT, "/tango2/sdm/report_ct", execute_callback=self._execute,
+                                    goal_callback=self._accept_goal, callback_group=self.coroutine_group)
+        self.create_service(LoadModel, "~/load_model", self._on_load_model, callback_group=self.coroutine_group)
+        self._worker = threading.Thread(target=self._work, name="ct-report-worker", daemon=True)
+        self._worker.start()
+        self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._counts)
+
+    def activate(self) -> None:
+        if self.param("dicom_port"):
+            from tango2_ros.sdm.pacs import StoreReceiver
+
+            self._receiver = StoreReceiver(self._on_series, ae_title=self.param("ae_title"),
+                                           port=self.param("dicom_port"), address=self.param("dicom_address"),
+                                           allowed_aets=tuple(self.param("allowed_aets")),
+                                           max_instances=max(self.param("min_slices"), 4000)).start()
+        self._active = True
+        if self._model is None:
+            self.set_status(WARN, "ready, waiting for a findings model (~/load_model)")
+        else:
+            self.set_status(OK, "ready", model=self._model_label())
+
+    def deactivate(self) -> None:
+        self._active = False
+        if self._receiver is not None:
+            self._receiver.stop()
+            self._receiver = None
+
+    def cleanup(self) -> None:
+        self.deactivate()
+        if self._worker is not None:
+            self._jobs.put(None)
+            self._worker.join(timeout=30)
+            self._worker = None
+        self._model = None
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+    def _limits(self) -> StudyLimits:
+        return StudyLimits(min_slices=self.param("min_slices"), max_voxels=self.param("max_voxels"))
+
+    def _on_series(self, datasets: list, calling_aet: str) -> None:
+        """A series from the receiver (its thread): assembled and queued; refused series are logged by key only."""
+        try:
+            volume = datasets_to_volume(datasets, self._limits(), source=f"series from {calling_aet}")
+        except UserError as exc:
+            self._fail(f"received study refused: {exc}")
+            return
+        self._jobs.put((volume, None))
+
+    def _accept_goal(self, goal: ReportCT.Goal) -> GoalResponse:
+        return GoalResponse.ACCEPT if self._active and (goal.study_path or goal.study_key) else GoalResponse.REJECT
+
+    async def _execute(self, goal_handle) -> ReportCT.Result:
+        request = goal_handle.request
+        future = self.in_background(lambda: self._submit_and_wait(request, goal_handle))
+        try:
+            report = await future
+        except UserError as exc:
+            goal_handle.abort()
+            return ReportCT.Result(success=False, message=str(exc))
+        goal_handle.succeed()
+        return ReportCT.Result(success=True, message="draft written", report=self._message(report))
+
+    def _submit_and_wait(self, request, goal_handle) -> StudyReport:
+        """Queue the goal's study for the worker and block this helper thread until it is done."""
+        if request.study_key:
+            volume = self._received.get(request.study_key)
+            if volume is None:
+                raise UserError(f"no received study with key {request.study_key}")
+            source = volume
+        else:
+            source = request.study_path
+        outcome: dict = {}
+        finished = threading.Event()
+
+        def feedback(stage: str, progress: float) -> None:
+            goal_handle.publish_feedback(ReportCT.Feedback(stage=stage, progress=progress))
+
+        self._jobs.put((source, (outcome, finished, feedback)))
+        finished.wait()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["report"]
+
+    # -- the worker ------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            source, waiter = job
+            outcome, finished, feedback = waiter if waiter else ({}, None, lambda stage, progress: None)
+            try:
+                outcome["report"] = self._process(source, feedback)
+            except UserError as exc:
+                outcome["error"] = exc
+                self._fail(f"study refused: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the worker
+                self._counts["model_errors"] += 1
+                outcome["error"] = UserError(f"study failed: {exc.__class__.__name__}: {exc}")
+                self._fail(f"study failed: {exc.__class__.__name__}")
+            finally:
+                if finished is not None:
+                    finished.set()
+
+    def _model_label(self) -> str:
+        return self._model.label if self._model is not None else ""
+
+    def _process(self, source, feedback) -> StudyReport:
+        with self._model_lock:
+            model = self._model
+        if model is None:
+            raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)")
+        pipeline = ReportPipeline(model, self._write, self._limits(), self.param("study_salt"))
+        report = pipeline.run(source, feedback)
+        volume = report.volume
+        self._counts["model_requests"] += 1
+        self._received[report.study_key] = volume
+        while len(self._received) > MAX_KEPT_STUDIES:
+            self._received.pop(next(iter(self._received)))
+        feedback("storing", 0.8)
+        if self.param("pacs_dicomweb") and volume.datasets:
+            from tango2_ros.sdm.outputs import structured_report
+            from tango2_ros.sdm.pacs import DicomWebClient
+
+            sr = structured_report(report, volume)  # built completely before anything is sent
+            DicomWebClient(self.param("pacs_dicomweb")).store([sr])
+            self._counts["stored"] += 1
+        if self.param("fhir_dir"):
+            self._write_fhir(report)
+        self._counts["studies"] += 1
+        self._publisher.publish(self._message(report))
+        self.set_status(OK if not report.draft.corrections else WARN,
+                        f"report for study {report.study_key}: {sum(f.present for f in report.findings)} finding(s)"
+                        + (f", {len(report.draft.corrections)} correction(s) of the text" if report.draft.corrections
+                           else ""), model=model.label, **self._counts)
+        feedback("storing", 1.0)
+        return report
+
+    def _fail(self, message: str) -> None:
+        self._counts["failed"] += 1
+        self.set_status(ERROR, message, **self._counts)
+
+    def _write(self, findings: list[Finding]) -> Draft:
+        """The llm_node writes; on no server, a refusal, an error or a timeout the standard wording does."""
+        if self._llm is None:
+            return template_draft(findings)
+        if not self._llm.wait_for_server(timeout_sec=2.0):
+            return self._standard(findings, "the language model is not reachable")
+        goal = Generate.Goal(prompt=prompt(findings), json_schema=json.dumps(schema(findings)), max_tokens=400,
+                             temperature=0.0)
+        done, box = threading.Event(), {}
+
+        def on_result(future) -> None:
+            box["result"] = future.result().result
+            done.set()
+
+        def on_goal(future) -> None:
+            handle = future.result()
+            if handle is None or not handle.accepted:
+                done.set()
+                return
+            handle.get_result_async().add_done_callback(on_result)
+
+        self._llm.send_goal_async(goal).add_done_callback(on_goal)
+        if not done.wait(self.param("llm_timeout_s")) or "result" not in box:
+            return self._standard(findings, "the language model did not answer in time or refused")
+        result = box["result"]
+        if result.finish_reason not in ("stop", "length") or not result.text:
+            return self._standard(findings, f"the language model failed ({result.error or result.finish_reason})")
+        return checked_draft(result.text, findings, result.model)
+
+    @staticmethod
+    def _standard(findings: list[Finding], why: str) -> Draft:
+        draft = template_draft(findings)
+        draft.corrections = [f"{why}: standard wording"]
+        return draft
+
+    def _write_fhir(self, report: StudyReport) -> None:
+        from tango2_ros.sdm.outputs import diagnostic_report
+
+        folder = Path(self.param("fhir_dir"))
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{report.study_key}.json"
+        partial = target.with_suffix(".json.partial")
+        partial.write_text(json.dumps(diagnostic_report(report), indent=1))
+        os.replace(partial, target)
+
+    def _message(self, report: StudyReport) -> CTReport:
+        message = CTReport(
+            study_key=report.study_key, findings_text=report.draft.findings_text, impression=report.draft.impression,
+            findings_model=report.findings_model, report_model=report.draft.model, disclaimer=report.disclaimer,
+            latency_s=float(sum(report.seconds.values())),
+            findings=[CTFinding(label=f.label, probability=float("nan") if f.probability is None else f.probability,
+                                threshold=f.threshold, present=f.present) for f in report.findings])
+        message.header.stamp = self.get_clock().now().to_msg()
+        return message
+
+    # -- model swaps -----------------------------------------------------------------------------------------
+    async def _on_load_model(self, request: LoadModel.Request, response: LoadModel.Response) -> LoadModel.Response:
+        """Load the new findings model in a thread, check it on a blank volume, then switch between studies."""
+        response.previous = self._model_label()
+
+        def load() -> tuple[FindingsModel, float, float]:
+            started = time.monotonic()
+            model = FindingsModel(request.model_path, name=request.name, version=request.version)
+            loaded = time.monotonic()
+            import numpy
+
+            model.predict(numpy.full(model.preprocessing.shape, -1.0, dtype=numpy.float32))
+            return model, loaded - started, time.monotonic() - loaded
+
+        try:
+            model, response.load_s, response.health_s = await self.in_background(load)
+        except (ModelLoadError, ValueError, OSError) as exc:
+            response.success, response.message = False, f"kept {response.previous}: {exc}"
+            response.active = response.previous
+            return response
+        budget = request.health_budget_s or 30.0
+        if response.health_s > budget:
+            response.success = False
+            response.message = f"kept {response.previous}: the check took {response.health_s:.1f} s, budget {budget} s"
+            response.active = response.previous
+            return response
+        with self._model_lock:
+            self._model = model
+        self._counts["model_requests"], self._counts["model_errors"] = 0, 0
+        response.success, response.active, response.message = True, model.label, "swapped"
+        self.set_values(model=model.label, **self._counts)
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(CtReportNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

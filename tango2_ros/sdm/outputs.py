@@ -1,0 +1,71 @@
+"""The report draft as a DICOM Comprehensive SR (highdicom) for the PACS and as a FHIR DiagnosticReport.
+
+The SR is a new series in the source study: a "Diagnostic imaging report" container (LOINC 18748-4) with the
+FINDINGS (LOINC 59776-5) and IMPRESSION (LOINC 19005-8) texts, one "Finding" text item per assessed CT-RATE
+label with its probability, the AI-draft comment, and the source images as evidence. It is marked neither
+complete nor verified: a radiologist finishes it. FHIR uses `fhir.resources`' R4B models (the DiagnosticReport
+fields used here are the same in R4): status "preliminary", the radiology category, LOINC 24627-2 (CT chest),
+the conclusion and the findings as an extension-free `presentedForm` text.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+
+from tango2_ros.sdm.pipeline import StudyReport
+from tango2_ros.sdm.volume import CtVolume
+
+MANUFACTURER = "TANGO2-ROS"
+
+
+def structured_report(report: StudyReport, volume: CtVolume, series_number: int = 9001):
+    """A highdicom ComprehensiveSR referencing `volume`'s images; needs the DICOM headers of the series."""
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+    from pydicom.uid import generate_uid
+
+    if not volume.datasets:
+        raise ValueError("a structured report needs the DICOM headers of the source series")
+    loinc = "LN"
+    items = [
+        hd.sr.TextContentItem(Code("59776-5", loinc, "Procedure Findings"), report.draft.findings_text,
+                              relationship_type="CONTAINS"),
+        hd.sr.TextContentItem(Code("19005-8", loinc, "Radiology Impression"), report.draft.impression,
+                              relationship_type="CONTAINS"),
+    ]
+    for finding in report.findings:
+        if finding.assessed:
+            state = "present" if finding.present else "absent"
+            items.append(hd.sr.TextContentItem(
+                Code("121071", "DCM", "Finding"),
+                f"{finding.label}: {state} (probability {finding.probability:.2f}, threshold {finding.threshold:.2f})",
+                relationship_type="CONTAINS"))
+    items.append(hd.sr.TextContentItem(Code("121106", "DCM", "Comment"),
+                                       f"{report.disclaimer} Findings model {report.findings_model}; text "
+                                       f"{report.draft.model}.", relationship_type="CONTAINS"))
+    root = hd.sr.ContainerContentItem(Code("18748-4", loinc, "Diagnostic imaging report"))
+    root.ContentSequence = hd.sr.ContentSequence(items)
+    return hd.sr.ComprehensiveSR(
+        evidence=volume.datasets, content=root, series_instance_uid=generate_uid(), series_number=series_number,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=False,
+        is_final=False, is_verified=False, series_description="AI draft report (unverified)")
+
+
+def diagnostic_report(report: StudyReport, issued: datetime.datetime | None = None) -> dict:
+    """A FHIR DiagnosticReport (validated by fhir.resources) as a JSON-ready dict; the subject is the study key."""
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    issued = issued or datetime.datetime.now(datetime.timezone.utc)
+    text = f"FINDINGS:\n{report.draft.findings_text}\n\nIMPRESSION:\n{report.draft.impression}\n\n{report.disclaimer}"
+    resource = DiagnosticReport(
+        status="preliminary",
+        category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD",
+                               "display": "Radiology"}]}],
+        code={"coding": [{"system": "http://loinc.org", "code": "24627-2", "display": "CT Chest"}]},
+        identifier=[{"system": "urn:tango2:study-key", "value": report.study_key}],
+        issued=issued.isoformat(),
+        conclusion=report.draft.impression,
+        presentedForm=[{"contentType": "text/plain; charset=utf-8", "language": "en",
+                        "data": base64.b64encode(text.encode()).decode(), "title": "AI draft chest CT report"}],
+    )
+    return resource.model_dump(mode="json", exclude_none=True)
