@@ -28,14 +28,20 @@ INTERFACE_FILES := $(shell find tango2_msgs -type f)
 .PHONY: setup demo test bench clean
 
 # The embedded default models go into the local signed registry (models/store) on every set-up: idempotent, <1 s.
+# The chest-CT findings model is trained once by its recipe (about 5 minutes on 2 cores) when the registry lacks it.
+FINDINGS_MODEL := ct-findings-phantom@best-hospital-edge-cpu
 setup: $(STAMPS)/package
 	@$(BIN)/tango2 models import-defaults
+	@$(BIN)/tango2 models inspect $(FINDINGS_MODEL) >/dev/null 2>&1 || \
+	  $(BIN)/tango2 build recipes/ct-findings-phantom/recipe.yaml
 
 demo: setup
 	$(BIN)/tango2 demo
 	$(BIN)/tango2 sds demo
 	$(BIN)/tango2 sdf simulate --crop tomato --days 1 --controller baseline
 	$(BIN)/tango2 sdf simulate --crop tomato --days 0.5 --controller random
+	$(BIN)/tango2 sdm phantom build/demo/sdm --findings lung-nodule,pleural-effusion --seed 7
+	$(BIN)/tango2 sdm report build/demo/sdm/series
 
 test: setup $(STAMPS)/test-tools
 	scripts/run_tests.sh
@@ -47,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/colreg_decision.py
 	$(BIN)/python bench/detector_fps.py
 	$(BIN)/python bench/sdf_controllers.py
+	$(BIN)/python bench/sdm_report.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh

@@ -14,7 +14,7 @@ import pytest
 
 from tango2_ros.sdm.findings import Finding
 from tango2_ros.sdm.labels import LABEL_NAMES, label_of
-from tango2_ros.sdm.phantom import INSERTABLE, Grid, render
+from tango2_ros.sdm.phantom import INSERTABLE, render
 from tango2_ros.sdm.report import checked_draft, disagreements, template_draft
 from tango2_ros.sdm.study_files import write_dicom_series, write_nifti
 from tango2_ros.sdm.training import TRAINED_LABELS
@@ -297,7 +297,7 @@ def test_builder_trains_exports_quantises_and_gates_a_findings_model(tmp_path):
         "gates: {min_metric: 0.0}\ndevice_profiles: [toy]\n"
         "device_profile_budgets: {toy: {max_file_mb: 5, max_memory_mb: 4096}}\n")
     recipe = load_recipe(recipe_file)
-    assert recipe.trained_from_scratch and recipe.task == "ct-findings" and recipe.eval is None
+    assert recipe.trained_from_scratch and recipe.task == "classifier" and recipe.eval is None
     trust = make_keys(tmp_path, "fleet")
     store = LocalStore(tmp_path / "store")
     result = build(recipe, store, ArtifactCache(tmp_path / "cache", trust), trust, tmp_path / "keys" / "fleet.key",
@@ -309,10 +309,16 @@ def test_builder_trains_exports_quantises_and_gates_a_findings_model(tmp_path):
         assert model.trained == set(TRAINED_LABELS) and model.preprocessing == Preprocessing()
     assert result.tags["best-toy"] in {"0.1.0-f32", "0.1.0-int8"}
     bad = tmp_path / "bad.yaml"
-    for text, message in (("data: {train: 2}", "data.train must be"), ("training: {epochs: 0}", "training.epochs"),
-                          ("training: {warmup: 3}", "unknown key"), ("finetune: {rank: 4}", "trained from scratch")):
-        bad.write_text(recipe_file.read_text().replace("data: {train: 24, tune: 8, eval: 8, seed: 5}", "data: {eval: 8}")
-                       .replace("training: {epochs: 1, batch_size: 8}", "") + text + "\n")
+    head = "name: ct-toy\nversion: 0.1.0\nbase: new:ct-findings-3d\n"
+    for text, message in (("data: {train: 2, eval: 8}", "data.train must be"),
+                          ("data: {eval: 8, colour: 1}", "unknown key"),
+                          ("data: {eval: 8}\ntraining: {epochs: 0}", "training.epochs"),
+                          ("data: {eval: 8}\ntraining: {warmup: 3}", "unknown key"),
+                          ("data: {eval: 8}\nfinetune: {rank: 4}", "trained from scratch"),
+                          ("data: {eval: 8}\nevaluation: {metric: retrieval}", "unknown metric"),
+                          ("base: new:resnet\ndata: {eval: 8}", "unknown base")):
+        bad.write_text(head + text + "\n" if not text.startswith("base") else head.replace(
+            "base: new:ct-findings-3d\n", "") + text + "\n")
         with pytest.raises(UserError, match=message):
             load_recipe(bad)
 

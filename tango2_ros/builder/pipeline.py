@@ -125,7 +125,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
 
 def speed_unit(recipe: Recipe) -> str:
-    return "studies/s" if recipe.task == "ct-findings" else "tok/s"
+    return "studies/s" if recipe.metric == "micro_f1" else "tok/s"
 
 
 def fingerprint_of_phantoms(recipe: Recipe) -> str:

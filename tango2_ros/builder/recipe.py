@@ -40,7 +40,7 @@ QUANTIZATIONS = {"gguf": ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4
 METRICS = {"gguf": ("exact_match", "contains", "json_valid"), "onnx": ("retrieval",), "ct-findings": ("micro_f1",)}
 DEFAULTS = {"gguf": {"task": "llm", "quantizations": ["q8_0"], "metric": "contains"},
             "onnx": {"task": "embedding", "quantizations": ["f32", "int8"], "metric": "retrieval"},
-            "ct-findings": {"task": "ct-findings", "quantizations": ["f32", "int8"], "metric": "micro_f1"}}
+            "ct-findings": {"task": "classifier", "quantizations": ["f32", "int8"], "metric": "micro_f1"}}
 TRAINED_BASES = {"new:ct-findings-3d": "ct-findings"}
 PHANTOM_KEYS = {"train": (16, 100000), "tune": (8, 100000), "eval": (8, 100000), "seed": (0, 2 ** 31)}
 TRAINING_KEYS = {"epochs": (1, 1000), "batch_size": (1, 256), "learning_rate": (1e-6, 1.0)}

@@ -1,11 +1,12 @@
 """ct_report: chest-CT studies in from the PACS, draft reports out (software-defined medicine).
 
 Studies arrive two ways: a DICOM C-STORE receiver (`dicom_port`, accepting only the `allowed_aets` callers,
-CT image storage only) and the `ReportCT` action (`/tango2/sdm/report_ct`: a series folder, a .nii.gz/.mha
-file, or the key of a study received earlier), with stage/progress feedback. One worker thread runs each study
+CT image storage only) and the `ReportCT` action (`sdm/report_ct`, so /tango2/sdm/report_ct in the profile's
+namespace: a series folder, a .nii.gz/.mha file, or the key of a study received earlier), with stage/progress
+feedback. One worker thread runs each study
 through tango2_ros.sdm.pipeline: findings model (ONNX, `findings_model`; swapped at run time through
 `~/load_model` by the model manager) -> report text from the llm_node (`llm_action`, Generate with the
-findings' JSON Schema; empty = standard wording) -> `CTReport` on `/tango2/sdm/report`. With `pacs_dicomweb`
+findings' JSON Schema; empty = standard wording) -> `CTReport` on `sdm/report`. With `pacs_dicomweb`
 set, the draft goes back to the PACS as a DICOM Comprehensive SR over STOW-RS; with `fhir_dir`, a FHIR
 DiagnosticReport is written there (to a temporary name, then renamed, so readers never see half a file).
 
@@ -63,6 +64,9 @@ class CtReportNode(Tango2Node):
         self._receiver = None
         self._worker: threading.Thread | None = None
         self._llm: ActionClient | None = None
+        self._action: ActionServer | None = None
+        self._load_service = None
+        self._publisher = None
         self._active = False
 
     def executor_threads(self) -> int:
@@ -72,12 +76,13 @@ class CtReportNode(Tango2Node):
     def configure(self) -> None:
         if self.param("findings_model"):
             self._model = FindingsModel(self.param("findings_model"))
-        self._publisher = self.create_publisher(CTReport, "/tango2/sdm/report", 10)
+        self._publisher = self.create_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
             self._llm = ActionClient(self, Generate, self.param("llm_action"), callback_group=self.coroutine_group)
-        self._action = ActionServer(self, ReportCT, "/tango2/sdm/report_ct", execute_callback=self._execute,
+        self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
-        self.create_service(LoadModel, "~/load_model", self._on_load_model, callback_group=self.coroutine_group)
+        self._load_service = self.create_service(LoadModel, "~/load_model", self._on_load_model,
+                                                 callback_group=self.coroutine_group)
         self._worker = threading.Thread(target=self._work, name="ct-report-worker", daemon=True)
         self._worker.start()
         self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._counts)
@@ -89,7 +94,7 @@ class CtReportNode(Tango2Node):
             self._receiver = StoreReceiver(self._on_series, ae_title=self.param("ae_title"),
                                            port=self.param("dicom_port"), address=self.param("dicom_address"),
                                            allowed_aets=tuple(self.param("allowed_aets")),
-                                           max_instances=max(self.param("min_slices"), 4000)).start()
+                                           max_bytes=int(self.param("max_voxels") * 2.5)).start()
         self._active = True
         if self._model is None:
             self.set_status(WARN, "ready, waiting for a findings model (~/load_model)")
@@ -108,6 +113,14 @@ class CtReportNode(Tango2Node):
             self._jobs.put(None)
             self._worker.join(timeout=30)
             self._worker = None
+        for entity in (self._action, self._llm):
+            if entity is not None:
+                entity.destroy()
+        if self._load_service is not None:
+            self.destroy_service(self._load_service)
+        if self._publisher is not None:
+            self.destroy_publisher(self._publisher)
+        self._action = self._llm = self._load_service = self._publisher = None
         self._model = None
 
     # -- inputs ------------------------------------------------------------------------------------------------
@@ -120,6 +133,9 @@ class CtReportNode(Tango2Node):
             volume = datasets_to_volume(datasets, self._limits(), source=f"series from {calling_aet}")
         except UserError as exc:
             self._fail(f"received study refused: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - a hostile series must not reach pynetdicom's thread as an error
+            self._fail(f"received study refused: unreadable ({exc.__class__.__name__})")
             return
         self._jobs.put((volume, None))
 

@@ -6,12 +6,14 @@ z superior), so a study can be rendered on any grid: body (fat rim, muscle), lun
 trachea and main bronchi, heart with epicardial fat, aorta, mediastinal fat with small normal nodes, spine,
 ribs and sternum; each patient varies in size and position. Values are Hounsfield units with scanner noise.
 
-Inserted findings (the CT-RATE labels they stand for), each drawn the way it looks on a non-contrast CT:
-lung nodule (8-20 mm soft-tissue spheres), pleural effusion (a dependent fluid layer), pericardial effusion (a
-fluid rim round the heart), cardiomegaly (heart enlarged 30-45 %), emphysema (low-attenuation bullae in the
-upper lungs), consolidation (a dense lobar patch), atelectasis (plate-like basal bands), arterial wall
-calcification (aortic wall plaques), coronary artery wall calcification, lymphadenopathy (mediastinal nodes of
-15-25 mm), medical material (a port catheter running into the heart).
+Inserted findings (ten of the CT-RATE labels), each drawn the way it looks on a non-contrast CT:
+lung nodule (12-26 mm soft-tissue spheres), pleural effusion (a dependent fluid layer), pericardial effusion (a
+12-20 mm fluid rim round the heart), cardiomegaly (heart enlarged 30-45 %), emphysema (low-attenuation bullae in
+the upper and middle lungs), consolidation (a dense lobar patch), atelectasis (plate-like basal bands), arterial
+wall calcification (4-7 dense plaques on the aortic wall), lymphadenopathy (nodes of 20-28 mm at mediastinal
+and hilar stations), medical material (a port with its catheter running into the heart). Sizes are at the
+conspicuous end of the clinical range: the findings model sees 6.25 x 6.25 x 10 mm voxels. Coronary calcification
+is not drawn: plaques of a few millimetres all but vanish at that resolution (tried: the network never learned them).
 """
 from __future__ import annotations
 
@@ -22,9 +24,8 @@ import numpy
 from tango2_ros.sdm.labels import LABEL_NAMES, label_of
 
 INSERTABLE = ("lung-nodule", "pleural-effusion", "pericardial-effusion", "cardiomegaly", "emphysema",
-              "consolidation", "atelectasis", "arterial-wall-calcification", "coronary-artery-wall-calcification",
-              "lymphadenopathy", "medical-material")
-AIR, LUNG, FAT, FLUID, SOFT, BONE, CALCIUM, METAL = -1000.0, -850.0, -100.0, 8.0, 40.0, 400.0, 700.0, 2500.0
+              "consolidation", "atelectasis", "arterial-wall-calcification", "lymphadenopathy", "medical-material")
+AIR, LUNG, FAT, FLUID, SOFT, BONE, CALCIUM, METAL = -1000.0, -850.0, -100.0, 8.0, 40.0, 400.0, 1100.0, 2500.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def render(findings: tuple[str, ...] | list[str] = (), seed: int = 0, grid: Grid
     heart_scale = u(1.30, 1.45) if "cardiomegaly" in wanted else u(0.92, 1.05)
     heart_center = at(25, -25, -55)
     heart_radii = tuple(r * scale * heart_scale for r in (50, 42, 45))
-    rim = (u(8, 14), FLUID) if "pericardial-effusion" in wanted else (3.0, FAT)
+    rim = (u(12, 20), FLUID) if "pericardial-effusion" in wanted else (3.0, FAT)
     canvas.shell(heart_center, heart_radii, rim[0], rim[1])
     canvas.ellipsoid(heart_center, heart_radii, SOFT)
     # great vessels: ascending aorta, arch, descending aorta
@@ -192,15 +193,15 @@ def render(findings: tuple[str, ...] | list[str] = (), seed: int = 0, grid: Grid
 
     lung_band = (LUNG - 200, LUNG + 1)  # voxels that are (still) lung
     if "emphysema" in wanted:
-        for _ in range(int(u(14, 24))):
+        for _ in range(int(u(20, 32))):
             side = rng.choice((-1, 1))
-            canvas.ellipsoid(at(side * 82 + u(-35, 35), lung_y + u(-45, 45), u(30, 110)), (u(6, 12),) * 3, -990.0,
+            canvas.ellipsoid(at(side * 82 + u(-35, 35), lung_y + u(-45, 45), u(20, 110)), (u(7, 14),) * 3, -990.0,
                              where=lung_band)
     if "lung-nodule" in wanted:
         for _ in range(int(rng.integers(1, 4))):
             side = rng.choice((-1, 1))
-            radius = u(4, 10)
-            canvas.ellipsoid(at(side * 82 + u(-30, 30), lung_y + u(-45, 45), u(-30, 90)), (radius,) * 3, SOFT,
+            radius = u(6, 13)
+            canvas.ellipsoid(at(side * 82 + u(-25, 25), lung_y + u(-40, 40), u(-30, 90)), (radius,) * 3, SOFT,
                              where=lung_band)
     if "consolidation" in wanted:
         side = rng.choice((-1, 1))
@@ -220,29 +221,25 @@ def render(findings: tuple[str, ...] | list[str] = (), seed: int = 0, grid: Grid
             shape = tuple(s.stop - s.start for s in box)
             canvas._fill(box, numpy.broadcast_to(dependent, shape), FLUID, lung_band)
     if "arterial-wall-calcification" in wanted:
-        for _ in range(int(rng.integers(3, 7))):
+        for _ in range(int(rng.integers(4, 8))):
             t = u(0, 1)
             a, b = (arch, at(20, 45, 60)) if t < 0.3 else (at(20, 45, 60), descending)
             point = numpy.asarray(a) + (numpy.asarray(b) - numpy.asarray(a)) * u(0, 1)
             angle = u(0, 2 * numpy.pi)
             wall = point + aorta_r * 0.9 * numpy.array([numpy.cos(angle), numpy.sin(angle), 0.0])
-            canvas.ellipsoid(tuple(wall), (3, 3, u(4, 8)), CALCIUM)
-    if "coronary-artery-wall-calcification" in wanted:
-        for _ in range(int(rng.integers(2, 5))):
-            angle = u(-2.4, -0.6)  # the anterior surface of the heart
-            surface = (heart_center[0] + heart_radii[0] * numpy.cos(angle) * 0.95,
-                       heart_center[1] + heart_radii[1] * numpy.sin(angle) * 0.95, heart_center[2] + u(-10, 25))
-            canvas.ellipsoid(surface, (3, 3, 5), CALCIUM)
-    if "lymphadenopathy" in wanted:
-        for _ in range(int(rng.integers(2, 4))):
-            radius = u(8, 12)
-            canvas.ellipsoid(at(u(-15, 30), u(-5, 25), u(15, 60)), (radius, radius, radius * 1.2), SOFT,
-                             where=(FAT - 1, FAT + 1))
+            canvas.ellipsoid(tuple(wall), (5.5, 5.5, u(6, 10)), CALCIUM)
+    if "lymphadenopathy" in wanted:  # enlarged nodes at some of the mediastinal and hilar stations
+        stations = ((-22, -8, 62), (0, 22, 25), (22, 0, 55), (-38, 12, 30), (38, 12, 30))
+        for index in rng.choice(len(stations), size=int(rng.integers(2, 4)), replace=False):
+            radius = u(10, 14)
+            x, y, z = stations[index]
+            canvas.ellipsoid(at(x + u(-4, 4), y + u(-4, 4), z + u(-6, 6)), (radius, radius, radius * 1.2), SOFT,
+                             where=(LUNG - 1, FAT + 1))
     if "medical-material" in wanted:  # a port catheter from the right subclavian region into the heart
         entry = at(-70, -70, 110)
-        canvas.segment(entry, at(-25, -30, 60), 1.8, METAL)
-        canvas.segment(at(-25, -30, 60), heart_center, 1.8, METAL)
-        canvas.ellipsoid(at(-75, -95, 115), (12, 6, 12), METAL)
+        canvas.segment(entry, at(-25, -30, 60), 2.5, METAL)
+        canvas.segment(at(-25, -30, 60), heart_center, 2.5, METAL)
+        canvas.ellipsoid(at(-75, -95, 115), (14, 7, 14), METAL)
 
     volume = canvas.volume
     volume += rng.normal(0.0, 12.0, size=volume.shape).astype(numpy.float32)

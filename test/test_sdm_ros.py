@@ -1,0 +1,236 @@
+"""SDM through real parts: the ct_report node and an llm_node over DDS, dcmtk's storescu as the scanner, Orthanc
+as the PACS, the model manager deploying the findings model from the signed registry.
+
+End to end: a synthetic series is sent with storescu, the report (its text by the llm_node) appears on the
+topic, as a Comprehensive SR in Orthanc and as a FHIR file. Bad input (another modality, a single slice, missing
+slices, an unknown caller, a corrupt or oversized study through the action) fails only that study: the node
+keeps serving, nothing is stored for it, and no patient identity reaches the logs or the topic. Then the
+findings model is swapped at run time.
+"""
+import json
+import math
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from rclpy.action import ActionClient
+
+from helpers.diagnostics import DiagnosticsWatcher
+from helpers.lifecycle import bring_up
+from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
+from tango2_msgs.action import ReportCT
+from tango2_msgs.msg import CTReport
+from tango2_msgs.srv import LoadModel
+from tango2_ros.core.net import free_port
+from tango2_ros.sdm.findings import Finding
+from tango2_ros.sdm.pacs import DicomWebClient, OrthancServer
+from tango2_ros.sdm.phantom import Grid, render
+from tango2_ros.sdm.report import disagreements
+from tango2_ros.sdm.study_files import write_dicom_series, write_nifti
+
+pytestmark = pytest.mark.ros
+NS = "/t7sdm"
+STORESCU = "/usr/bin/storescu"
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
+
+
+def send(folder: Path, port: int, caller: str = "SCANNER") -> subprocess.CompletedProcess:
+    return subprocess.run([STORESCU, "-aet", caller, "-aec", "TANGO2SDM", "127.0.0.1", str(port),
+                           *map(str, sorted(folder.iterdir()))], capture_output=True, text=True, timeout=120)
+
+
+def sr_series(client: DicomWebClient, study_uid: str) -> list[dict]:
+    try:
+        series = client.series(study_uid)
+    except Exception:  # noqa: BLE001 - an unknown study is a 404
+        return []
+    return [s for s in series if s.get("00080060", {}).get("Value", [""])[0] == "SR"]
+
+
+@pytest.fixture(scope="module")
+def findings_models() -> tuple[Path, Path]:
+    """The default (best) findings model and its other candidate, from the local registry."""
+    from tango2_ros.cli.sdm import model_file
+    from tango2_ros.errors import UserError
+
+    try:
+        int8 = model_file("ct-findings-phantom@1.0.0-int8")[0]
+        f32 = model_file("ct-findings-phantom@1.0.0-f32")[0]
+    except UserError as exc:
+        pytest.fail(f"the findings model is not built ({exc}); run make setup")
+    return int8, f32
+
+
+@pytest.fixture(scope="module")
+def hospital(tmp_path_factory, findings_models):
+    folder = tmp_path_factory.mktemp("hospital")
+    orthanc = OrthancServer(folder / "orthanc").start()
+    port = free_port()
+    llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={NS}", "-p", "n_parallel:=1",
+                 "-p", "n_ctx_per_seq:=1536"])
+    node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={NS}",
+                  "-p", "diagnostics_period_s:=0.2", "-p", f"findings_model:={findings_models[0]}",
+                  "-p", f"llm_action:={NS}/llm/generate", "-p", f"dicom_port:={port}", "-p", "allowed_aets:=[SCANNER]",
+                  "-p", f"pacs_dicomweb:={orthanc.dicomweb}", "-p", f"fhir_dir:={folder / 'fhir'}",
+                  "-p", "max_voxels:=2000000"])
+    try:
+        with ros_node("t7_client") as client:
+            reports: list[CTReport] = []
+            client.create_subscription(CTReport, f"{NS}/sdm/report", reports.append, 20)
+            watcher = DiagnosticsWatcher(client, f"{NS}/ct_report")
+            bring_up(client, f"{NS}/llm_node")
+            bring_up(client, f"{NS}/ct_report")
+            yield {"client": client, "reports": reports, "watcher": watcher, "port": port, "node": node,
+                   "pacs": DicomWebClient(orthanc.dicomweb), "folder": folder}
+    finally:
+        log = stop(node)
+        stop(llm)
+        orthanc.stop()
+        print(log[-3000:])
+
+
+def test_storescu_series_to_report_on_the_topic_sr_in_orthanc_and_fhir(hospital):
+    study = render(("cardiomegaly", "pleural-effusion"), seed=31)
+    series = write_dicom_series(study, hospital["folder"] / "good")[0].parent
+    sent = send(series, hospital["port"])
+    assert sent.returncode == 0, sent.stderr
+    reports = hospital["reports"]
+    assert wait_until(lambda: len(reports) >= 1, 60), hospital["node"].output()[-2000:]
+    report = reports[-1]
+    assert {f.label for f in report.findings if f.present} == {"Cardiomegaly", "Pleural effusion"}
+    assert len(report.findings) == 18 and "pleural effusion" in report.findings_text.lower()
+    assert "radiologist" in report.disclaimer and report.report_model.startswith("smollm2-135m-instruct")
+    findings = [Finding(f.label, f.probability if math.isfinite(f.probability) else None, f.threshold, f.present)
+                for f in report.findings]
+    assert disagreements(f"{report.findings_text}\n{report.impression}", findings) == []
+    study_uid = pydicom.dcmread(next(series.iterdir())).StudyInstanceUID
+    assert report.study_key and study_uid not in str(report) and "PHANTOM" not in str(report)
+    client = hospital["pacs"]
+    assert wait_until(lambda: sr_series(client, study_uid), 20)
+    fhir = json.loads((hospital["folder"] / "fhir" / f"{report.study_key}.json").read_text())
+    assert fhir["resourceType"] == "DiagnosticReport" and fhir["conclusion"] == report.impression
+    assert not list((hospital["folder"] / "fhir").glob("*.partial"))
+
+
+def _bad_series(folder: Path, case: str) -> Path:
+    from pydicom.data import get_testdata_file
+
+    target = folder / case
+    if case == "single-slice":
+        target.mkdir()
+        shutil.copy(get_testdata_file("CT_small.dcm"), target / "CT_small.dcm")
+        return target
+    write_dicom_series(render(("lung-nodule",), seed=40 + len(case)), target)
+    files = sorted(target.iterdir())
+    if case == "missing-slices":
+        for file in files[10:13]:
+            file.unlink()
+    elif case == "other-modality":
+        for file in files:
+            ds = pydicom.dcmread(file)
+            ds.Modality = "MR"
+            ds.save_as(file)
+    return target
+
+
+@pytest.mark.parametrize("case, reason", [("other-modality", "modality MR, not CT"),
+                                          ("single-slice", "1 slice(s)"),
+                                          ("missing-slices", "3 slice(s) missing")])
+def test_bad_series_fail_alone_and_store_nothing(hospital, case, reason):
+    series = _bad_series(hospital["folder"], case)
+    before = len(hospital["reports"])
+    send(series, hospital["port"])
+    status = hospital["watcher"].wait_for(lambda s: reason in s.message, 30)
+    assert "received study refused" in status.message
+    study_uid = pydicom.dcmread(next(series.iterdir())).StudyInstanceUID
+    time.sleep(0.5)
+    assert sr_series(hospital["pacs"], study_uid) == [] and len(hospital["reports"]) == before
+    assert hospital["node"].poll() is None
+
+
+def test_unknown_caller_is_refused(hospital):
+    series = _bad_series(hospital["folder"], "intruder")
+    refused = send(series, hospital["port"], caller="INTRUDER")
+    assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stderr
+
+
+def test_action_reports_stages_and_refuses_corrupt_and_oversized_studies(hospital):
+    client = hospital["client"]
+    action = ActionClient(client, ReportCT, f"{NS}/sdm/report_ct")
+    assert action.wait_for_server(timeout_sec=20)
+    nifti = write_nifti(render(("consolidation",), seed=51), hospital["folder"] / "study.nii.gz")
+    feedback = []
+    handle = result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti)),
+                                              feedback_callback=lambda f: feedback.append(f.feedback)), 20)
+    result = goal_response(handle, 60).result
+    assert result.success, result.message
+    assert {f.label for f in result.report.findings if f.present} == {"Consolidation"}
+    stages = [f.stage for f in feedback]
+    assert stages[0] == "loading" and "findings" in stages and stages[-1] == "storing"
+    assert [f.progress for f in feedback] == sorted(f.progress for f in feedback)
+    corrupt = hospital["folder"] / "corrupt.nii.gz"
+    corrupt.write_bytes(nifti.read_bytes()[:2000])
+    big = write_nifti(render((), seed=52, grid=Grid((100, 160, 160))), hospital["folder"] / "big.nii.gz")
+    for path, reason in ((corrupt, "cannot be read"), (big, "over the limit"),
+                         (hospital["folder"] / "absent", "not found")):
+        result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(path))), 20), 60).result
+        assert not result.success and reason in result.message, result.message
+    key = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_key="0123456789abcdef")), 20), 60)
+    assert not key.result.success and "no received study" in key.result.message
+    again = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20), 60).result
+    assert again.success  # still serving after the refusals
+
+
+def test_findings_model_swap_at_run_time_and_clean_logs(hospital, findings_models):
+    client = hospital["client"]
+    loader = client.create_client(LoadModel, f"{NS}/ct_report/load_model")
+    assert loader.wait_for_service(timeout_sec=10)
+    broken = hospital["folder"] / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    refused = result_of(loader.call_async(LoadModel.Request(model_path=str(broken), name="x", version="9")), 30)
+    assert not refused.success and "kept" in refused.message
+    swapped = result_of(loader.call_async(LoadModel.Request(model_path=str(findings_models[1]),
+                                                            name="ct-findings-phantom", version="1.0.0-f32")), 60)
+    assert swapped.success and swapped.active == "ct-findings-phantom@1.0.0-f32", swapped.message
+    action = ActionClient(client, ReportCT, f"{NS}/sdm/report_ct")
+    nifti = write_nifti(render(("lymphadenopathy",), seed=61), hospital["folder"] / "swap.nii.gz")
+    result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20), 60).result
+    assert result.success and result.report.findings_model == "ct-findings-phantom@1.0.0-f32"
+    log = hospital["node"].output()
+    assert "PHANTOM" not in log and "PH0000" not in log and "1.2.826.0.1.3680043.8.498" not in log
+
+
+def test_model_manager_deploys_the_findings_model_from_the_registry(tmp_path):
+    """The sdm profile's way: ct_report starts without a model; the manager pulls the builder's best candidate for
+    the hospital edge profile from the signed local registry, verifies it and loads it into the node."""
+    from tango2_ros import paths
+
+    ns = "/t7deploy"
+    node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}",
+                  "-p", "diagnostics_period_s:=0.2", "-p", "llm_action:="])
+    manager = spawn(["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={ns}",
+                     "-p", f"store:={paths.default_store()}", "-p", f"cache_dir:={tmp_path / 'cache'}",
+                     "-p", f"trusted_keys_dir:={paths.trusted_keys_dir()}", "-p", "slots:=[ct_findings]",
+                     "-p", "ct_findings.model:=ct-findings-phantom", "-p", f"ct_findings.node:={ns}/ct_report",
+                     "-p", "ct_findings.version:=best-hospital-edge-cpu"])
+    try:
+        with ros_node("t7_deploy_client") as client:
+            watcher = DiagnosticsWatcher(client, f"{ns}/ct_report")
+            bring_up(client, f"{ns}/ct_report")
+            bring_up(client, f"{ns}/models")
+            status = watcher.wait_for(lambda s: watcher.values(s).get("model", "").startswith("ct-findings-phantom@"),
+                                      120)
+            deployed = watcher.values(status)["model"]
+            action = ActionClient(client, ReportCT, f"{ns}/sdm/report_ct")
+            assert action.wait_for_server(timeout_sec=20)
+            nifti = write_nifti(render(("pleural-effusion",), seed=71), tmp_path / "study.nii.gz")
+            result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20),
+                                   60).result
+            assert result.success and result.report.findings_model == deployed
+            assert {f.label for f in result.report.findings if f.present} == {"Pleural effusion"}
+    finally:
+        stop(manager)
+        stop(node)
