@@ -58,7 +58,8 @@ def test_phantom_draws_each_finding_where_it_belongs():
     emphysema = render(("emphysema",), seed=1).hu
     assert (emphysema < -960).sum() > (normal.hu < -960).sum() + 500  # low-attenuation areas
     calcified = render(("arterial-wall-calcification",), seed=1).hu
-    assert ((calcified > 600) & (calcified < 900)).sum() > ((normal.hu > 600) & (normal.hu < 900)).sum()
+    assert ((calcified > 900) & (calcified < 1500)).sum() > 50
+    assert not ((normal.hu > 900) & (normal.hu < 1500)).any()
 
 
 def test_phantom_refuses_unknown_and_undrawable_findings():
@@ -163,6 +164,14 @@ def test_single_slice_and_wrong_files_are_refused(tmp_path):
     (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(StudyError, match="cannot be read"):
         load_study(tmp_path / "broken.nii.gz")
+    # truncated files: ITK alone would fill the missing voxels with zeros
+    study = render((), seed=4)
+    for name in ("whole.nii.gz", "whole.nii"):
+        whole = write_nifti(study, tmp_path / name)
+        cut = tmp_path / f"cut-{name}"
+        cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        with pytest.raises(StudyError, match="truncated"):
+            load_study(cut)
     with pytest.raises(StudyError, match="not found"):
         load_study(tmp_path / "absent")
 
@@ -188,7 +197,8 @@ def test_standard_wording_always_agrees_with_the_findings():
         assert disagreements(f"{draft.findings_text}\n{draft.impression}", findings) == []
     normal = template_draft(findings_with())
     assert "No pulmonary nodule." in normal.findings_text and "The heart size is normal." in normal.findings_text
-    assert "Not assessed by the findings model: hiatal hernia" in normal.findings_text
+    assert "Not assessed by the findings model: coronary artery wall calcification, hiatal hernia" in \
+        normal.findings_text
 
 
 def test_the_model_text_cannot_assert_or_deny_against_the_findings():
@@ -335,17 +345,17 @@ def findings_model() -> Path:
 
 
 def test_cli_phantom_report_and_refusals(tmp_path, findings_model):
-    made = tango2("sdm", "phantom", str(tmp_path / "study"), "--findings", "cardiomegaly,pleural-effusion",
+    made = tango2("sdm", "phantom", str(tmp_path / "study"), "--findings", "consolidation,pleural-effusion",
                   "--seed", "11", "--json")
     assert made.returncode == 0, made.stderr
     truth = json.loads((tmp_path / "study" / "truth.json").read_text())
-    assert truth["findings"] == ["Cardiomegaly", "Pleural effusion"] and truth["labels"]["Cardiomegaly"] == 1
+    assert truth["findings"] == ["Pleural effusion", "Consolidation"] and truth["labels"]["Consolidation"] == 1
     report = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--no-llm", "--json")
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     assert len(data["findings"]) == 18 and {"label", "probability", "present"} <= set(data["findings"][0])
     present = {f["label"] for f in data["findings"] if f["present"]}
-    assert present == {"Cardiomegaly", "Pleural effusion"}, data["findings"]
+    assert present == {"Consolidation", "Pleural effusion"}, data["findings"]
     assert "There is a pleural effusion." in data["findings_text"] and "ct-findings-phantom@" in data["model"]
     assert "PHANTOM" not in report.stdout and "radiologist" in data["disclaimer"]
     text = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--no-llm")

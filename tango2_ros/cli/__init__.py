@@ -14,11 +14,11 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tango2_ros.cli import build, demo, launch, models, ros_tools, sdf, sds
+    from tango2_ros.cli import build, demo, launch, models, ros_tools, sdf, sdm, sds
 
     parser = argparse.ArgumentParser(prog="tango2", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (launch, ros_tools, models, build, sds, sdf, demo):
+    for module in (launch, ros_tools, models, build, sds, sdf, sdm, demo):
         module.register(commands)
     return parser
 

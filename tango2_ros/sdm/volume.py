@@ -172,6 +172,7 @@ def _floats(ds, keyword: str, count: int, source: str) -> numpy.ndarray:
 def load_volume_file(path: Path, limits: StudyLimits) -> CtVolume:
     import SimpleITK as sitk
 
+    _check_complete(path)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -190,6 +191,28 @@ def load_volume_file(path: Path, limits: StudyLimits) -> CtVolume:
     hu = sitk.GetArrayFromImage(image).astype(numpy.float32)
     sx, sy, sz = image.GetSpacing()
     return CtVolume(hu=hu, spacing=(sz, sy, sx), source=str(path))
+
+
+def _check_complete(path: Path) -> None:
+    """ITK reads a truncated NIfTI without complaint (the missing voxels come back as zeros): check first."""
+    import gzip
+    import zlib
+
+    name = path.name.lower()
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                while stream.read(1 << 22):
+                    pass
+        elif name.endswith(".nii"):
+            import nibabel
+
+            header = nibabel.load(str(path)).header
+            needed = int(header["vox_offset"]) + int(numpy.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+            if path.stat().st_size < needed:
+                raise StudyError(f"{path.name}: cannot be read (truncated: {path.stat().st_size} of {needed} bytes)")
+    except (EOFError, OSError, zlib.error, ValueError) as exc:
+        raise StudyError(f"{path.name}: cannot be read (truncated or corrupt: {str(exc).splitlines()[0][:60]})") from None
 
 
 @dataclass(frozen=True)
