@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, parser, report  # noqa: E402
 
-from tango2_ros.cli.sdm import DEFAULT_REPORT_LLM, model_file  # noqa: E402
+from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, DEFAULT_REPORT_LLM, model_file  # noqa: E402
 from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime  # noqa: E402
 from tango2_ros.sdm.findings import FindingsModel  # noqa: E402
 from tango2_ros.sdm.phantom import random_findings, render  # noqa: E402
@@ -50,8 +50,10 @@ def main() -> None:
             write_dicom_series(render(random_findings(numpy.random.default_rng(seed + 90_000)), seed=90_000 + seed),
                                folder)
             studies.append(folder)
-        f32 = FindingsModel(model_file("ct-findings-phantom@1.0.0-f32")[0], name="ct-findings", version="f32")
-        int8 = FindingsModel(model_file("ct-findings-phantom@1.0.0-int8")[0], name="ct-findings", version="int8")
+        _, _, version = model_file(DEFAULT_FINDINGS_MODEL)
+        release = version.rsplit("-", 1)[0]
+        f32 = FindingsModel(model_file(f"ct-findings-phantom@{release}-f32")[0], name="ct-findings", version="f32")
+        int8 = FindingsModel(model_file(f"ct-findings-phantom@{release}-int8")[0], name="ct-findings", version="int8")
         results = {"f32 + standard wording": timings(ReportPipeline(f32, template_draft), studies),
                    "int8 + standard wording": timings(ReportPipeline(int8, template_draft), studies)}
         llm_path = model_file(DEFAULT_REPORT_LLM)[0]

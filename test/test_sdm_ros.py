@@ -51,17 +51,18 @@ def sr_series(client: DicomWebClient, study_uid: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def findings_models() -> tuple[Path, Path]:
-    """The default (best) findings model and its other candidate, from the local registry."""
-    from tango2_ros.cli.sdm import model_file
+def findings_models() -> tuple[Path, Path, str]:
+    """The builder's best findings model for the hospital edge profile, its int8 sibling, and that one's version."""
+    from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, model_file
     from tango2_ros.errors import UserError
 
     try:
-        int8 = model_file("ct-findings-phantom@1.0.0-int8")[0]
-        f32 = model_file("ct-findings-phantom@1.0.0-f32")[0]
+        best, _, version = model_file(DEFAULT_FINDINGS_MODEL)
+        other_version = version.rsplit("-", 1)[0] + "-int8"
+        other = model_file(f"ct-findings-phantom@{other_version}")[0]
     except UserError as exc:
         pytest.fail(f"the findings model is not built ({exc}); run make setup")
-    return int8, f32
+    return best, other, other_version
 
 
 @pytest.fixture(scope="module")
@@ -192,13 +193,14 @@ def test_findings_model_swap_at_run_time_and_clean_logs(hospital, findings_model
     broken.write_bytes(b"not a model")
     refused = result_of(loader.call_async(LoadModel.Request(model_path=str(broken), name="x", version="9")), 30)
     assert not refused.success and "kept" in refused.message
+    other = f"ct-findings-phantom@{findings_models[2]}"
     swapped = result_of(loader.call_async(LoadModel.Request(model_path=str(findings_models[1]),
-                                                            name="ct-findings-phantom", version="1.0.0-f32")), 60)
-    assert swapped.success and swapped.active == "ct-findings-phantom@1.0.0-f32", swapped.message
+                                                            name="ct-findings-phantom", version=findings_models[2])), 60)
+    assert swapped.success and swapped.active == other, swapped.message
     action = ActionClient(client, ReportCT, f"{NS}/sdm/report_ct")
     nifti = write_nifti(render(("lymphadenopathy",), seed=61), hospital["folder"] / "swap.nii.gz")
     result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20), 60).result
-    assert result.success and result.report.findings_model == "ct-findings-phantom@1.0.0-f32"
+    assert result.success and result.report.findings_model == other
     log = hospital["node"].output()
     assert "PHANTOM" not in log and "PH0000" not in log and "1.2.826.0.1.3680043.8.498" not in log
 

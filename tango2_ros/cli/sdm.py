@@ -207,7 +207,8 @@ def _evaluate(args) -> int:
     micro = result["micro"]
     emit(args, result, f"{len(studies)} studies: findings micro-F1 {micro['f1']:.3f} (P {micro['precision']:.3f}, "
                        f"R {micro['recall']:.3f}) over the assessed labels, macro-F1 {result['macro_f1']:.3f}; "
-                       f"text agrees with the findings in {result['agreement_pct']:.1f} %; BLEU-1 "
+                       f"text agrees with the findings in {result['agreement_pct']:.1f} % ({result['corrected_pct']:.0f} % "
+                       f"of drafts corrected by the check); BLEU-1 "
                        f"{result['bleu1']:.1f}, BLEU-4 {result['bleu4']:.1f}, ROUGE-L {result['rouge_l']:.1f}; "
                        f"{result['latency_s']['mean']:.2f} s per study\n" + json.dumps(result["per_label"], indent=1))
     return 0

@@ -78,7 +78,7 @@ def evaluate(pipeline, studies: list[LabelledStudy],
 
     counts = {label: [0, 0, 0] for label in LABEL_NAMES}  # tp, fp, fn
     assessed: set[str] = set()
-    hypotheses, references, latencies, agreeing = [], [], [], 0
+    hypotheses, references, latencies, agreeing, corrected = [], [], [], 0, 0
     stages: dict[str, list[float]] = {}
     for index, study in enumerate(studies, 1):
         report = pipeline.run(study.path)
@@ -95,6 +95,7 @@ def evaluate(pipeline, studies: list[LabelledStudy],
                 counts[finding.label][2] += 1
         text = f"{report.draft.findings_text} {report.draft.impression}"
         agreeing += not disagreements(text, report.findings)
+        corrected += bool(report.draft.corrections)
         if study.reference:
             hypotheses.append(" ".join(text.split()))
             references.append(study.reference)
@@ -112,6 +113,7 @@ def evaluate(pipeline, studies: list[LabelledStudy],
         "studies": len(studies), "assessed_labels": sorted(assessed, key=LABEL_NAMES.index),
         "micro": _prf(*total), "macro_f1": statistics.fmean(v["f1"] for v in per_label.values()) if per_label else 0.0,
         "per_label": per_label, "agreement_pct": 100.0 * agreeing / len(studies),
+        "corrected_pct": 100.0 * corrected / len(studies),  # drafts where the check replaced some of the model's text
         "latency_s": {"mean": statistics.fmean(latencies), "median": statistics.median(latencies),
                       "max": max(latencies)},
         "stage_s": {stage: round(statistics.fmean(values), 4) for stage, values in stages.items()},
