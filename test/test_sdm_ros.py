@@ -236,3 +236,38 @@ def test_model_manager_deploys_the_findings_model_from_the_registry(tmp_path):
     finally:
         stop(manager)
         stop(node)
+
+
+def test_sr_waits_in_the_outbox_while_the_pacs_is_down(tmp_path, findings_models):
+    """Nothing is lost: with the PACS down the report still goes out and its SR waits as a file; once the PACS
+    answers again, the next study's store sends the waiting SR too."""
+    ns = "/t7outbox"
+    orthanc = OrthancServer(tmp_path / "orthanc")  # its ports are chosen; it is started later
+    node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}",
+                  "-p", "diagnostics_period_s:=0.2", "-p", "llm_action:=''",
+                  "-p", f"findings_model:={findings_models[0]}", "-p", f"pacs_dicomweb:={orthanc.dicomweb}",
+                  "-p", f"sr_outbox:={tmp_path / 'outbox'}"])
+    try:
+        with ros_node("t7_outbox_client") as client:
+            watcher = DiagnosticsWatcher(client, f"{ns}/ct_report")
+            bring_up(client, f"{ns}/ct_report")
+            action = ActionClient(client, ReportCT, f"{ns}/sdm/report_ct")
+            assert action.wait_for_server(timeout_sec=20)
+            first = write_dicom_series(render(("emphysema",), seed=81), tmp_path / "first")[0].parent
+            result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(first))), 20),
+                                   60).result
+            assert result.success  # the draft is out even though the PACS is not
+            assert watcher.wait_for(lambda s: "not stored" in s.message and "outbox" in s.message, 20)
+            assert len(list((tmp_path / "outbox").glob("*.dcm"))) == 1
+            orthanc.start()
+            second = write_dicom_series(render(("pleural-effusion",), seed=82), tmp_path / "second")[0].parent
+            result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(second))), 20),
+                                   60).result
+            assert result.success
+            assert not list((tmp_path / "outbox").glob("*.dcm"))
+            pacs = DicomWebClient(orthanc.dicomweb)
+            for series in (first, second):
+                assert sr_series(pacs, pydicom.dcmread(next(series.iterdir())).StudyInstanceUID)
+    finally:
+        stop(node)
+        orthanc.stop()

@@ -7,7 +7,8 @@ feedback. One worker thread runs each study
 through tango2_ros.sdm.pipeline: findings model (ONNX, `findings_model`; swapped at run time through
 `~/load_model` by the model manager) -> report text from the llm_node (`llm_action`, Generate with the
 findings' JSON Schema; empty = standard wording) -> `CTReport` on `sdm/report`. With `pacs_dicomweb`
-set, the draft goes back to the PACS as a DICOM Comprehensive SR over STOW-RS; with `fhir_dir`, a FHIR
+set, the draft goes back to the PACS as a DICOM Comprehensive SR over STOW-RS (when the PACS cannot take it, the
+SR waits as a file in `sr_outbox` and is sent again after the next successful store); with `fhir_dir`, a FHIR
 DiagnosticReport is written there (to a temporary name, then renamed, so readers never see half a file).
 
 Logs and topics carry only a de-identified study key (a salted hash of the Study Instance UID), never names,
@@ -52,6 +53,8 @@ class CtReportNode(Tango2Node):
         self.declare("ae_title", "TANGO2SDM", "The receiver's AE title.")
         self.declare("allowed_aets", ["SCANNER"], "Calling AE titles the receiver accepts.")
         self.declare("pacs_dicomweb", "", "DICOMweb root of the PACS the SR is stored to; empty = not stored.")
+        self.declare("sr_outbox", "", "Folder where SRs the PACS could not take wait to be sent again; empty = "
+                     "they are only reported.")
         self.declare("fhir_dir", "", "Folder for FHIR DiagnosticReport JSON files; empty = none.")
         self.declare("study_salt", "tango2", "Salt of the de-identified study key.")
         self.declare("max_voxels", 512 * 512 * 1200, "Larger studies are refused.", min_value=1, max_value=2 ** 31 - 1)
@@ -60,7 +63,8 @@ class CtReportNode(Tango2Node):
         self._model_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._received: dict[str, object] = {}  # study key -> CtVolume, the last few received
-        self._counts = {"studies": 0, "failed": 0, "stored": 0, "model_requests": 0, "model_errors": 0}
+        self._counts = {"studies": 0, "failed": 0, "stored": 0, "sr_waiting": 0, "model_requests": 0,
+                        "model_errors": 0}
         self._receiver = None
         self._worker: threading.Thread | None = None
         self._llm: ActionClient | None = None
@@ -213,21 +217,53 @@ class CtReportNode(Tango2Node):
         feedback("storing", 0.8)
         if self.param("pacs_dicomweb") and volume.datasets:
             from tango2_ros.sdm.outputs import structured_report
-            from tango2_ros.sdm.pacs import DicomWebClient
 
-            sr = structured_report(report, volume)  # built completely before anything is sent
-            DicomWebClient(self.param("pacs_dicomweb")).store([sr])
-            self._counts["stored"] += 1
+            self._store_sr(structured_report(report, volume), report.study_key)  # built completely first
         if self.param("fhir_dir"):
             self._write_fhir(report)
         self._counts["studies"] += 1
         self._publisher.publish(self._message(report))
-        self.set_status(OK if not report.draft.corrections else WARN,
-                        f"report for study {report.study_key}: {sum(f.present for f in report.findings)} finding(s)"
-                        + (f", {len(report.draft.corrections)} correction(s) of the text" if report.draft.corrections
-                           else ""), model=model.label, **self._counts)
+        level, _ = self.status
+        if level == ERROR and self._counts["sr_waiting"]:  # the PACS problem stays visible until the outbox is empty
+            self.set_values(model=model.label, **self._counts)
+        else:
+            self.set_status(OK if not report.draft.corrections else WARN,
+                            f"report for study {report.study_key}: {sum(f.present for f in report.findings)} "
+                            "finding(s)" + (f", {len(report.draft.corrections)} correction(s) of the text"
+                                            if report.draft.corrections else ""), model=model.label, **self._counts)
         feedback("storing", 1.0)
         return report
+
+    def _store_sr(self, sr, study_key: str) -> None:
+        """STOW-RS the SR, then whatever waits in the outbox; a PACS failure keeps the SR in the outbox."""
+        from tango2_ros.sdm.pacs import DicomWebClient, PacsError
+
+        client = DicomWebClient(self.param("pacs_dicomweb"))
+        outbox = Path(self.param("sr_outbox")) if self.param("sr_outbox") else None
+        try:
+            client.store([sr])
+        except PacsError as exc:
+            if outbox is not None:
+                outbox.mkdir(parents=True, exist_ok=True)
+                partial = outbox / f"{study_key}.dcm.partial"
+                sr.save_as(partial, enforce_file_format=True)
+                os.replace(partial, outbox / f"{study_key}.dcm")
+            self._counts["sr_waiting"] = len(list(outbox.glob("*.dcm"))) if outbox else 0
+            self.set_status(ERROR, f"SR for study {study_key} not stored: {exc}"
+                            + (" (kept in the outbox)" if outbox else ""), **self._counts)
+            return
+        self._counts["stored"] += 1
+        if outbox is not None:
+            import pydicom
+
+            for waiting in sorted(outbox.glob("*.dcm")):
+                try:
+                    client.store([pydicom.dcmread(waiting)])
+                except PacsError:
+                    break
+                waiting.unlink()
+                self._counts["stored"] += 1
+            self._counts["sr_waiting"] = len(list(outbox.glob("*.dcm")))
 
     def _fail(self, message: str) -> None:
         self._counts["failed"] += 1
