@@ -28,7 +28,7 @@ INTERFACE_FILES := $(shell find tango2_msgs -type f)
 .PHONY: setup demo test bench clean
 
 # The embedded default models go into the local signed registry (models/store) on every set-up: idempotent, <1 s.
-# The chest-CT findings model is trained once by its recipe (about 5 minutes on 2 cores) when the registry lacks it.
+# The chest-CT findings model is trained once by its recipe (17-25 minutes on 2 cores) when the registry lacks it.
 FINDINGS_MODEL := ct-findings-phantom@best-hospital-edge-cpu
 setup: $(STAMPS)/package
 	@$(BIN)/tango2 models import-defaults
