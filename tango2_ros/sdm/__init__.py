@@ -1,0 +1,1 @@
+"""Software-defined medicine: chest-CT studies in, findings and a report draft out (see the README, SDM)."""
