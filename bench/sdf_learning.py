@@ -1,8 +1,12 @@
 """One continual-learning cycle of the farm's action model, measured: the decision log of a simulated week (from
 bench/sdf_controllers.py) -> `tango2 sdf learn` -> the current model and the candidate on held-out days.
 
-    .venv/bin/python bench/sdf_learning.py [--log build/bench/sdf-lam.jsonl] [--held-out 2009-12-10] [--days 1]
-                                           [--steps 30] [--json]
+    .venv/bin/python bench/sdf_learning.py [--log LOG.jsonl ...] [--held-out 2009-12-10] [--days 1]
+                                           [--steps 300] [--json]
+
+The default logs are the baseline's and the LAM's weeks: the baseline's decisions teach where the climate is in
+band, and the baseline also teaches the states the untrained LAM drove the greenhouse into (where a learner that
+only saw the expert's states would be lost).
 
 Prints both models' held-out results and the candidate/current ratios. The candidate is built with --no-publish
 unless --publish is given (a bench should not change the registry by default).
@@ -23,17 +27,19 @@ KEYS = ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct", "heating_mj_m2"
 
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--log", type=Path, default=Path("build/bench/sdf-lam.jsonl"))
+    p.add_argument("--log", type=Path, nargs="+",
+                   default=[Path("build/bench/sdf-baseline.jsonl"), Path("build/bench/sdf-lam.jsonl")])
     p.add_argument("--held-out", default="2009-12-10")
     p.add_argument("--days", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--period-s", type=float, default=900.0, help="decision period on the held-out days")
     p.add_argument("--publish", action="store_true")
     args = p.parse_args()
-    if not args.log.is_file():
-        print(f"{args.log} not found: run bench/sdf_controllers.py first", file=sys.stderr)
+    missing = [str(log) for log in args.log if not log.is_file()]
+    if missing:
+        print(f"{', '.join(missing)} not found: run bench/sdf_controllers.py first", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "tango2_ros.cli", "sdf", "learn", str(args.log), "--held-out", args.held_out,
+    command = [sys.executable, "-m", "tango2_ros.cli", "sdf", "learn", *map(str, args.log), "--held-out", args.held_out,
                "--held-out-days", str(args.days), "--steps", str(args.steps),
                "--period-s", str(args.period_s), "--version", "1.1.0", "--json",
                "--work", "build/bench/learn"] + ([] if args.publish else ["--no-publish"])

@@ -14,7 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, parser, report  # noqa: E402
 
-from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, DEFAULT_REPORT_LLM, model_file  # noqa: E402
+from tango2_ros.cli.model_files import model_file  # noqa: E402
+from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, DEFAULT_REPORT_LLM  # noqa: E402
 from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime  # noqa: E402
 from tango2_ros.sdm.findings import FindingsModel  # noqa: E402
 from tango2_ros.sdm.phantom import random_findings, render  # noqa: E402

@@ -225,6 +225,40 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
         read_logs([bad])
 
 
+def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_day):
+    import subprocess
+    import sys
+
+    records = []
+    _day("baseline", one_day, days=0.05, records=records)
+    log, broken = tmp_path / "field.jsonl", tmp_path / "broken.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    broken.write_text("{not json\n")
+    lam = ["simulate", "--controller", "lam", "--in-process", "--spin-up-h", "0", "--days", "0.01", "--model"]
+    cases = ((["simulate", "--days", "0"], "--days 0: use more than 0"),
+             (["simulate", "--days", "31"], "at most 30"),
+             (["simulate", "--start", "2009-13-01"], "'2009-13-01' is not a date"),
+             (["simulate", "--start", "2011-01-01"], "the Bleiswijk weather covers"),
+             (["simulate", "--spin-up-h", "-1"], "--spin-up-h -1"),
+             (["simulate", "--period-s", "5"], "control period 5.0 s"),
+             (["simulate", "--log", str(tmp_path / "absent" / "x.jsonl")], "does not exist"),
+             (["simulate", "--controller", "baseline", "--model", "lam-tomato@1.0.0"], "--model is for --controller lam"),
+             ([*lam, str(tmp_path / "absent.gguf")], "no such file"),
+             ([*lam, "lam-nothing@1.0.0"], "model lam-nothing@1.0.0"),
+             (["learn", str(tmp_path / "absent.jsonl"), "--held-out", "2009-12-10"], "cannot read"),
+             (["learn", str(broken), "--held-out", "2009-12-10"], "broken.jsonl:1: not JSON"),
+             (["learn", str(log), "--held-out", "tomorrow"], "'tomorrow' is not a date"),
+             (["learn", str(log), "--held-out", "2009-12-10", "--steps", "0"], "--steps 0"),
+             (["learn", str(log), "--held-out", "2009-12-10", "--held-out-days", "-1"], "--held-out-days -1"),
+             (["learn", str(log), "--held-out", records[0]["time"][:10]], "is in the training logs"),
+             (["learn", str(log), "--held-out", "2010-02-07"], "the Bleiswijk weather covers"),
+             (["learn", str(log), "--held-out", "2009-12-10", "--period-s", "1"], "control period 1.0 s"))
+    for args, words in cases:
+        done = subprocess.run([sys.executable, "-m", "tango2_ros.cli", "sdf", *args], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and words in done.stderr, (args, done.stderr)
+
+
 @pytest.mark.slow
 def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(tmp_path, one_day):
     """Logs of a baseline day -> LoRA fine-tune of SmolLM2 -> both models on a held-out morning -> the gate."""

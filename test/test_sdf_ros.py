@@ -230,6 +230,46 @@ def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_pa
     assert set(records[0]["command"]) == set(ACTUATORS)
 
 
+def test_a_release_published_during_the_run_is_swapped_into_the_farm_by_the_model_manager(tmp_path, monkeypatch):
+    """What the sdf profile does when `tango2 sdf learn` publishes: the model manager follows lam-tomato@latest,
+    deploys the new release into the llm_node while the farm runs, and the next proposals come from it."""
+    import datetime
+
+    from helpers.registry import make_keys, publish
+    from tango2_ros.cli.sdf import FarmRig
+    from tango2_ros.core.runtime.default_models import default_llm_path
+    from tango2_ros.sdf.crops import PRESETS
+    from tango2_ros.sdf.greenhouse import Greenhouse
+    from tango2_ros.sdf.simulation import run
+
+    monkeypatch.setenv("TANGO2_MODELS_DIR", str(tmp_path))
+    make_keys(tmp_path, "fleet")
+    publish(tmp_path, "lam-tomato", "1.0.0", default_llm_path())
+    greenhouse = Greenhouse(PRESETS["tomato"], datetime.date(2009, 11, 10), days=40 * 300 / 86400, period_s=300,
+                            spin_up_h=0)
+    rig = FarmRig("lam", "tomato", greenhouse, "lam-tomato@latest")
+    models: list[str] = []
+
+    def decide(t_s, climate, seen):
+        if len(models) == 5:  # a candidate passed the learning cycle's gate
+            publish(tmp_path, "lam-tomato", "1.1.0", default_llm_path())
+        step = rig.loop(t_s, climate, seen)
+        models.append(step.model if step.verdict != "fallback" else "fallback")
+        if models[-3:] == ["lam-tomato@1.1.0"] * 3:  # seen enough of the new release: this period is the last
+            greenhouse.end_s = greenhouse.t_s + greenhouse.period_s
+        return step
+
+    try:
+        report = run(greenhouse, decide, "lam")
+    finally:
+        rig.shutdown()
+    assert report["interlock_violations"] == 0
+    # the first periods may go to the watchdog while DDS discovery is under way
+    assert "lam-tomato@1.0.0" in models[:5] and set(models[:5]) <= {"lam-tomato@1.0.0", "fallback"}, models
+    swapped = models.index("lam-tomato@1.1.0")  # within the manager's 2 s poll and a load
+    assert "lam-tomato@1.0.0" not in models[swapped:], models
+
+
 def test_the_profiles_broker_node_runs_mosquitto_and_restarts_it_when_it_dies(tmp_path):
     from helpers.servers import free_port
     from tango2_ros.core.net import wait_for_port

@@ -1,7 +1,8 @@
 """`tango2 sdf ...`: the software-defined farm.
 
     tango2 sdf simulate --crop tomato|lettuce --days N [--start YYYY-MM-DD] --controller lam|baseline|random
-                        [--json] [--plot FILE.png] [--log FILE.jsonl] [--in-process] [--period-s S]
+                        [--model NAME@SPEC|GGUF] [--json] [--plot FILE.png] [--log FILE.jsonl] [--in-process]
+                        [--period-s S]
     tango2 sdf learn LOG.jsonl [...] --held-out YYYY-MM-DD [--current MODEL] [--version V] [--steps N] [--json]
 
 `simulate` runs the GreenLight greenhouse on the Bleiswijk weather (2009-10-20 to 2010-02-07) in closed loop with
@@ -9,7 +10,9 @@ the real nodes, after `--spin-up-h` hours under the baseline (so the measured da
 The nodes start here in their own namespace with a mosquitto broker: sensors over MQTT -> greenhouse_bridge ->
 farm_controller (the chosen controller; `lam` also starts the llm_node) -> safety_supervisor -> modbus_bridge ->
 the simulator's Modbus TCP server -> the actuators. `--in-process` runs the same controller and supervisor code
-without ROS, MQTT or Modbus. `--log` writes the decision log (JSON Lines, schema in tango2_ros/sdf/simulation.py).
+without ROS, MQTT or Modbus. `--model` gives the LAM another model than the embedded SmolLM2-135M-Instruct: a
+registry reference (through ROS a model manager deploys it into the llm_node before the first period, as on the
+farm) or a GGUF file. `--log` writes the decision log (JSON Lines, schema in tango2_ros/sdf/simulation.py).
 Exit code 1 when any interlock was broken at the actuators.
 
 `learn` runs one continual-learning cycle (tango2_ros/sdf/learning.py): a fine-tuning set from the logs, the
@@ -19,6 +22,7 @@ manager slot that follows `latest` then swaps it in at run time.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import sys
@@ -41,6 +45,8 @@ def register(commands) -> None:
     simulate.add_argument("--start", type=_date, default=None,
                           help="first measured day, YYYY-MM-DD (default: the first day after the spin-up)")
     simulate.add_argument("--controller", choices=("lam", "baseline", "random"), default="baseline")
+    simulate.add_argument("--model", default=None,
+                          help="lam only: NAME@VERSION|TAG from the registry (e.g. lam-tomato@latest) or a GGUF file")
     simulate.add_argument("--period-s", type=float, default=300.0, help="control period (default 300 s)")
     simulate.add_argument("--spin-up-h", type=float, default=24.0,
                           help="hours under the baseline before the measured days (default 24)")
@@ -71,7 +77,7 @@ def _date(text: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
-        raise UserError(f"--start {text!r}: use YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def _simulate(args) -> int:
@@ -86,6 +92,8 @@ def _simulate(args) -> int:
     for path in (args.plot, args.log):
         if path is not None and not path.parent.is_dir():
             raise UserError(f"{path}: folder {path.parent} does not exist")
+    if args.model is not None and args.controller != "lam":
+        raise UserError(f"--model is for --controller lam (the {args.controller} controller has no model)")
     preset = PRESETS[args.crop]
     if not 0 <= args.spin_up_h <= 240:
         raise UserError(f"--spin-up-h {args.spin_up_h:g}: use 0 to 240")
@@ -96,11 +104,11 @@ def _simulate(args) -> int:
     records: list[dict] = []
     started = time.monotonic()
     if args.in_process:
-        report = run(greenhouse, _local_decider(args.controller, preset, greenhouse), args.controller,
+        report = run(greenhouse, _local_decider(args.controller, preset, greenhouse, args.model), args.controller,
                      on_record=records.append)
         report["through"] = "in-process"
     else:
-        rig = FarmRig(args.controller, preset.name, greenhouse)
+        rig = FarmRig(args.controller, preset.name, greenhouse, args.model)
         try:
             report = run(greenhouse, rig.loop, args.controller, on_record=records.append)
         finally:
@@ -124,6 +132,8 @@ def _learn(args) -> int:
 
     if not 1 <= args.steps <= 10000:
         raise UserError(f"--steps {args.steps}: use 1 to 10000")
+    if not 0 < args.held_out_days <= 30:
+        raise UserError(f"--held-out-days {args.held_out_days:g}: use more than 0 and at most 30")
     name = args.name or f"lam-{args.crop}"
     options = CycleOptions(name=name, version=args.version, current=args.current, held_out_start=args.held_out,
                            held_out_days=args.held_out_days, period_s=args.period_s, steps=args.steps,
@@ -135,7 +145,7 @@ def _learn(args) -> int:
     return 0
 
 
-def _local_decider(controller: str, preset, greenhouse):
+def _local_decider(controller: str, preset, greenhouse, model: str | None = None):
     from tango2_ros.sdf.controllers import BaselineController, RandomController
     from tango2_ros.sdf.deciding import LamController, LocalDecider
 
@@ -143,10 +153,12 @@ def _local_decider(controller: str, preset, greenhouse):
         return LocalDecider(preset, BaselineController(preset))
     if controller == "random":
         return LocalDecider(preset, RandomController(seed=0))
+    from tango2_ros.cli.model_files import model_file
     from tango2_ros.core.runtime.default_models import default_llm_path
     from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
 
-    runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
+    path, name, version = model_file(model) if model else (default_llm_path(), "", "")
+    runtime = LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=1024), name=name, version=version)
     return LocalDecider(preset, LamController(runtime, preset, lambda: [(t, s) for _, t, s in greenhouse.forecast()]))
 
 
@@ -161,9 +173,10 @@ def _human(report: dict) -> str:
 
 
 class FarmRig:
-    """The farm's nodes for a simulated run, with a mosquitto broker, in their own namespace."""
+    """The farm's nodes for a simulated run, with a mosquitto broker, in their own namespace. A LAM model given as a
+    registry reference is deployed by a model manager, as on the farm (a GGUF file goes to the llm_node directly)."""
 
-    def __init__(self, controller: str, crop: str, greenhouse) -> None:
+    def __init__(self, controller: str, crop: str, greenhouse, model: str | None = None) -> None:
         from tango2_ros.bringup.profiles import NodeSpec, Profile
         from tango2_ros.bringup.supervisor import Supervisor
         from tango2_ros.core.net import free_port
@@ -183,14 +196,21 @@ class FarmRig:
                 "stale_after_s": 3600.0}),
             NodeSpec("modbus_bridge", "modbus_bridge", SIM_NAMESPACE, parameters={"port": modbus_port}),
         ]
+        deployed = model if model and not Path(model).is_file() else None
         if controller == "lam":
-            nodes.insert(0, NodeSpec("llm_node", "llm_node", SIM_NAMESPACE, parameters={"n_parallel": 1,
-                                                                                        "n_ctx_per_seq": 1024}))
+            llm = {"n_parallel": 1, "n_ctx_per_seq": 1024}
+            if model and not deployed:
+                llm["model_path"] = str(Path(model).resolve())
+            nodes.insert(0, NodeSpec("llm_node", "llm_node", SIM_NAMESPACE, parameters=llm))
+        if deployed:
+            nodes.append(_model_manager(deployed))
         self.supervisor = Supervisor(Profile("sdf-sim", "nodes of the simulated greenhouse", tuple(nodes),
                                              Path("<tango2 sdf simulate>")), out=sys.stderr)
         try:
             if not self.supervisor.start():
                 raise UserError("the farm's nodes did not come up")
+            if deployed:
+                _wait_deployed(self.supervisor.node, deployed)
             self.loop = RosFarmLoop(self.supervisor.node, SIM_NAMESPACE, greenhouse, self.broker.port, TOPIC_PREFIX,
                                     controller, modbus_port=modbus_port)
         except BaseException:
@@ -204,3 +224,44 @@ class FarmRig:
         self.loop.close()
         self.supervisor.shutdown()
         self.broker.stop()
+
+
+def _model_manager(reference: str):
+    """A model manager with one slot, `lam`, serving `reference` into the simulation's llm_node: pinned to a
+    version, or following the registry for `latest` (a release published during the run is swapped in)."""
+    from tango2_ros.bringup.profiles import NodeSpec
+
+    name, _, spec = reference.partition("@")
+    if not name or not spec:
+        raise UserError(f"--model {reference}: no such file, and not an artifact reference NAME@VERSION|TAG")
+    follow = spec == "latest"
+    return NodeSpec("models", "model_manager", SIM_NAMESPACE, parameters={
+        "slots": ["lam"], "lam.model": name, "lam.node": f"{SIM_NAMESPACE}/llm_node",
+        "lam.policy": "latest" if follow else "pinned", "lam.version": "" if follow else spec,
+        "lam.poll_period_s": 2.0})
+
+
+def _wait_deployed(node, reference: str, timeout_s: float = 120.0) -> None:
+    """Until the model manager reports the LAM's model active in the llm_node; its refusal is the user's error."""
+    import time
+
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    from tango2_msgs.msg import ModelInfo, ModelStatus
+
+    events: list[ModelStatus] = []
+    latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    subscription = node.create_subscription(ModelStatus, f"{SIM_NAMESPACE}/models/status", events.append, latched)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            for event in events:
+                if event.model.state == ModelInfo.STATE_ACTIVE:
+                    return
+                if event.model.state == ModelInfo.STATE_FAILED:
+                    raise UserError(f"--model {reference}: the model manager did not deploy it: {event.model.reason}")
+        raise UserError(f"--model {reference}: not deployed within {timeout_s:.0f} s")
+    finally:
+        node.destroy_subscription(subscription)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tango2_ros import paths
+from tango2_ros.cli.model_files import model_file
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
 
@@ -60,26 +60,6 @@ def _model_arguments(parser) -> None:
                         help=f"findings model: an ONNX file or an artifact (default {DEFAULT_FINDINGS_MODEL})")
     parser.add_argument("--llm", default=DEFAULT_REPORT_LLM, help="report language model: a GGUF file or an artifact")
     parser.add_argument("--no-llm", action="store_true", help="standard wording only, no language model")
-
-
-def model_file(reference: str) -> tuple[Path, str, str]:
-    """A model file from a path or a registry reference NAME@SPEC (pulled and verified): (path, name, version)."""
-    path = Path(reference)
-    if path.is_file():
-        return path, path.stem, ""
-    if "@" not in reference:
-        raise UserError(f"model {reference}: no such file, and not an artifact reference NAME@VERSION|TAG")
-    from tango2_ros.core.artifacts.cache import ArtifactCache, VerificationError
-    from tango2_ros.core.artifacts.signing import TrustStore
-    from tango2_ros.core.artifacts.stores import ArtifactError, open_store
-
-    name, _, spec = reference.partition("@")
-    try:
-        pulled = ArtifactCache(paths.cache_dir(), TrustStore(paths.trusted_keys_dir())).pull(
-            open_store(paths.default_store()), name, spec)
-    except (ArtifactError, VerificationError, FileNotFoundError) as exc:
-        raise UserError(f"model {reference}: {exc}") from None
-    return pulled.primary_path, pulled.manifest.name, pulled.manifest.version
 
 
 def open_pipeline(args):
@@ -207,8 +187,8 @@ def _evaluate(args) -> int:
     micro = result["micro"]
     emit(args, result, f"{len(studies)} studies: findings micro-F1 {micro['f1']:.3f} (P {micro['precision']:.3f}, "
                        f"R {micro['recall']:.3f}) over the assessed labels, macro-F1 {result['macro_f1']:.3f}; "
-                       f"text agrees with the findings in {result['agreement_pct']:.1f} % ({result['corrected_pct']:.0f} % "
-                       f"of drafts corrected by the check); BLEU-1 "
+                       f"text agrees with the findings in {result['agreement_pct']:.1f} % "
+                       f"({result['corrected_pct']:.0f} % of drafts corrected by the check); BLEU-1 "
                        f"{result['bleu1']:.1f}, BLEU-4 {result['bleu4']:.1f}, ROUGE-L {result['rouge_l']:.1f}; "
                        f"{result['latency_s']['mean']:.2f} s per study\n" + json.dumps(result["per_label"], indent=1))
     return 0
