@@ -92,7 +92,12 @@ def answer(target: dict[str, float], before: dict[str, float], seen: Observation
     return json.dumps({"calls": calls, "rationale": rationale[:100]})
 
 
-def build_dataset(records: list[dict], preset: CropPreset, eval_share: float = 0.1, seed: int = 0) -> Dataset:
+def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0) -> Dataset:
+    """Each record gives two examples with the same answer: the state with the logged actuator positions, and with
+    positions drawn at random. Without the second, a fine-tune learned to repeat the present heating (it seldom
+    changes between two logged periods) and let a cooling greenhouse go cold. `eval_examples` are held out for the
+    builder's answer-format gate; the climate is judged in the simulator."""
+    rng = random.Random(seed)
     examples, approved, taught = [], 0, 0
     history: list[Observation] = []
     for record in records:
@@ -105,17 +110,23 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_share: float = 0
         else:
             target, copies = BaselineController(preset).propose(seen), 1
             taught += 1
-        text = prompt(preset, seen, history[-6:][::2], [tuple(f) for f in record["forecast"]], record["actuators"])
-        example = {"messages": [{"role": "user", "content": text},
-                                {"role": "assistant", "content": answer(target, record["actuators"], seen, preset)}]}
-        examples += [example] * copies
+        for before in (record["actuators"], _random_positions(rng)):
+            text = prompt(preset, seen, history[-6:][::2], [tuple(f) for f in record["forecast"]], before)
+            reply = answer(target, before, seen, preset)
+            examples += [{"messages": [{"role": "user", "content": text},
+                                       {"role": "assistant", "content": reply}]}] * copies
         history.append(seen)
     unique = list({json.dumps(e, sort_keys=True): e for e in examples}.values())
-    random.Random(seed).shuffle(unique)
-    held = max(1, int(len(unique) * eval_share))
+    rng.shuffle(unique)
+    held = max(1, min(eval_examples, len(unique) // 10))
     held_out = {json.dumps(e, sort_keys=True) for e in unique[:held]}
     train = [e for e in examples if json.dumps(e, sort_keys=True) not in held_out]
     return Dataset(train, unique[:held], approved, taught)
+
+
+def _random_positions(rng: random.Random) -> dict[str, float]:
+    return {name: rng.choice((0.0, 100.0)) if spec.binary else float(rng.randrange(0, 101, 10))
+            for name, spec in ACTUATORS.items()}
 
 
 def write_jsonl(path: Path, examples: list[dict]) -> Path:
