@@ -95,8 +95,8 @@ def answer(target: dict[str, float], before: dict[str, float], seen: Observation
 def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0) -> Dataset:
     """Each record gives two examples with the same answer: the state with the logged actuator positions, and with
     positions drawn at random. Without the second, a fine-tune learned to repeat the present heating (it seldom
-    changes between two logged periods) and let a cooling greenhouse go cold. `eval_examples` are held out for the
-    builder's answer-format gate; the climate is judged in the simulator."""
+    changes between two logged periods) and let a cooling greenhouse go cold. Up to `eval_examples` (a twentieth at
+    most) are held out for the builder's answer-format gate; the climate is judged in the simulator."""
     rng = random.Random(seed)
     examples, approved, taught = [], 0, 0
     history: list[Observation] = []
@@ -118,7 +118,7 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 
         history.append(seen)
     unique = list({json.dumps(e, sort_keys=True): e for e in examples}.values())
     rng.shuffle(unique)
-    held = max(1, min(eval_examples, len(unique) // 10))
+    held = max(1, min(eval_examples, len(unique) // 20))
     held_out = {json.dumps(e, sort_keys=True) for e in unique[:held]}
     train = [e for e in examples if json.dumps(e, sort_keys=True) not in held_out]
     return Dataset(train, unique[:held], approved, taught)
