@@ -2,7 +2,7 @@
 bench/sdf_controllers.py) -> `tango2 sdf learn` -> the current model and the candidate on held-out days.
 
     .venv/bin/python bench/sdf_learning.py [--log LOG.jsonl ...] [--held-out 2009-12-10] [--days 1]
-                                           [--steps 300] [--json]
+                                           [--steps 60] [--json]
 
 The default logs are the baseline's and the LAM's weeks: the baseline's decisions teach where the climate is in
 band, and the baseline also teaches the states the untrained LAM drove the greenhouse into (where a learner that
@@ -31,7 +31,7 @@ def main() -> int:
                    default=[Path("build/bench/sdf-baseline.jsonl"), Path("build/bench/sdf-lam.jsonl")])
     p.add_argument("--held-out", default="2009-12-10")
     p.add_argument("--days", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=60)
     p.add_argument("--period-s", type=float, default=900.0, help="decision period on the held-out days")
     p.add_argument("--publish", action="store_true")
     args = p.parse_args()
