@@ -335,7 +335,8 @@ def test_builder_trains_exports_quantises_and_gates_a_findings_model(tmp_path):
 
 @pytest.fixture(scope="module")
 def findings_model() -> Path:
-    from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, model_file
+    from tango2_ros.cli.model_files import model_file
+    from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL
     from tango2_ros.errors import UserError
 
     try:

@@ -53,7 +53,8 @@ def sr_series(client: DicomWebClient, study_uid: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def findings_models() -> tuple[Path, Path, str]:
     """The builder's best findings model for the hospital edge profile, its int8 sibling, and that one's version."""
-    from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, model_file
+    from tango2_ros.cli.model_files import model_file
+    from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL
     from tango2_ros.errors import UserError
 
     try:
