@@ -94,9 +94,10 @@ def answer(target: dict[str, float], before: dict[str, float], seen: Observation
 
 def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0) -> Dataset:
     """Each record gives two examples with the same answer: the state with the logged actuator positions, and with
-    positions drawn at random. Without the second, a fine-tune learned to repeat the present heating (it seldom
-    changes between two logged periods) and let a cooling greenhouse go cold. Up to `eval_examples` (a twentieth at
-    most) are held out for the builder's answer-format gate; the climate is judged in the simulator."""
+    positions drawn at random, so that the answer has to come from the climate rather than from repeating the
+    present heating (which seldom changes between two logged periods). Measured: not enough on its own (README,
+    continual-learning cycles). Up to `eval_examples` (a twentieth at most) are held out for the builder's
+    answer-format gate; the climate is judged in the simulator."""
     rng = random.Random(seed)
     examples, approved, taught = [], 0, 0
     history: list[Observation] = []
