@@ -71,7 +71,9 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
         f"Now ({night_or_day}, {now.hour:04.1f} h): inside {now.air_temperature_c:.1f} C, RH "
         f"{now.relative_humidity_pct:.0f} %, CO2 {now.co2_ppm:.0f} ppm, slab water {now.substrate_water_pct:.0f} %; "
         f"outside {now.outside_temperature_c:.1f} C, sun {now.global_radiation_w_m2:.0f} W/m2.",
-        "Actuators now: " + (", ".join(f"{name} {value:.0f}" for name, value in actuators.items()) or "all off") + ".",
+        # before the supervisor's first command the controller does not know the positions ("all off" was untrue)
+        "Actuators now: " + (", ".join(f"{name} {value:.0f}" for name, value in actuators.items()) or "not known yet")
+        + ".",
     ]
     if history:
         lines.append("Last hours, inside C: " + ", ".join(f"{o.air_temperature_c:.1f}" for o in history) + ".")
