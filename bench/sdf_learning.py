@@ -2,13 +2,14 @@
 bench/sdf_controllers.py) -> `tango2 sdf learn` -> the current model and the candidate on held-out days.
 
     .venv/bin/python bench/sdf_learning.py [--log LOG.jsonl ...] [--held-out 2009-12-10] [--days 1]
-                                           [--steps 60] [--json]
+                                           [--steps 300] [--json]
 
-The default logs are the baseline's and the LAM's weeks: the baseline's decisions teach where the climate is in
-band, and the baseline also teaches the states the untrained LAM drove the greenhouse into (where a learner that
-only saw the expert's states would be lost).
+The default logs are the baseline's, the LAM's and the random controller's weeks: the baseline's decisions teach
+where the climate is in band, and the baseline also teaches the states the untrained LAM and the random controller
+drove the greenhouse into (where a learner that only saw the expert's states would be lost).
 
-Prints both models' held-out results and the candidate/current ratios. The candidate is built with --no-publish
+Prints the baseline controller's (the reference), the current model's and the candidate's held-out results and the
+candidate/current ratios. The candidate is built with --no-publish
 unless --publish is given (a bench should not change the registry by default).
 """
 from __future__ import annotations
@@ -28,10 +29,10 @@ KEYS = ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct", "heating_mj_m2"
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--log", type=Path, nargs="+",
-                   default=[Path("build/bench/sdf-baseline.jsonl"), Path("build/bench/sdf-lam.jsonl")])
+                   default=[Path(f"build/bench/sdf-{name}.jsonl") for name in ("baseline", "lam", "random")])
     p.add_argument("--held-out", default="2009-12-10")
     p.add_argument("--days", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--period-s", type=float, default=900.0, help="decision period on the held-out days")
     p.add_argument("--publish", action="store_true")
     args = p.parse_args()
@@ -52,8 +53,9 @@ def main() -> int:
              f"builder gate (json_valid): {json.dumps(result['builder'])}"]
     ratios = {}
     if "candidate" in result:
-        lines.append(f"{'held-out ' + args.held_out:28}{'current':>12}{'candidate':>12}")
-        lines += [f"{key:28}{result['current'][key]:>12}{result['candidate'][key]:>12}" for key in KEYS]
+        runs = ("reference", "current", "candidate")
+        lines.append(f"{'held-out ' + args.held_out:28}" + "".join(f"{run:>12}" for run in runs))
+        lines += [f"{key:28}" + "".join(f"{result[run][key]:>12}" for run in runs) for key in KEYS]
         for key in ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct"):
             base = result["current"][key]
             ratios[key] = round(result["candidate"][key] / base, 3) if base else None

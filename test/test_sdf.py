@@ -212,10 +212,15 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     read = read_logs([log])
     dataset = build_dataset(read, TOMATO)
-    assert dataset.from_approved + dataset.from_teacher == len(read) == 72
-    assert dataset.from_teacher > 0  # the random controller's bad periods are taught by the baseline
-    answer = json.loads(dataset.train[0]["messages"][1]["content"])
-    assert 1 <= len(answer["calls"]) <= 4 and all(0 <= c["value"] <= 100 for c in answer["calls"])
+    # the adversarial controller's commands never teach, its states are taught by the baseline
+    assert dataset.from_approved == 0 and dataset.from_teacher == len(read) == 72
+    for example in dataset.train:
+        answer = json.loads(example["messages"][1]["content"])
+        assert list(answer) == ["rationale", "calls"] and [c["tool"] for c in answer["calls"][:3]] == \
+            ["set_heating", "set_vents", "dose_co2"] and all(0 <= c["value"] <= 100 for c in answer["calls"])
+    baseline = []
+    _day("baseline", one_day, days=0.25, records=baseline)
+    assert build_dataset(baseline, TOMATO).from_approved > 36  # the baseline's in-band decisions teach themselves
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(records[0]) + "\n{not json\n")
     with pytest.raises(UserError, match="bad.jsonl:2: not JSON"):
@@ -285,7 +290,7 @@ def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(
     from tango2_ros.core.artifacts.stores import LocalStore
     from tango2_ros.sdf.learning import beats
 
-    better, _ = beats(report["candidate"], report["current"])
+    better, _ = beats(report["candidate"], report["current"], report["reference"])
     versions = LocalStore(models / "store").versions("lam-tomato")
     assert (report["published"] == "lam-tomato@1.1.0" and versions == ["1.1.0"]) if better else \
         (report["published"] is None and versions == [] and report["decision"].startswith("kept"))

@@ -1,10 +1,14 @@
 """The large action model's interface: tools (one per actuator, with a typed value), the prompt (state, recent
 history, weather forecast, crop stage) and the strict reading of its answer.
 
-The answer is a JSON object `{"calls": [{"tool": ..., "value": ...}], "rationale": ...}`, constrained by a JSON
-Schema through the LLM runtime. `parse_answer` still checks everything (a user-supplied model or runtime may not
-constrain): invalid JSON, unknown tools and out-of-range values raise LamError with the reason, and the caller
-proposes nothing (the supervisor then falls back to the baseline).
+The answer is a JSON object `{"rationale": ..., "calls": [{"tool": ..., "value": ...}]}`, constrained by a JSON
+Schema through the LLM runtime. The rationale comes first: a small model that has just written "2.1 C below the
+set-point" gives the heating value next to the words that decide it. The prompt states the control errors (how far
+the climate is from each set-point) as well as the readings, as a climate computer's display does.
+
+`parse_answer` still checks everything (a user-supplied model or runtime may not constrain): invalid JSON, unknown
+tools and out-of-range values raise LamError with the reason, and the caller proposes nothing (the supervisor then
+falls back to the baseline).
 """
 from __future__ import annotations
 
@@ -46,15 +50,15 @@ class LamError(ValueError):
 def answer_schema() -> dict:
     return {
         "type": "object",
-        "properties": {
+        "properties": {  # generated in this order
+            "rationale": {"type": "string", "maxLength": 100},
             "calls": {"type": "array", "minItems": 1, "maxItems": MAX_CALLS, "items": {
                 "type": "object",
                 "properties": {"tool": {"type": "string", "enum": list(TOOLS)},
                                "value": {"type": "integer", "minimum": 0, "maximum": 100}},
                 "required": ["tool", "value"]}},
-            "rationale": {"type": "string", "maxLength": 100},
         },
-        "required": ["calls", "rationale"],
+        "required": ["rationale", "calls"],
     }
 
 
@@ -71,6 +75,7 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
         f"Now ({night_or_day}, {now.hour:04.1f} h): inside {now.air_temperature_c:.1f} C, RH "
         f"{now.relative_humidity_pct:.0f} %, CO2 {now.co2_ppm:.0f} ppm, slab water {now.substrate_water_pct:.0f} %; "
         f"outside {now.outside_temperature_c:.1f} C, sun {now.global_radiation_w_m2:.0f} W/m2.",
+        control_errors(preset, now),
         # before the supervisor's first command the controller does not know the positions ("all off" was untrue)
         "Actuators now: " + (", ".join(f"{name} {value:.0f}" for name, value in actuators.items()) or "not known yet")
         + ".",
@@ -80,8 +85,30 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
     if forecast:
         lines.append("Forecast, next hours (outside C / sun W/m2): " +
                      ", ".join(f"{t:.0f}/{sun:.0f}" for t, sun in forecast) + ".")
-    lines.append(f"Answer with JSON: up to {MAX_CALLS} tool calls (what must change now) and a short rationale.")
+    lines.append(f"Answer with JSON: a short rationale and up to {MAX_CALLS} tool calls (what must change now).")
     return "\n".join(lines)
+
+
+def temperature_error(preset: CropPreset, now: Observation) -> str:
+    """How far inside is from the heating set-point of this moment (the lamps' light period counts as day)."""
+    setpoint = preset.heating_setpoint(now.is_day or now.lights_on)
+    inside = now.air_temperature_c
+    return f"inside {inside:.1f} C is {_offset(inside - setpoint, 'C')} the {setpoint:g} C set-point"
+
+
+def control_errors(preset: CropPreset, now: Observation) -> str:
+    light_period = now.is_day or now.lights_on
+    vent_from = preset.heating_setpoint(light_period) + preset.vent_offset_c
+    co2 = (f"CO2 {_offset(now.co2_ppm - preset.co2_day_ppm, 'ppm')} the {preset.co2_day_ppm:g} ppm target"
+           if light_period else "no CO2 dosing now")
+    return (f"Errors: {temperature_error(preset, now)}, {_offset(now.air_temperature_c - vent_from, 'C')} the "
+            f"{vent_from:g} C vent temperature; RH {_offset(now.relative_humidity_pct - preset.rh_max_pct, '%')} the "
+            f"{preset.rh_max_pct:g} % limit; {co2}.")
+
+
+def _offset(difference: float, unit: str) -> str:
+    amount = f"{abs(difference):.1f}" if unit == "C" else f"{abs(difference):.0f}"
+    return f"{amount} {unit} {'above' if difference >= 0 else 'below'}"
 
 
 def parse_answer(text: str) -> tuple[dict[str, float], str]:

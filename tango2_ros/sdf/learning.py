@@ -4,11 +4,13 @@ builder -> a candidate evaluated in the simulator on held-out days -> published 
 The fine-tuning set (chat examples, as the builder reads them): the prompt the model saw for each logged state,
 and the answer it should have given. The teacher is the outcome: where an approved command kept temperature and
 humidity in band, that command is the answer (and counts twice: outcome weighting); otherwise (out of band,
-rejected, or the watchdog's fallback) the baseline controller's proposal for that state is.
+rejected, or the watchdog's fallback) the baseline controller's proposal for that state is. The adversarial
+controller's commands never teach (in band one period later says little about a random command: the climate is
+slow); its logs are still worth having, for the states it drives the greenhouse into, which the baseline labels.
 
-An answer has a fixed shape a small model can learn: heating, vents and CO2 dosing (the actuators that hold the
-three bands) always, in that order, then the one other actuator that changes most, if any; proportional values in
-steps of 10 %; a rationale built from the state and the set-points. (A first teacher named the four actuators that
+An answer has a fixed shape a small model can learn: a rationale that restates the temperature error, then heating,
+vents and CO2 dosing (the actuators that hold the three bands) always, in that order, then the one other actuator
+that changes most, if any; proportional values in steps of 10 %. (A first teacher named the four actuators that
 changed most, in order of change: after fine-tuning the model had the format but answered "heating 10" to
 everything.)
 """
@@ -21,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tango2_ros.errors import UserError
-from tango2_ros.sdf.actuators import ACTUATORS, CO2_DOSING, HEATING, VENT
-from tango2_ros.sdf.controllers import BaselineController, Observation
+from tango2_ros.sdf.actuators import ACTUATORS, CO2_DOSING, HEATING, LIGHTS, VENT
+from tango2_ros.sdf.controllers import BaselineController, Observation, RandomController
 from tango2_ros.sdf.crops import CropPreset
-from tango2_ros.sdf.lam import MAX_CALLS, TOOLS, prompt
+from tango2_ros.sdf.lam import MAX_CALLS, TOOLS, prompt, temperature_error
 
 TOOL_OF = {tool.actuator: tool.name for tool in TOOLS.values()}
-REQUIRED = {"state", "actuators", "forecast", "command", "verdict", "in_band"}
+REQUIRED = {"controller", "state", "actuators", "forecast", "command", "verdict", "in_band"}
 
 
 @dataclass
@@ -84,12 +86,10 @@ def answer(target: dict[str, float], before: dict[str, float], seen: Observation
     chosen = list(ALWAYS_SET) + [name for name in others[:MAX_CALLS - len(ALWAYS_SET)]
                                  if abs(rounded[name] - before.get(name, 0.0)) >= VALUE_STEP / 2]
     calls = [{"tool": TOOL_OF[name], "value": int(rounded[name])} for name in chosen]
-    setpoint = preset.heating_setpoint(seen.is_day or seen.lights_on)
-    side = "below" if seen.air_temperature_c < setpoint else "above"
-    rationale = f"inside {seen.air_temperature_c:.1f} C is {side} the {setpoint:g} C set-point"
+    rationale = temperature_error(preset, seen)
     if seen.relative_humidity_pct > preset.rh_max_pct:
         rationale += f"; RH {seen.relative_humidity_pct:.0f} % is above {preset.rh_max_pct:g} %"
-    return json.dumps({"calls": calls, "rationale": rationale[:100]})
+    return json.dumps({"rationale": rationale[:100], "calls": calls})
 
 
 def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0) -> Dataset:
@@ -103,15 +103,17 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 
     history: list[Observation] = []
     for record in records:
         seen = observation_of(record)
-        good = record["verdict"] in ("accepted", "clamped") and record["in_band"]["temperature"] \
-            and record["in_band"]["humidity"]
+        good = record["controller"] != RandomController.name and record["verdict"] in ("accepted", "clamped") \
+            and record["in_band"]["temperature"] and record["in_band"]["humidity"]
         if good:
             target, copies = {k: float(record["command"][k]) for k in ACTUATORS}, 2
             approved += 1
         else:
             target, copies = BaselineController(preset).propose(seen), 1
             taught += 1
-        for before in (record["actuators"], _random_positions(rng)):
+        # the lamps stay as logged: they decide the light period, hence the set-point, the answer and the errors
+        shuffled = {**_random_positions(rng), LIGHTS: record["actuators"].get(LIGHTS, 0.0)}
+        for before in (record["actuators"], shuffled):
             text = prompt(preset, seen, history[-6:][::2], [tuple(f) for f in record["forecast"]], before)
             reply = answer(target, before, seen, preset)
             examples += [{"messages": [{"role": "user", "content": text},
@@ -135,8 +137,13 @@ def write_jsonl(path: Path, examples: list[dict]) -> Path:
     return path
 
 
-def beats(candidate: dict, current: dict, tolerance_pct: float = 2.0) -> tuple[bool, list[str]]:
-    """The publication gate on two held-out simulation reports: better in band, no regression elsewhere."""
+def beats(candidate: dict, current: dict, reference: dict | None = None,
+          tolerance_pct: float = 2.0) -> tuple[bool, list[str]]:
+    """The publication gate on held-out simulation reports: temperature in band must be better than the current
+    model's; humidity and CO2 in band must not regress, i.e. fall more than the tolerance below the current model's
+    or, when it is given, below the `reference` (the baseline controller on the same days: the climate the farm
+    already accepts from its fallback), whichever is lower. (Without the reference, a model that never heats, and so
+    keeps a cold greenhouse's RH in band, would block every model that heats as the baseline does.)"""
     reasons = []
     if candidate["interlock_violations"]:
         reasons.append(f"{candidate['interlock_violations']} interlock violations")
@@ -144,8 +151,10 @@ def beats(candidate: dict, current: dict, tolerance_pct: float = 2.0) -> tuple[b
         reasons.append(f"temperature in band {candidate['temp_in_band_pct']} % is not above "
                        f"{current['temp_in_band_pct']} %")
     for key in ("rh_in_band_pct", "co2_in_band_pct"):
-        if candidate[key] < current[key] - tolerance_pct:
-            reasons.append(f"{key} fell from {current[key]} to {candidate[key]}")
+        floor = current[key] if reference is None else min(current[key], reference[key])
+        if candidate[key] < floor - tolerance_pct:
+            reasons.append(f"{key} fell to {candidate[key]} (current model {current[key]}"
+                           + ("" if reference is None else f", baseline {reference[key]}") + ")")
     if candidate["fallback_s"] > current["fallback_s"]:
         reasons.append(f"more watchdog fallbacks ({candidate['fallback_s']:.0f} s vs {current['fallback_s']:.0f} s)")
     return not reasons, reasons
@@ -212,10 +221,11 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
         return report
     say(f"simulating the held-out days ({options.held_out_start}, {options.held_out_days:g} day(s)) with the current "
         f"model and with the candidate")
+    reference_run = evaluate_in_simulator(None, preset, options)
     current_run = evaluate_in_simulator(result.baseline.model, preset, options)
     candidate_run = evaluate_in_simulator(candidate.model, preset, options)
-    better, reasons = beats(candidate_run, current_run)
-    report.update(current=current_run, candidate=candidate_run)
+    better, reasons = beats(candidate_run, current_run, reference_run)
+    report.update(reference=reference_run, current=current_run, candidate=candidate_run)
     if not better:
         report.update(published=None, decision="kept the current model: " + "; ".join(reasons))
         return report
@@ -230,16 +240,19 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     return report
 
 
-def evaluate_in_simulator(model: Path, preset: CropPreset, options: CycleOptions) -> dict:
-    """The model as the greenhouse's action model, behind the supervisor, on the held-out days (in process)."""
+def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: CycleOptions) -> dict:
+    """The model as the greenhouse's action model, behind the supervisor, on the held-out days (in process);
+    `model` None: the baseline controller, the reference."""
     from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
     from tango2_ros.sdf.deciding import LamController, LocalDecider, spin_up
     from tango2_ros.sdf.simulation import run
 
+    plant = _held_out_greenhouse(preset, options)
+    spin_up(plant)
+    if model is None:
+        return run(plant, LocalDecider(preset, BaselineController(preset)), "baseline")
     runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
     try:
-        plant = _held_out_greenhouse(preset, options)
-        spin_up(plant)
         lam = LamController(runtime, preset, lambda: [(t, sun) for _, t, sun in plant.forecast()])
         return run(plant, LocalDecider(preset, lam), "lam")
     finally:
