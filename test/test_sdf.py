@@ -230,6 +230,23 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
         read_logs([bad])
 
 
+def test_the_publication_gate_wants_better_temperature_and_no_regression_below_the_baseline():
+    from tango2_ros.sdf.learning import beats
+
+    def run(temp, rh, co2=100.0, fallback_s=0.0, violations=0):
+        return {"temp_in_band_pct": temp, "rh_in_band_pct": rh, "co2_in_band_pct": co2, "fallback_s": fallback_s,
+                "interlock_violations": violations}
+
+    cold_current, baseline = run(1.0, 100.0), run(99.0, 96.9)
+    assert beats(run(95.0, 96.0), cold_current, baseline) == (True, [])  # as good as the baseline
+    assert not beats(run(95.0, 96.0), cold_current)[0]  # without the reference, humidity 100 -> 96 regresses
+    for candidate, words in ((run(1.0, 100.0), "is not above"), (run(95.0, 90.0), "rh_in_band_pct fell to 90.0"),
+                             (run(95.0, 96.0, co2=50.0), "co2_in_band_pct"), (run(95.0, 96.0, fallback_s=900), "fallback"),
+                             (run(95.0, 96.0, violations=1), "interlock")):
+        better, reasons = beats(candidate, cold_current, baseline)
+        assert not better and any(words in reason for reason in reasons), reasons
+
+
 def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_day):
     import subprocess
     import sys
