@@ -5,6 +5,7 @@ import datetime
 import json
 import math
 import random
+import re
 
 import pytest
 
@@ -220,7 +221,16 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
             ["set_heating", "set_vents", "dose_co2"] and all(0 <= c["value"] <= 100 for c in answer["calls"])
     baseline = []
     _day("baseline", one_day, days=0.25, records=baseline)
-    assert build_dataset(baseline, TOMATO).from_approved > 36  # the baseline's in-band decisions teach themselves
+    taught = build_dataset(baseline, TOMATO)
+    assert taught.from_approved > 36  # the baseline's in-band decisions teach themselves
+    # counterfactual states reach where the baseline's own log never goes, each answered by the baseline's rule
+    logged = [r["state"]["air_temperature_c"] for r in baseline]
+    heating_at = {}
+    for example in taught.train:
+        inside = float(re.search(r"Inside (-?[\d.]+) C", example["messages"][0]["content"]).group(1))
+        heating_at[inside] = json.loads(example["messages"][1]["content"])["calls"][0]["value"]
+    assert any(t < min(logged) - 3 and heating == 100 for t, heating in heating_at.items())
+    assert any(t > max(logged) + 3 and heating == 0 for t, heating in heating_at.items())
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(records[0]) + "\n{not json\n")
     with pytest.raises(UserError, match="bad.jsonl:2: not JSON"):

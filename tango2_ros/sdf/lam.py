@@ -3,8 +3,9 @@ history, weather forecast, crop stage) and the strict reading of its answer.
 
 The answer is a JSON object `{"rationale": ..., "calls": [{"tool": ..., "value": ...}]}`, constrained by a JSON
 Schema through the LLM runtime. The rationale comes first: a small model that has just written "2.1 C below the
-set-point" gives the heating value next to the words that decide it. The prompt states the control errors (how far
-the climate is from each set-point) as well as the readings, as a climate computer's display does.
+set-point" gives the heating value next to the words that decide it. The prompt states the set-points of the
+moment and how far temperature and humidity are from them, as well as the readings, as a climate computer's display
+does.
 
 `parse_answer` still checks everything (a user-supplied model or runtime may not constrain): invalid JSON, unknown
 tools and out-of-range values raise LamError with the reason, and the caller proposes nothing (the supervisor then
@@ -24,21 +25,17 @@ from tango2_ros.sdf.crops import CropPreset
 
 @dataclass(frozen=True)
 class Tool:
+    """One tool per actuator; the value is a position in % (on/off tools: 100 = on, anything from 50 counts)."""
+
     name: str
     actuator: str
-    description: str
     on_off: bool = False
 
 
 TOOLS = {tool.name: tool for tool in (
-    Tool("set_vents", VENT, "roof vent opening, 0-100 %"),
-    Tool("set_heating", HEATING, "heating power, 0-100 %"),
-    Tool("set_thermal_screen", THERMAL_SCREEN, "energy screen closure, 0-100 %"),
-    Tool("set_shade_screen", SHADE_SCREEN, "shade screen closure, 0-100 %"),
-    Tool("dose_co2", CO2_DOSING, "CO2 dosing valve, 0-100 %"),
-    Tool("set_fans", FAN, "circulation fans, 0-100 %"),
-    Tool("irrigate", IRRIGATION, "drip irrigation, 0 = off, 100 = on", on_off=True),
-    Tool("set_lamps", LIGHTS, "supplementary lamps, 0 = off, 100 = on", on_off=True),
+    Tool("set_vents", VENT), Tool("set_heating", HEATING), Tool("set_thermal_screen", THERMAL_SCREEN),
+    Tool("set_shade_screen", SHADE_SCREEN), Tool("dose_co2", CO2_DOSING), Tool("set_fans", FAN),
+    Tool("irrigate", IRRIGATION, on_off=True), Tool("set_lamps", LIGHTS, on_off=True),
 )}
 MAX_CALLS = 4  # the changes that matter now; the other actuators keep their values (and the answer stays short)
 
@@ -64,46 +61,45 @@ def answer_schema() -> dict:
 
 def prompt(preset: CropPreset, now: Observation, history: list[Observation], forecast: list[tuple[float, float]],
            actuators: dict[str, float]) -> str:
-    """The situation for the model; `forecast` is (outside C, sun W/m2) for the next hours."""
-    night_or_day = "day" if now.is_day else "night"
+    """The situation for the model; `forecast` is (outside C, sun W/m2) for the next hours.
+
+    Compact on purpose: every number is several tokens (digits are tokenised one by one), and the prompt's length
+    sets both the decision time on the device and the cost of each fine-tuning step (with the chat template, 514
+    tokens became 299 for the same facts). The set-points are those of this moment, resolved for day or night."""
+    light_period = now.is_day or now.lights_on
+    heating = preset.heating_setpoint(light_period)
+    vent_from = heating + preset.vent_offset_c
+    co2 = f"CO2 {preset.co2_day_ppm:g} ppm" if light_period else "no CO2 at night"
     lines = [
-        f"You control the climate of a {preset.name} greenhouse ({preset.stage}). Choose tool calls.",
-        f"Targets: heating set-point {preset.heating_day_c:g} C by day, {preset.heating_night_c:g} C at night; "
-        f"ventilate above set-point + {preset.vent_offset_c:g} C; relative humidity at most {preset.rh_max_pct:g} %; "
-        f"CO2 {preset.co2_day_ppm:g} ppm by day only.",
-        "Tools (value 0-100): " + "; ".join(f"{t.name}: {t.description}" for t in TOOLS.values()),
-        f"Now ({night_or_day}, {now.hour:04.1f} h): inside {now.air_temperature_c:.1f} C, RH "
-        f"{now.relative_humidity_pct:.0f} %, CO2 {now.co2_ppm:.0f} ppm, slab water {now.substrate_water_pct:.0f} %; "
-        f"outside {now.outside_temperature_c:.1f} C, sun {now.global_radiation_w_m2:.0f} W/m2.",
-        control_errors(preset, now),
-        # before the supervisor's first command the controller does not know the positions ("all off" was untrue)
-        "Actuators now: " + (", ".join(f"{name} {value:.0f}" for name, value in actuators.items()) or "not known yet")
-        + ".",
+        f"{preset.name.capitalize()} greenhouse, {preset.stage}, {'day' if now.is_day else 'night'} "
+        f"{int(now.hour):02d}:{int(round(now.hour % 1 * 60)) % 60:02d}"
+        + (", lamps on" if now.lights_on and not now.is_day else "") + ".",
+        f"Set-points: heating {heating:g} C, vents from {vent_from:g} C, RH at most {preset.rh_max_pct:g} %, {co2}.",
+        f"Inside {now.air_temperature_c:.1f} C ({temperature_error(preset, now)}), RH "
+        f"{now.relative_humidity_pct:.0f} % ({humidity_error(preset, now)}), "
+        f"CO2 {now.co2_ppm:.0f} ppm, slab water {now.substrate_water_pct:.0f} %.",
+        f"Outside {now.outside_temperature_c:.1f} C, sun {now.global_radiation_w_m2:.0f} W/m2"
+        + ("; next hours " + " ".join(f"{t:.0f}C/{sun:.0f}" for t, sun in forecast[::2]) if forecast else "") + ".",
     ]
     if history:
-        lines.append("Last hours, inside C: " + ", ".join(f"{o.air_temperature_c:.1f}" for o in history) + ".")
-    if forecast:
-        lines.append("Forecast, next hours (outside C / sun W/m2): " +
-                     ", ".join(f"{t:.0f}/{sun:.0f}" for t, sun in forecast) + ".")
-    lines.append(f"Answer with JSON: a short rationale and up to {MAX_CALLS} tool calls (what must change now).")
+        lines.append("Inside before: " + " ".join(f"{o.air_temperature_c:.1f}" for o in history) + ".")
+    # before the supervisor's first command the controller does not know the positions
+    lines.append("Actuators: " + (", ".join(f"{name} {value:.0f}" for name, value in actuators.items())
+                                  or "not known yet") + ".")
+    lines.append("Tools, value 0-100: " + ", ".join(f"{t.name}" + (" (on/off)" if t.on_off else "")
+                                                   for t in TOOLS.values()) + ".")
+    lines.append(f"Answer JSON: a short rationale, then up to {MAX_CALLS} tool calls.")
     return "\n".join(lines)
 
 
 def temperature_error(preset: CropPreset, now: Observation) -> str:
     """How far inside is from the heating set-point of this moment (the lamps' light period counts as day)."""
     setpoint = preset.heating_setpoint(now.is_day or now.lights_on)
-    inside = now.air_temperature_c
-    return f"inside {inside:.1f} C is {_offset(inside - setpoint, 'C')} the {setpoint:g} C set-point"
+    return f"{_offset(now.air_temperature_c - setpoint, 'C')} heating set-point"
 
 
-def control_errors(preset: CropPreset, now: Observation) -> str:
-    light_period = now.is_day or now.lights_on
-    vent_from = preset.heating_setpoint(light_period) + preset.vent_offset_c
-    co2 = (f"CO2 {_offset(now.co2_ppm - preset.co2_day_ppm, 'ppm')} the {preset.co2_day_ppm:g} ppm target"
-           if light_period else "no CO2 dosing now")
-    return (f"Errors: {temperature_error(preset, now)}, {_offset(now.air_temperature_c - vent_from, 'C')} the "
-            f"{vent_from:g} C vent temperature; RH {_offset(now.relative_humidity_pct - preset.rh_max_pct, '%')} the "
-            f"{preset.rh_max_pct:g} % limit; {co2}.")
+def humidity_error(preset: CropPreset, now: Observation) -> str:
+    return f"{_offset(now.relative_humidity_pct - preset.rh_max_pct, '%')} max"
 
 
 def _offset(difference: float, unit: str) -> str:

@@ -16,6 +16,7 @@ everything.)
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import random
@@ -26,7 +27,7 @@ from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import ACTUATORS, CO2_DOSING, HEATING, LIGHTS, VENT
 from tango2_ros.sdf.controllers import BaselineController, Observation, RandomController
 from tango2_ros.sdf.crops import CropPreset
-from tango2_ros.sdf.lam import MAX_CALLS, TOOLS, prompt, temperature_error
+from tango2_ros.sdf.lam import MAX_CALLS, TOOLS, humidity_error, prompt, temperature_error
 
 TOOL_OF = {tool.actuator: tool.name for tool in TOOLS.values()}
 REQUIRED = {"controller", "state", "actuators", "forecast", "command", "verdict", "in_band"}
@@ -88,43 +89,71 @@ def answer(target: dict[str, float], before: dict[str, float], seen: Observation
     calls = [{"tool": TOOL_OF[name], "value": int(rounded[name])} for name in chosen]
     rationale = temperature_error(preset, seen)
     if seen.relative_humidity_pct > preset.rh_max_pct:
-        rationale += f"; RH {seen.relative_humidity_pct:.0f} % is above {preset.rh_max_pct:g} %"
+        rationale += f"; RH {humidity_error(preset, seen)}"
     return json.dumps({"rationale": rationale[:100], "calls": calls})
 
 
-def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0) -> Dataset:
-    """Each record gives two examples with the same answer: the state with the logged actuator positions, and with
-    positions drawn at random, so that the answer has to come from the climate rather than from repeating the
-    present heating (which seldom changes between two logged periods). Measured: not enough on its own (README,
-    continual-learning cycles). Up to `eval_examples` (a twentieth at most) are held out for the builder's
-    answer-format gate; the climate is judged in the simulator."""
+# How far a counterfactual state's readings are moved from the logged ones (uniformly): from a frosty to a hot
+# greenhouse around the set-points, humidity from dry to saturated, CO2 from depleted to over-dosed.
+COUNTERFACTUAL_SHIFTS = {"air_temperature_c": (-6.0, 8.0), "relative_humidity_pct": (-20.0, 12.0),
+                         "co2_ppm": (-400.0, 400.0)}
+READING_LIMITS = {"air_temperature_c": (0.0, 45.0), "relative_humidity_pct": (20.0, 100.0),
+                  "co2_ppm": (250.0, 2500.0)}
+
+
+def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0,
+                  counterfactuals: int = 1) -> Dataset:
+    """Each record gives the logged state, answered by its outcome's teacher, and `counterfactuals` states made from
+    it: inside temperature, humidity and CO2 moved within COUNTERFACTUAL_SHIFTS, actuator positions drawn at random,
+    answered by the baseline controller.
+
+    Why the counterfactuals: a good controller's logs hold only the states it keeps, near the set-points, and a
+    model taught on them alone is lost in the states it drives the greenhouse into itself (measured: after the
+    first cold period it answered "heating 0" at 16 C for a whole held-out day). The baseline is a rule, so it can
+    label any state, and the random positions keep the model from getting by on repeating the present heating.
+    Up to `eval_examples` (a twentieth at most) are held out for the builder's answer-format gate; the climate is
+    judged in the simulator."""
     rng = random.Random(seed)
+    baseline = BaselineController(preset)
     examples, approved, taught = [], 0, 0
     history: list[Observation] = []
     for record in records:
         seen = observation_of(record)
+        forecast = [tuple(f) for f in record["forecast"]]
         good = record["controller"] != RandomController.name and record["verdict"] in ("accepted", "clamped") \
             and record["in_band"]["temperature"] and record["in_band"]["humidity"]
         if good:
             target, copies = {k: float(record["command"][k]) for k in ACTUATORS}, 2
             approved += 1
         else:
-            target, copies = BaselineController(preset).propose(seen), 1
+            target, copies = baseline.propose(seen), 1
             taught += 1
-        # the lamps stay as logged: they decide the light period, hence the set-point, the answer and the errors
-        shuffled = {**_random_positions(rng), LIGHTS: record["actuators"].get(LIGHTS, 0.0)}
-        for before in (record["actuators"], shuffled):
-            text = prompt(preset, seen, history[-6:][::2], [tuple(f) for f in record["forecast"]], before)
-            reply = answer(target, before, seen, preset)
+        cases = [(seen, record["actuators"], target, copies)]
+        for _ in range(counterfactuals):
+            moved = _counterfactual(seen, rng)
+            # the lamps stay as logged: they decide the light period, hence the set-point, the answer and the errors
+            positions = {**_random_positions(rng), LIGHTS: record["actuators"].get(LIGHTS, 0.0)}
+            cases.append((moved, positions, baseline.propose(moved), 1))
+        for state, before, wanted, times in cases:
+            text = prompt(preset, state, history[-6:][::2], forecast, before)
             examples += [{"messages": [{"role": "user", "content": text},
-                                       {"role": "assistant", "content": reply}]}] * copies
+                                       {"role": "assistant", "content": answer(wanted, before, state, preset)}]}] * times
         history.append(seen)
     unique = list({json.dumps(e, sort_keys=True): e for e in examples}.values())
     rng.shuffle(unique)
     held = max(1, min(eval_examples, len(unique) // 20))
     held_out = {json.dumps(e, sort_keys=True) for e in unique[:held]}
     train = [e for e in examples if json.dumps(e, sort_keys=True) not in held_out]
+    rng.shuffle(train)
     return Dataset(train, unique[:held], approved, taught)
+
+
+def _counterfactual(seen: Observation, rng: random.Random) -> Observation:
+    moved = {}
+    for name, (low, high) in COUNTERFACTUAL_SHIFTS.items():
+        floor, ceiling = READING_LIMITS[name]
+        moved[name] = min(ceiling, max(floor, getattr(seen, name) + rng.uniform(low, high)))
+    return dataclasses.replace(seen, **moved)
 
 
 def _random_positions(rng: random.Random) -> dict[str, float]:
@@ -202,7 +231,7 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
                                           "eval": str(write_jsonl(work_dir / "eval.jsonl", dataset.eval))},
         # the MLP too: mapping readings to values is more than the attention projections learn in a few hundred steps
         "finetune": {"rank": 16, "alpha": 32, "steps": options.steps, "learning_rate": 0.001, "batch_size": 4,
-                     "target_modules": list(LORA_MODULES)},
+                     "target_modules": list(LORA_MODULES), "precision": "auto"},
         "quantizations": ["q8_0"], "publish_adapter": False,
         "evaluation": {"metric": "json_valid", "max_tokens": 200}, "gates": {"min_metric": 0.5},
         "device_profiles": ["edge-cpu-2c-4gb"]}, sort_keys=False))
