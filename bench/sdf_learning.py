@@ -4,9 +4,10 @@ bench/sdf_controllers.py) -> `tango2 sdf learn` -> the current model and the can
     .venv/bin/python bench/sdf_learning.py [--log LOG.jsonl ...] [--held-out 2009-12-10] [--days 1]
                                            [--steps 300] [--json]
 
-The default logs are the baseline's, the LAM's and the random controller's weeks: the baseline's decisions teach
-where the climate is in band, and the baseline also teaches the states the untrained LAM and the random controller
-drove the greenhouse into (where a learner that only saw the expert's states would be lost).
+The default logs are the baseline's and the random controller's weeks (`bench/sdf_controllers.py --controllers
+baseline,random`, about 2 minutes): the baseline's decisions teach where the climate is in band, and the baseline
+also teaches the states the random controller drove the greenhouse into, and the counterfactual states made from
+every logged one (where a learner that only saw the expert's states would be lost).
 
 Prints the baseline controller's (the reference), the current model's and the candidate's held-out results and the
 candidate/current ratios. The candidate is built with --no-publish
@@ -29,7 +30,7 @@ KEYS = ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct", "heating_mj_m2"
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--log", type=Path, nargs="+",
-                   default=[Path(f"build/bench/sdf-{name}.jsonl") for name in ("baseline", "lam", "random")])
+                   default=[Path(f"build/bench/sdf-{name}.jsonl") for name in ("baseline", "random")])
     p.add_argument("--held-out", default="2009-12-10")
     p.add_argument("--days", type=float, default=1.0)
     p.add_argument("--steps", type=int, default=300)

@@ -15,7 +15,7 @@ from tango2_ros.sdf.actuators import (ACTUATORS, CO2_DOSING, HEATING, IRRIGATION
 from tango2_ros.sdf.controllers import BaselineController, RandomController
 from tango2_ros.sdf.crops import PRESETS
 from tango2_ros.sdf.deciding import FALLBACK, LamController, LocalDecider
-from tango2_ros.sdf.lam import LamError, parse_answer
+from tango2_ros.sdf.lam import TOOLS, LamError, parse_answer
 from tango2_ros.sdf.supervisor import CLAMPED, REJECTED, Conditions, SafetySupervisor, broken_interlocks
 
 TOMATO = PRESETS["tomato"]
@@ -217,8 +217,11 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
     assert dataset.from_approved == 0 and dataset.from_teacher == len(read) == 72
     for example in dataset.train:
         answer = json.loads(example["messages"][1]["content"])
-        assert list(answer) == ["rationale", "calls"] and [c["tool"] for c in answer["calls"][:3]] == \
-            ["set_heating", "set_vents", "dose_co2"] and all(0 <= c["value"] <= 100 for c in answer["calls"])
+        assert list(answer) == ["rationale", "calls"] and [c["tool"] for c in answer["calls"]] == list(TOOLS)
+        assert all(c["value"] in range(0, 101, 10) for c in answer["calls"])
+        # the rationale restates the prompt's errors, so that each value follows the words that decide it
+        assert all(part.removeprefix("RH ").removeprefix("CO2 ") in example["messages"][0]["content"]
+                   for part in answer["rationale"].split("; "))
     baseline = []
     _day("baseline", one_day, days=0.25, records=baseline)
     taught = build_dataset(baseline, TOMATO)
@@ -298,6 +301,9 @@ def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(
     import subprocess
     import sys
 
+    from tango2_ros.core.artifacts.stores import LocalStore
+    from tango2_ros.sdf.learning import beats, read_logs
+
     models = tmp_path / "models"
     env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
     tango2 = [sys.executable, "-m", "tango2_ros.cli"]
@@ -314,9 +320,9 @@ def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(
     assert report["dataset"]["train"] > 100 and len(report["losses"]) == 10
     assert report["builder"]["q8_0"]["json_valid"] >= 0.5  # the fine-tuned model answers in the tools' format
     assert report["current"]["proposals"] + report["current"]["fallback_s"] / 3600 == 2
-    from tango2_ros.core.artifacts.stores import LocalStore
-    from tango2_ros.sdf.learning import beats
-
+    for run in ("reference", "current", "candidate"):  # each held-out run leaves its decision log
+        logged = read_logs([tmp_path / "work" / f"held-out-{run}.jsonl"])
+        assert len(logged) == 2 and {r["controller"] for r in logged} == {"baseline" if run == "reference" else "lam"}
     better, _ = beats(report["candidate"], report["current"], report["reference"])
     versions = LocalStore(models / "store").versions("lam-tomato")
     assert (report["published"] == "lam-tomato@1.1.0" and versions == ["1.1.0"]) if better else \

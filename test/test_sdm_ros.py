@@ -52,18 +52,25 @@ def sr_series(client: DicomWebClient, study_uid: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def findings_models() -> tuple[Path, Path, str]:
-    """The builder's best findings model for the hospital edge profile, its int8 sibling, and that one's version."""
+    """The builder's best findings model for the hospital edge profile, a second model to swap to, and its version.
+
+    The second one is the recipe's int8 candidate where the builder published it. Its micro-F1 lies close to the
+    recipe's gate (0.86 against 0.8 here) and fell below it on one CI machine, which then published only f32: there
+    the swap loads the best model's file again as a new version, which exercises the same path through the node.
+    """
     from tango2_ros.cli.model_files import model_file
     from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL
     from tango2_ros.errors import UserError
 
     try:
         best, _, version = model_file(DEFAULT_FINDINGS_MODEL)
-        other_version = version.rsplit("-", 1)[0] + "-int8"
-        other = model_file(f"ct-findings-phantom@{other_version}")[0]
     except UserError as exc:
         pytest.fail(f"the findings model is not built ({exc}); run make setup")
-    return best, other, other_version
+    int8_version = version.rsplit("-", 1)[0] + "-int8"
+    try:
+        return best, model_file(f"ct-findings-phantom@{int8_version}")[0], int8_version
+    except UserError:
+        return best, best, f"{version}-reloaded"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ Exit code 1 when any interlock was broken at the actuators.
 `learn` runs one continual-learning cycle (tango2_ros/sdf/learning.py): a fine-tuning set from the logs, the
 model-lifecycle builder, the current model and the candidate in the simulator on held-out days, and publication of
 the candidate (signed, to the model registry) only if it beats the current model without regressions; a model
-manager slot that follows `latest` then swaps it in at run time.
+manager slot that follows `latest` then swaps it in at run time. The working folder (`--work`) keeps the
+fine-tuning set, the recipe, the built files and the held-out runs' decision logs (held-out-reference.jsonl,
+held-out-current.jsonl, held-out-candidate.jsonl).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from tango2_msgs.msg import ActuatorCommand, ChatMessage, GreenhouseState, Weath
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.sdf.controllers import BaselineController, RandomController
 from tango2_ros.sdf.crops import PRESETS
-from tango2_ros.sdf.lam import LamError, answer_schema, parse_answer, prompt
+from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
 from tango2_ros.sdf.messages import observation_from_state, proposal_message
 
 CONTROLLERS = ("lam", "baseline", "random")
@@ -32,7 +32,7 @@ class FarmController(Tango2Node):
         self.declare("controller", "lam", "lam, baseline or random.")
         self.declare("crop", "tomato", "Crop preset: " + ", ".join(PRESETS) + ".")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node (for lam).")
-        self.declare("max_tokens", 200, "Longest model answer.", min_value=16, max_value=2048)
+        self.declare("max_tokens", ANSWER_TOKENS, "Longest model answer.", min_value=16, max_value=2048)
         self.declare("utc_offset_h", 0.0, "Local time = stamp + this (hour of day for the rules).", min_value=-14.0,
                      max_value=14.0)
         self.declare("random_seed", 0, "Seed of the random controller.", min_value=0, max_value=2**31 - 1)

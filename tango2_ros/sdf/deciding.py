@@ -16,7 +16,7 @@ from tango2_ros.core.runtime.schema import compile_schema
 from tango2_ros.sdf.controllers import BaselineController, Observation
 from tango2_ros.sdf.crops import CropPreset
 from tango2_ros.sdf.greenhouse import Climate
-from tango2_ros.sdf.lam import LamError, answer_schema, parse_answer, prompt
+from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
 from tango2_ros.sdf.simulation import Step, observation
 from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
 
@@ -30,7 +30,7 @@ class LamController:
     name = "lam"
 
     def __init__(self, runtime, preset: CropPreset, forecast: Callable[[], list[tuple[float, float]]],
-                 budget_s: float = 30.0, max_tokens: int = 200) -> None:
+                 budget_s: float = 30.0, max_tokens: int = ANSWER_TOKENS) -> None:
         self.runtime, self.preset, self.forecast, self.budget_s = runtime, preset, forecast, budget_s
         self.max_tokens = max_tokens
         self.schema = compile_schema(json.dumps(answer_schema()))

@@ -32,12 +32,16 @@ class Tool:
     on_off: bool = False
 
 
-TOOLS = {tool.name: tool for tool in (
-    Tool("set_vents", VENT), Tool("set_heating", HEATING), Tool("set_thermal_screen", THERMAL_SCREEN),
-    Tool("set_shade_screen", SHADE_SCREEN), Tool("dose_co2", CO2_DOSING), Tool("set_fans", FAN),
-    Tool("irrigate", IRRIGATION, on_off=True), Tool("set_lamps", LIGHTS, on_off=True),
+TOOLS = {tool.name: tool for tool in (  # in the order a taught answer sets them: what holds the bands first
+    Tool("set_heating", HEATING), Tool("set_vents", VENT), Tool("set_lamps", LIGHTS, on_off=True),
+    Tool("dose_co2", CO2_DOSING), Tool("set_thermal_screen", THERMAL_SCREEN),
+    Tool("set_shade_screen", SHADE_SCREEN), Tool("set_fans", FAN), Tool("irrigate", IRRIGATION, on_off=True),
 )}
-MAX_CALLS = 4  # the changes that matter now; the other actuators keep their values (and the answer stays short)
+MAX_CALLS = len(TOOLS)  # one per actuator; an actuator left out keeps its present position
+
+
+RATIONALE_CHARS = 160
+ANSWER_TOKENS = 256  # a taught answer (the rationale and eight calls) is about 175 tokens
 
 
 class LamError(ValueError):
@@ -48,7 +52,7 @@ def answer_schema() -> dict:
     return {
         "type": "object",
         "properties": {  # generated in this order
-            "rationale": {"type": "string", "maxLength": 100},
+            "rationale": {"type": "string", "maxLength": RATIONALE_CHARS},
             "calls": {"type": "array", "minItems": 1, "maxItems": MAX_CALLS, "items": {
                 "type": "object",
                 "properties": {"tool": {"type": "string", "enum": list(TOOLS)},
@@ -69,15 +73,15 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
     light_period = now.is_day or now.lights_on
     heating = preset.heating_setpoint(light_period)
     vent_from = heating + preset.vent_offset_c
-    co2 = f"CO2 {preset.co2_day_ppm:g} ppm" if light_period else "no CO2 at night"
     lines = [
         f"{preset.name.capitalize()} greenhouse, {preset.stage}, {'day' if now.is_day else 'night'} "
         f"{int(now.hour):02d}:{int(round(now.hour % 1 * 60)) % 60:02d}"
         + (", lamps on" if now.lights_on and not now.is_day else "") + ".",
-        f"Set-points: heating {heating:g} C, vents from {vent_from:g} C, RH at most {preset.rh_max_pct:g} %, {co2}.",
-        f"Inside {now.air_temperature_c:.1f} C ({temperature_error(preset, now)}), RH "
-        f"{now.relative_humidity_pct:.0f} % ({humidity_error(preset, now)}), "
-        f"CO2 {now.co2_ppm:.0f} ppm, slab water {now.substrate_water_pct:.0f} %.",
+        f"Set-points: heating {heating:g} C, vents from {vent_from:g} C, RH at most {preset.rh_max_pct:g} %, "
+        f"CO2 {preset.co2_day_ppm:g} ppm by day or under lamps.",
+        f"Inside {now.air_temperature_c:.1f} C ({temperature_errors(preset, now)}), RH "
+        f"{now.relative_humidity_pct:.0f} % ({humidity_error(preset, now)}), CO2 {now.co2_ppm:.0f} ppm "
+        f"({co2_error(preset, now)}), slab water {now.substrate_water_pct:.0f} %.",
         f"Outside {now.outside_temperature_c:.1f} C, sun {now.global_radiation_w_m2:.0f} W/m2"
         + ("; next hours " + " ".join(f"{t:.0f}C/{sun:.0f}" for t, sun in forecast[::2]) if forecast else "") + ".",
     ]
@@ -86,20 +90,33 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
     # before the supervisor's first command the controller does not know the positions
     lines.append("Actuators: " + (", ".join(f"{name} {value:.0f}" for name, value in actuators.items())
                                   or "not known yet") + ".")
-    lines.append("Tools, value 0-100: " + ", ".join(f"{t.name}" + (" (on/off)" if t.on_off else "")
+    lines.append("Tools, value 0-100: " + ", ".join(t.name + (" (on/off)" if t.on_off else "")
                                                    for t in TOOLS.values()) + ".")
-    lines.append(f"Answer JSON: a short rationale, then up to {MAX_CALLS} tool calls.")
+    lines.append("Answer JSON: a short rationale, then the tool calls.")
     return "\n".join(lines)
 
 
-def temperature_error(preset: CropPreset, now: Observation) -> str:
-    """How far inside is from the heating set-point of this moment (the lamps' light period counts as day)."""
+def control_errors(preset: CropPreset, now: Observation) -> str:
+    """The errors that decide heating, vents and CO2 dosing, in the order of the calls: what a taught answer's
+    rationale says before it gives their values."""
+    return f"{temperature_errors(preset, now)}; RH {humidity_error(preset, now)}; CO2 {co2_error(preset, now)}"
+
+
+def temperature_errors(preset: CropPreset, now: Observation) -> str:
+    """How far inside is from the heating set-point and from the vents' start temperature of this moment (the
+    lamps' light period counts as day)."""
     setpoint = preset.heating_setpoint(now.is_day or now.lights_on)
-    return f"{_offset(now.air_temperature_c - setpoint, 'C')} heating set-point"
+    inside = now.air_temperature_c
+    return (f"{_offset(inside - setpoint, 'C')} heating set-point, "
+            f"{_offset(inside - setpoint - preset.vent_offset_c, 'C')} vents' start")
 
 
 def humidity_error(preset: CropPreset, now: Observation) -> str:
     return f"{_offset(now.relative_humidity_pct - preset.rh_max_pct, '%')} max"
+
+
+def co2_error(preset: CropPreset, now: Observation) -> str:
+    return f"{_offset(now.co2_ppm - preset.co2_day_ppm, 'ppm')} target"
 
 
 def _offset(difference: float, unit: str) -> str:
@@ -129,4 +146,4 @@ def parse_answer(text: str) -> tuple[dict[str, float], str]:
             raise LamError(f"{tool.name}: value {value} outside 0-100")
         proposal[tool.actuator] = (100.0 if value >= 50 else 0.0) if tool.on_off else float(value)
     rationale = answer.get("rationale")
-    return proposal, rationale.strip()[:100] if isinstance(rationale, str) else ""
+    return proposal, rationale.strip()[:RATIONALE_CHARS] if isinstance(rationale, str) else ""

@@ -7,12 +7,15 @@ humidity in band, that command is the answer (and counts twice: outcome weightin
 rejected, or the watchdog's fallback) the baseline controller's proposal for that state is. The adversarial
 controller's commands never teach (in band one period later says little about a random command: the climate is
 slow); its logs are still worth having, for the states it drives the greenhouse into, which the baseline labels.
+Each logged state also gives counterfactual states (readings moved, actuator positions drawn at random) that the
+baseline answers: the logs of a good controller hold only the states it keeps, and a model taught on them alone
+is lost in the states it drives the greenhouse into itself.
 
-An answer has a fixed shape a small model can learn: a rationale that restates the temperature error, then heating,
-vents and CO2 dosing (the actuators that hold the three bands) always, in that order, then the one other actuator
-that changes most, if any; proportional values in steps of 10 %. (A first teacher named the four actuators that
-changed most, in order of change: after fine-tuning the model had the format but answered "heating 10" to
-everything.)
+An answer has a fixed shape a small model can learn: a rationale that restates the errors deciding heating, vents
+and CO2 (copied from the prompt, so that each value follows the words that decide it), then one call per actuator
+in the tools' order, values in steps of 10 %. (Measured on the way here: a teacher that named only the actuators
+that changed most gave a model that answered "heating 10" to everything; one with heating, vents and CO2 always
+and one other actuator learned heating but never switched the lamps, which change twice a day.)
 """
 from __future__ import annotations
 
@@ -24,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tango2_ros.errors import UserError
-from tango2_ros.sdf.actuators import ACTUATORS, CO2_DOSING, HEATING, LIGHTS, VENT
+from tango2_ros.sdf.actuators import ACTUATORS, IRRIGATION, LIGHTS, VENT
 from tango2_ros.sdf.controllers import BaselineController, Observation, RandomController
 from tango2_ros.sdf.crops import CropPreset
-from tango2_ros.sdf.lam import MAX_CALLS, TOOLS, humidity_error, prompt, temperature_error
+from tango2_ros.sdf.lam import ANSWER_TOKENS, RATIONALE_CHARS, TOOLS, control_errors, prompt
 
-TOOL_OF = {tool.actuator: tool.name for tool in TOOLS.values()}
 REQUIRED = {"controller", "state", "actuators", "forecast", "command", "verdict", "in_band"}
 
 
@@ -75,30 +77,24 @@ def observation_of(record: dict) -> Observation:
                        lights_on=record["actuators"].get("lights", 0.0) >= 50.0)
 
 
-ALWAYS_SET = (HEATING, VENT, CO2_DOSING)
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 VALUE_STEP = 10.0
 
 
-def answer(target: dict[str, float], before: dict[str, float], seen: Observation, preset: CropPreset) -> str:
-    rounded = {name: VALUE_STEP * round(target[name] / VALUE_STEP) for name in ACTUATORS}
-    others = sorted((name for name in ACTUATORS if name not in ALWAYS_SET),
-                    key=lambda name: -abs(rounded[name] - before.get(name, 0.0)))
-    chosen = list(ALWAYS_SET) + [name for name in others[:MAX_CALLS - len(ALWAYS_SET)]
-                                 if abs(rounded[name] - before.get(name, 0.0)) >= VALUE_STEP / 2]
-    calls = [{"tool": TOOL_OF[name], "value": int(rounded[name])} for name in chosen]
-    rationale = temperature_error(preset, seen)
-    if seen.relative_humidity_pct > preset.rh_max_pct:
-        rationale += f"; RH {humidity_error(preset, seen)}"
-    return json.dumps({"rationale": rationale[:100], "calls": calls})
+def answer(target: dict[str, float], seen: Observation, preset: CropPreset) -> str:
+    """The taught answer: the control errors as the rationale, then every actuator in the tools' order."""
+    calls = [{"tool": tool.name, "value": int(VALUE_STEP * round(target[tool.actuator] / VALUE_STEP))}
+             for tool in TOOLS.values()]
+    return json.dumps({"rationale": control_errors(preset, seen)[:RATIONALE_CHARS], "calls": calls})
 
 
 # How far a counterfactual state's readings are moved from the logged ones (uniformly): from a frosty to a hot
-# greenhouse around the set-points, humidity from dry to saturated, CO2 from depleted to over-dosed.
-COUNTERFACTUAL_SHIFTS = {"air_temperature_c": (-6.0, 8.0), "relative_humidity_pct": (-20.0, 12.0),
-                         "co2_ppm": (-400.0, 400.0)}
+# greenhouse around the set-points, humidity from dry to saturated, CO2 from depleted to far over-dosed (measured: a
+# model taught only up to 1400 ppm kept dosing at 3000 ppm in the light period).
+COUNTERFACTUAL_SHIFTS = {"air_temperature_c": (-8.0, 10.0), "relative_humidity_pct": (-30.0, 15.0),
+                         "co2_ppm": (-600.0, 1800.0)}
 READING_LIMITS = {"air_temperature_c": (0.0, 45.0), "relative_humidity_pct": (20.0, 100.0),
-                  "co2_ppm": (250.0, 2500.0)}
+                  "co2_ppm": (200.0, 3500.0)}
 
 
 def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 40, seed: int = 0,
@@ -130,14 +126,12 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 
             taught += 1
         cases = [(seen, record["actuators"], target, copies)]
         for _ in range(counterfactuals):
-            moved = _counterfactual(seen, rng)
-            # the lamps stay as logged: they decide the light period, hence the set-point, the answer and the errors
-            positions = {**_random_positions(rng), LIGHTS: record["actuators"].get(LIGHTS, 0.0)}
+            moved, positions = _counterfactual(seen, record["actuators"], rng)
             cases.append((moved, positions, baseline.propose(moved), 1))
         for state, before, wanted, times in cases:
             text = prompt(preset, state, history[-6:][::2], forecast, before)
             examples += [{"messages": [{"role": "user", "content": text},
-                                       {"role": "assistant", "content": answer(wanted, before, state, preset)}]}] * times
+                                       {"role": "assistant", "content": answer(wanted, state, preset)}]}] * times
         history.append(seen)
     unique = list({json.dumps(e, sort_keys=True): e for e in examples}.values())
     rng.shuffle(unique)
@@ -148,12 +142,16 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 
     return Dataset(train, unique[:held], approved, taught)
 
 
-def _counterfactual(seen: Observation, rng: random.Random) -> Observation:
+def _counterfactual(seen: Observation, logged: dict[str, float], rng: random.Random) -> tuple[Observation, dict]:
+    """(state, actuator positions): readings moved, positions drawn at random but irrigation's (the baseline's
+    hysteresis follows the logged sequence, not a random position); the state's lamps and vents are the drawn ones
+    (the lamps decide the light period, hence the set-point and the errors)."""
     moved = {}
     for name, (low, high) in COUNTERFACTUAL_SHIFTS.items():
         floor, ceiling = READING_LIMITS[name]
         moved[name] = min(ceiling, max(floor, getattr(seen, name) + rng.uniform(low, high)))
-    return dataclasses.replace(seen, **moved)
+    positions = {**_random_positions(rng), IRRIGATION: logged.get(IRRIGATION, 0.0)}
+    return dataclasses.replace(seen, **moved, vent_pct=positions[VENT], lights_on=positions[LIGHTS] >= 50.0), positions
 
 
 def _random_positions(rng: random.Random) -> dict[str, float]:
@@ -233,7 +231,7 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
         "finetune": {"rank": 16, "alpha": 32, "steps": options.steps, "learning_rate": 0.001, "batch_size": 4,
                      "target_modules": list(LORA_MODULES), "precision": "auto"},
         "quantizations": ["q8_0"], "publish_adapter": False,
-        "evaluation": {"metric": "json_valid", "max_tokens": 200}, "gates": {"min_metric": 0.5},
+        "evaluation": {"metric": "json_valid", "max_tokens": ANSWER_TOKENS}, "gates": {"min_metric": 0.5},
         "device_profiles": ["edge-cpu-2c-4gb"]}, sort_keys=False))
     recipe = load_recipe(recipe_path)
     trust, key = TrustStore(paths.trusted_keys_dir()), paths.signing_key_path()
@@ -250,9 +248,9 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
         return report
     say(f"simulating the held-out days ({options.held_out_start}, {options.held_out_days:g} day(s)) with the current "
         f"model and with the candidate")
-    reference_run = evaluate_in_simulator(None, preset, options)
-    current_run = evaluate_in_simulator(result.baseline.model, preset, options)
-    candidate_run = evaluate_in_simulator(candidate.model, preset, options)
+    reference_run, current_run, candidate_run = (
+        evaluate_in_simulator(model, preset, options, work_dir / f"held-out-{run}.jsonl")
+        for run, model in (("reference", None), ("current", result.baseline.model), ("candidate", candidate.model)))
     better, reasons = beats(candidate_run, current_run, reference_run)
     report.update(reference=reference_run, current=current_run, candidate=candidate_run)
     if not better:
@@ -269,23 +267,28 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     return report
 
 
-def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: CycleOptions) -> dict:
+def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: CycleOptions, log: Path) -> dict:
     """The model as the greenhouse's action model, behind the supervisor, on the held-out days (in process);
-    `model` None: the baseline controller, the reference."""
+    `model` None: the baseline controller, the reference. The run's decision log goes to `log` (why a candidate
+    was refused is read there)."""
     from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
     from tango2_ros.sdf.deciding import LamController, LocalDecider, spin_up
     from tango2_ros.sdf.simulation import run
 
     plant = _held_out_greenhouse(preset, options)
     spin_up(plant)
-    if model is None:
-        return run(plant, LocalDecider(preset, BaselineController(preset)), "baseline")
-    runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
-    try:
-        lam = LamController(runtime, preset, lambda: [(t, sun) for _, t, sun in plant.forecast()])
-        return run(plant, LocalDecider(preset, lam), "lam")
-    finally:
-        runtime.close()
+    with log.open("w", encoding="utf-8") as out:
+        def record(entry: dict) -> None:
+            out.write(json.dumps(entry) + "\n")
+
+        if model is None:
+            return run(plant, LocalDecider(preset, BaselineController(preset)), "baseline", on_record=record)
+        runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
+        try:
+            lam = LamController(runtime, preset, lambda: [(t, sun) for _, t, sun in plant.forecast()])
+            return run(plant, LocalDecider(preset, lam), "lam", on_record=record)
+        finally:
+            runtime.close()
 
 
 def _held_out_greenhouse(preset: CropPreset, options: CycleOptions):
