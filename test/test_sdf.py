@@ -171,6 +171,8 @@ def test_a_day_with_the_baseline_keeps_the_climate_in_band(one_day):
     report = _day("baseline", one_day, records=records)
     assert report["interlock_violations"] == 0 and report["proposals"] == 288
     assert report["temp_in_band_pct"] > 85 and report["heating_mj_m2"] > 0
+    assert report["steered_in_band_pct"] == {"temperature": report["temp_in_band_pct"],  # no watchdog periods
+                                             "humidity": report["rh_in_band_pct"], "co2": report["co2_in_band_pct"]}
     records = [json.loads(json.dumps(r)) for r in records]  # the log is JSON
     assert len(records) == 288
     assert set(records[0]) >= {"t_s", "state", "proposal", "verdict", "reasons", "command", "outcome", "in_band"}
@@ -196,6 +198,8 @@ def test_the_lam_in_process_proposes_through_the_schema_or_the_watchdog_takes_ov
         report = run(plant, LocalDecider(TOMATO, lam), "lam")
         assert report["interlock_violations"] == 0
         assert report["proposals"] + report["fallback_s"] / 300 == 6  # each period: a proposal or the fallback
+        steered = report["steered_in_band_pct"]
+        assert steered["temperature"] <= report["temp_in_band_pct"] and steered["humidity"] <= report["rh_in_band_pct"]
         late = LamController(runtime, TOMATO, lambda: [], budget_s=0.0)  # every answer is late
         step = LocalDecider(TOMATO, late)(0.0, plant.climate(), observation(plant, plant.climate()))
         assert step.verdict == FALLBACK and "late" in step.reasons[0]
@@ -246,18 +250,23 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
 def test_the_publication_gate_wants_better_temperature_and_no_regression_below_the_baseline():
     from tango2_ros.sdf.learning import beats
 
-    def run(temp, rh, co2=100.0, fallback_s=0.0, violations=0):
+    def run(temp, rh, co2=100.0, fallback_s=0.0, violations=0, steered=None):
+        steered = steered or {"temperature": temp, "humidity": rh, "co2": co2}
         return {"temp_in_band_pct": temp, "rh_in_band_pct": rh, "co2_in_band_pct": co2, "fallback_s": fallback_s,
-                "interlock_violations": violations}
+                "interlock_violations": violations, "steered_in_band_pct": steered}
 
     cold_current, baseline = run(1.0, 100.0), run(99.0, 96.9)
     assert beats(run(95.0, 96.0), cold_current, baseline) == (True, [])  # as good as the baseline
     assert not beats(run(95.0, 96.0), cold_current)[0]  # without the reference, humidity 100 -> 96 regresses
-    for candidate, words in ((run(1.0, 100.0), "is not above"), (run(95.0, 90.0), "rh_in_band_pct fell to 90.0"),
-                             (run(95.0, 96.0, co2=50.0), "co2_in_band_pct"), (run(95.0, 96.0, fallback_s=900), "fallback"),
+    for candidate, words in ((run(1.0, 100.0), "is not above"), (run(95.0, 90.0), "humidity in band fell to 90.0"),
+                             (run(95.0, 96.0, co2=50.0), "co2 in band"), (run(95.0, 96.0, fallback_s=900), "fallback"),
                              (run(95.0, 96.0, violations=1), "interlock")):
         better, reasons = beats(candidate, cold_current, baseline)
         assert not better and any(words in reason for reason in reasons), reasons
+    # a current model mostly under the watchdog: the baseline's CO2 in band is not its own and blocks nothing
+    silent_current = run(47.0, 46.0, co2=84.0, fallback_s=50400, steered={"temperature": 10, "humidity": 20, "co2": 20})
+    assert beats(run(100.0, 100.0, co2=66.7), silent_current, baseline) == (True, [])
+    assert not beats(run(100.0, 100.0, co2=15.0), silent_current, baseline)[0]
 
 
 def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_day):

@@ -170,18 +170,24 @@ def beats(candidate: dict, current: dict, reference: dict | None = None,
     model's; humidity and CO2 in band must not regress, i.e. fall more than the tolerance below the current model's
     or, when it is given, below the `reference` (the baseline controller on the same days: the climate the farm
     already accepts from its fallback), whichever is lower. (Without the reference, a model that never heats, and so
-    keeps a cold greenhouse's RH in band, would block every model that heats as the baseline does.)"""
+    keeps a cold greenhouse's RH in band, would block every model that heats as the baseline does.)
+
+    Each model is credited only with the periods it steered (`steered_in_band_pct`): where it was silent, late or
+    invalid, the watchdog's baseline steered, and that climate is not the model's. (Counted as its own, the
+    untrained model's 14 hours of fallback on a held-out day gave it "84 % CO2 in band" and blocked a candidate
+    that kept temperature and humidity in band all day without one fallback.)"""
     reasons = []
+    mine, theirs = candidate["steered_in_band_pct"], current["steered_in_band_pct"]
     if candidate["interlock_violations"]:
         reasons.append(f"{candidate['interlock_violations']} interlock violations")
-    if candidate["temp_in_band_pct"] <= current["temp_in_band_pct"]:
-        reasons.append(f"temperature in band {candidate['temp_in_band_pct']} % is not above "
-                       f"{current['temp_in_band_pct']} %")
-    for key in ("rh_in_band_pct", "co2_in_band_pct"):
-        floor = current[key] if reference is None else min(current[key], reference[key])
-        if candidate[key] < floor - tolerance_pct:
-            reasons.append(f"{key} fell to {candidate[key]} (current model {current[key]}"
-                           + ("" if reference is None else f", baseline {reference[key]}") + ")")
+    if mine["temperature"] <= theirs["temperature"]:
+        reasons.append(f"temperature in band {mine['temperature']} % is not above {theirs['temperature']} %")
+    for name in ("humidity", "co2"):
+        accepted = None if reference is None else reference["steered_in_band_pct"][name]
+        floor = theirs[name] if accepted is None else min(theirs[name], accepted)
+        if mine[name] < floor - tolerance_pct:
+            reasons.append(f"{name} in band fell to {mine[name]} % (current model {theirs[name]} %"
+                           + ("" if accepted is None else f", baseline {accepted} %") + ")")
     if candidate["fallback_s"] > current["fallback_s"]:
         reasons.append(f"more watchdog fallbacks ({candidate['fallback_s']:.0f} s vs {current['fallback_s']:.0f} s)")
     return not reasons, reasons

@@ -16,6 +16,7 @@ Decision log (JSON Lines, one object per control period; the continual-learning 
 """
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -64,7 +65,7 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
         on_record: Callable[[dict], None] | None = None) -> dict:
     """Simulate until the greenhouse's period ends; returns the report (the `--json` object). Each period's
     decision-log record goes to `on_record`."""
-    counts = {"temperature": 0, "humidity": 0, "co2": 0, "co2_steps": 0, "steps": 0}
+    counts: collections.Counter = collections.Counter()
     report = {"proposals": 0, "supervisor_rejections": 0, "supervisor_clamps": 0, "interlock_violations": 0,
               "fallback_s": 0.0}
     violations: dict[str, int] = {}
@@ -86,20 +87,22 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
         outcome = greenhouse.climate()
         band = in_band(greenhouse, outcome)
         counts["steps"] += 1
-        counts["temperature"] += band["temperature"]
-        counts["humidity"] += band["humidity"]
-        if band["co2"] is not None:
-            counts["co2_steps"] += 1
-            counts["co2"] += band["co2"]
+        counts["co2_steps"] += band["co2"] is not None
+        for name, inside in band.items():
+            counts[name] += bool(inside)
+            counts[f"steered {name}"] += bool(inside) and step.verdict != "fallback"
         if on_record is not None:
             on_record(_record(greenhouse, controller, seen, step, outcome, band, before))
     report["interlock_violations"] = sum(violations.values())
-    steps = max(counts["steps"], 1)
+
+    def pct(name: str) -> float:
+        return round(100.0 * counts[name] / max(counts["co2_steps" if name.endswith("co2") else "steps"], 1), 1)
+
     return {"crop": greenhouse.preset.name, "days": round(greenhouse.end_s / 86400.0, 3), "controller": controller,
-            "start": greenhouse.start.isoformat(),
-            "temp_in_band_pct": round(100.0 * counts["temperature"] / steps, 1),
-            "rh_in_band_pct": round(100.0 * counts["humidity"] / steps, 1),
-            "co2_in_band_pct": round(100.0 * counts["co2"] / max(counts["co2_steps"], 1), 1),
+            "start": greenhouse.start.isoformat(), "temp_in_band_pct": pct("temperature"),
+            "rh_in_band_pct": pct("humidity"), "co2_in_band_pct": pct("co2"),
+            # in band after the periods the controller steered itself: the watchdog's periods count as out of band
+            "steered_in_band_pct": {name: pct(f"steered {name}") for name in ("temperature", "humidity", "co2")},
             **{k: round(v, 3) for k, v in greenhouse.totals.items()}, **report,
             "violations_by_interlock": violations, "control_period_s": greenhouse.period_s}
 
