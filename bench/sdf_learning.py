@@ -9,9 +9,9 @@ baseline,random`, about 2 minutes): the baseline's decisions teach where the cli
 also teaches the states the random controller drove the greenhouse into, and the counterfactual states made from
 every logged one (where a learner that only saw the expert's states would be lost).
 
-Prints the baseline controller's (the reference), the current model's and the candidate's held-out results and the
-candidate/current ratios. The candidate is built with --no-publish
-unless --publish is given (a bench should not change the registry by default).
+Prints the baseline controller's (the reference), the current model's and the candidate's held-out results (also
+in band over the periods each steered itself, which the gate compares) and the candidate/current ratios. The
+candidate is built with --no-publish unless --publish is given (a bench should not change the registry by default).
 """
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def main() -> int:
         runs = ("reference", "current", "candidate")
         lines.append(f"{'held-out ' + args.held_out:28}" + "".join(f"{run:>12}" for run in runs))
         lines += [f"{key:28}" + "".join(f"{result[run][key]:>12}" for run in runs) for key in KEYS]
+        lines += [f"{'steered ' + name + ' %':28}" + "".join(f"{result[run]['steered_in_band_pct'][name]:>12}"
+                                                             for run in runs) for name in ("temperature", "humidity", "co2")]
         for key in ("temp_in_band_pct", "rh_in_band_pct", "co2_in_band_pct"):
             base = result["current"][key]
             ratios[key] = round(result["candidate"][key] / base, 3) if base else None
