@@ -41,7 +41,8 @@ MAX_CALLS = len(TOOLS)  # one per actuator; an actuator left out keeps its prese
 
 
 RATIONALE_CHARS = 160
-ANSWER_TOKENS = 256  # a taught answer (the rationale and eight calls) is about 175 tokens
+ANSWER_TOKENS = 384  # a taught answer (the rationale and eight calls) is about 175 tokens; the untrained model's
+# ran past 256 in 40 of 96 periods of a held-out day (an unterminated string)
 
 
 class LamError(ValueError):
