@@ -56,7 +56,7 @@ def action_run(client, max_tokens: int, schema: str = "") -> tuple[float, float,
     """(tokens/s after the first token, time to first token, tokens, total latency) through the action."""
     first = []
     started = time.perf_counter()
-    goal = Generate.Goal(prompt=PROMPT, max_tokens=max_tokens, temperature=0.0, json_schema=schema)
+    goal = Generate.Goal(prompt=PROMPT, raw=True, max_tokens=max_tokens, temperature=0.0, json_schema=schema)
     handle = result_of(client.send_goal_async(goal, feedback_callback=lambda _m: first or first.append(
         time.perf_counter())), 60)
     result = goal_response(handle, 600).result

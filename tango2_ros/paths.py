@@ -62,3 +62,8 @@ def signing_key_path() -> Path:
 
 def trusted_keys_dir() -> Path:
     return models_dir() / "keys" / "trusted"
+
+
+def releases_dir() -> Path:
+    """Trained releases kept with the source (`models/releases/<name>/<version>/`), published at set-up."""
+    return share_dir() / "models" / "releases"

@@ -109,9 +109,18 @@ def test_generates_through_the_action_with_streaming_feedback(client):
     assert result.text.startswith(texts[-1])
 
 
-def test_plain_prompt_without_chat_template(client):
-    result = run_goal(client, Generate.Goal(prompt="The three primary colours are", max_tokens=12)).result
+def test_raw_prompt_is_completed_as_it_is(client):
+    result = run_goal(client, Generate.Goal(prompt="The three primary colours are", raw=True, max_tokens=12)).result
     assert result.finish_reason in ("stop", "length") and result.tokens > 0
+
+
+def test_plain_prompt_gets_the_chat_template_and_an_empty_answer_says_why(client):
+    # raw, the instruct model ends this at once (so does raw llama-cpp-python); as a user turn it answers
+    question = "What colour is the sky on a clear day?"
+    asked = run_goal(client, Generate.Goal(prompt=question, max_tokens=16)).result
+    assert asked.finish_reason in ("stop", "length") and asked.text.strip(), asked
+    raw = run_goal(client, Generate.Goal(prompt=question, raw=True, max_tokens=16)).result
+    assert raw.text.strip() or "ended its answer at once" in raw.error, raw
 
 
 def test_twenty_prompts_with_a_schema_all_parse_and_validate(client):

@@ -2,7 +2,7 @@
 refusal of unknown types. A recording of a real run is checked in test_sds."""
 import pytest
 
-from tango2_ros.core.recording import SEPARATOR, RecordingError, message_class, message_definition
+from tango2_ros.ros.recording import SEPARATOR, RecordingError, message_class, message_definition
 
 
 def test_a_definition_lists_each_nested_type_once_after_the_root():

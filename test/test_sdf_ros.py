@@ -19,10 +19,11 @@ from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up
 from helpers.ros import ros_node, spawn, stop, wait_until
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState
+from tango2_ros.ros.conversions.farm import sensor_payload
+from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import ACTUATORS, all_off
 from tango2_ros.sdf.field import MqttBroker, PlantModbusServer
 from tango2_ros.sdf.greenhouse import Climate
-from tango2_ros.sdf.messages import sensor_payload, stamp_seconds
 
 pytestmark = pytest.mark.ros
 NS, PREFIX = "/t6farm", "tango2/greenhouse/t6"
@@ -57,9 +58,9 @@ class Farm:
 
     def command_for(self, stamp: int, timeout: float = 10.0) -> ActuatorCommand:
         def find():
-            return next((c for c in self.commands if abs(stamp_seconds(c.header.stamp) - stamp) < 1e-6), None)
+            return next((c for c in self.commands if abs(stamp_to_seconds(c.header.stamp) - stamp) < 1e-6), None)
         assert wait_until(lambda: find() is not None, timeout), [
-            (stamp_seconds(c.header.stamp), c.controller, list(c.reasons)) for c in self.commands[-3:]]
+            (stamp_to_seconds(c.header.stamp), c.controller, list(c.reasons)) for c in self.commands[-3:]]
         return find()
 
 
@@ -122,7 +123,7 @@ def test_out_of_range_or_missing_temperature_puts_the_greenhouse_in_its_safe_sta
     assert "safe state" in " ".join(command.reasons) and command.verdict == command.VERDICT_REJECTED
     approved = {s.name: s.approved_value for s in command.setpoints}
     assert approved["vent"] == 0 and approved["co2_dosing"] == 0 and approved["lights"] == 0
-    state = next(s for s in farm.states if abs(stamp_seconds(s.header.stamp) - stamp) < 1e-6)
+    state = next(s for s in farm.states if abs(stamp_to_seconds(s.header.stamp) - stamp) < 1e-6)
     assert reading in state.invalid_readings and math.isnan(state.air_temperature_c)
 
 
@@ -236,7 +237,7 @@ def test_a_release_published_during_the_run_is_swapped_into_the_farm_by_the_mode
     import datetime
 
     from helpers.registry import make_keys, publish
-    from tango2_ros.cli.sdf import FarmRig
+    from tango2_ros.sim.farm_rig import FarmRig
     from tango2_ros.core.runtime.default_models import default_llm_path
     from tango2_ros.sdf.crops import PRESETS
     from tango2_ros.sdf.greenhouse import Greenhouse

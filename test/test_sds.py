@@ -12,9 +12,8 @@ from tango2_msgs.msg import Target as TargetMsg
 from tango2_ros.errors import UserError
 from tango2_ros.sds.colreg import ColregParameters, Navigator, Target, assess
 from tango2_ros.sds.geometry import Kinematics, cpa, to_geographic
-from tango2_ros.sds.ros_loop import SIM_EPOCH_S
 from tango2_ros.sds.scenario import BUILTIN, ShipSpec, load_scenario, parse_scenario
-from tango2_ros.sds.simulator import initial_assessment, simulate
+from tango2_ros.sds.simulator import SIM_EPOCH_S, initial_assessment, simulate
 
 OWN = Kinematics(0.0, 0.0, 0.0, 12.0)
 PARAMS = ColregParameters()
@@ -86,7 +85,7 @@ def _lat_lon(k, origin):
 @pytest.mark.parametrize("change, words", [
     ({"targets": [{"id": "A", "north_nm": 1, "east_nm": 1, "course_deg": 0, "speed_kn": 5, "category": "whale"}]},
      "category 'whale'"),
-    ({"own_ship": {"north_nm": 0, "east_nm": 0, "course_deg": 0, "speed_kn": 12}}, "goal"),
+    ({"own_ship": {"north_nm": 0, "east_nm": 0, "course_deg": 0, "speed_kn": 12, "goal": [1, 2]}}, "goal must be"),
     ({"own_ship": {"north_nm": 0, "east_nm": 0, "course_deg": 0, "speed_kn": 99, "goal": {"north_nm": 1, "east_nm": 0}}},
      "speed_kn must be a number in [0, 60]"),
     ({"targets": [{"id": "A", "lat": 35, "lon": 129, "course_deg": 0, "speed_kn": 5}]}, "needs an origin"),
@@ -102,6 +101,21 @@ def test_bad_scenarios_are_refused_with_the_field_named(change, words):
     with pytest.raises(UserError) as error:
         parse_scenario(data, "case.yaml")
     assert "case.yaml" in str(error.value) and words in str(error.value), str(error.value)
+
+
+def test_a_scenario_without_a_goal_holds_the_present_course(tmp_path):
+    data = {"name": "x", "duration_s": 1800, "own_ship": {"north_nm": 1, "east_nm": 2, "course_deg": 90,
+                                                          "speed_kn": 10},
+            "targets": [{"id": "A", "north_nm": 1, "east_nm": 6, "course_deg": 270, "speed_kn": 10}]}
+    scenario = parse_scenario(data, "case.yaml")
+    assert not scenario.goal_given
+    assert scenario.goal == pytest.approx((1.0, 12.0))  # due east, twice the half hour's run
+    (tmp_path / "case.yaml").write_text(json.dumps(data))
+    result = subprocess.run([*TANGO2, "assess", str(tmp_path / "case.yaml"), "--json"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "holding the present course" in result.stderr
+    assert json.loads(result.stdout)["targets"][0]["encounter"] == "head-on"
 
 
 def test_a_target_at_zero_range_is_a_risk_and_the_navigator_acts():

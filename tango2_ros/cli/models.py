@@ -2,7 +2,10 @@
 
     keygen  [--name N] [--trust]              new ed25519 signing key (models/keys/N.key + .pub)
     import  FILE --name --version --task ...   describe a model file as a bundle, sign it, publish it
-    import-defaults                            key for this machine (if missing) + the embedded models, signed
+    import-defaults                            key for this machine (if missing) + the embedded models and the
+                                               trained releases of models/releases, signed
+    export-release NAME@VERSION --tag T --rebuild CMD [--report DIR]
+                                               keep a built version in models/releases (travels with the repo)
     sign    BUNDLE_DIR [--key K]               sign a bundle's manifest
     verify  BUNDLE_DIR | NAME[@VERSION]        check signature and files (a name is looked up in the cache)
     list    [--store S]                        models, versions and tags in a store (and what is cached)
@@ -24,6 +27,7 @@ from tango2_ros.core.artifacts.defaults import ensure_signing_key, import_defaul
 from tango2_ros.core.artifacts.cache import ArtifactCache, VerificationError, verify_folder
 from tango2_ros.core.artifacts.manifest import FORMATS, QUANTIZATIONS, TASKS, Manifest, ManifestError
 from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle, write_bundle
+from tango2_ros.core.artifacts.releases import export_release, import_releases
 from tango2_ros.core.artifacts.signing import SignatureError, TrustStore, generate_keypair
 from tango2_ros.core.artifacts.stores import ArtifactError, open_store
 from tango2_ros.errors import UserError
@@ -58,8 +62,15 @@ def register(commands) -> None:
     imported.add_argument("--description", default="")
     imported.add_argument("--key", type=Path, default=None, help="signing key (default: models/keys/local.key)")
 
-    add("import-defaults", _import_defaults, "sign and publish the embedded default models (set-up runs this)",
-        store=True)
+    add("import-defaults", _import_defaults, "sign and publish the embedded default models and the shipped "
+        "releases (set-up runs this)", store=True)
+
+    export = add("export-release", _export_release, "keep a published version in models/releases", store=True)
+    export.add_argument("reference", help="NAME@VERSION (or a tag) in the store")
+    export.add_argument("--tag", action="append", default=[], help="a tag set-up points at the release")
+    export.add_argument("--rebuild", required=True, help="the command that rebuilds it from source")
+    export.add_argument("--report", type=Path, default=None, help="the build's folder with report.md/report.png")
+    export.add_argument("--releases", type=Path, default=None, help="where releases are kept (default: models/releases)")
 
     signer = add("sign", _sign, "sign a bundle folder's manifest")
     signer.add_argument("bundle", type=Path)
@@ -140,9 +151,22 @@ def _import(args) -> int:
 def _import_defaults(args) -> int:
     trust = _trust(args)
     created = ensure_signing_key(paths.signing_key_path(), trust)
-    results = import_defaults(_store(args), trust, paths.signing_key_path())
+    store = _store(args)
+    results = import_defaults(store, trust, paths.signing_key_path())
+    results += import_releases(paths.releases_dir(), store, trust, paths.signing_key_path())
     emit(args, {"key_created": created, "artifacts": [{"reference": r, "published": new} for r, new in results]},
          "\n".join(f"{r}: {'published' if new else 'already published'}" for r, new in results))
+    return 0
+
+
+def _export_release(args) -> int:
+    name, spec = _split(args.reference)
+    with tempfile.TemporaryDirectory(prefix="tango2-export-") as scratch:
+        pulled = ArtifactCache(Path(scratch), _trust(args)).pull(_store(args), name, spec)
+        target = export_release(pulled.folder, args.releases or paths.releases_dir(), args.tag, args.rebuild,
+                                args.report)
+    emit(args, {"reference": pulled.manifest.reference, "folder": str(target), "tags": args.tag},
+         f"{pulled.manifest.reference} -> {target}")
     return 0
 
 

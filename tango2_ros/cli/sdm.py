@@ -95,6 +95,8 @@ def _report(args) -> int:
         close()
     data = report.as_dict()
     data["model"] = f"{report.findings_model} + {report.draft.model}"
+    if data["skipped_files"]:
+        print(f"skipped (not DICOM): {', '.join(data['skipped_files'])}", file=sys.stderr)
     emit(args, data, report.text())
     return 0
 

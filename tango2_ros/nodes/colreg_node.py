@@ -13,31 +13,16 @@ import math
 import threading
 import time
 
-from rclpy.time import Time
 from visualization_msgs.msg import MarkerArray
 
-from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetArray, TargetAssessment
+from tango2_msgs.msg import NavigationDecision, OwnShipState, TargetArray
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.ros.conversions.markers import markers
+from tango2_ros.ros.conversions.ship import decision_to_ros, target_from_ros
+from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target
 from tango2_ros.sds.geometry import Kinematics, to_local
-from tango2_ros.sds.markers import markers
 
-NM_M = 1852.0
-CATEGORY_NAMES = {
-    TargetMsg.CATEGORY_UNKNOWN: "power-driven", TargetMsg.CATEGORY_POWER_DRIVEN: "power-driven",
-    TargetMsg.CATEGORY_SAILING: "sailing", TargetMsg.CATEGORY_FISHING: "fishing",
-    TargetMsg.CATEGORY_RESTRICTED_MANEUVERABILITY: "restricted-maneuverability",
-    TargetMsg.CATEGORY_NOT_UNDER_COMMAND: "not-under-command",
-    TargetMsg.CATEGORY_CONSTRAINED_BY_DRAUGHT: "constrained-by-draught",
-}
-ENCOUNTER_CODES = {
-    "safe": TargetAssessment.ENCOUNTER_SAFE, "head-on": TargetAssessment.ENCOUNTER_HEAD_ON,
-    "crossing-give-way": TargetAssessment.ENCOUNTER_CROSSING_GIVE_WAY,
-    "crossing-stand-on": TargetAssessment.ENCOUNTER_CROSSING_STAND_ON,
-    "overtaking": TargetAssessment.ENCOUNTER_OVERTAKING, "overtaken": TargetAssessment.ENCOUNTER_OVERTAKEN,
-}
-ROLE_CODES = {"none": TargetAssessment.ROLE_NONE, "give-way": TargetAssessment.ROLE_GIVE_WAY,
-              "stand-on": TargetAssessment.ROLE_STAND_ON}
 RESETTING = ("goal_lat_deg", "goal_lon_deg", "cruise_speed_kn", "visibility_nm", "safety_distance_nm")
 
 
@@ -148,17 +133,17 @@ class ColregNode(Tango2Node):
             targets_msg, received, navigator = self._targets, self._targets_received, self._navigator
         if targets_msg is None:
             return self._degraded("no target picture yet (the tracker publishes one, empty when the sea is)")
-        if _seconds(own_msg.header.stamp) - _seconds(targets_msg.header.stamp) > \
+        if stamp_to_seconds(own_msg.header.stamp) - stamp_to_seconds(targets_msg.header.stamp) > \
                 self.param("stale_after_s") and time.monotonic() - received > self.param("stale_after_s"):
             return self._degraded("target picture is stale")
         origin = (own_msg.latitude_deg, own_msg.longitude_deg)
         own = Kinematics(0.0, 0.0, own_msg.course_over_ground_deg % 360.0, own_msg.speed_over_ground_kn)
         goal = to_local(self.param("goal_lat_deg"), self.param("goal_lon_deg"), *origin)
-        targets = [_target(t, origin) for t in targets_msg.targets]
+        targets = [target_from_ros(t, origin) for t in targets_msg.targets]
         targets = [t for t in targets if t is not None]
         decision = navigator.decide(own, goal, targets, self.param("visibility_nm"))
         self._publish_markers(own, targets, decision, own_msg.header.stamp)
-        return _to_message(decision, own_msg.course_over_ground_deg, own_msg.speed_over_ground_kn)
+        return decision_to_ros(decision)
 
     def _publish_markers(self, own: Kinematics, targets: list[Target], decision: Decision, stamp) -> None:
         rate = self.param("markers_rate_hz")
@@ -190,40 +175,8 @@ class ColregNode(Tango2Node):
         self.set_values(decisions=self._decisions, state=decision.state, rules=list(decision.rules))
 
 
-def _seconds(stamp) -> float:
-    return Time.from_msg(stamp).nanoseconds / 1e9
-
-
 def _older(a, b):
-    return a if _seconds(a) <= _seconds(b) else b
-
-
-def _target(message: TargetMsg, origin: tuple[float, float]) -> Target | None:
-    """A tracked target in the local frame; None when its position is unknown."""
-    if math.isfinite(message.latitude_deg) and math.isfinite(message.longitude_deg):
-        north, east = to_local(message.latitude_deg, message.longitude_deg, *origin)
-    elif math.isfinite(message.north_m) and math.isfinite(message.east_m):
-        north, east = message.north_m / NM_M, message.east_m / NM_M
-    else:
-        return None
-    # unknown motion (AIS "not available"): judged as if stopped there, so a close ship still counts
-    moving = math.isfinite(message.course_deg) and math.isfinite(message.speed_kn)
-    course, speed = (message.course_deg % 360.0, message.speed_kn) if moving else (0.0, 0.0)
-    return Target(message.id, Kinematics(north, east, course, speed), CATEGORY_NAMES.get(message.category, "power-driven"))
-
-
-def _to_message(decision: Decision, current_course: float, current_speed: float) -> NavigationDecision:
-    assessments = [TargetAssessment(
-        target_id=a.target_id, encounter=ENCOUNTER_CODES[a.encounter], encounter_name=a.encounter,
-        role=ROLE_CODES[a.role], rules=list(a.rules), risk=1.0 if a.risk else 0.0, cpa_m=a.cpa_nm * NM_M,
-        tcpa_s=a.tcpa_min * 60.0, relative_bearing_deg=a.relative_bearing_deg) for a in decision.assessments]
-    acting = decision.state in ("altering", "avoiding", "returning", "resuming")
-    return NavigationDecision(
-        status=NavigationDecision.STATUS_NORMAL, state=decision.state, assessments=assessments,
-        action_required=acting, course_change_deg=decision.course_change_deg, speed_change_kn=decision.speed_change_kn,
-        target_course_deg=decision.course_deg, target_speed_kn=decision.speed_kn, rules=list(decision.rules),
-        rationale=decision.rationale,
-    )
+    return a if stamp_to_seconds(a) <= stamp_to_seconds(b) else b
 
 
 def main(args: list[str] | None = None) -> int:

@@ -18,10 +18,10 @@ from rclpy.action import ActionClient
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ActuatorCommand, ChatMessage, GreenhouseState, WeatherForecast
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
+from tango2_ros.ros.conversions.farm import observation_from_state, proposal_message
 from tango2_ros.sdf.controllers import BaselineController, RandomController
 from tango2_ros.sdf.crops import PRESETS
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
-from tango2_ros.sdf.messages import observation_from_state, proposal_message
 
 CONTROLLERS = ("lam", "baseline", "random")
 

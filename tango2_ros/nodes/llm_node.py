@@ -24,7 +24,7 @@ from tango2_msgs.action import Generate
 from tango2_msgs.srv import LoadModel
 from tango2_ros.core.runtime.base import ModelLoadError, NoModelError, RuntimeSlot, resident_memory_bytes
 from tango2_ros.core.runtime.default_models import default_llm_path
-from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, EngineError
+from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError
 from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
 from tango2_ros.core.runtime.schema import SchemaError, compile_schema
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
@@ -251,6 +251,9 @@ class LlmNode(Tango2Node):
                     text=generation.text, tokens=generation.tokens, finish_reason=generation.finish_reason,
                     model=runtime.identity.label, tokens_per_s=generation.tokens_per_s, error=generation.error,
                 )
+                if not generation.text and generation.finish_reason == FINISH_STOP:
+                    result.error = "the model ended its answer at once (empty text)" + \
+                        (": a raw prompt is completed as it is; leave `raw` off for the chat template" if goal.raw else "")
                 if schema is not None and generation.finish_reason not in (FINISH_CANCELLED, FINISH_ERROR):
                     _, problem = schema.validate(generation.text)
                     if problem:
@@ -285,7 +288,7 @@ class LlmNode(Tango2Node):
             return runtime.chat_prompt(turns)
         if not goal.prompt.strip():
             raise EngineError("the goal has neither a prompt nor messages")
-        return goal.prompt
+        return goal.prompt if goal.raw else runtime.chat_prompt([ChatTurn("user", goal.prompt)])
 
     def _model_label(self) -> str:
         active = self.slot.active

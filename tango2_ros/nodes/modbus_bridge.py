@@ -21,9 +21,8 @@ from pymodbus.exceptions import ModbusException
 
 from tango2_msgs.msg import ActuatorCommand
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import ACTUATORS, registers_from_command
-from tango2_ros.sdf.messages import stamp_seconds
-
 
 REFUSED = "the controller refused the command"
 
@@ -89,7 +88,7 @@ class ModbusBridge(Tango2Node):
                         self._waiting = None
                 self.set_status(ERROR, "a command without every actuator was not written", **self._counts)
                 continue
-            error = self._write(registers_from_command(command, stamp_seconds(message.header.stamp)),
+            error = self._write(registers_from_command(command, stamp_to_seconds(message.header.stamp)),
                                 check_first=failures > 0)
             if error is not None and error.startswith(REFUSED):
                 with self._wake:  # the controller will never take this one: drop it, keep the alarm visible

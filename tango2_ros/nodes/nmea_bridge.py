@@ -25,10 +25,10 @@ from rclpy.time import Time
 
 from tango2_msgs.msg import OwnShipState, Target, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
-from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, to_geographic, to_local
+from tango2_ros.ros.conversions.ship import set_relative
+from tango2_ros.sds.geometry import NM_M, Kinematics, relative, to_geographic, to_local
 from tango2_ros.sds.nmea import AisReport, Fix, Heading, Motion, NmeaDecoder, NmeaError, RadarTarget, split_datagram
 
-NM_M = 1852.0
 # AIS navigational status and ship type -> TANGO2 vessel category (COLREG rule 18)
 AIS_STATUS_CATEGORY = {2: Target.CATEGORY_NOT_UNDER_COMMAND, 3: Target.CATEGORY_RESTRICTED_MANEUVERABILITY,
                        4: Target.CATEGORY_CONSTRAINED_BY_DRAUGHT, 7: Target.CATEGORY_FISHING, 8: Target.CATEGORY_SAILING}
@@ -293,19 +293,13 @@ class NmeaBridge(Tango2Node):
 
 
 def _relative(target: Target, own: OwnShipState) -> None:
-    """Fill the fields relative to own ship (position, bearing, range, CPA/TCPA when both motions are known)."""
+    """Fill the fields relative to own ship (CPA/TCPA only when both motions are known)."""
     north, east = to_local(target.latitude_deg, target.longitude_deg, own.latitude_deg, own.longitude_deg)
-    target.north_m, target.east_m = north * NM_M, east * NM_M
-    origin = Kinematics(0.0, 0.0, 0.0, 0.0)
-    other = Kinematics(north, east, 0.0, 0.0)
-    target.bearing_deg, target.range_m = bearing(origin, other), distance(origin, other) * NM_M
-    if all(math.isfinite(v) for v in (own.course_over_ground_deg, own.speed_over_ground_kn, target.course_deg,
-                                      target.speed_kn)):
-        closest, minutes = cpa(Kinematics(0.0, 0.0, own.course_over_ground_deg, own.speed_over_ground_kn),
-                               Kinematics(north, east, target.course_deg, target.speed_kn))
-        target.cpa_m, target.tcpa_s = closest * NM_M, minutes * 60.0
-    else:
-        target.cpa_m, target.tcpa_s = math.nan, math.nan
+    own_motion = (own.course_over_ground_deg, own.speed_over_ground_kn)
+    known = all(math.isfinite(v) for v in (*own_motion, target.course_deg, target.speed_kn))
+    own_ship = Kinematics(0.0, 0.0, *own_motion) if known else Kinematics(0.0, 0.0, 0.0, 0.0)
+    other = Kinematics(north, east, target.course_deg, target.speed_kn) if known else Kinematics(north, east, 0.0, 0.0)
+    set_relative(target, relative(own_ship, other, motions_known=known))
 
 
 def main(args: list[str] | None = None) -> int:

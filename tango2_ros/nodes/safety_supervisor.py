@@ -17,10 +17,11 @@ from std_msgs.msg import Bool
 
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.ros.conversions.farm import (command_message, conditions_from_state, observation_from_state,
+                                             proposal_from_message)
+from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.controllers import BaselineController
 from tango2_ros.sdf.crops import PRESETS
-from tango2_ros.sdf.messages import (command_message, conditions_from_state, observation_from_state,
-                                     proposal_from_message, stamp_seconds)
 from tango2_ros.sdf.supervisor import SafetySupervisor, SupervisorLimits
 
 
@@ -76,7 +77,7 @@ class SafetySupervisorNode(Tango2Node):
         if self._pending is not None:  # the previous state got no proposal in time and was not yet handled
             self._fallback("a newer state arrived")
         self._counts["states"] += 1
-        self._last_state_wall, self._last_stamp_s = time.monotonic(), stamp_seconds(state.header.stamp)
+        self._last_state_wall, self._last_stamp_s = time.monotonic(), stamp_to_seconds(state.header.stamp)
         if conditions_from_state(state) is None:
             self._decide(None, state, "supervisor")
             return
@@ -85,7 +86,7 @@ class SafetySupervisorNode(Tango2Node):
     def _on_proposal(self, message: ActuatorCommand) -> None:
         pending = self._pending
         if message.controller != self.param("controller") or pending is None or \
-                abs(stamp_seconds(message.header.stamp) - stamp_seconds(pending[0].header.stamp)) > 1e-6:
+                abs(stamp_to_seconds(message.header.stamp) - stamp_to_seconds(pending[0].header.stamp)) > 1e-6:
             self._counts["ignored_proposals"] += 1  # another controller's, or for a state already decided
             return
         self._counts["proposals"] += 1
@@ -112,7 +113,7 @@ class SafetySupervisorNode(Tango2Node):
     def _decide(self, proposal: dict | None, state: GreenhouseState | None, controller: str, model: str = "",
                 rationale: str = "", stale_for_s: float = 0.0) -> None:
         conditions = conditions_from_state(state) if state is not None else None
-        now_s = stamp_seconds(state.header.stamp) if state is not None else self._last_stamp_s + stale_for_s
+        now_s = stamp_to_seconds(state.header.stamp) if state is not None else self._last_stamp_s + stale_for_s
         verdict = self._supervisor.review(proposal, conditions, now_s)
         if state is None and not self._supervisor.emergency_stop:
             verdict.reasons.insert(0, f"no greenhouse state for {stale_for_s:.0f} s")

@@ -21,8 +21,8 @@ from tango2_msgs.action import Generate
 from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.sds import scene
+from tango2_ros.sds.geometry import NM_M
 
-NM_M = 1852.0
 MAX_TARGETS = 5
 
 

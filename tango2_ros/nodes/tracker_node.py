@@ -18,10 +18,9 @@ from rclpy.time import Time
 
 from tango2_msgs.msg import DetectionArray, OwnShipState, Target, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
-from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, to_geographic, to_local
+from tango2_ros.ros.conversions.ship import set_relative
+from tango2_ros.sds.geometry import NM_M, Kinematics, relative, to_geographic, to_local
 from tango2_ros.sds.tracking import SOURCE_AIS, SOURCE_RADAR, Report, Sighting, Tracker, fuse_bearings
-
-NM_M = 1852.0
 
 
 class TrackerNode(Tango2Node):
@@ -106,15 +105,8 @@ class TrackerNode(Tango2Node):
                         course_deg=track.kinematics.course_deg, speed_kn=track.kinematics.speed_kn,
                         position_covariance=[track.variance_nm2 * NM_M**2, 0.0, 0.0, track.variance_nm2 * NM_M**2],
                         quality=1.0 if track.sources & (track.sources - 1) else 0.7, age_s=now - track.time_s)
-        target.north_m = (track.kinematics.north_nm - own_local.north_nm) * NM_M
-        target.east_m = (track.kinematics.east_nm - own_local.east_nm) * NM_M
-        target.bearing_deg = bearing(own_local, track.kinematics)
-        target.range_m = distance(own_local, track.kinematics) * NM_M
-        if math.isfinite(track.kinematics.course_deg) and math.isfinite(track.kinematics.speed_kn):
-            closest, minutes = cpa(own_local, track.kinematics)
-            target.cpa_m, target.tcpa_s = closest * NM_M, minutes * 60.0
-        else:
-            target.cpa_m, target.tcpa_s = math.nan, math.nan
+        known = math.isfinite(track.kinematics.course_deg) and math.isfinite(track.kinematics.speed_kn)
+        set_relative(target, relative(own_local, track.kinematics, motions_known=known))
         return target
 
     def _sightings(self, stamp, own: OwnShipState) -> list[Sighting]:

@@ -34,7 +34,8 @@ class StudyReport:
                 "findings_text": self.draft.findings_text, "impression": self.draft.impression,
                 "model": {"findings": self.findings_model, "report": self.draft.model},
                 "corrections": self.draft.corrections, "disclaimer": self.disclaimer,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "skipped_files": list(self.volume.skipped) if self.volume is not None else []}
 
     def text(self) -> str:
         return (f"FINDINGS:\n{self.draft.findings_text}\n\nIMPRESSION:\n{self.draft.impression}\n\n{self.disclaimer}\n"

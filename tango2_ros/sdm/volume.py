@@ -43,6 +43,7 @@ class CtVolume:
     frame_uid: str = ""
     source: str = ""  # what was read (a path), for messages
     datasets: list = field(default_factory=list)  # the DICOM headers in slice order (no pixel data), if DICOM
+    skipped: list[str] = field(default_factory=list)  # files of the study folder that are not DICOM
 
     def study_key(self, salt: str) -> str:
         """A de-identified key: a salted hash of the Study Instance UID (or of the file's content for files)."""
@@ -51,17 +52,38 @@ class CtVolume:
 
 
 def load_study(path: str | Path, limits: StudyLimits = StudyLimits()) -> CtVolume:
-    """A DICOM series folder, or a .nii/.nii.gz/.mha/.mhd file."""
+    """A DICOM series folder, or a .nii/.nii.gz/.mha/.mhd file.
+
+    A folder may hold files that are not DICOM at all (a ground truth, a README, as exports from a PACS carry):
+    they are skipped and listed in `CtVolume.skipped`; a DICOM file that is corrupt refuses the study."""
     path = Path(path)
     if not path.exists():
         raise StudyError(f"{path}: not found")
     if path.is_dir():
-        return load_dicom_series(sorted(p for p in path.rglob("*") if p.is_file()), limits, str(path))
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        dicom = [p for p in files if is_dicom_file(p)]
+        if not dicom:
+            raise StudyError(f"{path}: no DICOM files" + (f" (only {', '.join(p.name for p in files[:3])})"
+                                                           if files else ""))
+        volume = load_dicom_series(dicom, limits, str(path))
+        volume.skipped = [str(p.relative_to(path)) for p in files if p not in set(dicom)]
+        return volume
     if path.name.lower().endswith(VOLUME_SUFFIXES):
         return load_volume_file(path, limits)
     if path.suffix.lower() == ".dcm":
         return load_dicom_series([path], limits, str(path))
     raise StudyError(f"{path}: expected a DICOM series folder or a {', '.join(VOLUME_SUFFIXES)} file")
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM Part 10 file (the 'DICM' marker after the 128-byte preamble), other than a DICOMDIR; a file of that
+    kind that is corrupt beyond the marker still counts, so that it refuses its study."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM" and path.name.upper() != "DICOMDIR"
 
 
 def load_dicom_series(files: list[Path], limits: StudyLimits, source: str) -> CtVolume:

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 
 from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, relative_bearing, signed
 
-ENCOUNTERS = ("head-on", "crossing-give-way", "crossing-stand-on", "overtaking", "overtaken", "safe")
-ROLES = ("give-way", "stand-on", "none")
 CATEGORIES = ("power-driven", "sailing", "fishing", "restricted-maneuverability", "not-under-command",
               "constrained-by-draught")
 RULE_18_PRIVILEGED = ("sailing", "fishing", "restricted-maneuverability", "not-under-command", "constrained-by-draught")

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 NM_PER_DEG_LAT = 60.0
+NM_M = 1852.0  # metres in a nautical mile
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,27 @@ def to_geographic(north_nm: float, east_nm: float, origin_lat: float, origin_lon
     lat = origin_lat + north_nm / NM_PER_DEG_LAT
     lon = origin_lon + east_nm / (NM_PER_DEG_LAT * math.cos(math.radians(origin_lat)))
     return lat, lon
+
+
+@dataclass(frozen=True)
+class Relative:
+    """Where another vessel is seen from own ship: offsets and range in metres, true bearing, and the closest point
+    of approach (NaN when either motion is unknown)."""
+
+    north_m: float
+    east_m: float
+    bearing_deg: float
+    range_m: float
+    cpa_m: float
+    tcpa_s: float
+
+
+def relative(own: Kinematics, other: Kinematics, motions_known: bool = True) -> Relative:
+    """`other` relative to `own`, both in the same local frame."""
+    if motions_known:
+        closest, minutes = cpa(own, other)
+        cpa_m, tcpa_s = closest * NM_M, minutes * 60.0
+    else:
+        cpa_m = tcpa_s = math.nan
+    return Relative((other.north_nm - own.north_nm) * NM_M, (other.east_nm - own.east_nm) * NM_M,
+                    bearing(own, other), distance(own, other) * NM_M, cpa_m, tcpa_s)

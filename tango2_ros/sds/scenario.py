@@ -56,6 +56,7 @@ class Scenario:
     origin: tuple[float, float] = (0.0, 0.0)  # lat, lon of north/east (0, 0)
     description: str = ""
     extra: dict = field(default_factory=dict)
+    goal_given: bool = True  # False: the file had no goal, own ship holds its present course
 
 
 def parse_scenario(data, source: str = "scenario") -> Scenario:
@@ -80,9 +81,13 @@ def parse_scenario(data, source: str = "scenario") -> Scenario:
     has_origin = origin_data is not None
     own = _ship(own_data, "own_ship", origin, has_origin, fail)
     goal_data = own_data.get("goal")
-    if not isinstance(goal_data, dict):
-        raise fail("own_ship.goal (north_nm/east_nm or lat/lon) is required")
-    goal = _position(goal_data, "own_ship.goal", origin, has_origin, fail)
+    duration_s = _number(data, "duration_s", fail, "", 1.0, 86400.0, 3600.0)
+    if goal_data is None:
+        goal = _ahead(own.start, duration_s)
+    elif isinstance(goal_data, dict):
+        goal = _position(goal_data, "own_ship.goal", origin, has_origin, fail)
+    else:
+        raise fail("own_ship.goal must be a mapping (north_nm/east_nm or lat/lon)")
     targets_data = data.get("targets", [])
     if not isinstance(targets_data, list):
         raise fail("'targets' must be a list")
@@ -94,9 +99,16 @@ def parse_scenario(data, source: str = "scenario") -> Scenario:
         name=str(data.get("name", source)), own=own, goal=goal, targets=targets,
         visibility_nm=_number(data, "visibility_nm", fail, "", 0.0, 1000.0, 10.0),
         safety_distance_nm=_number(data, "safety_distance_nm", fail, "", 0.01, 20.0, 1.0),
-        duration_s=_number(data, "duration_s", fail, "", 1.0, 86400.0, 3600.0),
-        origin=origin, description=str(data.get("description", "")),
+        duration_s=duration_s, origin=origin, description=str(data.get("description", "")),
+        goal_given=goal_data is not None,
     )
+
+
+def _ahead(start: Kinematics, duration_s: float) -> tuple[float, float]:
+    """Without a goal own ship holds its present course: a goal twice as far ahead as it runs in the scenario."""
+    run_nm = max(1.0, 2.0 * start.speed_kn * duration_s / 3600.0)
+    course = math.radians(start.course_deg)
+    return start.north_nm + run_nm * math.cos(course), start.east_nm + run_nm * math.sin(course)
 
 
 def load_scenario(name_or_path: str) -> Scenario:

@@ -12,6 +12,7 @@ from tango2_ros.sds.colreg import ColregParameters, Decision, Target, assess
 from tango2_ros.sds.geometry import Kinematics, distance, signed
 from tango2_ros.sds.scenario import Scenario, ShipSpec
 
+SIM_EPOCH_S = 1_000_000_000  # simulated instants are stamped from here (a recognisable, non-zero time)
 COLLISION_NM = 0.05  # about 90 m: hulls touch
 GOAL_REACHED_NM = 0.2
 

@@ -1,4 +1,4 @@
-"""Conversions between the farm's ROS messages, MQTT payloads and the ROS-free types."""
+"""The farm's domain values and `tango2_msgs` (GreenhouseState, ActuatorCommand), and the sensor gateway's MQTT payload."""
 from __future__ import annotations
 
 import datetime
@@ -6,25 +6,23 @@ import json
 import math
 
 from tango2_msgs.msg import ActuatorCommand, ActuatorSetpoint, GreenhouseState
+from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import ACTUATORS, IRRIGATION, LIGHTS, Command
 from tango2_ros.sdf.controllers import Observation
 from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.supervisor import ACCEPTED, CLAMPED, REJECTED, Conditions
 
-VERDICT_CODES = {ACCEPTED: ActuatorCommand.VERDICT_ACCEPTED, CLAMPED: ActuatorCommand.VERDICT_CLAMPED,
-                 REJECTED: ActuatorCommand.VERDICT_REJECTED}
+VERDICT_TO_ROS = {ACCEPTED: ActuatorCommand.VERDICT_ACCEPTED, CLAMPED: ActuatorCommand.VERDICT_CLAMPED,
+                  REJECTED: ActuatorCommand.VERDICT_REJECTED}
+VERDICT_FROM_ROS = {code: name for name, code in VERDICT_TO_ROS.items()}
 NEEDED = ("air_temperature_c", "relative_humidity_pct", "co2_ppm")  # without these, no decision is informed
-
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec / 1e9
 
 
 def observation_from_state(state: GreenhouseState, utc_offset_h: float = 0.0) -> Observation | None:
     """None when a reading every controller needs is invalid."""
     if any(name in state.invalid_readings for name in NEEDED):
         return None
-    moment = datetime.datetime.fromtimestamp(stamp_seconds(state.header.stamp), datetime.timezone.utc) + \
+    moment = datetime.datetime.fromtimestamp(stamp_to_seconds(state.header.stamp), datetime.timezone.utc) + \
         datetime.timedelta(hours=utc_offset_h)
     return Observation(hour=moment.hour + moment.minute / 60.0, air_temperature_c=state.air_temperature_c,
                        relative_humidity_pct=state.relative_humidity_pct, co2_ppm=state.co2_ppm,
@@ -53,7 +51,7 @@ def proposal_from_message(message: ActuatorCommand) -> dict:
 def command_message(command: Command, proposal: dict | None, verdict: str, reasons: list[str], controller: str,
                     model: str, stamp, sequence: int, rationale: str = "") -> ActuatorCommand:
     message = ActuatorCommand(sequence=sequence, controller=controller, model=model, rationale=rationale[:300],
-                              verdict=VERDICT_CODES.get(verdict, ActuatorCommand.VERDICT_REJECTED),
+                              verdict=VERDICT_TO_ROS.get(verdict, ActuatorCommand.VERDICT_REJECTED),
                               reasons=[r[:200] for r in reasons])
     message.header.stamp = stamp
     for name in ACTUATORS:

@@ -17,15 +17,13 @@ import paho.mqtt.client as mqtt
 import rclpy
 
 from tango2_msgs.msg import ActuatorCommand
+from tango2_ros.ros.conversions.farm import VERDICT_FROM_ROS, sensor_payload
+from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import Command
 from tango2_ros.sdf.controllers import Observation
 from tango2_ros.sdf.field import PlantModbusServer
 from tango2_ros.sdf.greenhouse import Climate, Greenhouse
-from tango2_ros.sdf.messages import sensor_payload, stamp_seconds
 from tango2_ros.sdf.simulation import Step
-
-VERDICTS = {ActuatorCommand.VERDICT_ACCEPTED: "accepted", ActuatorCommand.VERDICT_CLAMPED: "clamped",
-            ActuatorCommand.VERDICT_REJECTED: "rejected"}
 
 
 class FarmLoopError(RuntimeError):
@@ -68,7 +66,7 @@ class RosFarmLoop:
             self._condition.notify_all()
 
     def _on_command(self, message: ActuatorCommand) -> None:
-        self._commands[int(round(stamp_seconds(message.header.stamp)))] = message
+        self._commands[int(round(stamp_to_seconds(message.header.stamp)))] = message
 
     def close(self) -> None:
         self.mqtt.loop_stop()
@@ -101,7 +99,7 @@ class RosFarmLoop:
         if message is None:
             return Step(command, "accepted", ["the supervisor's command message was not seen"])
         fallback = message.controller == "baseline" and self.controller != "baseline"
-        verdict = "fallback" if fallback else VERDICTS.get(message.verdict, "rejected")
+        verdict = "fallback" if fallback else VERDICT_FROM_ROS.get(message.verdict, "rejected")
         proposal = None if fallback or message.controller == "supervisor" else \
             {s.name: float(s.value) for s in message.setpoints if math.isfinite(s.value)}
         clamps = len([r for r in message.reasons if not r.startswith("proposal rejected")])

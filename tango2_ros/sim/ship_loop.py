@@ -8,7 +8,6 @@ the colreg node's `sds/decision` stamped for the simulated instant (the bridge s
 """
 from __future__ import annotations
 
-import math
 import random
 import socket
 import time
@@ -23,21 +22,16 @@ from rcl_interfaces.srv import SetParameters
 
 from tango2_msgs.msg import (Detection, DetectionArray, NavigationDecision, OwnShipState, Target as TargetMsg,
                              TargetArray)
+from tango2_ros.ros.conversions.ship import category_to_ros, decision_from_ros, set_relative
+from tango2_ros.ros.conversions.stamps import seconds_to_stamp, stamp_to_seconds
 from tango2_ros.sds import nmea_out
 from tango2_ros.sds.colreg import Decision, Target
-from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, signed, to_geographic
+from tango2_ros.sds.geometry import NM_M, Kinematics, bearing, distance, relative, signed, to_geographic
 from tango2_ros.sds.scenario import Scenario
+from tango2_ros.sds.simulator import SIM_EPOCH_S
 
-SIM_EPOCH_S = 1_000_000_000  # simulated instants are stamped from here (a recognisable, non-zero time)
 DEGRADED_GRACE_S = 0.3
 STAMP_TOLERANCE_S = 0.005  # NMEA writes hundredths of a second
-NM_M = 1852.0
-CATEGORY_CODES = {
-    "power-driven": TargetMsg.CATEGORY_POWER_DRIVEN, "sailing": TargetMsg.CATEGORY_SAILING,
-    "fishing": TargetMsg.CATEGORY_FISHING, "restricted-maneuverability": TargetMsg.CATEGORY_RESTRICTED_MANEUVERABILITY,
-    "not-under-command": TargetMsg.CATEGORY_NOT_UNDER_COMMAND,
-    "constrained-by-draught": TargetMsg.CATEGORY_CONSTRAINED_BY_DRAUGHT,
-}
 # AIS navigational status that tells other ships the rule-18 category (power-driven ships report 0, under way)
 AIS_STATUS = {"not-under-command": 2, "restricted-maneuverability": 3, "constrained-by-draught": 4, "fishing": 7,
               "sailing": 8}
@@ -82,7 +76,7 @@ class _LockStepLoop:
         degraded_since, chosen = None, None
         while True:
             rclpy.spin_once(self.node, timeout_sec=0.01)
-            answers = [d for d in self.decisions if abs(_seconds(d.header.stamp) - wanted) < STAMP_TOLERANCE_S]
+            answers = [d for d in self.decisions if abs(stamp_to_seconds(d.header.stamp) - wanted) < STAMP_TOLERANCE_S]
             chosen = next((d for d in answers if d.status == NavigationDecision.STATUS_NORMAL), None)
             if chosen is not None:
                 break
@@ -97,11 +91,7 @@ class _LockStepLoop:
         self.decisions.clear()
         if chosen is None:
             return None
-        return Decision(
-            state=chosen.state, course_deg=chosen.target_course_deg, speed_kn=chosen.target_speed_kn,
-            course_change_deg=chosen.course_change_deg, speed_change_kn=chosen.speed_change_kn,
-            target_ids=tuple(self._scenario_id(a.target_id) for a in chosen.assessments if a.risk > 0),
-            rules=tuple(chosen.rules), rationale=chosen.rationale)
+        return decision_from_ros(chosen, rename=self._scenario_id)
 
     def _scenario_id(self, track_id: str) -> str:
         return track_id
@@ -138,14 +128,13 @@ class TrackLoop(_LockStepLoop):
         for target in targets:
             k = target.kinematics
             lat, lon = to_geographic(k.north_nm, k.east_nm, *self.scenario.origin)
-            cpa_nm, tcpa_min = cpa(own, k)
-            array.targets.append(TargetMsg(
+            message = TargetMsg(
                 id=target.id, sources=TargetMsg.SOURCE_AIS | TargetMsg.SOURCE_RADAR,
-                category=CATEGORY_CODES[target.category], latitude_deg=lat, longitude_deg=lon,
-                north_m=(k.north_nm - own.north_nm) * NM_M, east_m=(k.east_nm - own.east_nm) * NM_M,
-                course_deg=k.course_deg, speed_kn=k.speed_kn, bearing_deg=bearing(own, k),
-                range_m=distance(own, k) * NM_M, cpa_m=cpa_nm * NM_M, tcpa_s=tcpa_min * 60.0,
-                position_covariance=[25.0, 0.0, 0.0, 25.0], quality=1.0, age_s=0.0))
+                category=category_to_ros(target.category), latitude_deg=lat, longitude_deg=lon,
+                course_deg=k.course_deg, speed_kn=k.speed_kn, position_covariance=[25.0, 0.0, 0.0, 25.0],
+                quality=1.0, age_s=0.0)
+            set_relative(message, relative(own, k))
+            array.targets.append(message)
         return array
 
 
@@ -246,10 +235,5 @@ def _mmsi(number: int) -> int:
     return 440_100_000 + number
 
 
-def _seconds(stamp: TimeMsg) -> float:
-    return stamp.sec + stamp.nanosec / 1e9
-
-
 def _stamp(t: float) -> TimeMsg:
-    seconds = math.floor(t)
-    return TimeMsg(sec=SIM_EPOCH_S + int(seconds), nanosec=int(round((t - seconds) * 1e9)))
+    return seconds_to_stamp(SIM_EPOCH_S + t)

@@ -9,9 +9,8 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from tango2_ros.sds.colreg import Decision, Target
-from tango2_ros.sds.geometry import Kinematics
+from tango2_ros.sds.geometry import NM_M, Kinematics
 
-NM_M = 1852.0
 ROLE_COLOURS = {"give-way": (0.9, 0.1, 0.1), "stand-on": (0.95, 0.8, 0.1), "none": (0.2, 0.7, 0.2)}
 SAFE_COLOUR = (0.6, 0.6, 0.6)
 FRAME = "own_ship"

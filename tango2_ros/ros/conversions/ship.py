@@ -1,0 +1,83 @@
+"""The ship's domain values and `tango2_msgs` (Target, TargetAssessment, NavigationDecision)."""
+from __future__ import annotations
+
+import math
+
+from tango2_msgs.msg import NavigationDecision, Target as TargetMsg, TargetAssessment
+from tango2_ros.sds.colreg import Decision, Target
+from tango2_ros.sds.geometry import NM_M, Kinematics, Relative, to_local
+
+CATEGORY_TO_ROS = {
+    "power-driven": TargetMsg.CATEGORY_POWER_DRIVEN, "sailing": TargetMsg.CATEGORY_SAILING,
+    "fishing": TargetMsg.CATEGORY_FISHING, "restricted-maneuverability": TargetMsg.CATEGORY_RESTRICTED_MANEUVERABILITY,
+    "not-under-command": TargetMsg.CATEGORY_NOT_UNDER_COMMAND,
+    "constrained-by-draught": TargetMsg.CATEGORY_CONSTRAINED_BY_DRAUGHT,
+}
+# an unknown category is judged as power-driven (the rule-18 default: no privilege assumed)
+CATEGORY_FROM_ROS = {code: name for name, code in CATEGORY_TO_ROS.items()} | {TargetMsg.CATEGORY_UNKNOWN: "power-driven"}
+ENCOUNTER_TO_ROS = {
+    "safe": TargetAssessment.ENCOUNTER_SAFE, "head-on": TargetAssessment.ENCOUNTER_HEAD_ON,
+    "crossing-give-way": TargetAssessment.ENCOUNTER_CROSSING_GIVE_WAY,
+    "crossing-stand-on": TargetAssessment.ENCOUNTER_CROSSING_STAND_ON,
+    "overtaking": TargetAssessment.ENCOUNTER_OVERTAKING, "overtaken": TargetAssessment.ENCOUNTER_OVERTAKEN,
+}
+ENCOUNTER_FROM_ROS = {code: name for name, code in ENCOUNTER_TO_ROS.items()}
+ROLE_TO_ROS = {"none": TargetAssessment.ROLE_NONE, "give-way": TargetAssessment.ROLE_GIVE_WAY,
+               "stand-on": TargetAssessment.ROLE_STAND_ON}
+ROLE_FROM_ROS = {code: name for name, code in ROLE_TO_ROS.items()}
+
+
+def category_to_ros(name: str) -> int:
+    return CATEGORY_TO_ROS[name]
+
+
+def category_from_ros(code: int) -> str:
+    return CATEGORY_FROM_ROS.get(code, "power-driven")
+
+
+def set_relative(message: TargetMsg, geometry: Relative) -> None:
+    """Fill a Target's fields relative to own ship."""
+    message.north_m, message.east_m = geometry.north_m, geometry.east_m
+    message.bearing_deg, message.range_m = geometry.bearing_deg, geometry.range_m
+    message.cpa_m, message.tcpa_s = geometry.cpa_m, geometry.tcpa_s
+
+
+def target_from_ros(message: TargetMsg, origin: tuple[float, float]) -> Target | None:
+    """A tracked target in the local frame around `origin` (lat, lon); None when its position is unknown.
+
+    Unknown motion (AIS "not available") is judged as if stopped there, so a close ship still counts."""
+    if math.isfinite(message.latitude_deg) and math.isfinite(message.longitude_deg):
+        north, east = to_local(message.latitude_deg, message.longitude_deg, *origin)
+    elif math.isfinite(message.north_m) and math.isfinite(message.east_m):
+        north, east = message.north_m / NM_M, message.east_m / NM_M
+    else:
+        return None
+    moving = math.isfinite(message.course_deg) and math.isfinite(message.speed_kn)
+    course, speed = (message.course_deg % 360.0, message.speed_kn) if moving else (0.0, 0.0)
+    return Target(message.id, Kinematics(north, east, course, speed), category_from_ros(message.category))
+
+
+ACTING_STATES = ("altering", "avoiding", "returning", "resuming")
+
+
+def decision_to_ros(decision: Decision) -> NavigationDecision:
+    """A NORMAL decision with its assessments (the caller stamps it)."""
+    assessments = [TargetAssessment(
+        target_id=a.target_id, encounter=ENCOUNTER_TO_ROS[a.encounter], encounter_name=a.encounter,
+        role=ROLE_TO_ROS[a.role], rules=list(a.rules), risk=1.0 if a.risk else 0.0, cpa_m=a.cpa_nm * NM_M,
+        tcpa_s=a.tcpa_min * 60.0, relative_bearing_deg=a.relative_bearing_deg) for a in decision.assessments]
+    return NavigationDecision(
+        status=NavigationDecision.STATUS_NORMAL, state=decision.state, assessments=assessments,
+        action_required=decision.state in ACTING_STATES, course_change_deg=decision.course_change_deg,
+        speed_change_kn=decision.speed_change_kn, target_course_deg=decision.course_deg,
+        target_speed_kn=decision.speed_kn, rules=list(decision.rules), rationale=decision.rationale,
+    )
+
+
+def decision_from_ros(message: NavigationDecision, rename=lambda track_id: track_id) -> Decision:
+    """The decision as the simulator follows it: the ids of the targets at risk, renamed by `rename`."""
+    return Decision(
+        state=message.state, course_deg=message.target_course_deg, speed_kn=message.target_speed_kn,
+        course_change_deg=message.course_change_deg, speed_change_kn=message.speed_change_kn,
+        target_ids=tuple(rename(a.target_id) for a in message.assessments if a.risk > 0),
+        rules=tuple(message.rules), rationale=message.rationale)
