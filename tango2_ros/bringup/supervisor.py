@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from tango2_ros.bringup.profiles import NodeSpec, Profile
+from tango2_ros.core.processes import die_with_parent
 from tango2_ros.ros.graph import Graph, snapshot, wait_for_nodes
 
 STOP_GRACE_S = 10.0
@@ -158,7 +159,8 @@ class Supervisor:
         command = [sys.executable, "-m", spec.module, *spec.ros_arguments(params_file)]
         env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
         managed.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         managed.state = "starting"
         self.say(f"{spec.name}: started (pid {managed.process.pid})")

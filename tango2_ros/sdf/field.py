@@ -14,6 +14,7 @@ from typing import Callable
 from pymodbus.constants import ExcCodes
 
 from tango2_ros.core.net import free_port, wait_for_port
+from tango2_ros.core.processes import die_with_parent
 from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import REGISTER_COUNT, Command, command_from_registers
 
@@ -38,7 +39,8 @@ class MqttBroker:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "MqttBroker":
-        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], preexec_fn=die_with_parent,
+                                        stdout=subprocess.DEVNULL,
                                         stderr=(self.folder / "mosquitto.log").open("ab"))
         if not wait_for_port(self.port, 5.0):
             self.stop()

@@ -25,6 +25,7 @@ from typing import Callable
 import requests
 
 from tango2_ros.core.net import free_port, wait_for_port
+from tango2_ros.core.processes import die_with_parent
 from tango2_ros.errors import UserError
 from tango2_ros.sdm.volume import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE
 
@@ -194,6 +195,7 @@ class OrthancServer:
             "DicomCheckCalledAet": True, "Plugins": [DICOMWEB_PLUGIN],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}))
         self.process = subprocess.Popen([binary, f"--logfile={self.folder / 'orthanc.log'}", str(config)],
+                                        preexec_fn=die_with_parent,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

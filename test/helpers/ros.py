@@ -15,6 +15,8 @@ from typing import Iterator
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 
+from tango2_ros.core.processes import die_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +45,7 @@ def spawn(module_args: list[str], *, env: dict | None = None, cwd: Path = REPO) 
     return Process(
         [sys.executable, *module_args], cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tango2_ros.core.net import free_port  # noqa: F401 - the tests import it from here
+from tango2_ros.core.processes import die_with_parent
 
 
 @contextmanager
@@ -37,7 +38,8 @@ def oci_registry(folder: Path) -> Iterator[str]:
         f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: 127.0.0.1:{port}}}\n"
     )
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=die_with_parent)
     host = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15

@@ -7,7 +7,7 @@ from pathlib import Path
 import rclpy
 from rclpy.lifecycle import LifecycleNode
 
-NODES = Path(__file__).resolve().parent.parent / "tango2_ros" / "nodes"
+NODES = Path(__file__).resolve().parents[2] / "tango2_ros" / "nodes"
 
 
 def test_no_node_attribute_shadows_an_rclpy_one():

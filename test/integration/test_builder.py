@@ -191,7 +191,7 @@ def test_an_encoder_folder_is_exported_to_onnx_quantised_to_int8_and_published(t
     env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
     tango2 = [sys.executable, "-m", "tango2_ros.cli"]
     subprocess.run([*tango2, "models", "keygen", "--trust"], env=env, check=True, capture_output=True, timeout=60)
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "maritime-text-encoder" / "recipe.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "maritime-text-encoder" / "recipe.yaml"
     done = subprocess.run([*tango2, "build", str(recipe), "--out", str(tmp_path / "out"), "--json"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

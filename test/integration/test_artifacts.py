@@ -211,7 +211,7 @@ def test_disk_full_during_a_pull_cleans_up_and_says_so(tmp_path, keys):
     published_store(tmp_path, keys, size=4 * MIB)
     script = f"""
 import resource, signal, sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, ({MIB}, {MIB}))
 from pathlib import Path

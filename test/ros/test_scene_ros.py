@@ -1,0 +1,46 @@
+"""Situation descriptions: facts, the schema the model fills, the fact check, templates in two languages, and
+scene_llm with the real llm_node over ROS 2."""
+import math
+
+import pytest
+
+
+
+@pytest.mark.ros
+def test_scene_llm_describes_a_decision_with_the_real_model():
+    from helpers.lifecycle import bring_up
+    from helpers.ros import ros_node, spawn, stop, wait_until
+    from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetAssessment
+
+    ns = "/t5scene"
+    llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
+                 "-p", "n_parallel:=1", "-p", "n_ctx_per_seq:=1024"])
+    scene_node = spawn(["-m", "tango2_ros.nodes.scene_llm", "--ros-args", "-r", "__node:=scene_llm", "-r",
+                        f"__ns:={ns}", "-p", f"llm_action:={ns}/llm/generate", "-p", "period_s:=2.0"])
+    try:
+        with ros_node("scene_probe") as node:
+            bring_up(node, f"{ns}/llm_node")
+            bring_up(node, f"{ns}/scene_llm")
+            scenes: list[SceneDescription] = []
+            node.create_subscription(SceneDescription, f"{ns}/sds/scene", scenes.append, 10)
+            publisher = node.create_publisher(NavigationDecision, f"{ns}/sds/decision", 10)
+            decision = NavigationDecision(state="altering", action_required=True, course_change_deg=30.0,
+                                          target_course_deg=30.0, target_speed_kn=12.0, rules=[8, 14], assessments=[
+                TargetAssessment(target_id="AIS-440123450", encounter=TargetAssessment.ENCOUNTER_HEAD_ON,
+                                 encounter_name="head-on", role=TargetAssessment.ROLE_GIVE_WAY, rules=[14], risk=1.0,
+                                 cpa_m=0.0, tcpa_s=900.0, relative_bearing_deg=1.0)])
+
+            def described():
+                publisher.publish(decision)
+                return any(s.model != "templates" for s in scenes)
+
+            assert wait_until(described, 120, interval=1.0), [(s.model, s.corrections) for s in scenes]
+            result = next(s for s in scenes if s.model != "templates")
+            assert result.model.startswith("SmolLM2") and result.language == "en" and result.latency_s > 0
+            assert "AIS-440123450" in result.text and "starboard" in result.text
+            assert {kv.key for kv in result.facts} == {"action", "AIS-440123450"}
+            # whatever the small model wrote, nothing in the text contradicts the facts it was checked against
+            assert "to port" not in result.text and not math.isnan(result.latency_s)
+    finally:
+        outputs = stop(scene_node) + stop(llm)
+    assert "Traceback" not in outputs
