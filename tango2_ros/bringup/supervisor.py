@@ -177,7 +177,7 @@ class Supervisor:
             if managed.process is not None and managed.process.poll() is not None:
                 return False  # it died; watch() restarts it
             managed.state = "failed"
-            self.say(f"{managed.spec.name}: lifecycle services of {fqn} did not answer")
+            self.say(f"{managed.spec.name}: lifecycle services of {fqn} did not answer{self._name_taken(fqn)}")
             return False
         client = self.node.create_client(ChangeState, f"{fqn}/change_state")
         try:
@@ -189,13 +189,24 @@ class Supervisor:
             rclpy.spin_until_future_complete(self.node, future, timeout_sec=TRANSITION_WAIT_S)
             if future.result() is None or not future.result().success:
                 managed.state = "failed"
-                self.say(f"{managed.spec.name}: transition to {label} failed (see the node's log above)")
+                self.say(f"{managed.spec.name}: transition to {label} failed (see the node's log above)"
+                         f"{self._name_taken(fqn)}")
                 return False
             managed.state = label
             self.say(f"{managed.spec.name}: {label}")
             return True
         finally:
             self.node.destroy_client(client)
+
+    def _name_taken(self, fqn: str) -> str:
+        """A note when more than one node in the graph has this name: the other is not ours (an orphan of an
+        earlier run that was killed, or another launch in the same ROS domain), and lifecycle calls go astray."""
+        namesakes = sum(1 for name, namespace in self.node.get_node_names_and_namespaces()
+                        if f"{namespace.rstrip('/')}/{name}" == fqn)
+        if namesakes < 2:
+            return ""
+        return (f"; {namesakes} nodes are named {fqn}: another process (an orphan of an earlier run, or another "
+                "launch in this ROS domain) has the name; stop it and start again")
 
     def _wait_until_responsive(self, managed: ManagedProcess) -> bool:
         """Wait until the node answers get_state.
