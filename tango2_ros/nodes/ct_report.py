@@ -17,21 +17,20 @@ that study with its reason on /diagnostics and in the action result; nothing is 
 """
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
-import time
 from pathlib import Path
 
-from rclpy.action import ActionClient, ActionServer, GoalResponse
+from rclpy.action import ActionServer, GoalResponse
 
-from tango2_msgs.action import Generate, ReportCT
+from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTFinding, CTReport
-from tango2_msgs.srv import LoadModel
-from tango2_ros.core.runtime.base import ModelLoadError
+from tango2_ros.core.runtime.base import ModelLoadError, NoModelError
+from tango2_ros.core.runtime.serving import ModelSpec
 from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
+from tango2_ros.nodes.serving import ModelService
+from tango2_ros.ros.llm_client import LlmClient
 from tango2_ros.sdm.findings import Finding, FindingsModel
 from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
 from tango2_ros.sdm.report import Draft, checked_draft, prompt, schema, template_draft
@@ -59,17 +58,19 @@ class CtReportNode(Tango2Node):
         self.declare("study_salt", "tango2", "Salt of the de-identified study key.")
         self.declare("max_voxels", 512 * 512 * 1200, "Larger studies are refused.", min_value=1, max_value=2 ** 31 - 1)
         self.declare("min_slices", 16, "Studies with fewer slices are refused.", min_value=1, max_value=10000)
-        self._model: FindingsModel | None = None
-        self._model_lock = threading.Lock()
+        self.declare("health_budget_s", 30.0, "A new findings model must read a blank volume within this.",
+                     min_value=0.1, max_value=600.0)
+        self.model = ModelService(self, lambda spec, _beside: FindingsModel(spec.path, name=spec.name,
+                                                                            version=spec.version),
+                                  default_budget_s=lambda: self.param("health_budget_s"))
         self._jobs: queue.Queue = queue.Queue()
         self._received: dict[str, object] = {}  # study key -> CtVolume, the last few received
-        self._counts = {"studies": 0, "failed": 0, "stored": 0, "sr_waiting": 0, "model_requests": 0,
-                        "model_errors": 0}
+        self._counts = {"studies": 0, "failed": 0, "stored": 0, "sr_waiting": 0}
         self._receiver = None
         self._worker: threading.Thread | None = None
-        self._llm: ActionClient | None = None
+        self._llm: LlmClient | None = None
         self._action: ActionServer | None = None
-        self._load_service = None
+        self._outbox = None
         self._publisher = None
         self._active = False
 
@@ -79,14 +80,20 @@ class CtReportNode(Tango2Node):
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def configure(self) -> None:
         if self.param("findings_model"):
-            self._model = FindingsModel(self.param("findings_model"))
+            loaded = self.model.load(ModelSpec(self.param("findings_model")))
+            if not loaded.success:
+                raise ModelLoadError(loaded.message)
+        self.model.start()
         self._publisher = self.create_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
-            self._llm = ActionClient(self, Generate, self.param("llm_action"), callback_group=self.coroutine_group)
+            self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
+        if self.param("pacs_dicomweb"):
+            from tango2_ros.sdm.pacs import DicomWebClient, SrOutbox
+
+            self._outbox = SrOutbox(DicomWebClient(self.param("pacs_dicomweb")),
+                                    Path(self.param("sr_outbox")) if self.param("sr_outbox") else None)
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
-        self._load_service = self.create_service(LoadModel, "~/load_model", self._on_load_model,
-                                                 callback_group=self.coroutine_group)
         self._worker = threading.Thread(target=self._work, name="ct-report-worker", daemon=True)
         self._worker.start()
         self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._counts)
@@ -100,7 +107,7 @@ class CtReportNode(Tango2Node):
                                            allowed_aets=tuple(self.param("allowed_aets")),
                                            max_bytes=int(self.param("max_voxels") * 2.5)).start()
         self._active = True
-        if self._model is None:
+        if not self._model_label():
             self.set_status(WARN, "ready, waiting for a findings model (~/load_model)")
         else:
             self.set_status(OK, "ready", model=self._model_label())
@@ -120,12 +127,10 @@ class CtReportNode(Tango2Node):
         for entity in (self._action, self._llm):
             if entity is not None:
                 entity.destroy()
-        if self._load_service is not None:
-            self.destroy_service(self._load_service)
         if self._publisher is not None:
             self.destroy_publisher(self._publisher)
-        self._action = self._llm = self._load_service = self._publisher = None
-        self._model = None
+        self._action = self._llm = self._publisher = self._outbox = None
+        self.model.stop()
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def _limits(self) -> StudyLimits:
@@ -192,7 +197,7 @@ class CtReportNode(Tango2Node):
                 outcome["error"] = exc
                 self._fail(f"study refused: {exc}")
             except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the worker
-                self._counts["model_errors"] += 1
+                self.model.count(self._model_label(), True)
                 outcome["error"] = UserError(f"study failed: {exc.__class__.__name__}: {exc}")
                 self._fail(f"study failed: {exc.__class__.__name__}")
             finally:
@@ -200,27 +205,29 @@ class CtReportNode(Tango2Node):
                     finished.set()
 
     def _model_label(self) -> str:
-        return self._model.label if self._model is not None else ""
+        return self.model.served.label
 
     def _process(self, source, feedback) -> StudyReport:
-        with self._model_lock:
-            model = self._model
-        if model is None:
-            raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)")
-        pipeline = ReportPipeline(model, self._write, self._limits(), self.param("study_salt"))
-        report = pipeline.run(source, feedback)
+        try:
+            with self.model.served.slot.lease() as model:
+                report = ReportPipeline(model, self._write, self._limits(), self.param("study_salt")).run(source, feedback)
+        except NoModelError:
+            raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)") \
+                from None
+        self.model.count(model.label, False)
         volume = report.volume
-        self._counts["model_requests"] += 1
         self._received[report.study_key] = volume
         while len(self._received) > MAX_KEPT_STUDIES:
             self._received.pop(next(iter(self._received)))
         feedback("storing", 0.8)
-        if self.param("pacs_dicomweb") and volume.datasets:
+        if self._outbox is not None and volume.datasets:
             from tango2_ros.sdm.outputs import structured_report
 
             self._store_sr(structured_report(report, volume), report.study_key)  # built completely first
         if self.param("fhir_dir"):
-            self._write_fhir(report)
+            from tango2_ros.sdm.outputs import write_fhir
+
+            write_fhir(report, Path(self.param("fhir_dir")))
         self._counts["studies"] += 1
         self._publisher.publish(self._message(report))
         level, _ = self.status
@@ -236,34 +243,15 @@ class CtReportNode(Tango2Node):
 
     def _store_sr(self, sr, study_key: str) -> None:
         """STOW-RS the SR, then whatever waits in the outbox; a PACS failure keeps the SR in the outbox."""
-        from tango2_ros.sdm.pacs import DicomWebClient, PacsError
+        from tango2_ros.sdm.pacs import PacsError
 
-        client = DicomWebClient(self.param("pacs_dicomweb"))
-        outbox = Path(self.param("sr_outbox")) if self.param("sr_outbox") else None
         try:
-            client.store([sr])
+            self._outbox.store(sr, study_key)
         except PacsError as exc:
-            if outbox is not None:
-                outbox.mkdir(parents=True, exist_ok=True)
-                partial = outbox / f"{study_key}.dcm.partial"
-                sr.save_as(partial, enforce_file_format=True)
-                os.replace(partial, outbox / f"{study_key}.dcm")
-            self._counts["sr_waiting"] = len(list(outbox.glob("*.dcm"))) if outbox else 0
             self.set_status(ERROR, f"SR for study {study_key} not stored: {exc}"
-                            + (" (kept in the outbox)" if outbox else ""), **self._counts)
-            return
-        self._counts["stored"] += 1
-        if outbox is not None:
-            import pydicom
-
-            for waiting in sorted(outbox.glob("*.dcm")):
-                try:
-                    client.store([pydicom.dcmread(waiting)])
-                except PacsError:
-                    break
-                waiting.unlink()
-                self._counts["stored"] += 1
-            self._counts["sr_waiting"] = len(list(outbox.glob("*.dcm")))
+                            + (" (kept in the outbox)" if self._outbox.folder else ""), **self._counts)
+        finally:
+            self._counts["stored"], self._counts["sr_waiting"] = self._outbox.stored, self._outbox.waiting
 
     def _fail(self, message: str) -> None:
         self._counts["failed"] += 1
@@ -273,46 +261,17 @@ class CtReportNode(Tango2Node):
         """The llm_node writes; on no server, a refusal, an error or a timeout the standard wording does."""
         if self._llm is None:
             return template_draft(findings)
-        if not self._llm.wait_for_server(timeout_sec=2.0):
-            return self._standard(findings, "the language model is not reachable")
-        goal = Generate.Goal(prompt=prompt(findings), json_schema=json.dumps(schema(findings)), max_tokens=400,
-                             temperature=0.0)
-        done, box = threading.Event(), {}
-
-        def on_result(future) -> None:
-            box["result"] = future.result().result
-            done.set()
-
-        def on_goal(future) -> None:
-            handle = future.result()
-            if handle is None or not handle.accepted:
-                done.set()
-                return
-            handle.get_result_async().add_done_callback(on_result)
-
-        self._llm.send_goal_async(goal).add_done_callback(on_goal)
-        if not done.wait(self.param("llm_timeout_s")) or "result" not in box:
-            return self._standard(findings, "the language model did not answer in time or refused")
-        result = box["result"]
-        if result.finish_reason not in ("stop", "length") or not result.text:
-            return self._standard(findings, f"the language model failed ({result.error or result.finish_reason})")
-        return checked_draft(result.text, findings, result.model)
+        answer = self._llm.ask_and_wait(timeout_s=self.param("llm_timeout_s"), user=prompt(findings),
+                                        schema=schema(findings), max_tokens=400)
+        if not answer.ok:
+            return self._standard(findings, answer.error)
+        return checked_draft(answer.text, findings, answer.model)
 
     @staticmethod
     def _standard(findings: list[Finding], why: str) -> Draft:
         draft = template_draft(findings)
         draft.corrections = [f"{why}: standard wording"]
         return draft
-
-    def _write_fhir(self, report: StudyReport) -> None:
-        from tango2_ros.sdm.outputs import diagnostic_report
-
-        folder = Path(self.param("fhir_dir"))
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{report.study_key}.json"
-        partial = target.with_suffix(".json.partial")
-        partial.write_text(json.dumps(diagnostic_report(report), indent=1))
-        os.replace(partial, target)
 
     def _message(self, report: StudyReport) -> CTReport:
         message = CTReport(
@@ -323,39 +282,6 @@ class CtReportNode(Tango2Node):
                                 threshold=f.threshold, present=f.present) for f in report.findings])
         message.header.stamp = self.get_clock().now().to_msg()
         return message
-
-    # -- model swaps -----------------------------------------------------------------------------------------
-    async def _on_load_model(self, request: LoadModel.Request, response: LoadModel.Response) -> LoadModel.Response:
-        """Load the new findings model in a thread, check it on a blank volume, then switch between studies."""
-        response.previous = self._model_label()
-
-        def load() -> tuple[FindingsModel, float, float]:
-            started = time.monotonic()
-            model = FindingsModel(request.model_path, name=request.name, version=request.version)
-            loaded = time.monotonic()
-            import numpy
-
-            model.predict(numpy.full(model.preprocessing.shape, -1.0, dtype=numpy.float32))
-            return model, loaded - started, time.monotonic() - loaded
-
-        try:
-            model, response.load_s, response.health_s = await self.in_background(load)
-        except (ModelLoadError, ValueError, OSError) as exc:
-            response.success, response.message = False, f"kept {response.previous}: {exc}"
-            response.active = response.previous
-            return response
-        budget = request.health_budget_s or 30.0
-        if response.health_s > budget:
-            response.success = False
-            response.message = f"kept {response.previous}: the check took {response.health_s:.1f} s, budget {budget} s"
-            response.active = response.previous
-            return response
-        with self._model_lock:
-            self._model = model
-        self._counts["model_requests"], self._counts["model_errors"] = 0, 0
-        response.success, response.active, response.message = True, model.label, "swapped"
-        self.set_values(model=model.label, **self._counts)
-        return response
 
 
 def main(args: list[str] | None = None) -> int:

@@ -11,14 +11,11 @@ period to the baseline.
 from __future__ import annotations
 
 import collections
-import json
 
-from rclpy.action import ActionClient
-
-from tango2_msgs.action import Generate
-from tango2_msgs.msg import ActuatorCommand, ChatMessage, GreenhouseState, WeatherForecast
+from tango2_msgs.msg import ActuatorCommand, GreenhouseState, WeatherForecast
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.farm import observation_from_state, proposal_message
+from tango2_ros.ros.llm_client import LlmAnswer, LlmClient
 from tango2_ros.sdf.controllers import BaselineController, RandomController
 from tango2_ros.sdf.crops import PRESETS
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
@@ -33,6 +30,8 @@ class FarmController(Tango2Node):
         self.declare("crop", "tomato", "Crop preset: " + ", ".join(PRESETS) + ".")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node (for lam).")
         self.declare("max_tokens", ANSWER_TOKENS, "Longest model answer.", min_value=16, max_value=2048)
+        self.declare("timeout_s", 60.0, "Give up on the model's answer after this (the supervisor's watchdog then "
+                     "keeps the greenhouse safe).", min_value=1.0, max_value=3600.0)
         self.declare("utc_offset_h", 0.0, "Local time = stamp + this (hour of day for the rules).", min_value=-14.0,
                      max_value=14.0)
         self.declare("random_seed", 0, "Seed of the random controller.", min_value=0, max_value=2**31 - 1)
@@ -54,7 +53,7 @@ class FarmController(Tango2Node):
         self._preset = PRESETS[crop]
         self._rules = {"baseline": lambda: BaselineController(self._preset),
                        "random": lambda: RandomController(self.param("random_seed"))}.get(kind, lambda: None)()
-        self._action = ActionClient(self, Generate, self.param("llm_action")) if kind == "lam" else None
+        self._llm = LlmClient(self, self.param("llm_action")) if kind == "lam" else None
         self._proposals = self.create_publisher(ActuatorCommand, "sdf/proposal", 10)
         self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
         self.create_subscription(WeatherForecast, "sdf/forecast", lambda m: setattr(self, "_forecast", m), 10)
@@ -76,14 +75,11 @@ class FarmController(Tango2Node):
             return
         text = prompt(self._preset, seen, list(self._history)[::2], self._forecast_pairs(), self._actuators)
         self._history.append(seen)
-        goal = Generate.Goal(messages=[ChatMessage(role=ChatMessage.ROLE_USER, content=text)],
-                             json_schema=json.dumps(answer_schema()), max_tokens=self.param("max_tokens"),
-                             temperature=0.0)
-        if not self._action.server_is_ready():
+        if not self._llm.ready():
             self._unusable(f"{self.param('llm_action')} is not available")
             return
-        future = self._action.send_goal_async(goal)
-        future.add_done_callback(lambda f: self._on_accepted(f, state.header.stamp))
+        self._llm.ask(lambda answer: self._on_answer(answer, state.header.stamp), timeout_s=self.param("timeout_s"),
+                      user=text, schema=answer_schema(), max_tokens=self.param("max_tokens"))
 
     def _forecast_pairs(self) -> list[tuple[float, float]]:
         forecast = self._forecast
@@ -91,24 +87,16 @@ class FarmController(Tango2Node):
             return []
         return list(zip(forecast.outside_temperature_c, forecast.global_radiation_w_m2))[:6]
 
-    def _on_accepted(self, future, stamp) -> None:
-        handle = future.result()
-        if handle is None or not handle.accepted:
-            self._unusable("the LLM refused the request")
-            return
-        handle.get_result_async().add_done_callback(lambda f: self._on_result(f, stamp))
-
-    def _on_result(self, future, stamp) -> None:
-        result = future.result().result
-        if result.finish_reason == Generate.Result.FINISH_ERROR:
-            self._unusable(f"the LLM failed: {result.error}")
+    def _on_answer(self, answer: LlmAnswer, stamp) -> None:
+        if not answer.ok:
+            self._unusable(answer.error)
             return
         try:
-            proposal, rationale = parse_answer(result.text)
+            proposal, rationale = parse_answer(answer.text)
         except LamError as exc:
             self._unusable(str(exc))
             return
-        self._publish(proposal, rationale, result.model, stamp)
+        self._publish(proposal, rationale, answer.model, stamp)
 
     def _unusable(self, reason: str) -> None:
         self._counts["unusable_answers"] += 1

@@ -11,8 +11,6 @@ a model that fails to load leaves the old one serving.
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, replace
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.parameter import Parameter
@@ -21,24 +19,14 @@ from rclpy.task import Future
 from rcl_interfaces.msg import SetParametersResult
 
 from tango2_msgs.action import Generate
-from tango2_msgs.srv import LoadModel
-from tango2_ros.core.runtime.base import ModelLoadError, NoModelError, RuntimeSlot, resident_memory_bytes
+from tango2_ros.core.runtime.base import NoModelError, resident_memory_bytes
 from tango2_ros.core.runtime.default_models import default_llm_path
 from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError
 from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
 from tango2_ros.core.runtime.schema import SchemaError, compile_schema
-from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
-
-
-@dataclass
-class LoadOutcome:
-    success: bool
-    message: str
-    previous: str = ""
-    active: str = ""
-    load_s: float = 0.0
-    warmup_s: float = 0.0
-    health_s: float = 0.0
+from tango2_ros.core.runtime.serving import ModelSpec
+from tango2_ros.nodes.base import Tango2Node, run_node
+from tango2_ros.nodes.serving import ModelService
 
 
 class LlmNode(Tango2Node):
@@ -63,16 +51,13 @@ class LlmNode(Tango2Node):
                      min_value=1, max_value=86400)
         self.declare("health_budget_s", 10.0, "A new model's golden request must finish within this.",
                      min_value=0.1, max_value=600.0)
-        self.slot = RuntimeSlot()
-        self._swap_lock = threading.Lock()
+        self.model = ModelService(self, self._open, default_budget_s=lambda: self.param("health_budget_s"))
+        self.slot = self.model.served.slot
         self._active_requests: dict[bytes, object] = {}
         self._counters = {"goals": 0, "succeeded": 0, "errors": 0, "cancelled": 0, "refused": 0}
-        self._per_model: dict[str, dict[str, int]] = {}  # model label -> requests, errors
         self._counter_lock = threading.Lock()
         self._action_server: ActionServer | None = None
         self._accepting = False
-        self._load_service = None
-        self._last_load: LoadOutcome | None = None
         self.add_on_set_parameters_callback(self._on_parameters)
 
     def executor_threads(self) -> int:
@@ -82,8 +67,7 @@ class LlmNode(Tango2Node):
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
         self._load_from_parameters(self.param("model_path"))
-        self._load_service = self.create_service(LoadModel, "~/load_model", self._on_load_model,
-                                                 callback_group=self.coroutine_group)
+        self.model.start()
         # Services keep only 10 requests by default: a burst of goals beyond that would vanish unanswered.
         # Keep room for every goal the node can hold, so refusals come back as results with a reason.
         requests = QoSProfile(depth=4 * (self.param("n_parallel") + self.param("max_queue")) + 10)
@@ -112,105 +96,28 @@ class LlmNode(Tango2Node):
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None
-            self.destroy_service(self._load_service)
-        self.slot.replace(None)
+        self.model.stop()
 
     # -- model loading ---------------------------------------------------------------------------------------
-    def _load_and_swap(self, path: str, *, name: str = "", version: str = "", adapter: str = "",
-                       budget_s: float = 0.0, release_first: bool = False) -> LoadOutcome:
-        """Load, warm up and health-check a model, then serve from it; on failure the old model keeps serving.
-
-        With `release_first` the current model is unloaded before loading (for when both do not fit in memory).
-        """
-        if not self._swap_lock.acquire(blocking=False):
-            return LoadOutcome(False, "busy: a model load is already in progress")
-        previous_label = self._model_label()
-        try:
-            path = path or str(default_llm_path())
-            self.set_status(WARN, f"loading {path}")
-            options = LlmOptions(
-                n_threads=self.param("n_threads"), n_parallel=self.param("n_parallel"),
-                n_ctx_per_seq=self.param("n_ctx_per_seq"), n_gpu_layers=self.param("n_gpu_layers"),
-                lora_path=adapter, max_queue=self.param("max_queue"),
-            )
-            if release_first and self.slot.active is not None:
-                self.slot.replace(None)
-            # Next to a serving model, the new one warms up on one thread: llama.cpp's workers spin while they
-            # wait, and two engines' spinning workers on the same cores stall the serving one for seconds
-            # (measured by bench/model_swap.py). It gets its full thread count when it takes over.
-            swapping = self.slot.active is not None
-            started = time.monotonic()
-            runtime = LlmRuntime(path, replace(options, n_threads=1) if swapping else options, name=name, version=version)
-            loaded = time.monotonic()
-            runtime.warm_up()
-            warmed = time.monotonic()
-            health = runtime.health_check(budget_s or self.param("health_budget_s"))
-            runtime.set_threads(options.n_threads)
-            timings = {"load_s": loaded - started, "warmup_s": warmed - loaded, "health_s": health.latency_s}
-            # A slow but correct first model is better than none (the machine may just be busy); a swap
-            # must pass the budget, since the model serving now is known to work.
-            serve_anyway = health.too_slow_only and self.slot.active is None
-            if not health.ok and not serve_anyway:
-                runtime.close()
-                raise ModelLoadError(f"{path} failed its health check: {health.detail}")
-            label = runtime.identity.label
-            with self._counter_lock:  # a deployment is judged by its own requests only
-                self._per_model[label] = {"requests": 0, "errors": 0}
-            self.slot.replace(runtime)
-            self.set_status(
-                OK if health.ok else WARN,
-                f"serving {label}" + ("" if health.ok else f" (health check: {health.detail})"),
-                model=label, model_path=path, model_size_mb=f"{runtime.identity.size_bytes / 2**20:.1f}",
-                load_s=f"{timings['load_s']:.2f}", previous_model=previous_label, last_load_error="",
-            )
-            self._last_load = LoadOutcome(True, f"serving {label}", previous_label, label, **timings)
-            return self._last_load
-        except (ModelLoadError, FileNotFoundError) as exc:
-            active = self.slot.active
-            if active is not None:
-                self.set_status(WARN, f"kept {active.identity.label}: {exc}", last_load_error=str(exc))
-            else:
-                self.set_status(ERROR, f"no model loaded: {exc}", last_load_error=str(exc))
-            return LoadOutcome(False, str(exc), previous_label, self._model_label())
-        finally:
-            self._swap_lock.release()
-
-    def _serves(self, request: LoadModel.Request) -> bool:
-        active = self.slot.active
-        return (active is not None and active.identity.path == request.model_path
-                and active.identity.label == f"{request.name}@{request.version}"
-                and active.options.lora_path == request.adapter_path)
+    def _open(self, spec: ModelSpec, beside: bool) -> LlmRuntime:
+        """Beside a serving model the new one warms up on one thread (LlmOptions.warmup_threads)."""
+        options = LlmOptions(
+            n_threads=self.param("n_threads"), n_parallel=self.param("n_parallel"),
+            n_ctx_per_seq=self.param("n_ctx_per_seq"), n_gpu_layers=self.param("n_gpu_layers"),
+            lora_path=spec.adapter, max_queue=self.param("max_queue"), warmup_threads=1 if beside else 0)
+        return LlmRuntime(spec.path, options, name=spec.name, version=spec.version)
 
     def _on_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         for parameter in parameters:
             if parameter.name == "model_path" and self._action_server is not None:
-                if self._swap_lock.locked():
+                if self.model.served.loading:
                     return SetParametersResult(successful=False, reason="a model load is already in progress")
                 threading.Thread(target=self._load_from_parameters, args=(parameter.value,), daemon=True).start()
         return SetParametersResult(successful=True)
 
-    def _load_from_parameters(self, path: str) -> LoadOutcome:
-        return self._load_and_swap(path, name=self.param("model_name"), version=self.param("model_version"),
-                                   adapter=self.param("lora_path"))
-
-    async def _on_load_model(self, request: LoadModel.Request, response: LoadModel.Response) -> LoadModel.Response:
-        """The model manager's way in: load in a thread while this coroutine waits, goals keep being served."""
-        if self._action_server is None:
-            response.message = "llm_node is not configured"
-            return response
-        if not request.model_path:
-            response.message = "model_path is empty"
-            return response
-        if self._last_load is not None and self._serves(request):
-            outcome = self._last_load  # a repeated request (its answer was lost): report the load that happened
-        else:
-            outcome = await self.in_background(lambda: self._load_and_swap(
-                request.model_path, name=request.name, version=request.version, adapter=request.adapter_path,
-                budget_s=request.health_budget_s, release_first=request.release_first))
-        response.success, response.message = outcome.success, outcome.message
-        response.previous, response.active = outcome.previous, outcome.active
-        response.load_s, response.warmup_s, response.health_s = outcome.load_s, outcome.warmup_s, outcome.health_s
-        return response
+    def _load_from_parameters(self, path: str) -> None:
+        self.model.load(ModelSpec(path or str(default_llm_path()), self.param("model_name"),
+                                  self.param("model_version"), self.param("lora_path")))
 
     # -- action ----------------------------------------------------------------------------------------------
     def _cancel(self, goal_handle) -> CancelResponse:
@@ -291,24 +198,18 @@ class LlmNode(Tango2Node):
         return goal.prompt if goal.raw else runtime.chat_prompt([ChatTurn("user", goal.prompt)])
 
     def _model_label(self) -> str:
-        active = self.slot.active
-        return active.identity.label if active else ""
+        return self.model.served.label
 
     def _count(self, key: str, model: str = "") -> None:
         """Count an outcome; outcomes a model produced are also counted per model, so the model manager can
         judge a new version by its own requests only (model_requests / model_errors on /diagnostics)."""
-        active = self.slot.active
         with self._counter_lock:
             self._counters[key] += 1
             counters = dict(self._counters)
-            if model:
-                per_model = self._per_model.setdefault(model, {"requests": 0, "errors": 0})
-                per_model["requests"] += 1
-                per_model["errors"] += key == "errors"
-            current = self._per_model.get(active.identity.label if active else "", {"requests": 0, "errors": 0})
+        active = self.slot.active
         running, waiting = active.engine.load() if active is not None else (0, 0)
-        self.set_values(**counters, model_requests=current["requests"], model_errors=current["errors"],
-                        running=running, waiting=waiting, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+        self.model.count(model, key == "errors", **counters, running=running, waiting=waiting,
+                         rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
 
 
 def main(args: list[str] | None = None) -> int:

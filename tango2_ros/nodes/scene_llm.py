@@ -10,16 +10,14 @@ describes: decisions stay with the colreg node.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 
 from diagnostic_msgs.msg import KeyValue
-from rclpy.action import ActionClient
-
-from tango2_msgs.action import Generate
 from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
+from tango2_ros.ros.conversions.ship import ROLE_FROM_ROS
+from tango2_ros.ros.llm_client import LlmAnswer, LlmClient
 from tango2_ros.sds import scene
 from tango2_ros.sds.geometry import NM_M
 
@@ -41,7 +39,7 @@ class SceneLlm(Tango2Node):
         self._last_state = ""
         self._next_due = 0.0
         self._busy_since: float | None = None
-        self._client: ActionClient | None = None
+        self._client: LlmClient | None = None
 
     def executor_threads(self) -> int:
         return 1
@@ -53,7 +51,7 @@ class SceneLlm(Tango2Node):
         self.create_subscription(NavigationDecision, "sds/decision", self._on_decision, 10)
         self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
         if self.param("llm_action"):
-            self._client = ActionClient(self, Generate, self.param("llm_action"))
+            self._client = LlmClient(self, self.param("llm_action"))
         self.create_timer(0.5, self._tick)
         self.set_status(WARN, "waiting for a decision")
 
@@ -78,42 +76,30 @@ class SceneLlm(Tango2Node):
         self._next_due, self._last_state = now + self.param("period_s"), decision.state
         targets, action = self._facts(decision)
         started = time.monotonic()
-        if self.param("language") == "ko" or self._client is None or not self._client.server_is_ready():
+        if self.param("language") == "ko" or self._client is None or not self._client.ready():
             reason = [] if self.param("language") == "ko" or self._client is None else \
                 ["the language model is not reachable: described from the facts"]
             self._publish(scene.template_text(targets, action, self.param("language")), reason, targets, action,
                           "", started)
             return
-        goal = Generate.Goal(prompt=scene.prompt(targets, action), json_schema=json.dumps(scene.schema(targets)),
-                             max_tokens=self.param("max_tokens"), temperature=0.0)
         self._busy_since = now
-        self._client.send_goal_async(goal).add_done_callback(
-            lambda future: self._on_accepted(future, targets, action, started))
+        self._client.ask(lambda answer: self._on_answer(answer, targets, action, started),
+                         timeout_s=self.param("timeout_s"), user=scene.prompt(targets, action),
+                         schema=scene.schema(targets), max_tokens=self.param("max_tokens"))
 
-    def _on_accepted(self, future, targets, action, started) -> None:
-        handle = future.result()
-        if handle is None or not handle.accepted:
-            self._busy_since = None
-            self._publish(scene.template_text(targets, action), ["the language model refused the request"], targets,
-                          action, "", started)
-            return
-        handle.get_result_async().add_done_callback(lambda f: self._on_result(f, targets, action, started))
-
-    def _on_result(self, future, targets, action, started) -> None:
+    def _on_answer(self, answer: LlmAnswer, targets, action, started: float) -> None:
         self._busy_since = None
-        result = future.result().result
-        if result.finish_reason not in ("stop", "length") or not result.text:
-            why = result.error or result.finish_reason
-            self._publish(scene.template_text(targets, action), [f"the language model failed ({why}): described from "
-                          "the facts"], targets, action, result.model, started)
+        if not answer.ok:
+            self._publish(scene.template_text(targets, action), [f"{answer.error}: described from the facts"], targets,
+                          action, answer.model, started)
             return
-        text, corrections = scene.checked_text(result.text, targets, action)
-        self._publish(text, corrections, targets, action, result.model, started)
+        text, corrections = scene.checked_text(answer.text, targets, action)
+        self._publish(text, corrections, targets, action, answer.model, started)
 
     def _facts(self, decision: NavigationDecision) -> tuple[list[scene.TargetFact], scene.ActionFact]:
         facts = [scene.TargetFact(
             id=a.target_id, relative_bearing_deg=a.relative_bearing_deg, range_nm=self._ranges.get(a.target_id, math.nan),
-            encounter=a.encounter_name, role={0: "none", 1: "give-way", 2: "stand-on"}.get(a.role, "none"),
+            encounter=a.encounter_name, role=ROLE_FROM_ROS.get(a.role, "none"),
             rules=tuple(a.rules), cpa_nm=a.cpa_m / NM_M, tcpa_min=a.tcpa_s / 60.0) for a in decision.assessments]
         facts.sort(key=lambda f: (f.encounter == "safe", f.tcpa_min if f.tcpa_min >= 0 else math.inf))
         action = scene.ActionFact(decision.state, decision.course_change_deg, decision.speed_change_kn,

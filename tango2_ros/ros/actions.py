@@ -6,6 +6,7 @@ ID"). A client must ask again instead of taking that empty result for the answer
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
@@ -41,3 +42,12 @@ def spinning_wait(node) -> Callable[[Any, float], bool]:
         return future.done()
 
     return wait
+
+
+def threaded_wait(future, seconds: float) -> bool:
+    """A `wait` for goal_result() in a worker thread while the node's executor spins in another."""
+    if future.done():
+        return True
+    done = threading.Event()
+    future.add_done_callback(lambda _future: done.set())
+    return done.wait(seconds) or future.done()

@@ -8,12 +8,13 @@ entry (`tango2_ros.sdm.training.write_metadata`). Labels outside `trained_labels
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
 
-from tango2_ros.core.runtime.base import ModelLoadError
+from tango2_ros.core.runtime.base import HealthReport, ModelLoadError, ModelRuntime
 from tango2_ros.core.runtime.onnx import OnnxRuntime
 from tango2_ros.sdm.labels import LABEL_NAMES
 from tango2_ros.sdm.volume import Preprocessing
@@ -37,9 +38,10 @@ class Finding:
                 "threshold": self.threshold, "present": self.present, "assessed": self.assessed}
 
 
-class FindingsModel:
+class FindingsModel(ModelRuntime):
     def __init__(self, path: str | Path, *, threads: int = 2, name: str = "", version: str = "") -> None:
         self.runtime = OnnxRuntime(path, threads=threads, name=name, version=version)
+        self.identity = self.runtime.identity
         metadata = self.runtime.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in metadata:
             raise ModelLoadError(f"{Path(path).name} has no '{METADATA_KEY}' metadata (labels, thresholds, "
@@ -61,6 +63,31 @@ class FindingsModel:
     @property
     def label(self) -> str:
         return self.runtime.identity.label
+
+    def warm_up(self) -> None:
+        self.predict(self._blank())
+
+    def health_check(self, budget_s: float) -> HealthReport:
+        """A volume of air must give 18 findings with probabilities in [0, 1], within the budget."""
+        started = time.monotonic()
+        try:
+            findings = self.predict(self._blank())
+        except Exception as exc:  # noqa: BLE001 - any failure of the golden study fails the check
+            return HealthReport(False, time.monotonic() - started, f"a blank volume failed: {exc}")
+        latency = time.monotonic() - started
+        probabilities = [f.probability for f in findings if f.probability is not None]
+        if len(findings) != len(LABEL_NAMES) or not all(0.0 <= p <= 1.0 for p in probabilities):
+            return HealthReport(False, latency, "a blank volume gave probabilities outside [0, 1]")
+        if latency > budget_s:
+            return HealthReport(False, latency, f"a blank volume took {latency:.2f} s, budget {budget_s:.2f} s",
+                                too_slow_only=True)
+        return HealthReport(True, latency, "ok")
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def _blank(self) -> numpy.ndarray:
+        return numpy.full(self.preprocessing.shape, -1.0, dtype=numpy.float32)  # air, after the /1000 scaling
 
     def predict(self, model_input: numpy.ndarray) -> list[Finding]:
         """One preprocessed volume (D, H, W) -> the 18 findings in label order."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
+import os
+from pathlib import Path
 
 from tango2_ros.sdm.pipeline import StudyReport
 from tango2_ros.sdm.volume import CtVolume
@@ -69,3 +72,13 @@ def diagnostic_report(report: StudyReport, issued: datetime.datetime | None = No
                         "data": base64.b64encode(text.encode()).decode(), "title": "AI draft chest CT report"}],
     )
     return resource.model_dump(mode="json", exclude_none=True)
+
+
+def write_fhir(report: StudyReport, folder: Path) -> Path:
+    """The DiagnosticReport as `<study key>.json`, written to a temporary name and renamed: readers never see half."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{report.study_key}.json"
+    partial = target.with_suffix(".json.partial")
+    partial.write_text(json.dumps(diagnostic_report(report), indent=1))
+    os.replace(partial, target)
+    return target

@@ -10,6 +10,7 @@ with "out of resources" so a flood cannot exhaust memory.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -155,6 +156,43 @@ class DicomWebClient:
         if response.status_code >= 400:
             raise PacsError(f"PACS answered {response.status_code} to {method} {url.removeprefix(self.root)}")
         return response
+
+
+class SrOutbox:
+    """Stores report SRs over STOW-RS; an SR the PACS cannot take waits as a file in `folder` (when given) and is
+    sent after the next successful store, oldest first. Files are written to a temporary name and renamed."""
+
+    def __init__(self, client: DicomWebClient, folder: Path | None) -> None:
+        self.client, self.folder = client, folder
+        self.stored = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(list(self.folder.glob("*.dcm"))) if self.folder is not None and self.folder.is_dir() else 0
+
+    def store(self, sr, study_key: str) -> None:
+        """Store `sr`, then what waits; PacsError (after keeping `sr` in the outbox) when the PACS refuses it."""
+        try:
+            self.client.store([sr])
+        except PacsError:
+            if self.folder is not None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                partial = self.folder / f"{study_key}.dcm.partial"
+                sr.save_as(partial, enforce_file_format=True)
+                os.replace(partial, self.folder / f"{study_key}.dcm")
+            raise
+        self.stored += 1
+        if self.folder is None:
+            return
+        import pydicom
+
+        for waiting in sorted(self.folder.glob("*.dcm"), key=lambda p: p.stat().st_mtime):
+            try:
+                self.client.store([pydicom.dcmread(waiting)])
+            except PacsError:
+                return
+            waiting.unlink()
+            self.stored += 1
 
 
 def _multipart_parts(response: requests.Response) -> list[bytes]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from tango2_ros.nodes.perception_node import image_to_rgb
+from tango2_ros.ros.conversions.images import image_from_ros, image_to_ros
 
 
 def image(array: np.ndarray, encoding: str, step: int | None = None) -> Image:
@@ -17,11 +17,13 @@ def image(array: np.ndarray, encoding: str, step: int | None = None) -> Image:
 
 def test_encodings_become_rgb():
     rgb = np.random.default_rng(0).integers(0, 255, (4, 5, 3), dtype=np.uint8)
-    assert np.array_equal(image_to_rgb(image(rgb, "rgb8")), rgb)
-    assert np.array_equal(image_to_rgb(image(rgb[:, :, ::-1].copy(), "bgr8")), rgb)
-    assert np.array_equal(image_to_rgb(image(rgb, "rgb8", step=20)), rgb)  # padded rows
+    assert np.array_equal(image_from_ros(image(rgb, "rgb8")), rgb)
+    assert np.array_equal(image_from_ros(image(rgb[:, :, ::-1].copy(), "bgr8")), rgb)
+    assert np.array_equal(image_from_ros(image(rgb, "rgb8", step=20)), rgb)  # padded rows
+    for encoding in ("rgb8", "bgr8"):
+        assert np.array_equal(image_from_ros(image_to_ros(rgb, encoding)), rgb)
     mono = rgb[:, :, 0].copy()
-    assert np.array_equal(image_to_rgb(image(mono, "mono8"))[:, :, 1], mono)
+    assert np.array_equal(image_from_ros(image(mono, "mono8"))[:, :, 1], mono)
 
 
 @pytest.mark.parametrize("message, words", [
@@ -31,7 +33,7 @@ def test_encodings_become_rgb():
 ])
 def test_bad_images_are_refused_with_the_reason(message, words):
     with pytest.raises(ValueError, match=words):
-        image_to_rgb(message)
+        image_from_ros(message)
 
 
 @pytest.mark.ros
@@ -40,8 +42,9 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
 
     from helpers.diagnostics import DiagnosticsWatcher
     from helpers.lifecycle import bring_up
-    from helpers.ros import ros_node, spawn, stop, wait_until
+    from helpers.ros import result_of, ros_node, spawn, stop, wait_until
     from tango2_msgs.msg import DetectionArray
+    from tango2_msgs.srv import LoadModel
     from tango2_ros.core.runtime.default_models import package_file
     from tango2_ros.core.vision.darknet import convert
     from tango2_ros.core.vision.yolo import detect, metadata_of
@@ -88,6 +91,23 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
             publisher.publish(Image(height=2, width=2, encoding="yuv422", step=4, data=bytes(8)))
             status = watcher.wait_for(lambda s: "rejected" in s.message, 10)
             assert "yuv422" in status.message and process.poll() is None
+            # hot swap through ~/load_model, as the model manager does it: a broken file keeps the old detector
+            loader = node.create_client(LoadModel, f"{ns}/perception_node/load_model")
+            assert loader.wait_for_service(timeout_sec=10)
+            (tmp_path / "broken.onnx").write_bytes(b"\x08\x07 not a model")
+            refused = result_of(loader.call_async(LoadModel.Request(model_path=str(tmp_path / "broken.onnx"),
+                                                                    name="broken", version="9.0.0")), 30)
+            assert not refused.success and refused.active.startswith("yolo@") and "could not load" in refused.message
+            swapped = result_of(loader.call_async(LoadModel.Request(model_path=str(model), name="yolo-ship",
+                                                                    version="2.0.0")), 60)
+            assert swapped.success and swapped.previous.startswith("yolo@") and swapped.active == "yolo-ship@2.0.0"
+            results.clear()
+            assert wait_until(answered, 30, interval=0.5)
+            assert results[-1].model == "yolo-ship@2.0.0"
+            assert [d.class_id for d in results[-1].detections] == [b.class_id for b in expected]
+            served = watcher.wait_for(lambda s: watcher.values(s).get("model") == "yolo-ship@2.0.0"
+                                      and int(watcher.values(s).get("model_requests", 0)) >= 1, 10)
+            assert watcher.values(served)["model_errors"] == "0"
     finally:
         output = stop(process)
     assert "Traceback" not in output

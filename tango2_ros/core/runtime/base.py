@@ -75,6 +75,10 @@ class ModelRuntime(ABC):
     def close(self) -> None:
         """Free the model; called once no request uses it."""
 
+    def take_over(self) -> None:  # noqa: B027 - an optional hook, most runtimes need nothing here
+        """Called when it starts serving, after it was warmed up beside the model it replaces (say, to use every
+        thread the serving one had)."""
+
 
 class RuntimeSlot:
     """Holds the runtime a node serves from; replace() switches between requests without dropping any."""

@@ -30,6 +30,9 @@ class LlmOptions:
     n_gpu_layers: int = 0
     lora_path: str = ""
     max_queue: int = 16
+    # threads until it takes over from a serving model (0 = n_threads): llama.cpp's workers spin while they wait,
+    # and two engines' spinning workers on the same cores stall the serving one for seconds (bench/model_swap.py)
+    warmup_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class LlmRuntime(ModelRuntime):
         self.options = options
         try:
             self.engine = LlamaEngine(
-                str(file), n_threads=options.n_threads, n_parallel=options.n_parallel,
+                str(file), n_threads=options.warmup_threads or options.n_threads, n_parallel=options.n_parallel,
                 n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
                 lora_path=options.lora_path or None, max_queue=options.max_queue,
             )
@@ -129,10 +132,11 @@ class LlmRuntime(ModelRuntime):
                                 too_slow_only=True)
         return HealthReport(True, latency, "ok")
 
-    def set_threads(self, n_threads: int) -> None:
-        """Change the CPU threads used from the next decode step on (call before serving)."""
-        self.engine.set_threads(n_threads)
-        self.options = replace(self.options, n_threads=n_threads)
+    def take_over(self) -> None:
+        """Serving now: use every thread (it may have warmed up on fewer, beside the model it replaces)."""
+        if self.options.warmup_threads and self.options.warmup_threads != self.options.n_threads:
+            self.engine.set_threads(self.options.n_threads)
+        self.options = replace(self.options, warmup_threads=0)
 
     def close(self) -> None:
         self.engine.close(drain=True)

@@ -1,0 +1,55 @@
+"""The `~/load_model` service and /diagnostics status of a node that serves a model, over the ROS-free
+`tango2_ros.core.runtime.serving.ServedModel`: llm_node, perception_node and ct_report hot-swap alike, and the
+model manager deploys to each the same way."""
+from __future__ import annotations
+
+from typing import Callable
+
+from tango2_msgs.srv import LoadModel
+from tango2_ros.core.runtime import serving
+from tango2_ros.core.runtime.serving import ModelSpec, Opener, ServedModel, ServingStatus
+from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node
+
+LEVELS = {serving.OK: OK, serving.WARN: WARN, serving.ERROR: ERROR}
+
+
+class ModelService:
+    def __init__(self, owner: Tango2Node, open_model: Opener, default_budget_s: Callable[[], float]) -> None:
+        self.owner = owner
+        self.served = ServedModel(open_model, default_budget_s=default_budget_s, on_status=self._report)
+        self._load_service = None
+
+    def start(self) -> None:
+        """Serve `~/load_model` (a coroutine: the load runs in a thread, requests keep being served)."""
+        self._load_service = self.owner.create_service(LoadModel, "~/load_model", self._on_load_model,
+                                                       callback_group=self.owner.coroutine_group)
+
+    def stop(self) -> None:
+        if self._load_service is not None:
+            self.owner.destroy_service(self._load_service)
+            self._load_service = None
+        self.served.close()
+
+    def load(self, spec: ModelSpec) -> serving.LoadOutcome:
+        """Load from the node's own parameters (a file given at start-up), in the calling thread."""
+        return self.served.load(spec)
+
+    def count(self, model: str, error: bool, **values) -> None:
+        """One request answered by `model`: the serving model's counters, and `values`, go to /diagnostics."""
+        self.owner.set_values(**self.served.count(model, error), **values)
+
+    def _report(self, status: ServingStatus) -> None:
+        self.owner.set_status(LEVELS[status.level], status.message, **status.values)
+
+    async def _on_load_model(self, request: LoadModel.Request, response: LoadModel.Response) -> LoadModel.Response:
+        if not request.model_path:
+            response.message = "model_path is empty"
+            response.previous = response.active = self.served.label
+            return response
+        spec = ModelSpec(request.model_path, request.name, request.version, request.adapter_path)
+        outcome = await self.owner.in_background(
+            lambda: self.served.load(spec, request.health_budget_s, request.release_first))
+        response.success, response.message = outcome.success, outcome.message
+        response.previous, response.active = outcome.previous, outcome.active
+        response.load_s, response.warmup_s, response.health_s = outcome.load_s, outcome.warmup_s, outcome.health_s
+        return response

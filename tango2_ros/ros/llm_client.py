@@ -1,0 +1,78 @@
+"""Asking the llm_node: the one client every node that wants text from the language model uses.
+
+One question, one `LlmAnswer`: the text and the model that wrote it, or the reason there is none (not reachable,
+refused, no answer in time, failed, empty), so each caller applies its own fallback (templates, standard wording,
+the supervisor's watchdog) the same way. The result race of rclpy's action server is handled by `goal_result`.
+Calls block a worker thread, never the node's executor: `ask` runs one in its own thread and hands the answer to
+a callback, `ask_and_wait` is for a thread that may block.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from rclpy.action import ActionClient
+
+from tango2_msgs.action import Generate
+from tango2_msgs.msg import ChatMessage
+from tango2_ros.ros.actions import goal_result, threaded_wait
+
+SERVER_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class LlmAnswer:
+    text: str = ""
+    model: str = ""
+    tokens: int = 0
+    error: str = ""  # why there is no usable text; empty when there is
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class LlmClient:
+    def __init__(self, node, action_name: str, callback_group=None) -> None:
+        self.action_name = action_name
+        self._client = ActionClient(node, Generate, action_name, callback_group=callback_group)
+
+    def ready(self) -> bool:
+        return self._client.server_is_ready()
+
+    def destroy(self) -> None:
+        self._client.destroy()
+
+    def ask(self, on_answer: Callable[[LlmAnswer], None], *, timeout_s: float, **question) -> None:
+        """Ask in a thread of its own; `on_answer` is called there with the answer (or the reason for none)."""
+        threading.Thread(target=lambda: on_answer(self.ask_and_wait(timeout_s=timeout_s, **question)),
+                         name="llm-question", daemon=True).start()
+
+    def ask_and_wait(self, *, timeout_s: float, user: str = "", prompt: str = "", schema: dict | None = None,
+                     max_tokens: int = 256, temperature: float = 0.0) -> LlmAnswer:
+        """`user`: one chat turn (the model's chat template applies); `prompt`: a raw completion."""
+        goal = Generate.Goal(prompt=prompt, raw=bool(prompt), max_tokens=max_tokens, temperature=temperature,
+                             json_schema=json.dumps(schema) if schema else "",
+                             messages=[ChatMessage(role=ChatMessage.ROLE_USER, content=user)] if user else [])
+        deadline = time.monotonic() + timeout_s
+        if not self._client.wait_for_server(timeout_sec=min(SERVER_WAIT_S, timeout_s)):
+            return LlmAnswer(error=f"the language model is not reachable ({self.action_name})")
+        sent = self._client.send_goal_async(goal)
+        if not threaded_wait(sent, max(0.0, deadline - time.monotonic())):
+            return LlmAnswer(error=f"the language model did not take the request within {timeout_s:.0f} s")
+        handle = sent.result()
+        if handle is None or not handle.accepted:
+            return LlmAnswer(error="the language model refused the request")
+        response = goal_result(handle, threaded_wait, max(0.0, deadline - time.monotonic()))
+        if response is None:
+            handle.cancel_goal_async()
+            return LlmAnswer(error=f"the language model did not answer within {timeout_s:.0f} s")
+        result = response.result
+        if result.finish_reason not in (Generate.Result.FINISH_STOP, Generate.Result.FINISH_LENGTH):
+            return LlmAnswer(model=result.model, error=f"the language model failed ({result.error or result.finish_reason})")
+        if not result.text.strip():
+            return LlmAnswer(model=result.model, error=f"the language model answered nothing ({result.error or 'empty'})")
+        return LlmAnswer(result.text, result.model, result.tokens)
