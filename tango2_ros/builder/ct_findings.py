@@ -81,7 +81,7 @@ def quantize_static_int8(source: Path, target: Path, calibration: numpy.ndarray)
 
 def run_findings(model: Path, sets_file: Path, threads: int):
     """micro-F1 over the trained labels at the model's own thresholds; speed in studies per second."""
-    from tango2_ros.builder.evaluate import Evaluation, peak_resident_mb
+    from tango2_ros.builder.evaluation import Evaluation, peak_resident_mb
     from tango2_ros.sdm.findings import FindingsModel
     from tango2_ros.sdm.labels import LABEL_NAMES
     from tango2_ros.sdm.training import f1_counts

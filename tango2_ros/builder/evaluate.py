@@ -14,20 +14,11 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tango2_ros.builder.dataset import load_examples
+from tango2_ros.builder.evaluation import Evaluation, peak_resident_mb
 from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
-
-
-@dataclass
-class Evaluation:
-    metric: float
-    tokens_per_s: float
-    latency_s: float
-    peak_memory_mb: float
-    outputs: list[str]
 
 
 def score(metric: str, output: str, expected: str) -> float:
@@ -97,14 +88,6 @@ def run_encoder(model: Path, eval_file: Path, threads: int) -> Evaluation:
     seconds = query_s + positive_s
     return Evaluation(sum(hits) / len(hits), (query_tokens + positive_tokens) / seconds, seconds / (2 * len(pairs)),
                       peak_resident_mb(), [pairs[i].positive for i in nearest])
-
-
-def peak_resident_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would carry over the parent's peak across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def evaluate_in_subprocess(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tokens: int,

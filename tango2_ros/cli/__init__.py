@@ -13,10 +13,18 @@ from tango2_ros.errors import UserError
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Descriptions keep their own line breaks: each command's docstring lists its usage lines one per line."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tango2_ros.cli import build, demo, launch, models, ros_tools, sdf, sdm, sds
 
-    parser = argparse.ArgumentParser(prog="tango2", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tango2", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (launch, ros_tools, models, build, sds, sdf, sdm, demo):
         module.register(commands)

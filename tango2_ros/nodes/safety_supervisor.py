@@ -20,9 +20,9 @@ from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.farm import (command_message, conditions_from_state, observation_from_state,
                                              proposal_from_message)
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
-from tango2_ros.sdf.controllers import BaselineController
 from tango2_ros.sdf.crops import PRESETS
-from tango2_ros.sdf.supervisor import SafetySupervisor, SupervisorLimits
+from tango2_ros.sdf.supervisor import SafetySupervisor, SupervisorLimits, Verdict
+from tango2_ros.sdf.watchdog import Watchdog
 
 
 class SafetySupervisorNode(Tango2Node):
@@ -58,7 +58,7 @@ class SafetySupervisorNode(Tango2Node):
         limits = SupervisorLimits(**{name: float(self.param(name)) for name in (
             "co2_max_vent_pct", "max_vent_while_heating_pct", "lamps_off_above_w_m2", "safe_heating_pct")})
         self._supervisor = SafetySupervisor(PRESETS[crop], limits)
-        self._baseline = BaselineController(PRESETS[crop])
+        self._watchdog = Watchdog(PRESETS[crop], self._supervisor)
         self._commands = self.create_publisher(ActuatorCommand, "sdf/command", 10)
         self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
         self.create_subscription(ActuatorCommand, "sdf/proposal", self._on_proposal, 10)
@@ -81,6 +81,7 @@ class SafetySupervisorNode(Tango2Node):
         if conditions_from_state(state) is None:
             self._decide(None, state, "supervisor")
             return
+        self._watchdog.observe(observation_from_state(state, self.param("utc_offset_h")))
         self._pending = (state, time.monotonic() + self.param("proposal_timeout_s"))
 
     def _on_proposal(self, message: ActuatorCommand) -> None:
@@ -106,9 +107,9 @@ class SafetySupervisorNode(Tango2Node):
         state = self._pending[0]
         self._pending = None
         self._counts["fallbacks"] += 1
-        seen = observation_from_state(state, self.param("utc_offset_h"))
-        proposal = self._baseline.propose(seen) if seen is not None else None
-        self._decide(proposal, state, "baseline", rationale=f"watchdog: {why}; the baseline controller decides")
+        proposal, verdict = self._watchdog.take_over(conditions_from_state(state), stamp_to_seconds(state.header.stamp),
+                                                     f"watchdog: {why}")
+        self._publish(verdict, proposal, state, "baseline", rationale=f"watchdog: {why}; the baseline controller decides")
 
     def _decide(self, proposal: dict | None, state: GreenhouseState | None, controller: str, model: str = "",
                 rationale: str = "", stale_for_s: float = 0.0) -> None:
@@ -117,6 +118,11 @@ class SafetySupervisorNode(Tango2Node):
         verdict = self._supervisor.review(proposal, conditions, now_s)
         if state is None and not self._supervisor.emergency_stop:
             verdict.reasons.insert(0, f"no greenhouse state for {stale_for_s:.0f} s")
+        self._publish(verdict, proposal, state, controller, model, rationale, now_s)
+
+    def _publish(self, verdict: Verdict, proposal: dict | None, state: GreenhouseState | None, controller: str,
+                 model: str = "", rationale: str = "", now_s: float = 0.0) -> None:
+        conditions = conditions_from_state(state) if state is not None else None
         if conditions is None or self._supervisor.emergency_stop:
             self._counts["safe_states"] += 1
         self._counts[verdict.verdict] += 1

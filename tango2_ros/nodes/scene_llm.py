@@ -14,7 +14,7 @@ import math
 import time
 
 from diagnostic_msgs.msg import KeyValue
-from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetArray
+from tango2_msgs.msg import NavigationDecision, OwnShipState, SceneDescription, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.ship import ROLE_FROM_ROS
 from tango2_ros.ros.llm_client import LlmAnswer, LlmClient
@@ -36,6 +36,7 @@ class SceneLlm(Tango2Node):
                      max_value=600.0)
         self._decision: NavigationDecision | None = None
         self._ranges: dict[str, float] = {}
+        self._own = scene.OwnShipFact()
         self._last_state = ""
         self._next_due = 0.0
         self._busy_since: float | None = None
@@ -50,6 +51,7 @@ class SceneLlm(Tango2Node):
         self._publisher = self.create_publisher(SceneDescription, "sds/scene", 10)
         self.create_subscription(NavigationDecision, "sds/decision", self._on_decision, 10)
         self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
+        self.create_subscription(OwnShipState, "sds/own_ship", self._on_own_ship, 10)
         if self.param("llm_action"):
             self._client = LlmClient(self, self.param("llm_action"))
         self.create_timer(0.5, self._tick)
@@ -61,6 +63,9 @@ class SceneLlm(Tango2Node):
 
     def _on_targets(self, message: TargetArray) -> None:
         self._ranges = {t.id: t.range_m / NM_M for t in message.targets if math.isfinite(t.range_m)}
+
+    def _on_own_ship(self, message: OwnShipState) -> None:
+        self._own = scene.OwnShipFact(message.depth_m, message.wind_speed_kn, message.wind_from_deg)
 
     def _tick(self) -> None:
         decision = self._decision
@@ -79,19 +84,19 @@ class SceneLlm(Tango2Node):
         if self.param("language") == "ko" or self._client is None or not self._client.ready():
             reason = [] if self.param("language") == "ko" or self._client is None else \
                 ["the language model is not reachable: described from the facts"]
-            self._publish(scene.template_text(targets, action, self.param("language")), reason, targets, action,
-                          "", started)
+            self._publish(scene.template_text(targets, action, self.param("language"), self._own), reason, targets,
+                          action, "", started)
             return
         self._busy_since = now
         self._client.ask(lambda answer: self._on_answer(answer, targets, action, started),
-                         timeout_s=self.param("timeout_s"), user=scene.prompt(targets, action),
+                         timeout_s=self.param("timeout_s"), user=scene.prompt(targets, action, self._own),
                          schema=scene.schema(targets), max_tokens=self.param("max_tokens"))
 
     def _on_answer(self, answer: LlmAnswer, targets, action, started: float) -> None:
         self._busy_since = None
         if not answer.ok:
-            self._publish(scene.template_text(targets, action), [f"{answer.error}: described from the facts"], targets,
-                          action, answer.model, started)
+            self._publish(scene.template_text(targets, action, own=self._own), [f"{answer.error}: described from the "
+                          "facts"], targets, action, answer.model, started)
             return
         text, corrections = scene.checked_text(answer.text, targets, action)
         self._publish(text, corrections, targets, action, answer.model, started)
@@ -109,7 +114,7 @@ class SceneLlm(Tango2Node):
     def _publish(self, text: str, corrections: list[str], targets, action, model: str, started: float) -> None:
         message = SceneDescription(
             text=text, language=self.param("language"), corrections=corrections, model=model or "templates",
-            facts=[KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action)],
+            facts=[KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action, self._own)],
             latency_s=time.monotonic() - started)
         message.header.stamp = self.get_clock().now().to_msg()
         self._publisher.publish(message)

@@ -19,6 +19,7 @@ from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
 from tango2_ros.sdf.simulation import Step, observation
 from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
+from tango2_ros.sdf.watchdog import Watchdog
 
 FALLBACK = "fallback"
 
@@ -63,19 +64,17 @@ class LocalDecider:
     def __init__(self, preset: CropPreset, controller, limits: SupervisorLimits = SupervisorLimits()) -> None:
         self.controller = controller
         self.supervisor = SafetySupervisor(preset, limits)
-        self.baseline = controller if isinstance(controller, BaselineController) else BaselineController(preset)
+        self.watchdog = Watchdog(preset, self.supervisor)
 
     def __call__(self, t_s: float, climate: Climate, seen: Observation) -> Step:
+        self.watchdog.observe(seen)
         proposal = self.controller.propose(seen)
         conditions = Conditions(climate.air_temperature_c, climate.is_day, climate.global_radiation_w_m2)
-        if proposal is None:  # the watchdog: nothing valid in time, the baseline decides this period
-            fallback = self.baseline.propose(seen)
-            verdict = self.supervisor.review(fallback, conditions, t_s)
+        if proposal is None:  # nothing valid in time
             why = getattr(self.controller, "last_error", "") or "no proposal"
-            return Step(verdict.command, FALLBACK, [f"{self.controller.name}: {why}; baseline decides"] + verdict.reasons,
-                        verdict.clamps, None, "", getattr(self.controller, "model", ""))
-        if isinstance(self.baseline, BaselineController) and self.baseline is not self.controller:
-            self.baseline.propose(seen)  # keeps its irrigation hysteresis current, ready to take over
+            _, verdict = self.watchdog.take_over(conditions, t_s, f"{self.controller.name}: {why}")
+            return Step(verdict.command, FALLBACK, verdict.reasons, verdict.clamps, None, "",
+                        getattr(self.controller, "model", ""))
         verdict = self.supervisor.review(proposal, conditions, t_s)
         if hasattr(self.controller, "actuators"):
             self.controller.actuators = dict(verdict.command)

@@ -82,7 +82,7 @@ def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
         # the interlocks, judged at the actuators with the plant's true state
         for broken in broken_interlocks(greenhouse.actuators, Conditions(
                 climate.air_temperature_c, climate.is_day, climate.global_radiation_w_m2), greenhouse.preset):
-            violations[broken] = violations.get(broken, 0) + 1
+            violations[broken.message] = violations.get(broken.message, 0) + 1
         greenhouse.advance()
         outcome = greenhouse.climate()
         band = in_band(greenhouse, outcome)

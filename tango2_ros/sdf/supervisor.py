@@ -52,20 +52,36 @@ def is_night(command: Command, conditions: Conditions) -> bool:
     return not conditions.is_day and command[LIGHTS] < 50.0
 
 
+@dataclass(frozen=True)
+class Interlock:
+    """A broken interlock: `code` says which (what the supervisor acts on), `message` says it to people."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+CO2_AT_NIGHT, CO2_WITH_VENTS = "co2-at-night", "co2-with-vents"
+VENTS_WHEN_COLD, HEATING_AND_COOLING, LAMPS_IN_SUN = "vents-when-cold", "heating-and-cooling", "lamps-in-sunlight"
+
+
 def broken_interlocks(command: Command, conditions: Conditions, preset: CropPreset,
-                      limits: SupervisorLimits = SupervisorLimits()) -> list[str]:
+                      limits: SupervisorLimits = SupervisorLimits()) -> list[Interlock]:
     broken = []
     if command[CO2_DOSING] > 0 and is_night(command, conditions):
-        broken.append("CO2 dosing at night")
+        broken.append(Interlock(CO2_AT_NIGHT, "CO2 dosing at night"))
     if command[CO2_DOSING] > 0 and command[VENT] > limits.co2_max_vent_pct:
-        broken.append(f"CO2 dosing with vents open beyond {limits.co2_max_vent_pct:g} %")
+        broken.append(Interlock(CO2_WITH_VENTS, f"CO2 dosing with vents open beyond {limits.co2_max_vent_pct:g} %"))
     heating_setpoint = preset.heating_setpoint(conditions.is_day or command[LIGHTS] >= 50.0)
     if command[VENT] > 0 and conditions.air_temperature_c < heating_setpoint - limits.vent_close_below_heating_c:
-        broken.append(f"vents open below the heating set-point minus {limits.vent_close_below_heating_c:g} C")
+        broken.append(Interlock(VENTS_WHEN_COLD, "vents open below the heating set-point minus "
+                                                 f"{limits.vent_close_below_heating_c:g} C"))
     if command[HEATING] > 0 and command[VENT] > limits.max_vent_while_heating_pct:
-        broken.append("heating and cooling (vents open) at once")
+        broken.append(Interlock(HEATING_AND_COOLING, "heating and cooling (vents open) at once"))
     if command[LIGHTS] > 0 and conditions.global_radiation_w_m2 > limits.lamps_off_above_w_m2:
-        broken.append(f"lamps on in sunlight above {limits.lamps_off_above_w_m2:g} W/m2")
+        broken.append(Interlock(LAMPS_IN_SUN, f"lamps on in sunlight above {limits.lamps_off_above_w_m2:g} W/m2"))
     return broken
 
 
@@ -166,12 +182,12 @@ class SafetySupervisor:
             broken = broken_interlocks(candidate, conditions, self.preset, limits)
             if not broken:
                 return clamps
-            first = next((b for b in broken if not b.startswith("CO2")), broken[0])
-            if first.startswith("lamps on"):
+            first = next((b for b in broken if b.code not in (CO2_AT_NIGHT, CO2_WITH_VENTS)), broken[0])
+            if first.code == LAMPS_IN_SUN:
                 candidate[LIGHTS] = 0.0
-            elif first.startswith("vents open below"):
+            elif first.code == VENTS_WHEN_COLD:
                 candidate[VENT] = 0.0
-            elif first.startswith("heating and cooling"):
+            elif first.code == HEATING_AND_COOLING:
                 heating_setpoint = self.preset.heating_setpoint(conditions.is_day or candidate[LIGHTS] >= 50.0)
                 if conditions.air_temperature_c < heating_setpoint:
                     candidate[VENT] = limits.max_vent_while_heating_pct  # cold: heat, keep only a humidity gap

@@ -1,10 +1,12 @@
 """NMEA 0183 as own ship's sensors and AIS send it, over UDP (IEC 61162-450 style datagrams).
 
 `split_datagram` strips a 61162-450 `UdPbC` header and `\\...\\` tag blocks and splits lines; `NmeaDecoder.feed`
-checks each sentence's checksum and turns it into events: own-ship fixes (RMC, GGA), motion (VTG), heading
-(HDT), radar/ARPA targets (TTM) and other ships' AIS reports (VDM, decoded with pyais, multi-fragment messages
-reassembled; VDO, own ship's own report, is ignored). Anything malformed raises NmeaError with the reason; the
-caller counts it and goes on. AIS "not available" values (speed 102.3 kn, course 360, heading 511, lat 91, lon 181) become NaN.
+checks each sentence's form and checksum and turns it into events: own-ship fixes (RMC, GGA), motion (VTG),
+heading (HDT), rate of turn (ROT), depth (DPT, DBT), wind (MWV), radar/ARPA targets (TTM), all parsed by
+pynmeagps, and other ships' AIS reports (VDM, decoded with pyais, multi-fragment messages reassembled; VDO, own
+ship's own report, is ignored). Anything malformed or out of range raises NmeaError with the reason; the caller
+counts it and goes on. AIS "not available" values (speed 102.3 kn, course 360, heading 511, lat 91, lon 181)
+become NaN.
 """
 from __future__ import annotations
 
@@ -44,6 +46,24 @@ class Motion:
 @dataclass(frozen=True)
 class Heading:
     heading_deg: float
+
+
+@dataclass(frozen=True)
+class RateOfTurn:
+    deg_per_min: float  # positive: turning to starboard
+
+
+@dataclass(frozen=True)
+class Depth:
+    depth_m: float  # DPT: below the keel (offset applied when negative) or surface; DBT: below the transducer
+    source: str
+
+
+@dataclass(frozen=True)
+class Wind:
+    angle_deg: float  # relative to the bow (R) or true (T), the direction it blows from
+    relative: bool
+    speed_kn: float
 
 
 @dataclass(frozen=True)
@@ -126,19 +146,20 @@ def _float(value: str, name: str) -> float:
     return number
 
 
-def _angle(value: str, hemisphere: str, degrees_digits: int, name: str) -> float:
-    if not value:
+def _number(message, attribute: str, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A parsed field as a float: NaN when empty, NmeaError when missing or out of [low, high]."""
+    if not hasattr(message, attribute):
+        raise NmeaError(f"{message.msgID} sentence has too few fields")
+    value = getattr(message, attribute)
+    if value == "":
         return math.nan
-    if len(value.split(".")[0]) != degrees_digits + 2:
-        raise NmeaError(f"{name} {value!r} is not (d)ddmm.mm")
-    degrees = _float(value[:degrees_digits], name) + _float(value[degrees_digits:], name) / 60.0
-    if hemisphere in ("S", "W"):
-        degrees = -degrees
-    elif hemisphere not in ("N", "E"):
-        raise NmeaError(f"{name} hemisphere {hemisphere!r}")
-    if abs(degrees) > (90.0 if degrees_digits == 2 else 180.0):
-        raise NmeaError(f"{name} {degrees:.4f} out of range")
-    return degrees
+    number = float(value)
+    if not low <= number <= high:
+        raise NmeaError(f"{name} {number:.4f} out of range")
+    return number
+
+
+SPEED_UNITS_KN = {"N": 1.0, "K": 1 / 1.852, "M": 3600 / 1852, "S": 0.868976}  # knots, km/h, m/s, statute mph
 
 
 def _utc(time_field: str, date_field: str) -> float:
@@ -159,56 +180,101 @@ def _utc(time_field: str, date_field: str) -> float:
     return midnight + hours * 3600 + minutes * 60 + seconds
 
 
-def _optional(value: str, name: str) -> float:
-    return _float(value, name) if value else math.nan
-
-
 @dataclass
 class NmeaDecoder:
     fragments: dict[tuple, list[str]] = field(default_factory=dict)
 
     def feed(self, line: str):
-        """One sentence -> an event (Fix, Motion, Heading, RadarTarget, AisReport) or None (an AIS fragment
-        waiting for the rest, or a sentence type nobody needs)."""
+        """One sentence -> an event (Fix, Motion, Heading, RateOfTurn, Depth, Wind, RadarTarget, AisReport) or None
+        (an AIS fragment waiting for the rest, or a sentence type nobody needs)."""
         fields = checked_fields(line)
         kind = fields[0][2:] if len(fields[0]) >= 5 else ""
-        try:
-            if kind == "RMC":
-                return self._rmc(fields)
-            if kind == "GGA":
-                return self._gga(fields)
-            if kind == "VTG":
-                return Motion(_optional(fields[1], "VTG course"), _optional(fields[5], "VTG speed"), "VTG")
-            if kind == "HDT":
-                return Heading(_float(fields[1], "HDT heading") % 360.0)
-            if kind == "TTM":
-                return self._ttm(fields)
-            if kind == "VDM":  # VDO is own ship's own AIS report: not a target
+        if kind == "VDM":  # VDO is own ship's own AIS report: not a target
+            try:
                 return self._ais(line, fields)
-        except IndexError as exc:
-            raise NmeaError(f"{kind} sentence has too few fields") from exc
-        return None
+            except IndexError as exc:
+                raise NmeaError("VDM sentence has too few fields") from exc
+        handler = self.HANDLERS.get(kind)
+        if handler is None or line[0] != "$":
+            return None
+        from pynmeagps import NMEAReader, VALNONE
+        from pynmeagps.exceptions import NMEAMessageError, NMEAParseError, NMEATypeError
+
+        try:
+            message = NMEAReader.parse(line, validate=VALNONE)
+        except (NMEAParseError, NMEATypeError, NMEAMessageError, ValueError) as exc:
+            raise NmeaError(f"{kind}: a field is not a number or malformed ({exc})") from None
+        return handler(message, fields)
 
     @staticmethod
-    def _rmc(f: list[str]) -> Fix:
-        return Fix(_angle(f[3], f[4], 2, "latitude"), _angle(f[5], f[6], 3, "longitude"), f[2] == "A", "RMC",
-                   _optional(f[8], "RMC course"), _optional(f[7], "RMC speed"), _utc(f[1], f[9]))
+    def _rmc(m, f: list[str]) -> Fix:
+        if len(f) < 10:
+            raise NmeaError("RMC sentence has too few fields")
+        return Fix(_number(m, "lat", "latitude", -90, 90), _number(m, "lon", "longitude", -180, 180), m.status == "A",
+                   "RMC", _number(m, "cog", "RMC course"), _number(m, "spd", "RMC speed", 0), _utc(f[1], f[9]))
 
     @staticmethod
-    def _gga(f: list[str]) -> Fix:
-        return Fix(_angle(f[2], f[3], 2, "latitude"), _angle(f[4], f[5], 3, "longitude"), f[6] not in ("", "0"), "GGA")
+    def _gga(m, _f) -> Fix:
+        quality = getattr(m, "quality", "")
+        return Fix(_number(m, "lat", "latitude", -90, 90), _number(m, "lon", "longitude", -180, 180),
+                   quality not in ("", 0), "GGA")
 
     @staticmethod
-    def _ttm(f: list[str]) -> RadarTarget:
-        unit = f[10] or "N"
+    def _vtg(m, _f) -> Motion:
+        return Motion(_number(m, "cogt", "VTG course"), _number(m, "sogn", "VTG speed", 0), "VTG")
+
+    @staticmethod
+    def _hdt(m, _f) -> Heading:
+        heading = _number(m, "headingT", "HDT heading")
+        if not math.isfinite(heading):
+            raise NmeaError("HDT heading '' is not a number")
+        return Heading(heading % 360.0)
+
+    @staticmethod
+    def _rot(m, _f) -> RateOfTurn | None:
+        rate = _number(m, "rot", "ROT rate of turn", -720, 720)
+        return RateOfTurn(rate) if getattr(m, "valid", "A") == "A" and math.isfinite(rate) else None
+
+    @staticmethod
+    def _dpt(m, _f) -> Depth | None:
+        depth, offset = _number(m, "depth", "DPT depth", 0), _number(m, "offset", "DPT offset")
+        if not math.isfinite(depth):
+            return None
+        return Depth(depth + offset if math.isfinite(offset) and offset < 0 else depth, "DPT")
+
+    @staticmethod
+    def _dbt(m, _f) -> Depth | None:
+        depth = _number(m, "depthm", "DBT depth", 0)
+        return Depth(depth, "DBT") if math.isfinite(depth) else None
+
+    @staticmethod
+    def _mwv(m, _f) -> Wind | None:
+        angle, speed = _number(m, "angle", "MWV angle", 0, 360), _number(m, "speed", "MWV speed", 0)
+        scale = SPEED_UNITS_KN.get(getattr(m, "speedu", ""))
+        if scale is None:
+            raise NmeaError(f"MWV unit {getattr(m, 'speedu', '')!r}")
+        if getattr(m, "status", "A") != "A" or not (math.isfinite(angle) and math.isfinite(speed)):
+            return None
+        return Wind(angle, getattr(m, "reference", "R") == "R", speed * scale)
+
+    @staticmethod
+    def _ttm(m, _f) -> RadarTarget:
+        unit = getattr(m, "speedu", "") or "N"
         scale = {"N": 1.0, "K": 1 / 1.852, "S": 0.868976}.get(unit)
         if scale is None:
             raise NmeaError(f"TTM unit {unit!r}")
+        number, distance = _number(m, "targetnum", "TTM number", 0, 99), _number(m, "targetdist", "TTM range", 0)
+        bearing = _number(m, "targetbearing", "TTM bearing")
+        if not all(math.isfinite(v) for v in (number, distance, bearing)):
+            raise NmeaError("TTM needs a target number, range and bearing")
         return RadarTarget(
-            number=int(_float(f[1], "TTM number")), range_nm=_float(f[2], "TTM range") * scale,
-            bearing_deg=_float(f[3], "TTM bearing") % 360.0, bearing_relative=f[4] == "R",
-            speed_kn=_optional(f[5], "TTM speed") * scale, course_deg=_optional(f[6], "TTM course") % 360.0,
-            course_relative=f[7] == "R", name=f[11], status=f[12] or "T")
+            number=int(number), range_nm=distance * scale, bearing_deg=bearing % 360.0,
+            bearing_relative=m.targetbearingu == "R", speed_kn=_number(m, "targetspeed", "TTM speed", 0) * scale,
+            course_deg=_number(m, "targetcourse", "TTM course") % 360.0, course_relative=m.targetcourseu == "R",
+            name=m.targetname, status=m.targetstatus or "T")
+
+    HANDLERS = {"RMC": _rmc, "GGA": _gga, "VTG": _vtg, "HDT": _hdt, "ROT": _rot, "DPT": _dpt, "DBT": _dbt,
+                "MWV": _mwv, "TTM": _ttm}
 
     def _ais(self, line: str, f: list[str]) -> AisReport | None:
         import pyais

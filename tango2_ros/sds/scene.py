@@ -9,6 +9,7 @@ correction. Templates give the same description in English and Korean without a 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 ENCOUNTER_WORDS = {
@@ -70,9 +71,30 @@ class ActionFact:
         return "keep course"
 
 
-def facts_as_pairs(targets: list[TargetFact], action: ActionFact) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class OwnShipFact:
+    """What own ship's sensors say besides position and motion (NaN: not reported)."""
+
+    depth_m: float = math.nan
+    wind_speed_kn: float = math.nan
+    wind_from_deg: float = math.nan
+
+    def words(self, language: str = "en") -> str:
+        parts = []
+        if math.isfinite(self.depth_m):
+            parts.append(f"수심 {self.depth_m:.0f}m" if language == "ko" else f"depth {self.depth_m:.0f} m")
+        if math.isfinite(self.wind_speed_kn) and math.isfinite(self.wind_from_deg):
+            parts.append(f"풍향 {self.wind_from_deg:03.0f}도 풍속 {self.wind_speed_kn:.0f}노트" if language == "ko"
+                         else f"wind {self.wind_speed_kn:.0f} kn from {self.wind_from_deg:03.0f}")
+        return ", ".join(parts)
+
+
+def facts_as_pairs(targets: list[TargetFact], action: ActionFact,
+                   own: OwnShipFact = OwnShipFact()) -> list[tuple[str, str]]:
     pairs = [("action", f"{action.state}; course {action.course_change_deg:+.0f} deg; speed {action.speed_change_kn:+.1f} kn;"
                         f" rules {list(action.rules)}")]
+    if own.words():
+        pairs.append(("own_ship", own.words()))
     for t in targets:
         pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter}, role {t.role}, rules "
                             f"{list(t.rules)}, CPA {t.cpa_nm:.2f} NM in {t.tcpa_min:.1f} min"))
@@ -107,12 +129,15 @@ def action_sentence(a: ActionFact, language: str = "en") -> str:
     return f"Advice: {turn}{speed} (rules {rules})."
 
 
-def template_text(targets: list[TargetFact], action: ActionFact, language: str = "en") -> str:
+def template_text(targets: list[TargetFact], action: ActionFact, language: str = "en",
+                  own: OwnShipFact = OwnShipFact()) -> str:
     if language == "ko":
         head = f"주변 선박 {len(targets)}척." if targets else "주변에 위험 선박이 없습니다."
     else:
         head = f"{len(targets)} vessel(s) around own ship." if targets else "No vessel of concern around own ship."
-    return " ".join([head, *(target_sentence(t, language) for t in targets), action_sentence(action, language)])
+    conditions = [own.words(language).capitalize() + "."] if own.words() else []
+    return " ".join([head, *conditions, *(target_sentence(t, language) for t in targets),
+                     action_sentence(action, language)])
 
 
 def schema(targets: list[TargetFact]) -> dict:
@@ -140,8 +165,8 @@ def schema(targets: list[TargetFact]) -> dict:
     }
 
 
-def prompt(targets: list[TargetFact], action: ActionFact) -> str:
-    lines = [f"- {key}: {value}" for key, value in facts_as_pairs(targets, action)]
+def prompt(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact()) -> str:
+    lines = [f"- {key}: {value}" for key, value in facts_as_pairs(targets, action, own)]
     return ("You are the bridge assistant of a ship. Describe the situation for the officer of the watch and give "
             "the advice in the facts, in short plain English. Use only these facts:\n" + "\n".join(lines))
 

@@ -56,3 +56,23 @@ def test_launch_list_json():
 )
 def test_bad_cli_input_is_a_user_error(args, words):
     assert_user_error(tango2(*args), *words)
+
+
+def test_every_commands_help_keeps_its_usage_lines_apart():
+    import argparse
+
+    from tango2_ros.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    helps = {p.prog: p.format_help() for p in parsers(build_parser())}
+    assert len(helps) > 30
+    for command in ("tango2 sds", "tango2 sdf", "tango2 sdm", "tango2 models"):
+        description = helps[command].split("positional arguments")[0]
+        usage_lines = [line for line in description.splitlines() if line.startswith("    ")]
+        assert len(usage_lines) >= 3, helps[command]  # one per subcommand, not run together

@@ -1,12 +1,14 @@
 """NMEA 0183 / AIS: the decoder on real sentence formats (AIS encoded and decoded by pyais), its refusals, and the
-bridge over real UDP feeding the colreg node: from sentences to a COLREG decision."""
+bridge's picture built from the events (through ROS: ros/test_nmea_ros.py)."""
 import math
 
 import pyais
 import pytest
 
 from tango2_ros.sds.nmea_out import ais_position, rmc, sentence
-from tango2_ros.sds.nmea import AisReport, Fix, Heading, Motion, NmeaDecoder, NmeaError, RadarTarget, split_datagram
+from tango2_ros.sds.nmea import (AisReport, Depth, Fix, Heading, Motion, NmeaDecoder, NmeaError, RadarTarget, RateOfTurn,
+                                 Wind, split_datagram)
+from tango2_ros.sds.picture import BridgePicture, Timeouts
 
 
 def test_own_ship_sentences():
@@ -21,6 +23,40 @@ def test_own_ship_sentences():
     radar = decoder.feed(sentence("RATTM,07,2.0,090.0,R,10.0,270.0,T,0.1,20.0,N,TGT7,T,,120000,A"))
     assert radar == RadarTarget(7, 2.0, 90.0, True, 10.0, 270.0, False, "TGT7", "T")
     assert decoder.feed(sentence("GPZDA,120000,28,11,2026,00,00")) is None  # not needed: ignored, not an error
+
+
+def test_wind_depth_and_rate_of_turn():
+    decoder = NmeaDecoder()
+    assert decoder.feed(sentence("WIMWV,045.0,R,12.5,N,A")) == Wind(45.0, True, 12.5)
+    assert decoder.feed(sentence("WIMWV,270.0,T,10.0,M,A")) == Wind(270.0, False, pytest.approx(19.438, abs=1e-3))
+    assert decoder.feed(sentence("WIMWV,045.0,R,12.5,N,V")) is None  # the sensor says the reading is invalid
+    assert decoder.feed(sentence("SDDBT,32.8,f,10.0,M,5.4,F")) == Depth(10.0, "DBT")
+    assert decoder.feed(sentence("SDDPT,10.0,-1.5,")) == Depth(8.5, "DPT")  # a negative offset: below the keel
+    assert decoder.feed(sentence("SDDPT,10.0,0.5,")) == Depth(10.0, "DPT")  # a positive one is to the waterline
+    assert decoder.feed(sentence("TIROT,-3.5,A")) == RateOfTurn(-3.5)
+    assert decoder.feed(sentence("TIROT,-3.5,V")) is None
+
+
+def test_the_bridge_picture_from_events():
+    picture = BridgePicture(Timeouts(position_stale_s=3.0, ais_s=60.0, radar_s=10.0))
+    decoder = NmeaDecoder()
+    for line in (rmc(35.0, 129.0, 0.0, 10.0), sentence("HEHDT,000.0,T"), sentence("WIMWV,000.0,R,10.0,N,A"),
+                 sentence("SDDBT,,f,25.0,M,,F"), sentence("TIROT,2.0,A")):
+        assert picture.apply(decoder.feed(line), now=100.0) == ""
+    own = picture.own_ship(now=101.0)
+    assert own.position_valid and own.heading_valid and own.depth_m == 25.0 and own.rate_of_turn_deg_min == 2.0
+    assert own.wind_speed_kn == pytest.approx(0.0, abs=1e-9)  # 10 kn from ahead at 10 kn: no true wind
+    assert own.sources == ["RMC", "HDT", "DBT", "MWV"]
+    stale = picture.own_ship(now=110.0)
+    assert not stale.position_valid and math.isnan(stale.depth_m) and math.isnan(stale.heading_deg)
+    assert "needs own position" in BridgePicture().apply(decoder.feed(sentence(
+        "RATTM,07,2.0,090.0,R,10.0,270.0,T,0.1,20.0,N,TGT7,T,,120000,A")), now=0.0)
+    picture.apply(decoder.feed(sentence("RATTM,07,2.0,090.0,T,10.0,270.0,T,0.1,20.0,N,TGT7,T,,120000,A")), now=100.0)
+    picture.apply(decoder.feed(ais_position(440123450, 35.1, 129.05, 180.0, 12.0, status=7)), now=100.0)
+    targets = {t.id: t for t in picture.current_targets(now=105.0)}
+    assert targets["AIS-440123450"].category == "fishing" and targets["RADAR-07"].category == "unknown"
+    assert targets["RADAR-07"].longitude_deg > 129.0  # two miles east
+    assert list(t.id for t in picture.current_targets(now=111.0)) == ["AIS-440123450"]  # the radar one expired
 
 
 def test_rmc_carries_utc_time_to_the_hundredth():
@@ -61,6 +97,10 @@ def test_ais_reports_including_multi_fragment_and_not_available_values():
     (sentence("GPRMC,126100,A,3500.0,N,12900.0,E,1.0,2.0,280226,,,A"), "out of range"),
     (sentence("GPRMC,12,A,3500.0,N,12900.0,E,1.0,2.0,2802,,,A"), "hhmmss"),
     ("$" + "A" * 300 + "*00", "longer than"),
+    (sentence("WIMWV,045.0,R,12.5,X,A"), "MWV unit"),
+    (sentence("WIMWV,400.0,R,12.5,N,A"), "MWV angle 400.0000 out of range"),
+    (sentence("SDDPT,-3.0,0.5,"), "DPT depth -3.0000 out of range"),
+    (sentence("TIROT,fast,A"), "not a number"),
 ])
 def test_bad_sentences_are_refused_with_the_reason(line, words):
     with pytest.raises(NmeaError, match=words):

@@ -47,3 +47,14 @@ def test_templates_in_english_and_korean():
     assert "12 o'clock" in english and "rule 14" in english and "starboard" in english
     assert "12시 방향" in korean and "제14규칙" in korean and "우현으로 30도 변침" in korean
     assert "No vessel" in template_text([], ActionFact("route", 0, 0, ()), "en")
+
+
+def test_depth_and_wind_from_own_ships_sensors_are_told_in_both_languages():
+    from tango2_ros.sds.scene import ActionFact, OwnShipFact, facts_as_pairs, template_text
+
+    action = ActionFact("route", 0.0, 0.0, ())
+    own = OwnShipFact(depth_m=24.6, wind_speed_kn=12.4, wind_from_deg=45.0)
+    assert "Depth 25 m, wind 12 kn from 045." in template_text([], action, "en", own)
+    assert "수심 25m, 풍향 045도 풍속 12노트." in template_text([], action, "ko", own)
+    assert ("own_ship", "depth 25 m, wind 12 kn from 045") in facts_as_pairs([], action, own)
+    assert "own_ship" not in dict(facts_as_pairs([], action))  # nothing reported, nothing said

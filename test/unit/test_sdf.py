@@ -11,10 +11,13 @@ import pytest
 from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import (ACTUATORS, CO2_DOSING, HEATING, IRRIGATION, LIGHTS, THERMAL_SCREEN, VENT,
                                       all_off)
-from tango2_ros.sdf.controllers import RandomController
+from tango2_ros.sdf import supervisor as supervisor_module
+from tango2_ros.sdf.controllers import BaselineController, Observation, RandomController
 from tango2_ros.sdf.crops import PRESETS
 from tango2_ros.sdf.lam import LamError, parse_answer
-from tango2_ros.sdf.supervisor import CLAMPED, REJECTED, Conditions, SafetySupervisor, broken_interlocks
+from tango2_ros.sdf.supervisor import (CLAMPED, CO2_AT_NIGHT, CO2_WITH_VENTS, LAMPS_IN_SUN, REJECTED, VENTS_WHEN_COLD,
+                                       Conditions, Interlock, SafetySupervisor, broken_interlocks)
+from tango2_ros.sdf.watchdog import Watchdog
 
 TOMATO = PRESETS["tomato"]
 WARM_DAY = Conditions(air_temperature_c=24.0, is_day=True, global_radiation_w_m2=200.0)
@@ -39,6 +42,43 @@ def test_each_interlock_is_enforced_with_its_reason(proposal, conditions, words)
     assert verdict.verdict == CLAMPED and any(words in r for r in verdict.reasons), verdict.reasons
     assert broken_interlocks(verdict.command, conditions, TOMATO) == []
     assert broken_interlocks(command(**proposal), conditions, TOMATO)  # the proposal itself broke it
+
+
+@pytest.mark.parametrize("code, proposal, conditions, yields", [
+    (CO2_AT_NIGHT, {CO2_DOSING: 50.0}, COLD_NIGHT, CO2_DOSING),
+    (CO2_WITH_VENTS, {CO2_DOSING: 50.0, VENT: 60.0}, WARM_DAY, CO2_DOSING),
+    (VENTS_WHEN_COLD, {VENT: 30.0}, COLD_NIGHT, VENT),
+    (LAMPS_IN_SUN, {LIGHTS: 100.0}, Conditions(22.0, True, 600.0), LIGHTS),
+])
+def test_the_output_that_yields_follows_the_interlocks_code_not_its_wording(code, proposal, conditions, yields,
+                                                                             monkeypatch):
+    assert [b.code for b in broken_interlocks(command(**proposal), conditions, TOMATO)] == [code]
+    original = supervisor_module.broken_interlocks
+    monkeypatch.setattr(supervisor_module, "broken_interlocks", lambda *a: [
+        Interlock(b.code, "reworded") for b in original(*a)])
+    supervisor = SafetySupervisor(TOMATO)
+    supervisor.current = command(vent=proposal.get(VENT, 0.0))
+    verdict = supervisor.review(proposal, conditions, now_s=0.0)
+    assert verdict.command[yields] == 0.0 and "interlock: reworded" in verdict.reasons
+    changed = [name for name in proposal if verdict.command[name] != proposal[name]]
+    assert changed == [yields]
+
+
+def test_the_watchdogs_baseline_has_followed_every_state_when_it_takes_over():
+    """Irrigation hysteresis: on below 65 % slab water, off above 85 %. The baseline saw the slab dry out while the
+    model was in charge; at 75 % it must keep irrigating when it takes over (a fresh baseline would not)."""
+    def seen(water):
+        return Observation(hour=12.0, air_temperature_c=20.0, relative_humidity_pct=70.0, co2_ppm=600.0,
+                           outside_temperature_c=10.0, global_radiation_w_m2=100.0, substrate_water_pct=water,
+                           is_day=True)
+
+    watchdog = Watchdog(TOMATO, SafetySupervisor(TOMATO))
+    for water in (70.0, 60.0, 75.0):
+        watchdog.observe(seen(water))
+    proposal, verdict = watchdog.take_over(WARM_DAY, 0.0, "lam: late")
+    assert proposal[IRRIGATION] == 100.0 and verdict.command[IRRIGATION] == 100.0
+    assert verdict.reasons[0] == "lam: late; the baseline decides"
+    assert BaselineController(TOMATO).propose(seen(75.0))[IRRIGATION] == 0.0
 
 
 def test_heating_and_cooling_yields_to_what_the_temperature_asks():

@@ -182,9 +182,6 @@ class ArtifactCache:
         result.timings = {"resolve": time.monotonic() - started - result.timings["verify"], **result.timings}
         return result
 
-    def usage_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.is_dir() else 0
-
     def evict(self, keep: tuple[Path, ...] = ()) -> list[str]:
         """Remove least recently used versions until the cache fits its limit; return what was removed."""
         folders = [v for n in self.root.iterdir() if n.is_dir() and n.name != INCOMING

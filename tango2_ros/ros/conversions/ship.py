@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 
-from tango2_msgs.msg import NavigationDecision, Target as TargetMsg, TargetAssessment
+from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetAssessment
 from tango2_ros.sds.colreg import Decision, Target
-from tango2_ros.sds.geometry import NM_M, Kinematics, Relative, to_local
+from tango2_ros.sds.geometry import NM_M, Kinematics, Relative, relative, to_local
+from tango2_ros.sds.picture import UNKNOWN, OwnShip, RawTarget
 
 CATEGORY_TO_ROS = {
     "power-driven": TargetMsg.CATEGORY_POWER_DRIVEN, "sailing": TargetMsg.CATEGORY_SAILING,
@@ -28,7 +29,8 @@ ROLE_FROM_ROS = {code: name for name, code in ROLE_TO_ROS.items()}
 
 
 def category_to_ros(name: str) -> int:
-    return CATEGORY_TO_ROS[name]
+    """A rule-18 category, or "unknown" (radar-only, AIS without static data)."""
+    return TargetMsg.CATEGORY_UNKNOWN if name == UNKNOWN else CATEGORY_TO_ROS[name]
 
 
 def category_from_ros(code: int) -> str:
@@ -81,3 +83,34 @@ def decision_from_ros(message: NavigationDecision, rename=lambda track_id: track
         course_change_deg=message.course_change_deg, speed_change_kn=message.speed_change_kn,
         target_ids=tuple(rename(a.target_id) for a in message.assessments if a.risk > 0),
         rules=tuple(message.rules), rationale=message.rationale)
+
+
+def own_ship_to_ros(own: OwnShip) -> OwnShipState:
+    """The bridge's own-ship picture (the caller stamps it)."""
+    message = OwnShipState(
+        latitude_deg=own.latitude_deg, longitude_deg=own.longitude_deg, course_over_ground_deg=own.course_deg,
+        speed_over_ground_kn=own.speed_kn, heading_deg=own.heading_deg, rate_of_turn_deg_min=own.rate_of_turn_deg_min,
+        depth_m=own.depth_m, wind_speed_kn=own.wind_speed_kn, wind_from_deg=own.wind_from_deg,
+        position_valid=own.position_valid, heading_valid=own.heading_valid, position_age_s=own.position_age_s,
+        source=",".join(own.sources))
+    message.header.frame_id = "wgs84"
+    return message
+
+
+def raw_target_to_ros(target: RawTarget, own: OwnShip, now: float) -> TargetMsg:
+    """A target as received, with its geometry relative to own ship when own ship's position is known (CPA/TCPA
+    only when both motions are)."""
+    message = TargetMsg(
+        id=target.id, sources=TargetMsg.SOURCE_AIS if target.source == "ais" else TargetMsg.SOURCE_RADAR,
+        mmsi=target.mmsi, name=target.name, category=category_to_ros(target.category),
+        latitude_deg=target.latitude_deg, longitude_deg=target.longitude_deg, course_deg=target.course_deg,
+        speed_kn=target.speed_kn, position_covariance=[target.position_sigma_m ** 2, 0.0, 0.0,
+                                                       target.position_sigma_m ** 2],
+        quality=target.quality, age_s=now - target.updated)
+    if math.isfinite(own.latitude_deg) and math.isfinite(own.longitude_deg):
+        north, east = to_local(target.latitude_deg, target.longitude_deg, own.latitude_deg, own.longitude_deg)
+        known = all(math.isfinite(v) for v in (own.course_deg, own.speed_kn, target.course_deg, target.speed_kn))
+        origin = Kinematics(0.0, 0.0, own.course_deg, own.speed_kn) if known else Kinematics(0.0, 0.0, 0.0, 0.0)
+        other = Kinematics(north, east, target.course_deg, target.speed_kn) if known else Kinematics(north, east, 0, 0)
+        set_relative(message, relative(origin, other, motions_known=known))
+    return message
