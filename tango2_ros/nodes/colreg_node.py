@@ -58,7 +58,6 @@ class ColregNode(Tango2Node):
         self._publisher = None
         self._markers = None
         self._markers_sent = 0.0
-        self._active = False
         self._decisions = 0
         self.add_post_set_parameters_callback(self._on_parameters_set)
 
@@ -86,19 +85,14 @@ class ColregNode(Tango2Node):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        self._publisher = self.create_publisher(NavigationDecision, "sds/decision", 10)
-        self._markers = self.create_publisher(MarkerArray, "sds/markers", 10)
+        # lifecycle publishers: nothing is published unless the node is active
+        self._publisher = self.create_lifecycle_publisher(NavigationDecision, "sds/decision", 10)
+        self._markers = self.create_lifecycle_publisher(MarkerArray, "sds/markers", 10)
         self._markers_sent = 0.0
         self.create_subscription(OwnShipState, "sds/own_ship", self._on_own_ship, 10)
         self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
         self._watchdog = self.create_timer(1.0 / self.param("decision_rate_hz"), self._on_watchdog)
         self.set_status(WARN, "waiting for own-ship state")
-
-    def activate(self) -> None:
-        self._active = True
-
-    def deactivate(self) -> None:
-        self._active = False
 
     # -- inputs ----------------------------------------------------------------------------------------------
     def _on_targets(self, message: TargetArray) -> None:
@@ -148,7 +142,7 @@ class ColregNode(Tango2Node):
     def _publish_markers(self, own: Kinematics, targets: list[Target], decision: Decision, stamp) -> None:
         rate = self.param("markers_rate_hz")
         now = time.monotonic()
-        if rate <= 0 or now - self._markers_sent < 1.0 / rate or not self._active:
+        if rate <= 0 or now - self._markers_sent < 1.0 / rate or not self._markers.is_activated:
             return
         self._markers_sent = now
         self._markers.publish(markers(own, targets, decision, stamp))
@@ -159,7 +153,7 @@ class ColregNode(Tango2Node):
                                   rationale=f"degraded: {reason}")
 
     def _publish(self, decision: NavigationDecision, stamp) -> None:
-        if self._publisher is None or not self._active:
+        if self._publisher is None or not self._publisher.is_activated:
             return
         if stamp is not None:
             decision.header.stamp = stamp

@@ -17,26 +17,24 @@ that study with its reason on /diagnostics and in the action result; nothing is 
 """
 from __future__ import annotations
 
-import queue
-import threading
 from pathlib import Path
 
 from rclpy.action import ActionServer, GoalResponse
 
 from tango2_msgs.action import ReportCT
-from tango2_msgs.msg import CTFinding, CTReport
+from tango2_msgs.msg import CTReport
 from tango2_ros.core.runtime.base import ModelLoadError, NoModelError
 from tango2_ros.core.runtime.serving import ModelSpec
 from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.nodes.serving import ModelService
+from tango2_ros.ros.conversions.medicine import report_to_ros
 from tango2_ros.ros.llm_client import LlmClient
 from tango2_ros.sdm.findings import Finding, FindingsModel
 from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
-from tango2_ros.sdm.report import Draft, checked_draft, prompt, schema, template_draft
+from tango2_ros.sdm.report import Draft, prompt, schema, template_draft, written_draft
 from tango2_ros.sdm.volume import StudyLimits, datasets_to_volume
-
-MAX_KEPT_STUDIES = 8  # received studies kept in memory for `study_key` goals
+from tango2_ros.sdm.worker import StudyWorker
 
 
 class CtReportNode(Tango2Node):
@@ -63,15 +61,9 @@ class CtReportNode(Tango2Node):
         self.model = ModelService(self, lambda spec, _beside: FindingsModel(spec.path, name=spec.name,
                                                                             version=spec.version),
                                   default_budget_s=lambda: self.param("health_budget_s"))
-        self._jobs: queue.Queue = queue.Queue()
-        self._received: dict[str, object] = {}  # study key -> CtVolume, the last few received
+        self._worker = StudyWorker(self._process, self._on_failure)
         self._counts = {"studies": 0, "failed": 0, "stored": 0, "sr_waiting": 0}
-        self._receiver = None
-        self._worker: threading.Thread | None = None
-        self._llm: LlmClient | None = None
-        self._action: ActionServer | None = None
-        self._outbox = None
-        self._publisher = None
+        self._receiver = self._llm = self._action = self._outbox = self._publisher = None
         self._active = False
 
     def executor_threads(self) -> int:
@@ -84,7 +76,7 @@ class CtReportNode(Tango2Node):
             if not loaded.success:
                 raise ModelLoadError(loaded.message)
         self.model.start()
-        self._publisher = self.create_publisher(CTReport, "sdm/report", 10)
+        self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
         if self.param("pacs_dicomweb"):
@@ -94,7 +86,6 @@ class CtReportNode(Tango2Node):
                                     Path(self.param("sr_outbox")) if self.param("sr_outbox") else None)
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
-        self._worker = threading.Thread(target=self._work, name="ct-report-worker", daemon=True)
         self._worker.start()
         self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._counts)
 
@@ -120,15 +111,12 @@ class CtReportNode(Tango2Node):
 
     def cleanup(self) -> None:
         self.deactivate()
-        if self._worker is not None:
-            self._jobs.put(None)
-            self._worker.join(timeout=30)
-            self._worker = None
+        self._worker.stop()
         for entity in (self._action, self._llm):
             if entity is not None:
                 entity.destroy()
         if self._publisher is not None:
-            self.destroy_publisher(self._publisher)
+            self.destroy_lifecycle_publisher(self._publisher)
         self._action = self._llm = self._publisher = self._outbox = None
         self.model.stop()
 
@@ -141,69 +129,32 @@ class CtReportNode(Tango2Node):
         try:
             volume = datasets_to_volume(datasets, self._limits(), source=f"series from {calling_aet}")
         except UserError as exc:
-            self._fail(f"received study refused: {exc}")
+            self._on_failure(f"received study refused: {exc}", False)
             return
         except Exception as exc:  # noqa: BLE001 - a hostile series must not reach pynetdicom's thread as an error
-            self._fail(f"received study refused: unreadable ({exc.__class__.__name__})")
+            self._on_failure(f"received study refused: unreadable ({exc.__class__.__name__})", False)
             return
-        self._jobs.put((volume, None))
+        self._worker.submit(volume)
 
     def _accept_goal(self, goal: ReportCT.Goal) -> GoalResponse:
         return GoalResponse.ACCEPT if self._active and (goal.study_path or goal.study_key) else GoalResponse.REJECT
 
     async def _execute(self, goal_handle) -> ReportCT.Result:
         request = goal_handle.request
-        future = self.in_background(lambda: self._submit_and_wait(request, goal_handle))
+
+        def feedback(stage: str, progress: float) -> None:
+            goal_handle.publish_feedback(ReportCT.Feedback(stage=stage, progress=progress))
+
         try:
-            report = await future
+            report = await self.in_background(lambda: self._worker.report(request.study_path, request.study_key,
+                                                                          feedback))
         except UserError as exc:
             goal_handle.abort()
             return ReportCT.Result(success=False, message=str(exc))
         goal_handle.succeed()
         return ReportCT.Result(success=True, message="draft written", report=self._message(report))
 
-    def _submit_and_wait(self, request, goal_handle) -> StudyReport:
-        """Queue the goal's study for the worker and block this helper thread until it is done."""
-        if request.study_key:
-            volume = self._received.get(request.study_key)
-            if volume is None:
-                raise UserError(f"no received study with key {request.study_key}")
-            source = volume
-        else:
-            source = request.study_path
-        outcome: dict = {}
-        finished = threading.Event()
-
-        def feedback(stage: str, progress: float) -> None:
-            goal_handle.publish_feedback(ReportCT.Feedback(stage=stage, progress=progress))
-
-        self._jobs.put((source, (outcome, finished, feedback)))
-        finished.wait()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["report"]
-
-    # -- the worker ------------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            source, waiter = job
-            outcome, finished, feedback = waiter if waiter else ({}, None, lambda stage, progress: None)
-            try:
-                outcome["report"] = self._process(source, feedback)
-            except UserError as exc:
-                outcome["error"] = exc
-                self._fail(f"study refused: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the worker
-                self.model.count(self._model_label(), True)
-                outcome["error"] = UserError(f"study failed: {exc.__class__.__name__}: {exc}")
-                self._fail(f"study failed: {exc.__class__.__name__}")
-            finally:
-                if finished is not None:
-                    finished.set()
-
+    # -- one study (in the worker's thread) ------------------------------------------------------------------
     def _model_label(self) -> str:
         return self.model.served.label
 
@@ -215,15 +166,11 @@ class CtReportNode(Tango2Node):
             raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)") \
                 from None
         self.model.count(model.label, False)
-        volume = report.volume
-        self._received[report.study_key] = volume
-        while len(self._received) > MAX_KEPT_STUDIES:
-            self._received.pop(next(iter(self._received)))
         feedback("storing", 0.8)
-        if self._outbox is not None and volume.datasets:
+        if self._outbox is not None and report.volume.datasets:
             from tango2_ros.sdm.outputs import structured_report
 
-            self._store_sr(structured_report(report, volume), report.study_key)  # built completely first
+            self._store_sr(structured_report(report, report.volume), report.study_key)  # built completely first
         if self.param("fhir_dir"):
             from tango2_ros.sdm.outputs import write_fhir
 
@@ -234,10 +181,11 @@ class CtReportNode(Tango2Node):
         if level == ERROR and self._counts["sr_waiting"]:  # the PACS problem stays visible until the outbox is empty
             self.set_values(model=model.label, **self._counts)
         else:
-            self.set_status(OK if not report.draft.corrections else WARN,
-                            f"report for study {report.study_key}: {sum(f.present for f in report.findings)} "
-                            "finding(s)" + (f", {len(report.draft.corrections)} correction(s) of the text"
-                                            if report.draft.corrections else ""), model=model.label, **self._counts)
+            corrections = len(report.draft.corrections)
+            self.set_status(OK if not corrections else WARN, f"report for study {report.study_key}: "
+                            f"{sum(f.present for f in report.findings)} finding(s)"
+                            + (f", {corrections} correction(s) of the text" if corrections else ""),
+                            model=model.label, **self._counts)
         feedback("storing", 1.0)
         return report
 
@@ -253,7 +201,9 @@ class CtReportNode(Tango2Node):
         finally:
             self._counts["stored"], self._counts["sr_waiting"] = self._outbox.stored, self._outbox.waiting
 
-    def _fail(self, message: str) -> None:
+    def _on_failure(self, message: str, unexpected: bool) -> None:
+        if unexpected:
+            self.model.count(self._model_label(), True)
         self._counts["failed"] += 1
         self.set_status(ERROR, message, **self._counts)
 
@@ -263,23 +213,10 @@ class CtReportNode(Tango2Node):
             return template_draft(findings)
         answer = self._llm.ask_and_wait(timeout_s=self.param("llm_timeout_s"), user=prompt(findings),
                                         schema=schema(findings), max_tokens=400)
-        if not answer.ok:
-            return self._standard(findings, answer.error)
-        return checked_draft(answer.text, findings, answer.model)
-
-    @staticmethod
-    def _standard(findings: list[Finding], why: str) -> Draft:
-        draft = template_draft(findings)
-        draft.corrections = [f"{why}: standard wording"]
-        return draft
+        return written_draft(findings, answer.text, answer.model, answer.error)
 
     def _message(self, report: StudyReport) -> CTReport:
-        message = CTReport(
-            study_key=report.study_key, findings_text=report.draft.findings_text, impression=report.draft.impression,
-            findings_model=report.findings_model, report_model=report.draft.model, disclaimer=report.disclaimer,
-            latency_s=float(sum(report.seconds.values())),
-            findings=[CTFinding(label=f.label, probability=float("nan") if f.probability is None else f.probability,
-                                threshold=f.threshold, present=f.present) for f in report.findings])
+        message = report_to_ros(report)
         message.header.stamp = self.get_clock().now().to_msg()
         return message
 

@@ -41,7 +41,7 @@ class PerceptionNode(Tango2Node):
         self.model = ModelService(self, self._open, default_budget_s=lambda: self.param("health_budget_s"))
         self._scratch: tempfile.TemporaryDirectory | None = None
         self._counts = {"frames": 0, "rejected": 0, "detections": 0}
-        self._active = False
+        self._publisher = None
 
     def executor_threads(self) -> int:
         return 1
@@ -53,14 +53,8 @@ class PerceptionNode(Tango2Node):
         path = self.param("model_path") or str(self._embedded_model())
         self.model.load(ModelSpec(path))
         self.model.start()
-        self._publisher = self.create_publisher(DetectionArray, "sds/detections", 10)
+        self._publisher = self.create_lifecycle_publisher(DetectionArray, "sds/detections", 10)
         self.create_subscription(Image, "sds/image", self._on_image, 2)
-
-    def activate(self) -> None:
-        self._active = True
-
-    def deactivate(self) -> None:
-        self._active = False
 
     def cleanup(self) -> None:
         self.model.stop()
@@ -78,8 +72,8 @@ class PerceptionNode(Tango2Node):
         return files[0]
 
     def _on_image(self, message: Image) -> None:
-        if not self._active:
-            return
+        if self._publisher is None or not self._publisher.is_activated:
+            return  # no inference while inactive
         try:
             rgb = image_from_ros(message)
         except ValueError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tango2_ros.sdm.findings import Finding, FindingsModel
-from tango2_ros.sdm.report import DISCLAIMER, Draft, checked_draft, prompt, schema, template_draft
+from tango2_ros.sdm.report import DISCLAIMER, Draft, prompt, schema, template_draft, written_draft
 from tango2_ros.sdm.volume import CtVolume, StudyLimits, load_study, preprocess
 
 STAGES = ("loading", "preprocessing", "findings", "report")
@@ -56,12 +56,9 @@ class LlmWriter:
         text = self.runtime.chat_prompt([self._turn("user", prompt(findings))])
         result = self.runtime.generate(text, max_tokens=self.max_tokens,
                                        schema=compile_schema(json.dumps(schema(findings))))
-        if result.finish_reason not in ("stop", "length") or not result.text:
-            draft = template_draft(findings)
-            draft.corrections = [f"the language model failed ({result.error or result.finish_reason}): "
-                                 "standard wording"]
-            return draft
-        return checked_draft(result.text, findings, self.runtime.identity.label)
+        failed = result.finish_reason not in ("stop", "length")
+        error = f"the language model failed ({result.error or result.finish_reason})" if failed else ""
+        return written_draft(findings, result.text, self.runtime.identity.label, error)
 
 
 class ReportPipeline:

@@ -140,6 +140,16 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
     return Draft(standard_findings_text(findings, chosen), impression.strip(), model, corrections)
 
 
+def written_draft(findings: list[Finding], text: str, model: str, error: str = "") -> Draft:
+    """The model's draft after the sentence check, or, when the model gave none (`error` says why), the standard
+    wording with that reason as its correction."""
+    if error or not text.strip():
+        draft = template_draft(findings)
+        draft.corrections = [f"{error or 'the language model wrote nothing'}: standard wording"]
+        return draft
+    return checked_draft(text, findings, model)
+
+
 def disagreements(text: str, findings: list[Finding], only_asserted: bool = False) -> list[str]:
     """Where `text` contradicts the findings: a finding asserted that is absent or not assessed, one denied that
     is present, and (unless `only_asserted`) a present finding never stated."""
