@@ -25,15 +25,13 @@ WHEELS := build/wheels/$(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | md5
 
 INTERFACE_FILES := $(shell find tango2_msgs -type f)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench releases clean
 
-# The embedded default models go into the local signed registry (models/store) on every set-up: idempotent, <1 s.
-# The chest-CT findings model is trained once by its recipe (17-25 minutes on 2 cores) when the registry lacks it.
-FINDINGS_MODEL := ct-findings-phantom@best-hospital-edge-cpu
+# The embedded default models and the trained releases of models/releases go into the local signed registry
+# (models/store) on every set-up: verified against their manifests, signed here, idempotent, a few seconds.
+# Nothing is trained here: `make releases` rebuilds the releases from their recipes.
 setup: $(STAMPS)/package
 	@$(BIN)/tango2 models import-defaults
-	@$(BIN)/tango2 models inspect $(FINDINGS_MODEL) >/dev/null 2>&1 || \
-	  $(BIN)/tango2 build recipes/ct-findings-phantom/recipe.yaml
 
 demo: setup
 	$(BIN)/tango2 demo
@@ -97,6 +95,11 @@ $(STAMPS)/package: setup.py setup.cfg $(STAMPS)/interfaces $(STAMPS)/llama $(STA
 $(STAMPS)/test-tools: requirements/test.txt | $(STAMPS)/venv
 	$(BIN)/pip install --quiet -r requirements/test.txt
 	@touch $@
+
+# Rebuild every trained release from its recipe into a store of its own (build/rebuilt-store), so a rebuild never
+# collides with the shipped version; compare, then keep a new version with `tango2 models export-release`.
+releases: setup
+	$(BIN)/tango2 build recipes/ct-findings-phantom/recipe.yaml --store build/rebuilt-store
 
 clean:
 	rm -rf $(VENV) build install log

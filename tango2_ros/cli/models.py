@@ -18,6 +18,7 @@ Stores are folders, http(s):// URLs of a served store folder, or oci://host:port
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -153,7 +154,8 @@ def _import_defaults(args) -> int:
     created = ensure_signing_key(paths.signing_key_path(), trust)
     store = _store(args)
     results = import_defaults(store, trust, paths.signing_key_path())
-    results += import_releases(paths.releases_dir(), store, trust, paths.signing_key_path())
+    results += import_releases(paths.releases_dir(), store, trust, paths.signing_key_path(),
+                               warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     emit(args, {"key_created": created, "artifacts": [{"reference": r, "published": new} for r, new in results]},
          "\n".join(f"{r}: {'published' if new else 'already published'}" for r, new in results))
     return 0

@@ -12,7 +12,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
-from tango2_ros.ros.actions import goal_result, spinning_wait
+from tango2_ros.ros.actions import goal_result, spinning_wait, wait_until_serving
 from tango2_ros.ros.graph import settled_snapshot
 from tango2_ros.ros.interfaces import fill, import_interface, to_data
 from tango2_ros.ros.session import ros_session
@@ -64,6 +64,8 @@ def register(commands) -> None:
     send.add_argument("goal", help="goal fields as YAML, e.g. '{prompt: Hello, max_tokens: 32}'")
     send.add_argument("--feedback", action="store_true", help="print feedback as it arrives")
     send.add_argument("--timeout", type=float, default=120.0, metavar="S")
+    send.add_argument("--wait-ready", type=float, default=30.0, metavar="S",
+                      help="wait this long for the serving node to be active with a model (0 = do not wait)")
     send.add_argument("--json", action="store_true")
     send.set_defaults(handler=run_send_goal)
 
@@ -203,8 +205,12 @@ def run_send_goal(args) -> int:
     action_type, goal = _typed_request(args.type, "Goal", "an action", args.goal)
     with ros_session("tango2_cli_action") as node:
         client = ActionClient(node, action_type, args.action)
-        if not client.wait_for_server(timeout_sec=min(args.timeout, 5.0)):
+        if not client.wait_for_server(timeout_sec=max(args.wait_ready, min(args.timeout, 5.0))):
             raise UserError(f"action server {args.action} is not available")
+        if args.wait_ready > 0:
+            problem = wait_until_serving(node, args.action, args.wait_ready)
+            if problem:
+                raise UserError(f"{problem} (waited {args.wait_ready:g} s; --wait-ready S waits longer)")
         time.sleep(RESPONSE_MATCH_S)
 
         def on_feedback(message) -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, Callable
 
+import rclpy
 from action_msgs.msg import GoalStatus
 
 RETRY_DELAY_S = 0.05
@@ -35,8 +36,6 @@ def goal_result(handle, wait: Callable[[Any, float], bool], timeout_s: float):
 
 def spinning_wait(node) -> Callable[[Any, float], bool]:
     """A `wait` for goal_result() that spins `node` itself (for single-threaded command-line clients)."""
-    import rclpy
-
     def wait(future, seconds: float) -> bool:
         rclpy.spin_until_future_complete(node, future, timeout_sec=seconds)
         return future.done()
@@ -51,3 +50,46 @@ def threaded_wait(future, seconds: float) -> bool:
     done = threading.Event()
     future.add_done_callback(lambda _future: done.set())
     return done.wait(seconds) or future.done()
+
+
+def wait_until_serving(node, action_name: str, timeout_s: float) -> str:
+    """Wait until the node that serves `action_name` can take goals; '' then, else the reason.
+
+    A TANGO2 node says so on /diagnostics: lifecycle `active` and a status that is not ERROR (llm_node: a model is
+    loaded). A server that publishes no diagnostics of its own is taken as ready once it is there. This is the
+    pattern for any client that starts with the system: goals sent before are aborted with the reason.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rclpy.action import get_action_server_names_and_types_by_node
+
+    deadline = time.monotonic() + timeout_s
+    statuses: dict[str, DiagnosticStatus] = {}
+    subscription = node.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda message: statuses.update({s.name: s for s in message.status}), 50)
+    try:
+        server, first_seen = "", None
+        while time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if not server:
+                server = next((f"{namespace.rstrip('/')}/{name}" for name, namespace in node.get_node_names_and_namespaces()
+                               if any(a == action_name for a, _ in get_action_server_names_and_types_by_node(
+                                   node, name, namespace))), "")
+                first_seen = time.monotonic() if server else None
+                continue
+            status = statuses.get(server)
+            if status is None:
+                if time.monotonic() - first_seen > 3.0:
+                    return ""  # not one of ours: no readiness to wait for
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            if values.get("lifecycle") == "active" and status.level != DiagnosticStatus.ERROR:
+                return ""
+        if not server:
+            return f"no node serves {action_name}"
+        status = statuses.get(server)
+        if status is None:
+            return f"{server} is not ready: no status on /diagnostics"
+        lifecycle = {kv.key: kv.value for kv in status.values}.get("lifecycle", "?")
+        return f"{server} is not ready: {status.message} (lifecycle {lifecycle})"
+    finally:
+        node.destroy_subscription(subscription)

@@ -53,6 +53,22 @@ def test_action_send_goal(live_node):
     assert result["finish_reason"] in ("stop", "length") and result["model"].startswith("SmolLM2")
 
 
+def test_a_goal_sent_while_the_node_comes_up_waits_until_it_serves(tmp_path):
+    profile = tmp_path / "early.yaml"
+    profile.write_text(PROFILE.replace("/t2cli", "/t2early"))
+    launcher = spawn(["-m", "tango2_ros.cli", "launch", str(profile)])
+    try:  # sent at once: the llm_node is not even started yet
+        (result,) = tango2_json("action", "send_goal", "/t2early/llm/generate", "tango2_msgs/action/Generate",
+                                "{prompt: 'The sea is', max_tokens: 4}", "--wait-ready", "120", timeout=180)
+        assert result["finish_reason"] in ("stop", "length") and not result["error"], result
+    finally:
+        stop(launcher)
+    gone = subprocess.run([sys.executable, "-m", "tango2_ros.cli", "action", "send_goal", "/t2nobody/llm/generate",
+                           "tango2_msgs/action/Generate", "{prompt: x}", "--wait-ready", "2"], capture_output=True,
+                          text=True, timeout=60)
+    assert gone.returncode == 2 and "is not available" in gone.stderr
+
+
 def test_service_call(live_node):
     (response,) = tango2_json("service", "call", "/t2cli/llm_node/get_state", "lifecycle_msgs/srv/GetState")
     assert response["current_state"]["label"] == "active"

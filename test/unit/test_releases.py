@@ -49,6 +49,18 @@ def test_a_release_is_published_signed_here_and_tagged_once(built):
     assert pulled.manifest.version == "1.1.0-lora"
 
 
+def test_a_local_build_of_the_same_version_is_kept_and_said(built):
+    bundle = built["root"].parent / "local-build"
+    write_bundle(bundle, [make_model_file(built["root"].parent / "other" / "tiny.gguf", 64 * 1024, 7)],
+                 name="tiny-llm", version="1.1.0-lora", task="llm", format="gguf", quantization="f16")
+    sign_bundle(bundle, built["key"])
+    publish_bundle(built["store"], bundle, built["trust"])
+    warnings = []
+    assert import_releases(built["root"], built["store"], built["trust"], built["key"], warnings.append) == [
+        ("tiny-llm@1.1.0-lora", False)]
+    assert "its own build of that version" in warnings[0]
+
+
 def test_exporting_the_same_version_twice_is_refused(built, tmp_path):
     with pytest.raises(ArtifactError, match="immutable"):
         export_release(built["folder"], built["root"], [], "x")

@@ -13,6 +13,10 @@ from tango2_ros.core.artifacts.stores import ArtifactError, ArtifactNotFound, Ar
 BUILDER = "tango2-ros/0.1"
 
 
+class VersionConflict(ArtifactError):
+    """The version is already published with other files; versions are immutable."""
+
+
 def write_bundle(folder: Path, files: list[Path], **fields) -> Manifest:
     """Copy model files into a bundle folder and write its manifest (fields: name, version, task, ...)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,8 +61,8 @@ def publish_bundle(store: Store, folder: Path, trust: TrustStore, require_signat
         published = Manifest.from_bytes(store.read_blob(existing, existing.manifest_digest))
         if published.files == manifest.files:
             return existing, False
-        raise ArtifactError(f"{manifest.reference} is already published with other files; versions are immutable "
-                            "(publish a new version)")
+        raise VersionConflict(f"{manifest.reference} is already published with other files; versions are immutable "
+                              "(publish a new version)")
     signature_path = folder / SIGNATURE_FILE
     record = store.publish(
         (folder / MANIFEST_FILE).read_bytes(),

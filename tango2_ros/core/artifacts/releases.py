@@ -13,10 +13,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tango2_ros.core.artifacts.cache import MANIFEST_FILE
 from tango2_ros.core.artifacts.manifest import Manifest, ManifestError, verify_files
-from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle
+from tango2_ros.core.artifacts.publishing import VersionConflict, publish_bundle, sign_bundle
 from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.artifacts.stores import ArtifactError, Store
 
@@ -57,9 +58,11 @@ def find_releases(root: Path) -> list[Release]:
     return [read_release(folder) for folder in sorted(root.glob("*/*")) if (folder / MANIFEST_FILE).is_file()]
 
 
-def import_releases(root: Path, store: Store, trust: TrustStore, private_key: Path) -> list[tuple[str, bool]]:
+def import_releases(root: Path, store: Store, trust: TrustStore, private_key: Path,
+                    warn: Callable[[str], None] = lambda message: None) -> list[tuple[str, bool]]:
     """Publish every release under `root` signed with `private_key` and point its tags at it; (reference,
-    newly published) pairs. Every release is verified before any is published."""
+    newly published) pairs. Every release is verified before any is published. A version this store already holds
+    with other files (built here by its recipe) is kept, and `warn` says so."""
     releases = find_releases(root)
     results = []
     for release in releases:
@@ -71,7 +74,12 @@ def import_releases(root: Path, store: Store, trust: TrustStore, private_key: Pa
                 (bundle / entry.path).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(release.folder / entry.path, bundle / entry.path)
             sign_bundle(bundle, private_key)
-            _, new = publish_bundle(store, bundle, trust)
+            try:
+                _, new = publish_bundle(store, bundle, trust)
+            except VersionConflict as exc:
+                warn(f"{release.reference}: this registry has its own build of that version; kept it ({exc})")
+                results.append((release.reference, False))
+                continue
         for tag in release.tags:
             if store.tags(release.manifest.name).get(tag) != release.manifest.version:
                 store.set_tag(release.manifest.name, tag, release.manifest.version)
