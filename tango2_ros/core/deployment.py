@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.manifest import Manifest, semver_key
 from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable
+from tango2_ros.core.runtime.serving import LoadOutcome
 
 POLICIES = ("pinned", "latest")
 AVAILABLE, LOADING, ACTIVE, FAILED = "available", "loading", "active", "failed"
@@ -71,18 +72,8 @@ class LoadRequest:
         return f"{self.name}@{self.version}"
 
 
-@dataclass(frozen=True)
-class LoadAnswer:
-    success: bool
-    message: str
-    active: str = ""  # name@version the consumer serves after the request
-    load_s: float = 0.0
-    warmup_s: float = 0.0
-    health_s: float = 0.0
-
-
 class Consumer(Protocol):
-    def load(self, request: LoadRequest, timeout_s: float, serving: Callable[[], str]) -> LoadAnswer:
+    def load(self, request: LoadRequest, timeout_s: float, serving: Callable[[], str]) -> LoadOutcome:
         """Ask the consumer to load; raise SwapError when it is not there, goes away or does not answer in time.
         `serving()` says what the consumer reports serving now (an answer may be lost after it switched)."""
 

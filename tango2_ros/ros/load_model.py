@@ -6,7 +6,7 @@ import time
 from typing import Callable
 
 from tango2_msgs.srv import LoadModel
-from tango2_ros.core.deployment import LoadAnswer, LoadRequest, SwapError
+from tango2_ros.core.deployment import LoadOutcome, LoadRequest, SwapError
 
 CONSUMER_WAIT_S = 5.0
 RESEND_AFTER_S = 3.0
@@ -23,7 +23,7 @@ class LoadModelClient:
         self.client = node.create_client(LoadModel, f"{consumer_node}/load_model")
         self.consumer_node, self.on_resend = consumer_node, on_resend
 
-    def load(self, request: LoadRequest, timeout_s: float, serving: Callable[[], str]) -> LoadAnswer:
+    def load(self, request: LoadRequest, timeout_s: float, serving: Callable[[], str]) -> LoadOutcome:
         client = self.client
         if not client.wait_for_service(timeout_sec=CONSUMER_WAIT_S):
             raise SwapError(f"{self.consumer_node} is not running (no {client.srv_name})")
@@ -51,5 +51,5 @@ class LoadModelClient:
                     break
             else:
                 response = future.result()
-                return LoadAnswer(response.success, response.message, response.active, response.load_s,
-                                  response.warmup_s, response.health_s)
+                return LoadOutcome(response.success, response.message, response.previous, response.active,
+                                   response.load_s, response.warmup_s, response.health_s)

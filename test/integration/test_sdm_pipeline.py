@@ -129,6 +129,9 @@ def test_cli_phantom_report_and_refusals(tmp_path, findings_model):
     assert "PHANTOM" not in report.stdout and "radiologist" in data["disclaimer"]
     text = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--no-llm")
     assert text.stdout.startswith("FINDINGS:") and "IMPRESSION:" in text.stdout
+    whole = tango2("sdm", "report", str(tmp_path / "study"), "--no-llm", "--json")  # the folder phantom wrote
+    assert whole.returncode == 0 and "skipped (not DICOM): truth.json" in whole.stderr, whole.stderr
+    assert json.loads(whole.stdout)["findings"] == data["findings"]
     nifti = tango2("sdm", "phantom", str(tmp_path / "normal"), "--findings", "none", "--format", "nifti")
     assert nifti.returncode == 0 and (tmp_path / "normal" / "study.nii.gz").exists()
     from pydicom.data import get_testdata_file

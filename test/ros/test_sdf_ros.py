@@ -83,8 +83,10 @@ def farm():
     ]
     try:
         with ros_node("t6_probe") as node:
+            bridge = DiagnosticsWatcher(node, f"{NS}/greenhouse_bridge")
             for name in ("greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge"):
                 bring_up(node, f"{NS}/{name}")
+            bridge.wait_for(lambda s: s.message.startswith("connected to"), 15)  # subscribed to the sensors
             harness = Farm(node, broker, plant)
             assert wait_until(lambda: node.count_subscribers(f"{NS}/sdf/state") >= 3, 10)
             yield harness
@@ -98,7 +100,6 @@ def farm():
 
 def test_a_silent_model_hands_the_period_to_the_baseline_and_the_command_reaches_the_registers(farm):
     stamp = T0 + 300
-    time.sleep(1.0)  # the bridge's MQTT subscription
     farm.send(stamp)
     command = farm.command_for(stamp)
     assert command.controller == "baseline" and "watchdog" in command.rationale

@@ -9,7 +9,7 @@ from helpers.registry import make_keys, publish
 from helpers.servers import make_model_file
 from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.stores import LocalStore
-from tango2_ros.core.deployment import ACTIVE, FAILED, LOADING, Deployer, LoadAnswer, SlotConfig, SwapError
+from tango2_ros.core.deployment import ACTIVE, FAILED, LOADING, Deployer, LoadOutcome, SlotConfig, SwapError
 
 MODEL, NODE = "tiny-llm", "/t/llm_node"
 
@@ -29,9 +29,9 @@ class Consumer:
         if self.block is not None:
             self.block.wait(5)
         if self.refuse or request.model_path.read_bytes()[:4] != b"GGUF":
-            return LoadAnswer(False, "health check failed", active=self.serving)
-        self.serving = request.reference
-        return LoadAnswer(True, "loaded", active=self.serving, load_s=0.1)
+            return LoadOutcome(False, "health check failed", self.serving, self.serving)
+        previous, self.serving = self.serving, request.reference
+        return LoadOutcome(True, "loaded", previous, self.serving, load_s=0.1)
 
 
 class Clock:

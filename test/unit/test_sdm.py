@@ -218,3 +218,21 @@ def test_structured_report_and_fhir(series):
     assert fhir["identifier"][0]["value"] == report.study_key and "PHANTOM" not in json.dumps(fhir)
     with pytest.raises(ValueError, match="DICOM headers"):
         structured_report(report, CtVolume(volume.hu, volume.spacing))
+
+
+def test_files_that_are_not_dicom_are_skipped_and_listed_but_a_corrupt_dicom_refuses(series, tmp_path):
+    """A PACS export or `tango2 sdm phantom OUT` puts a ground truth, a README or a DICOMDIR beside the series."""
+    export = tmp_path / "export"
+    shutil.copytree(series, export / "series")
+    (export / "truth.json").write_text('{"findings": []}')
+    (export / "README.txt").write_text("exported by a PACS")
+    volume = load_study(export)
+    assert sorted(volume.skipped) == ["README.txt", "truth.json"] and volume.hu.shape == load_study(series).hu.shape
+    broken = sorted((export / "series").iterdir())[3]
+    broken.write_bytes(broken.read_bytes()[:400])  # still a DICOM file by its marker: the study is refused
+    with pytest.raises(StudyError, match="not a readable DICOM file"):
+        load_study(export)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    with pytest.raises(StudyError, match="no DICOM files"):
+        load_study(tmp_path / "notes")

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class ModelLoadError(RuntimeError):
@@ -56,6 +56,21 @@ class HealthReport:
     latency_s: float
     detail: str
     too_slow_only: bool = False  # the answer was right but late: a load problem rather than a broken model
+
+
+def golden_check(golden: Callable[[], str], budget_s: float, what: str = "golden request") -> HealthReport:
+    """Time `golden()` (it returns "" or what was wrong with the answer) against the budget; an exception fails."""
+    started = time.monotonic()
+    try:
+        problem = golden()
+    except Exception as exc:  # noqa: BLE001 - any failure of the golden request fails the check
+        return HealthReport(False, time.monotonic() - started, f"{what} failed: {exc}")
+    latency = time.monotonic() - started
+    if problem:
+        return HealthReport(False, latency, f"{what} {problem}")
+    if latency > budget_s:
+        return HealthReport(False, latency, f"{what} took {latency:.3f} s, budget {budget_s:.3f} s", too_slow_only=True)
+    return HealthReport(True, latency, "ok")
 
 
 class ModelRuntime(ABC):

@@ -5,13 +5,12 @@ and reports partial text through a callback, while the engine batches it with ot
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from tango2_ros.core.runtime.base import (
-    HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes,
+    HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes, golden_check,
 )
 from tango2_ros.core.runtime.llama_engine import (
     FINISH_ERROR, EngineError, GenerationRequest, GenerationResult, LlamaEngine,
@@ -118,19 +117,16 @@ class LlmRuntime(ModelRuntime):
         self.generate("Hello", max_tokens=2)
 
     def health_check(self, budget_s: float) -> HealthReport:
-        started = time.monotonic()
         schema = compile_schema('{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}')
-        result = self.generate("Reply with JSON: ", max_tokens=16, schema=schema)
-        latency = time.monotonic() - started
-        if result.finish_reason == FINISH_ERROR:
-            return HealthReport(False, latency, f"golden request failed: {result.error}")
-        _, problem = schema.validate(result.text)
-        if problem:
-            return HealthReport(False, latency, f"golden request gave invalid output: {problem}")
-        if latency > budget_s:
-            return HealthReport(False, latency, f"golden request took {latency:.2f} s, budget {budget_s:.2f} s",
-                                too_slow_only=True)
-        return HealthReport(True, latency, "ok")
+
+        def golden() -> str:
+            result = self.generate("Reply with JSON: ", max_tokens=16, schema=schema)
+            if result.finish_reason == FINISH_ERROR:
+                raise EngineError(result.error)
+            _, problem = schema.validate(result.text)
+            return f"gave invalid output: {problem}" if problem else ""
+
+        return golden_check(golden, budget_s)
 
     def take_over(self) -> None:
         """Serving now: use every thread (it may have warmed up on fewer, beside the model it replaces)."""

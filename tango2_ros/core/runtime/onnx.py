@@ -6,12 +6,11 @@ onnxruntime stack trace. onnxruntime sessions may be run from several threads at
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy
 
-from tango2_ros.core.runtime.base import HealthReport, ModelIdentity, ModelLoadError, ModelRuntime
+from tango2_ros.core.runtime.base import HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, golden_check
 
 ONNX_TYPES = {
     "tensor(float)": numpy.float32, "tensor(float16)": numpy.float16, "tensor(double)": numpy.float64,
@@ -80,18 +79,12 @@ class OnnxRuntime(ModelRuntime):
         self.infer(self.example_inputs())
 
     def health_check(self, budget_s: float) -> HealthReport:
-        started = time.monotonic()
-        try:
+        def golden() -> str:
             outputs = self.infer(self.example_inputs())
-        except Exception as exc:  # noqa: BLE001 - any failure of the golden request fails the check
-            return HealthReport(False, time.monotonic() - started, f"golden request failed: {exc}")
-        latency = time.monotonic() - started
-        if any(not numpy.all(numpy.isfinite(o)) for o in outputs.values() if numpy.issubdtype(o.dtype, numpy.floating)):
-            return HealthReport(False, latency, "golden request produced NaN or infinite outputs")
-        if latency > budget_s:
-            return HealthReport(False, latency, f"golden request took {latency:.3f} s, budget {budget_s:.3f} s",
-                                too_slow_only=True)
-        return HealthReport(True, latency, "ok")
+            floating = [o for o in outputs.values() if numpy.issubdtype(o.dtype, numpy.floating)]
+            return "produced NaN or infinite outputs" if any(not numpy.all(numpy.isfinite(o)) for o in floating) else ""
+
+        return golden_check(golden, budget_s)
 
     def close(self) -> None:
         self.session = None
