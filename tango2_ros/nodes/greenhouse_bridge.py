@@ -6,14 +6,13 @@ Subscribes `<topic_prefix>/state` and `<topic_prefix>/forecast` on the broker wi
 the reconnect (paho reconnects by itself); `<topic_prefix>/bridge` says "online" (retained; "offline" as the last
 will) so the sensor side knows the bridge listens. A state payload is a JSON object of readings named as in
 GreenhouseState plus `time` (UTC seconds of the measurement, used as the stamp; the arrival time when absent).
-Each reading is checked against a plausible range: a missing, non-numeric, non-finite or out-of-range reading
-(a 999 C air temperature) becomes NaN and is named in `invalid_readings`; the rest of the message still counts.
+Each reading is checked against a plausible range (tango2_ros.sdf.payloads): a missing, non-numeric, non-finite
+or out-of-range reading (a 999 C air temperature) becomes NaN and is named in `invalid_readings`; the rest of the
+message still counts.
 A payload that is not a JSON object is dropped and counted. Counts and the broker connection are on /diagnostics.
 """
 from __future__ import annotations
 
-import json
-import math
 import threading
 
 import paho.mqtt.client as mqtt
@@ -21,43 +20,8 @@ from rclpy.time import Time
 
 from tango2_msgs.msg import GreenhouseState, WeatherForecast
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
-
-# reading -> plausible range; anything outside is a sensor fault, not weather
-RANGES = {
-    "air_temperature_c": (-30.0, 60.0), "relative_humidity_pct": (0.0, 100.0), "co2_ppm": (0.0, 5000.0),
-    "par_umol_m2_s": (0.0, 3000.0), "outside_temperature_c": (-50.0, 60.0),
-    "outside_relative_humidity_pct": (0.0, 100.0), "wind_speed_m_s": (0.0, 60.0),
-    "global_radiation_w_m2": (0.0, 1500.0), "ec_ds_m": (0.0, 20.0), "ph": (0.0, 14.0),
-    "substrate_water_pct": (0.0, 150.0), "vent_pct": (0.0, 100.0), "heating_pct": (0.0, 100.0),
-    "thermal_screen_pct": (0.0, 100.0), "shade_screen_pct": (0.0, 100.0), "co2_dosing_pct": (0.0, 100.0),
-    "fan_pct": (0.0, 100.0),
-}
-FLAGS = ("irrigation_on", "lights_on", "is_day")
-
-
-def state_from_payload(payload: bytes, crop: str, stage: str) -> tuple[GreenhouseState, float | None]:
-    """-> (message, measurement time or None); raises ValueError when the payload is not a JSON object."""
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    message = GreenhouseState(crop=crop, crop_stage=stage)
-    for name, (low, high) in RANGES.items():
-        value = data.get(name)
-        good = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-            and low <= value <= high
-        setattr(message, name, float(value) if good else math.nan)
-        if not good:
-            message.invalid_readings.append(name)
-    for name in FLAGS:
-        setattr(message, name, data.get(name) is True)
-    moment = data.get("time")
-    valid_time = isinstance(moment, (int, float)) and not isinstance(moment, bool) and math.isfinite(moment) \
-        and 0 < moment < 2**31
-    return message, float(moment) if valid_time else None
-
+from tango2_ros.ros.conversions.farm import forecast_to_ros, state_to_ros
+from tango2_ros.sdf.payloads import forecast_from_payload, readings_from_payload
 
 class GreenhouseBridge(Tango2Node):
     def __init__(self) -> None:
@@ -133,9 +97,9 @@ class GreenhouseBridge(Tango2Node):
             self.set_values(**self._counts, last_rejected=f"{message.topic}: {exc}"[:200])
 
     def _state(self, payload: bytes) -> None:
-        state, moment = state_from_payload(payload, self.param("crop"), self.param("crop_stage"))
-        state.header.stamp = Time(nanoseconds=round(moment * 1e9)).to_msg() if moment is not None \
-            else self.get_clock().now().to_msg()
+        readings = readings_from_payload(payload)
+        state = state_to_ros(readings, self.param("crop"), self.param("crop_stage"))
+        state.header.stamp = self._stamp(readings.time_s)
         state.header.frame_id = self.param("topic_prefix")
         self._counts["messages"] += 1
         self._counts["invalid_readings"] += len(state.invalid_readings)
@@ -143,22 +107,15 @@ class GreenhouseBridge(Tango2Node):
         self.set_values(**self._counts, last_invalid=",".join(state.invalid_readings))
 
     def _forecast(self, payload: bytes) -> None:
-        try:
-            data = json.loads(payload)
-            series = [[float(v) for v in data[key]] for key in
-                      ("hours_ahead", "outside_temperature_c", "global_radiation_w_m2")]
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"forecast is not {{hours_ahead, outside_temperature_c, global_radiation_w_m2}}: {exc}") \
-                from None
-        if len({len(s) for s in series}) != 1 or not all(math.isfinite(v) for s in series for v in s):
-            raise ValueError("forecast series differ in length or hold non-numbers")
-        message = WeatherForecast(hours_ahead=series[0], outside_temperature_c=series[1],
-                                  global_radiation_w_m2=series[2])
-        moment = data.get("time")
-        message.header.stamp = Time(nanoseconds=round(float(moment) * 1e9)).to_msg() \
-            if isinstance(moment, (int, float)) and math.isfinite(moment) and 0 < moment < 2**31 \
-            else self.get_clock().now().to_msg()
+        forecast = forecast_from_payload(payload)
+        message = forecast_to_ros(forecast)
+        message.header.stamp = self._stamp(forecast.time_s)
         self._forecast_pub.publish(message)
+
+    def _stamp(self, measured_s: float | None):
+        """The measurement's time, or the arrival time when the payload has none."""
+        return Time(nanoseconds=round(measured_s * 1e9)).to_msg() if measured_s is not None \
+            else self.get_clock().now().to_msg()
 
 
 def main(args: list[str] | None = None) -> int:

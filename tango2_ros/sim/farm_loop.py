@@ -17,12 +17,13 @@ import paho.mqtt.client as mqtt
 import rclpy
 
 from tango2_msgs.msg import ActuatorCommand
-from tango2_ros.ros.conversions.farm import VERDICT_FROM_ROS, sensor_payload
+from tango2_ros.ros.conversions.farm import VERDICT_FROM_ROS
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import Command
 from tango2_ros.sdf.controllers import Observation
 from tango2_ros.sdf.field import PlantModbusServer
 from tango2_ros.sdf.greenhouse import Climate, Greenhouse
+from tango2_ros.sdf.payloads import sensor_payload
 from tango2_ros.sdf.simulation import Step
 
 

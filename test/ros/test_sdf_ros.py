@@ -19,11 +19,11 @@ from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up
 from helpers.ros import ros_node, spawn, stop, wait_until
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState
-from tango2_ros.ros.conversions.farm import sensor_payload
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import ACTUATORS, all_off
 from tango2_ros.sdf.field import MqttBroker, PlantModbusServer
 from tango2_ros.sdf.greenhouse import Climate
+from tango2_ros.sdf.payloads import sensor_payload
 
 pytestmark = pytest.mark.ros
 NS, PREFIX = "/t6farm", "tango2/greenhouse/t6"

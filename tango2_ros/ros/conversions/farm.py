@@ -1,15 +1,14 @@
-"""The farm's domain values and `tango2_msgs` (GreenhouseState, ActuatorCommand), and the sensor gateway's MQTT payload."""
+"""The farm's domain values and `tango2_msgs` (GreenhouseState, WeatherForecast, ActuatorCommand)."""
 from __future__ import annotations
 
 import datetime
-import json
 import math
 
-from tango2_msgs.msg import ActuatorCommand, ActuatorSetpoint, GreenhouseState
+from tango2_msgs.msg import ActuatorCommand, ActuatorSetpoint, GreenhouseState, WeatherForecast
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
-from tango2_ros.sdf.actuators import ACTUATORS, IRRIGATION, LIGHTS, Command
+from tango2_ros.sdf.actuators import ACTUATORS, Command
 from tango2_ros.sdf.controllers import Observation
-from tango2_ros.sdf.greenhouse import Climate
+from tango2_ros.sdf.payloads import Forecast, Readings
 from tango2_ros.sdf.supervisor import ACCEPTED, CLAMPED, REJECTED, Conditions
 
 VERDICT_TO_ROS = {ACCEPTED: ActuatorCommand.VERDICT_ACCEPTED, CLAMPED: ActuatorCommand.VERDICT_CLAMPED,
@@ -71,13 +70,14 @@ def proposal_message(proposal: dict, controller: str, model: str, rationale: str
     return message
 
 
-def sensor_payload(climate: Climate, actuators: Command, utc_s: float) -> bytes:
-    """What the greenhouse's sensor gateway publishes over MQTT."""
-    data = {name: round(getattr(climate, name), 3) for name in (
-        "air_temperature_c", "relative_humidity_pct", "co2_ppm", "par_umol_m2_s", "outside_temperature_c",
-        "outside_relative_humidity_pct", "wind_speed_m_s", "global_radiation_w_m2", "ec_ds_m", "ph",
-        "substrate_water_pct")}
-    data.update({f"{name}_pct": actuators[name] for name in ACTUATORS if name not in (IRRIGATION, LIGHTS)})
-    data.update(irrigation_on=actuators[IRRIGATION] >= 50.0, lights_on=actuators[LIGHTS] >= 50.0,
-                is_day=climate.is_day, time=utc_s)
-    return json.dumps(data).encode()
+def state_to_ros(readings: Readings, crop: str, stage: str) -> GreenhouseState:
+    """The checked readings (the caller stamps the message)."""
+    message = GreenhouseState(crop=crop, crop_stage=stage, invalid_readings=list(readings.invalid))
+    for name, value in (readings.values | readings.flags).items():
+        setattr(message, name, value)
+    return message
+
+
+def forecast_to_ros(forecast: Forecast) -> WeatherForecast:
+    return WeatherForecast(hours_ahead=forecast.hours_ahead, outside_temperature_c=forecast.outside_temperature_c,
+                           global_radiation_w_m2=forecast.global_radiation_w_m2)
