@@ -28,6 +28,7 @@ from tango2_ros.bringup.supervisor import Supervisor  # noqa: E402
 from tango2_ros.core.runtime.default_models import package_file  # noqa: E402
 from tango2_ros.core.vision.darknet import convert  # noqa: E402
 from tango2_ros.core.vision.yolo import detect, metadata_of  # noqa: E402
+from tango2_ros.ros.conversions.images import image_to_ros  # noqa: E402
 
 NS = "/bench_detector"
 
@@ -64,7 +65,7 @@ def through_node(model: Path, image: np.ndarray, frames: int) -> list[float]:
         results: list[DetectionArray] = []
         node.create_subscription(DetectionArray, f"{NS}/sds/detections", results.append, 10)
         publisher = node.create_publisher(Image, f"{NS}/sds/image", 10)
-        message = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=image.tobytes())
+        message = image_to_ros(image)
         time.sleep(2.0)  # discovery
         for index in range(frames + 3):
             results.clear()

@@ -150,14 +150,7 @@ def load_recipe(path: Path) -> Recipe:
         return _trained_recipe(path, data, data_section, fail)
     if "training" in data:
         raise fail("'training' is for networks trained from scratch (base new:...)")
-    if base.startswith("package:"):  # a model shipped inside an installed Python package
-        package, _, inside = base[len("package:"):].partition("/")
-        try:
-            base = str(package_file(package, inside))
-        except FileNotFoundError as exc:
-            raise fail(f"base {base}: {exc}") from exc
-    elif "@" not in base:
-        base = str((folder / base).resolve())
+    base = _resolved_base(base, folder, fail)
     fmt = "onnx" if Path(base).is_dir() else "gguf"
     defaults = DEFAULTS[fmt]
     train = folder / data_section["train"] if data_section.get("train") else None
@@ -166,15 +159,8 @@ def load_recipe(path: Path) -> Recipe:
         raise fail("finetune is for GGUF language models; an encoder folder is exported and quantised as it is")
     if finetune and train is None:
         raise fail("finetune needs data.train")
-    quantizations = tuple(str(q) for q in data.get("quantizations", defaults["quantizations"]))
-    for quantization in quantizations:
-        if quantization not in QUANTIZATIONS[fmt]:
-            raise fail(f"unknown quantization {quantization!r} for a {fmt} model (known: {', '.join(QUANTIZATIONS[fmt])})")
-    evaluation = _mapping(data, "evaluation", fail)
-    metric = str(evaluation.get("metric", defaults["metric"]))
-    if metric not in METRICS[fmt]:
-        raise fail(f"unknown metric {metric!r} for a {fmt} model (known: {', '.join(METRICS[fmt])})")
-    gates = _mapping(data, "gates", fail)
+    quantizations, metric = _candidates_and_metric(data, fmt, fail)
+    evaluation, gates = _mapping(data, "evaluation", fail), _mapping(data, "gates", fail)
     return Recipe(
         source=path, name=name, version=version, base=base, format=fmt, task=defaults["task"], train=train,
         eval=folder / data_section["eval"], finetune=finetune, quantizations=quantizations,
@@ -183,6 +169,29 @@ def load_recipe(path: Path) -> Recipe:
         min_metric=_number(gates.get("min_metric", 0.0), "gates.min_metric", fail, float, 0.0, 1.0),
         profiles=_profiles(data, fail), description=str(data.get("description", "")),
     )
+
+
+def _resolved_base(base: str, folder: Path, fail) -> str:
+    """A registry reference as it is; `package:NAME/PATH` inside an installed package; a path from the recipe's folder."""
+    if base.startswith("package:"):  # a model shipped inside an installed Python package
+        package, _, inside = base[len("package:"):].partition("/")
+        try:
+            return str(package_file(package, inside))
+        except FileNotFoundError as exc:
+            raise fail(f"base {base}: {exc}") from exc
+    return base if "@" in base else str((folder / base).resolve())
+
+
+def _candidates_and_metric(data: dict, fmt: str, fail) -> tuple[tuple[str, ...], str]:
+    defaults = DEFAULTS[fmt]
+    quantizations = tuple(str(q) for q in data.get("quantizations", defaults["quantizations"]))
+    for quantization in quantizations:
+        if quantization not in QUANTIZATIONS[fmt]:
+            raise fail(f"unknown quantization {quantization!r} for a {fmt} model (known: {', '.join(QUANTIZATIONS[fmt])})")
+    metric = str(_mapping(data, "evaluation", fail).get("metric", defaults["metric"]))
+    if metric not in METRICS[fmt]:
+        raise fail(f"unknown metric {metric!r} for a {fmt} model (known: {', '.join(METRICS[fmt])})")
+    return quantizations, metric
 
 
 def _trained_recipe(path: Path, data: dict, data_section: dict, fail) -> Recipe:

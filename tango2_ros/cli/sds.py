@@ -15,7 +15,6 @@ built-in name; `imazu` means all 22 Imazu cases. With several scenarios `--json`
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from tango2_ros.cli.output import emit
@@ -136,81 +135,16 @@ def _simulate(args) -> int:
 
 
 def _demo(args) -> int:
-    """The bridge's whole chain on an encounter sent as real NMEA 0183 and AIS sentences over UDP: a ship meeting
-    us head-on (AIS and radar) and a fishing vessel crossing from port (AIS with its navigational status)."""
+    """The sds profile's whole chain on NMEA 0183 and AIS over UDP (tango2_ros.sim.ship_demo)."""
     import json
-    import socket
-    import time
 
-    import rclpy
-    from rclpy.qos import QoSProfile
+    from tango2_ros.sim.ship_demo import run_demo
 
-    from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetArray
-    from tango2_ros.bringup.profiles import load_profile
-    from tango2_ros.bringup.supervisor import Supervisor
-    from tango2_ros.sds import nmea_out
-    from tango2_ros.sds.geometry import Kinematics, to_geographic
+    def said(row: dict) -> None:
+        if not args.json:
+            print(f"[{row['t_s']:5.1f} s] decision {row['state']}: {row['rationale']}", flush=True)
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    origin = (35.0, 129.0)
-    goal = to_geographic(12.0, 0.0, *origin)
-    profile = load_profile("sds")
-    nodes = []
-    for spec in profile.nodes:
-        extra = {"nmea_bridge": {"udp_port": port, "udp_address": "127.0.0.1"},
-                 "colreg_node": {"goal_lat_deg": goal[0], "goal_lon_deg": goal[1]},
-                 "scene_llm": {"period_s": 8.0}}.get(spec.name, {})
-        nodes.append(replace(spec, parameters={**spec.parameters, **extra}))
-    supervisor = Supervisor(replace(profile, nodes=tuple(nodes)), out=sys.stderr)
-    report: dict = {"decisions": [], "scenes": [], "tracks": 0}
-    try:
-        if not supervisor.start():
-            raise UserError("the sds profile did not come up")
-        node = supervisor.node
-        last: dict = {}
-        decisions: list = []
-        node.create_subscription(NavigationDecision, "/tango2/sds/decision", decisions.append, 50)
-        node.create_subscription(TargetArray, "/tango2/sds/targets", lambda m: last.__setitem__("t", m), 10)
-        node.create_subscription(SceneDescription, "/tango2/sds/scene", lambda m: report["scenes"].append(m),
-                                 QoSProfile(depth=10))
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        own = Kinematics(0.0, 0.0, 0.0, 12.0)
-        head_on, fishing = Kinematics(6.0, 0.1, 180.0, 12.0), Kinematics(3.0, -3.0, 90.0, 8.0)
-        started, shown = time.monotonic(), ""
-        while time.monotonic() - started < args.seconds:
-            t = time.monotonic() - started
-            datagram = "\r\n".join([
-                nmea_out.rmc(*to_geographic(*_at(own, t), *origin), own.course_deg, own.speed_kn),
-                nmea_out.hdt(own.course_deg),
-                nmea_out.ais_position(440123450, *to_geographic(*_at(head_on, t), *origin), 180.0, 12.0),
-                nmea_out.ais_position(440999001, *to_geographic(*_at(fishing, t), *origin), 90.0, 8.0, status=7),
-                nmea_out.ttm(3, *_range_bearing(_at(own, t), _at(head_on, t)), 12.0, 180.0),
-            ]) + "\r\n"
-            sender.sendto(datagram.encode(), ("127.0.0.1", port))
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
-                rclpy.spin_once(node, timeout_sec=0.05)
-            fresh = [d for d in decisions if d.state != "avoiding"]  # holds repeat the manoeuvre: show the news
-            decisions.clear()
-            decision = fresh[-1] if fresh else None
-            if decision is not None and decision.rationale != shown:
-                shown = decision.rationale
-                row = {"t_s": round(t, 1), "state": decision.state, "rules": list(decision.rules),
-                       "rationale": decision.rationale, "targets": [
-                           f"{a.target_id}: {a.encounter_name} ({['none', 'give-way', 'stand-on'][a.role]})"
-                           for a in decision.assessments]}
-                report["decisions"].append(row)
-                if not args.json:
-                    print(f"[{t:5.1f} s] decision {decision.state}: {decision.rationale}", flush=True)
-        sender.close()
-        tracks = last.get("t")
-        report["tracks"] = [f"{x.id} sources={x.sources}" for x in tracks.targets] if tracks else []
-    finally:
-        supervisor.shutdown()
-    report["scenes"] = [{"text": s.text, "model": s.model, "corrections": list(s.corrections),
-                         "latency_s": round(s.latency_s, 2)} for s in report["scenes"]]
+    report = run_demo(args.seconds, said)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
@@ -221,15 +155,3 @@ def _demo(args) -> int:
                 print(f"   corrected: {correction}")
     acted = any(d["state"] in ("altering", "avoiding") for d in report["decisions"])
     return 0 if acted and report["scenes"] else 1
-
-
-def _at(kinematics, seconds: float) -> tuple[float, float]:
-    moved = kinematics.moved(seconds / 60.0)
-    return moved.north_nm, moved.east_nm
-
-
-def _range_bearing(own: tuple[float, float], other: tuple[float, float]) -> tuple[float, float]:
-    import math
-
-    north, east = other[0] - own[0], other[1] - own[1]
-    return math.hypot(north, east), math.degrees(math.atan2(east, north)) % 360.0

@@ -205,11 +205,28 @@ class CycleOptions:
     publish: bool = True
 
 
+def _write_recipe(work_dir: Path, dataset, preset: CropPreset, options: CycleOptions, decisions: int) -> Path:
+    """The builder recipe of one cycle: LoRA on the model in service, the cycle's data, a JSON-validity gate."""
+    import yaml
+
+    recipe_path = work_dir / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump({
+        "name": options.name, "version": options.version,
+        "description": f"{preset.name} greenhouse action model, continual-learning cycle from {decisions} decisions",
+        "base": options.current, "data": {"train": str(write_jsonl(work_dir / "train.jsonl", dataset.train)),
+                                          "eval": str(write_jsonl(work_dir / "eval.jsonl", dataset.eval))},
+        # the MLP too: mapping readings to values is more than the attention projections learn in a few hundred steps
+        "finetune": {"rank": 16, "alpha": 32, "steps": options.steps, "learning_rate": 0.001, "batch_size": 4,
+                     "target_modules": list(LORA_MODULES), "precision": "auto"},
+        "quantizations": ["q8_0"], "publish_adapter": False,
+        "evaluation": {"metric": "json_valid", "max_tokens": ANSWER_TOKENS}, "gates": {"min_metric": 0.5},
+        "device_profiles": ["edge-cpu-2c-4gb"]}, sort_keys=False))
+    return recipe_path
+
+
 def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOptions, work_dir: Path, say) -> dict:
     """Dataset -> builder (LoRA fine-tune, GGUF, quantise, the builder's own gate) -> both models in the simulator
     on the held-out days -> publish the candidate only if it beats the current model."""
-    import yaml
-
     from tango2_ros import paths
     from tango2_ros.builder.pipeline import build, publish_candidate
     from tango2_ros.builder.recipe import load_recipe
@@ -227,19 +244,7 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     say(f"dataset: {len(dataset.train)} training and {len(dataset.eval)} evaluation examples "
         f"({dataset.from_approved} approved decisions with the climate in band, {dataset.from_teacher} taught by "
         f"the baseline)")
-    recipe_path = work_dir / "recipe.yaml"
-    recipe_path.write_text(yaml.safe_dump({
-        "name": options.name, "version": options.version,
-        "description": f"{preset.name} greenhouse action model, continual-learning cycle from {len(records)} decisions",
-        "base": options.current, "data": {"train": str(write_jsonl(work_dir / "train.jsonl", dataset.train)),
-                                          "eval": str(write_jsonl(work_dir / "eval.jsonl", dataset.eval))},
-        # the MLP too: mapping readings to values is more than the attention projections learn in a few hundred steps
-        "finetune": {"rank": 16, "alpha": 32, "steps": options.steps, "learning_rate": 0.001, "batch_size": 4,
-                     "target_modules": list(LORA_MODULES), "precision": "auto"},
-        "quantizations": ["q8_0"], "publish_adapter": False,
-        "evaluation": {"metric": "json_valid", "max_tokens": ANSWER_TOKENS}, "gates": {"min_metric": 0.5},
-        "device_profiles": ["edge-cpu-2c-4gb"]}, sort_keys=False))
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(_write_recipe(work_dir, dataset, preset, options, len(records)))
     trust, key = TrustStore(paths.trusted_keys_dir()), paths.signing_key_path()
     store = open_store(paths.default_store())
     result = build(recipe, store, ArtifactCache(paths.cache_dir(), trust), trust, key, work_dir / "build", say,

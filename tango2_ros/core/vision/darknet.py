@@ -81,91 +81,113 @@ class _Weights:
             raise DarknetError(f"{self.path} has {self.data.size - self.offset} weights the cfg does not use")
 
 
+class _Graph:
+    """The ONNX graph being built, layer by layer, as Darknet's cfg sections list them."""
+
+    def __init__(self, weights: _Weights, channels: int) -> None:
+        self.weights = weights
+        self.nodes, self.initializers, self.outputs, self.heads = [], [], [], []
+        self.names: list[str] = []  # output tensor of each layer
+        self.depths: list[int] = []  # channels of each layer's output
+        self.current, self.depth = "images", channels
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def add(self, index: int, section) -> None:
+        handler = {"convolutional": self._convolutional, "maxpool": self._maxpool, "upsample": self._upsample,
+                   "route": self._route, "shortcut": self._shortcut, "yolo": self._yolo}.get(section.kind)
+        if handler is None:
+            raise DarknetError(f"[{section.kind}] at line {section.line} is not supported")
+        handler(f"l{index}", index, section)
+        self.names.append(self.current)
+        self.depths.append(self.depth)
+
+    def _convolutional(self, tag: str, _index: int, section) -> None:
+        filters, size = section.int("filters"), section.int("size")
+        stride, pad = section.int("stride", 1), size // 2 if section.int("pad", 0) else section.int("padding", 0)
+        weights = self.weights
+        if section.int("batch_normalize", 0):
+            bias, scale, mean, var = (weights.take(filters) for _ in range(4))
+        else:
+            bias, scale, mean, var = weights.take(filters), None, None, None
+        kernel = weights.take(filters * self.depth * size * size).reshape(filters, self.depth, size, size).copy()
+        if scale is not None:  # fold batch norm: y = scale * (conv - mean) / sqrt(var + eps) + bias
+            factor = scale / np.sqrt(var + BN_EPSILON)
+            kernel *= factor[:, None, None, None]
+            bias = bias - mean * factor
+        self.nodes.append(helper.make_node(
+            "Conv", [self.current, self.const(f"{tag}_w", kernel.astype(np.float32)),
+                     self.const(f"{tag}_b", bias.astype(np.float32))],
+            [f"{tag}_conv"], kernel_shape=[size, size], strides=[stride, stride], pads=[pad] * 4))
+        self.current, self.depth = f"{tag}_conv", filters
+        activation = section.options.get("activation", "linear")
+        if activation == "leaky":
+            self.nodes.append(helper.make_node("LeakyRelu", [self.current], [f"{tag}_act"], alpha=LEAKY_SLOPE))
+            self.current = f"{tag}_act"
+        elif activation != "linear":
+            raise DarknetError(f"[convolutional] at line {section.line}: activation {activation!r} is not supported")
+
+    def _maxpool(self, tag: str, _index: int, section) -> None:
+        size, stride = section.int("size", 2), section.int("stride", 2)
+        extra = section.int("padding", size - 1)
+        self.nodes.append(helper.make_node(
+            "MaxPool", [self.current], [f"{tag}_pool"], kernel_shape=[size, size], strides=[stride, stride],
+            pads=[extra // 2, extra // 2, extra - extra // 2, extra - extra // 2]))
+        self.current = f"{tag}_pool"
+
+    def _upsample(self, tag: str, _index: int, section) -> None:
+        factor = float(section.int("stride", 2))
+        scales = self.const(f"{tag}_scales", np.array([1, 1, factor, factor], dtype=np.float32))
+        self.nodes.append(helper.make_node("Resize", [self.current, "", scales], [f"{tag}_up"], mode="nearest"))
+        self.current = f"{tag}_up"
+
+    def _route(self, tag: str, index: int, section) -> None:
+        sources = [index + v if v < 0 else v for v in (int(v) for v in section.options["layers"].split(","))]
+        if any(not 0 <= s < index for s in sources):
+            raise DarknetError(f"[route] at line {section.line} refers to a layer that does not exist")
+        if len(sources) == 1:
+            self.current, self.depth = self.names[sources[0]], self.depths[sources[0]]
+        else:
+            self.nodes.append(helper.make_node("Concat", [self.names[s] for s in sources], [f"{tag}_route"], axis=1))
+            self.current, self.depth = f"{tag}_route", sum(self.depths[s] for s in sources)
+
+    def _shortcut(self, tag: str, index: int, section) -> None:
+        source = index + section.int("from") if section.int("from") < 0 else section.int("from")
+        self.nodes.append(helper.make_node("Add", [self.current, self.names[source]], [f"{tag}_add"]))
+        self.current = f"{tag}_add"
+
+    def _yolo(self, _tag: str, _index: int, section) -> None:
+        anchors = [int(v) for v in section.options["anchors"].split(",")]
+        mask = [int(v) for v in section.options["mask"].split(",")]
+        head = {"output": f"head{len(self.heads)}", "anchors": [anchors[2 * m:2 * m + 2] for m in mask],
+                "classes": section.int("classes")}
+        self.heads.append(head)
+        self.nodes.append(helper.make_node("Identity", [self.current], [head["output"]]))
+        self.outputs.append(helper.make_tensor_value_info(head["output"], TensorProto.FLOAT,
+                                                          ["batch", self.depth, f"h{len(self.heads)}",
+                                                           f"w{len(self.heads)}"]))
+
+
 def convert(cfg_path: Path, weights_path: Path, out_path: Path) -> dict:
     """Write the ONNX model; return its yolo metadata."""
     sections = parse_cfg(cfg_path)
     net = sections[0]
     width, height, channels = net.int("width"), net.int("height"), net.int("channels", 3)
     weights = _Weights(weights_path)
-    nodes, initializers, outputs, heads = [], [], [], []
-    names: list[str] = []  # output tensor of each layer
-    depths: list[int] = []  # channels of each layer's output
-    current, depth = "images", channels
-
-    def const(name: str, array: np.ndarray) -> str:
-        initializers.append(numpy_helper.from_array(array, name))
-        return name
-
+    graph_builder = _Graph(weights, channels)
     for index, section in enumerate(sections[1:]):
-        tag = f"l{index}"
-        if section.kind == "convolutional":
-            filters, size = section.int("filters"), section.int("size")
-            stride, pad = section.int("stride", 1), size // 2 if section.int("pad", 0) else section.int("padding", 0)
-            if section.int("batch_normalize", 0):
-                bias, scale, mean, var = (weights.take(filters) for _ in range(4))
-            else:
-                bias, scale, mean, var = weights.take(filters), None, None, None
-            kernel = weights.take(filters * depth * size * size).reshape(filters, depth, size, size).copy()
-            if scale is not None:  # fold batch norm: y = scale * (conv - mean) / sqrt(var + eps) + bias
-                factor = scale / np.sqrt(var + BN_EPSILON)
-                kernel *= factor[:, None, None, None]
-                bias = bias - mean * factor
-            nodes.append(helper.make_node(
-                "Conv", [current, const(f"{tag}_w", kernel.astype(np.float32)), const(f"{tag}_b", bias.astype(np.float32))],
-                [f"{tag}_conv"], kernel_shape=[size, size], strides=[stride, stride], pads=[pad] * 4))
-            current, depth = f"{tag}_conv", filters
-            activation = section.options.get("activation", "linear")
-            if activation == "leaky":
-                nodes.append(helper.make_node("LeakyRelu", [current], [f"{tag}_act"], alpha=LEAKY_SLOPE))
-                current = f"{tag}_act"
-            elif activation != "linear":
-                raise DarknetError(f"[convolutional] at line {section.line}: activation {activation!r} is not supported")
-        elif section.kind == "maxpool":
-            size, stride = section.int("size", 2), section.int("stride", 2)
-            extra = section.int("padding", size - 1)
-            nodes.append(helper.make_node("MaxPool", [current], [f"{tag}_pool"], kernel_shape=[size, size],
-                                          strides=[stride, stride], pads=[extra // 2, extra // 2, extra - extra // 2,
-                                                                          extra - extra // 2]))
-            current = f"{tag}_pool"
-        elif section.kind == "upsample":
-            factor = float(section.int("stride", 2))
-            scales = const(f"{tag}_scales", np.array([1, 1, factor, factor], dtype=np.float32))
-            nodes.append(helper.make_node("Resize", [current, "", scales], [f"{tag}_up"], mode="nearest"))
-            current = f"{tag}_up"
-        elif section.kind == "route":
-            layers = [int(v) for v in section.options["layers"].split(",")]
-            sources = [index + v if v < 0 else v for v in layers]
-            if any(not 0 <= s < index for s in sources):
-                raise DarknetError(f"[route] at line {section.line} refers to a layer that does not exist")
-            if len(sources) == 1:
-                current, depth = names[sources[0]], depths[sources[0]]
-            else:
-                nodes.append(helper.make_node("Concat", [names[s] for s in sources], [f"{tag}_route"], axis=1))
-                current, depth = f"{tag}_route", sum(depths[s] for s in sources)
-        elif section.kind == "shortcut":
-            source = index + section.int("from") if section.int("from") < 0 else section.int("from")
-            nodes.append(helper.make_node("Add", [current, names[source]], [f"{tag}_add"]))
-            current = f"{tag}_add"
-        elif section.kind == "yolo":
-            anchors = [int(v) for v in section.options["anchors"].split(",")]
-            mask = [int(v) for v in section.options["mask"].split(",")]
-            heads.append({"output": f"head{len(heads)}", "anchors": [anchors[2 * m:2 * m + 2] for m in mask],
-                          "classes": section.int("classes")})
-            nodes.append(helper.make_node("Identity", [current], [heads[-1]["output"]]))
-            outputs.append(helper.make_tensor_value_info(heads[-1]["output"], TensorProto.FLOAT,
-                                                         ["batch", depth, f"h{len(heads)}", f"w{len(heads)}"]))
-        else:
-            raise DarknetError(f"[{section.kind}] at line {section.line} is not supported")
-        names.append(current)
-        depths.append(depth)
+        graph_builder.add(index, section)
     weights.check_consumed()
-    if not heads:
+    if not graph_builder.heads:
         raise DarknetError(f"{cfg_path} has no [yolo] layer")
     graph = helper.make_graph(
-        nodes, "yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", channels, height, width])],
-        outputs, initializers)
+        graph_builder.nodes, "yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", channels, height, width])],
+        graph_builder.outputs, graph_builder.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tango2-darknet")
-    metadata = {"input_width": width, "input_height": height, "heads": heads}
+    metadata = {"input_width": width, "input_height": height, "heads": graph_builder.heads}
     helper.set_model_props(model, {"yolo": json.dumps(metadata)})
     onnx.checker.check_model(model)
     out_path.parent.mkdir(parents=True, exist_ok=True)
