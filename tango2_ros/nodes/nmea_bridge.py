@@ -15,6 +15,7 @@ sensor cycle with its RMC gets one picture per cycle. Cleaning up the node (life
 """
 from __future__ import annotations
 
+import math
 import socket
 import struct
 import threading
@@ -154,7 +155,7 @@ class NmeaBridge(Tango2Node):
         with self._lock:
             own = self._picture.own_ship(time.monotonic())
         message = own_ship_to_ros(own)
-        if self.param("stamp_with_gnss_time") and own.utc_s == own.utc_s:  # not NaN
+        if self.param("stamp_with_gnss_time") and math.isfinite(own.utc_s):
             message.header.stamp = Time(nanoseconds=round(own.utc_s * 1e9)).to_msg()  # the instant of the fix
         else:
             message.header.stamp = self.get_clock().now().to_msg()
@@ -169,7 +170,7 @@ class NmeaBridge(Tango2Node):
                             **self._counts, last_rejected=self._last_error, latitude_deg=f"{state.latitude_deg:.5f}",
                             longitude_deg=f"{state.longitude_deg:.5f}")
         else:
-            reason = "no position yet" if state.position_age_s == float("inf") else \
+            reason = "no position yet" if math.isinf(state.position_age_s) else \
                 f"position invalid or {state.position_age_s:.1f} s old"
             self.set_status(WARN, reason, **self._counts, last_rejected=self._last_error)
 

@@ -85,7 +85,21 @@ def test_a_damaged_release_is_refused_and_nothing_is_published(built, damage, me
     assert built["store"].names() == []
 
 
-def test_every_release_in_the_repository_verifies():
-    for release in find_releases(releases_dir()):
-        assert release.rebuild.startswith("tango2 "), release.reference
-        assert release.manifest.metrics, f"{release.reference} has no evaluation figures"
+def test_every_release_in_the_repository_verifies_loads_and_passes_its_recipes_gate():
+    from pathlib import Path
+
+    from tango2_ros.builder.recipe import load_recipe
+    from tango2_ros.core.runtime.onnx import OnnxRuntime
+
+    releases = find_releases(releases_dir())
+    assert releases, "the repository ships its trained releases"
+    for release in releases:
+        command = release.rebuild.split()
+        assert command[:2] == ["tango2", "build"], release.reference
+        recipe = load_recipe(Path(releases_dir()).parents[1] / command[2])
+        assert recipe.name == release.manifest.name
+        assert release.manifest.metrics[recipe.metric] >= recipe.min_metric, release.manifest.metrics
+        primary = release.folder / release.manifest.primary_file.path
+        if release.manifest.format == "onnx":
+            runtime = OnnxRuntime(primary, threads=1)
+            assert runtime.health_check(budget_s=30.0).ok
