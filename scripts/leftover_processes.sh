@@ -8,8 +8,8 @@ leftovers=()
 for environ in /proc/[0-9]*/environ; do
   pid="${environ#/proc/}"; pid="${pid%/environ}"
   [ "$pid" = "$$" ] && continue
-  if tr '\0' '\n' < "$environ" 2>/dev/null | grep -qx "TANGO2_TEST_RUN=$run_id"; then
-    leftovers+=("$pid $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)")
+  if { tr '\0' '\n' < "$environ"; } 2>/dev/null | grep -qx "TANGO2_TEST_RUN=$run_id"; then
+    leftovers+=("$pid $({ tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-160)")
   fi
 done
 [ ${#leftovers[@]} -eq 0 ] && exit 0

@@ -107,8 +107,7 @@ class SafetySupervisorNode(Tango2Node):
         state = self._pending[0]
         self._pending = None
         self._counts["fallbacks"] += 1
-        proposal, verdict = self._watchdog.take_over(conditions_from_state(state), stamp_to_seconds(state.header.stamp),
-                                                     f"watchdog: {why}")
+        proposal, verdict = self._watchdog.take_over(conditions_from_state(state), stamp_to_seconds(state.header.stamp))
         self._publish(verdict, proposal, state, "baseline", rationale=f"watchdog: {why}; the baseline controller decides")
 
     def _decide(self, proposal: dict | None, state: GreenhouseState | None, controller: str, model: str = "",

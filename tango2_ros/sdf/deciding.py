@@ -72,9 +72,9 @@ class LocalDecider:
         conditions = Conditions(climate.air_temperature_c, climate.is_day, climate.global_radiation_w_m2)
         if proposal is None:  # nothing valid in time
             why = getattr(self.controller, "last_error", "") or "no proposal"
-            _, verdict = self.watchdog.take_over(conditions, t_s, f"{self.controller.name}: {why}")
-            return Step(verdict.command, FALLBACK, verdict.reasons, verdict.clamps, None, "",
-                        getattr(self.controller, "model", ""))
+            _, verdict = self.watchdog.take_over(conditions, t_s)
+            return Step(verdict.command, FALLBACK, [f"{self.controller.name}: {why}; baseline decides"] + verdict.reasons,
+                        verdict.clamps, None, "", getattr(self.controller, "model", ""))
         verdict = self.supervisor.review(proposal, conditions, t_s)
         if hasattr(self.controller, "actuators"):
             self.controller.actuators = dict(verdict.command)

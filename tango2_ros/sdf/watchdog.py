@@ -22,8 +22,7 @@ class Watchdog:
         """Every state: the baseline's proposal for it, ready in case the controller fails this period."""
         self.standby = self.baseline.propose(seen) if seen is not None else None
 
-    def take_over(self, conditions: Conditions | None, now_s: float, why: str) -> tuple[dict | None, Verdict]:
-        """The period the controller could not decide: the baseline's proposal, reviewed like any other."""
-        verdict = self.supervisor.review(self.standby, conditions, now_s)
-        verdict.reasons.insert(0, f"{why}; the baseline decides")
-        return self.standby, verdict
+    def take_over(self, conditions: Conditions | None, now_s: float) -> tuple[dict | None, Verdict]:
+        """The period the controller could not decide: the baseline's proposal, reviewed like any other (the
+        supervisor's reasons, an emergency stop first, are the verdict's; the caller says why it took over)."""
+        return self.standby, self.supervisor.review(self.standby, conditions, now_s)

@@ -200,7 +200,8 @@ def test_findings_model_swap_at_run_time_and_clean_logs(hospital, findings_model
     broken = hospital["folder"] / "broken.onnx"
     broken.write_bytes(b"not a model")
     refused = result_of(loader.call_async(LoadModel.Request(model_path=str(broken), name="x", version="9")), 30)
-    assert not refused.success and "kept" in refused.message
+    assert not refused.success and "could not load" in refused.message
+    assert refused.active and refused.active == refused.previous  # the serving model serves on
     other = f"ct-findings-phantom@{findings_models[2]}"
     swapped = result_of(loader.call_async(LoadModel.Request(model_path=str(findings_models[1]),
                                                             name="ct-findings-phantom", version=findings_models[2])), 60)

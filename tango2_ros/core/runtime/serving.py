@@ -110,7 +110,7 @@ class ServedModel:
             kept = self.label
             self.on_status(ServingStatus(WARN, f"kept {kept}: {exc}", {"last_load_error": str(exc)}) if kept else
                            ServingStatus(ERROR, f"no model loaded: {exc}", {"last_load_error": str(exc)}))
-            return LoadOutcome(False, str(exc), previous, kept)
+            return LoadOutcome(False, str(exc), previous, kept)  # `active` says what serves on
         finally:
             self._swap_lock.release()
 
