@@ -12,6 +12,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from tango2_ros.sds.numbers import contradictions
+
 ENCOUNTER_WORDS = {
     "en": {"head-on": "meeting head-on", "crossing-give-way": "crossing from starboard",
            "crossing-stand-on": "crossing from port", "overtaking": "being overtaken by us",
@@ -42,6 +44,11 @@ class TargetFact:
     def clock(self) -> int:
         """Bearing as a clock position (12 = dead ahead, 3 = starboard beam)."""
         return round(self.relative_bearing_deg / 30.0) % 12 or 12
+
+    def numbers(self) -> dict[str, list[float]]:
+        """What a sentence about this target may state, by kind (tango2_ros.sds.numbers)."""
+        return {"distance": [self.range_nm, self.cpa_nm], "time": [self.tcpa_min], "clock": [float(self.clock)],
+                "angle": [self.relative_bearing_deg % 360.0]}
 
     @property
     def side(self) -> str:
@@ -179,7 +186,12 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact)
         return template_text(targets, action), ["the model's answer was not JSON: the description is built from the facts"]
     facts = {t.id: t for t in targets}
     corrections: list[str] = []
-    parts = [str(answer.get("situation", "")).strip()]
+    picture = _picture_numbers(targets, action)
+    situation = str(answer.get("situation", "")).strip()
+    wrong = contradictions(situation, picture)
+    if wrong:
+        corrections.append("situation: dropped, the model said " + ", ".join(wrong))
+    parts = [] if wrong else [situation]
     described = set()
     for item in answer.get("targets", []):
         fact = facts.get(item.get("id"))
@@ -189,6 +201,7 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact)
         described.add(fact.id)
         wrong = [f"{key} {item.get(key)!r} (fact: {getattr(fact, key)})" for key in ("encounter", "side")
                  if item.get(key) != getattr(fact, key)]
+        wrong += contradictions(str(item.get("description", "")), fact.numbers())
         if wrong:
             corrections.append(f"{fact.id}: replaced, the model said " + ", ".join(wrong))
             parts.append(target_sentence(fact))
@@ -205,5 +218,18 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact)
         corrections.append(f"advice: the model said {advice.get('direction')!r}, the decision is {action.direction!r}")
         parts.append(action_sentence(action))
     else:
-        parts.append(f"{action_sentence(action)} {str(advice.get('reason', '')).strip()}".strip())
+        reason = str(advice.get("reason", "")).strip()
+        wrong = contradictions(reason, picture)
+        if wrong:
+            corrections.append("advice reason: dropped, the model said " + ", ".join(wrong))
+        parts.append(f"{action_sentence(action)} {'' if wrong else reason}".strip())
     return " ".join(p for p in parts if p), corrections
+
+
+def _picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str, list[float]]:
+    """What a sentence about the whole picture may state: any target's numbers, the course change."""
+    numbers: dict[str, list[float]] = {"angle": [abs(action.course_change_deg)]}
+    for target in targets:
+        for kind, values in target.numbers().items():
+            numbers.setdefault(kind, []).extend(values)
+    return numbers

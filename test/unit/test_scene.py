@@ -2,6 +2,7 @@
 scene_llm with the real llm_node over ROS 2."""
 import json
 
+import pytest
 
 from tango2_ros.sds.scene import ActionFact, TargetFact, checked_text, schema, template_text
 
@@ -58,3 +59,44 @@ def test_depth_and_wind_from_own_ships_sensors_are_told_in_both_languages():
     assert "수심 25m, 풍향 045도 풍속 12노트." in template_text([], action, "ko", own)
     assert ("own_ship", "depth 25 m, wind 12 kn from 045") in facts_as_pairs([], action, own)
     assert "own_ship" not in dict(facts_as_pairs([], action))  # nothing reported, nothing said
+
+
+@pytest.mark.parametrize("description, wrong", [
+    ("Tanker 3.2 NM ahead, closest 0.4 NM in 12 min.", []),  # every number within the rounding written
+    ("Tanker about 3 nautical miles ahead at 12 o'clock.", []),
+    ("선수 3.2해리, 12분 후 최근접.", []),
+    ("Tanker 4.5 NM ahead.", ["4.5 NM"]),  # neither its range nor its CPA
+    ("Closest approach in 30 minutes.", ["30 minutes"]),
+    ("Tanker at 3 o'clock.", ["3 o'clock"]),
+    ("Tanker 3.25 NM ahead.", ["3.25 NM"]),  # written to the hundredth, so held to it: the range is 3.20
+])
+def test_numbers_in_a_description_must_match_the_facts_within_their_rounding(description, wrong):
+    from tango2_ros.sds.numbers import contradictions
+
+    fact = TargetFact("TS1", 2.0, 3.2, "head-on", "give-way", (14,), 0.4, 12.0)
+    found = contradictions(description, fact.numbers())
+    assert [w.split(" (")[0] for w in found] == wrong, found
+
+
+def test_a_description_with_a_wrong_number_is_replaced_by_the_facts():
+    answer = {"situation": "One ship.", "advice": {"direction": "starboard", "reason": "Rule 14."},
+              "targets": [{"id": HEAD_ON.id, "side": "ahead", "encounter": "head-on",
+                           "description": f"{HEAD_ON.range_nm + 2:.1f} NM ahead."}]}
+    text, corrections = checked_text(json.dumps(answer), [HEAD_ON], TURN)
+    assert any(c.startswith(f"{HEAD_ON.id}: replaced") and " NM (facts: " in c for c in corrections), corrections
+    assert f"{HEAD_ON.range_nm + 2:.1f} NM ahead." not in text
+
+
+def test_numbers_in_the_situation_and_the_advice_must_be_in_the_picture():
+    answer = {"situation": "Two ships, the nearer 9.9 NM away.", "advice": {"direction": "starboard",
+              "reason": "Alter 45 degrees for TS1."},
+              "targets": [{"id": t.id, "side": t.side, "encounter": t.encounter, "description": ""}
+                          for t in (HEAD_ON, PORT)]}
+    text, corrections = checked_text(json.dumps(answer), [HEAD_ON, PORT], TURN)
+    assert any(c.startswith("situation: dropped") and "9.9 NM" in c for c in corrections)
+    assert any(c.startswith("advice reason: dropped") and "45 degrees" in c for c in corrections)
+    assert "9.9" not in text and "45 degrees" not in text
+    answer.update(situation="Two ships, the nearer 4 NM away.", advice={"direction": "starboard",
+                                                                        "reason": "Alter 30 degrees."})
+    text, corrections = checked_text(json.dumps(answer), [HEAD_ON, PORT], TURN)
+    assert corrections == [] and "the nearer 4 NM away" in text and "Alter 30 degrees." in text
