@@ -22,11 +22,12 @@ from rcl_interfaces.srv import SetParameters
 
 from tango2_msgs.msg import (Detection, DetectionArray, NavigationDecision, OwnShipState, Target as TargetMsg,
                              TargetArray)
-from tango2_ros.ros.conversions.ship import category_to_ros, decision_from_ros, set_relative
+from tango2_ros.ros.conversions.ship import category_to_ros, decision_from_ros, own_ship_to_ros, set_relative
 from tango2_ros.ros.conversions.stamps import seconds_to_stamp, stamp_to_seconds
 from tango2_ros.sds import nmea_out
 from tango2_ros.sds.colreg import Decision, Target
 from tango2_ros.sds.geometry import NM_M, Kinematics, bearing, distance, relative, signed, to_geographic
+from tango2_ros.sds.picture import OwnShip
 from tango2_ros.sds.scenario import Scenario
 from tango2_ros.sds.simulator import SIM_EPOCH_S
 
@@ -114,11 +115,10 @@ class TrackLoop(_LockStepLoop):
 
     def _own(self, stamp: TimeMsg, own: Kinematics) -> OwnShipState:
         lat, lon = to_geographic(own.north_nm, own.east_nm, *self.scenario.origin)
-        message = OwnShipState(latitude_deg=lat, longitude_deg=lon, course_over_ground_deg=own.course_deg,
-                               speed_over_ground_kn=own.speed_kn, heading_deg=own.course_deg, position_valid=True,
-                               heading_valid=True, position_age_s=0.0, source="SIM")
+        message = own_ship_to_ros(OwnShip(latitude_deg=lat, longitude_deg=lon, course_deg=own.course_deg,
+                                          speed_kn=own.speed_kn, heading_deg=own.course_deg, position_valid=True,
+                                          heading_valid=True, position_age_s=0.0, sources=["SIM"]))
         message.header.stamp = stamp
-        message.header.frame_id = "wgs84"
         return message
 
     def _targets(self, stamp: TimeMsg, own: Kinematics, targets: list[Target]) -> TargetArray:
