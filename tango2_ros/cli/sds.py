@@ -4,6 +4,8 @@
     tango2 sds assess SCENARIO [--json]                 classification at the initial instant
     tango2 sds simulate SCENARIO [...] [--json] [--plot FILE.png | --plot-dir DIR] [--record FILE.mcap]
                         [--perfect-tracks | --in-process]
+    tango2 sds describe SCENARIO [...] [--lang en|ko] [--model NAME@SPEC|F.gguf] [--json]
+                                                        the situation in words at the initial instant, checked
     tango2 sds demo [--json]                            the sds profile fed with NMEA: decisions and descriptions
 
 `simulate` runs the closed loop through real nodes over ROS 2, started here in their own namespace: simulated
@@ -42,6 +44,13 @@ def register(commands) -> None:
                           help="feed the colreg node true tracks instead of simulated NMEA sensors")
     simulate.add_argument("--record", type=Path, metavar="FILE.mcap", help="record the run's topics (one scenario)")
     simulate.set_defaults(handler=_simulate)
+    describe = sub.add_parser("describe", help="describe each scenario at its initial instant, checked against "
+                              "the facts")
+    describe.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    describe.add_argument("--lang", choices=("en", "ko"), default="en")
+    describe.add_argument("--model", default=None, help="NAME@SPEC or F.gguf (default: what the sds profile deploys)")
+    describe.add_argument("--json", action="store_true")
+    describe.set_defaults(handler=_describe)
     demo = sub.add_parser("demo", help="bring up the sds profile, feed it NMEA/AIS over UDP, show what it decides")
     demo.add_argument("--seconds", type=float, default=25.0, help="how long to feed the encounter (default 25)")
     demo.add_argument("--json", action="store_true")
@@ -132,6 +141,75 @@ def _simulate(args) -> int:
         if rig is not None:
             rig.shutdown()
     return 1 if failures else 0
+
+
+def _describe(args) -> int:
+    """The scene describer on each scenario's initial picture, in process: the model writes under the facts' JSON
+    Schema, the fact check corrects it; `raw_text` is what the model wrote. In Korean the text is built from the
+    facts (no model here writes usable Korean yet)."""
+    import json
+    import time
+
+    from tango2_ros.sds import scene
+    from tango2_ros.sds.colreg import ColregParameters, Navigator, Target
+
+    scenarios = _scenarios(args.scenarios)
+    writer = None if args.lang == "ko" else _describer(args.model or _profile_model("sds", "llm"))
+    for scenario in scenarios:
+        targets = [Target(s.id, s.start, s.category) for s in scenario.targets]
+        decision = Navigator(ColregParameters(safety_distance_nm=scenario.safety_distance_nm)).decide(
+            scenario.own.start, scenario.goal, targets, scenario.visibility_nm)
+        facts, action = scene.facts_of(decision)
+        started = time.monotonic()
+        if writer is None:
+            raw = text = scene.template_text(facts, action, "ko")
+            model, corrections = "templates", []
+        else:
+            model, raw, error = writer(facts, action)
+            text, corrections = scene.checked_text(raw, facts, action) if not error else (
+                scene.template_text(facts, action), [f"{error}: described from the facts"])
+        row = {"scenario": scenario.name, "lang": args.lang, "model": model, "raw_text": raw, "text": text,
+               "corrections": corrections, "latency_s": round(time.monotonic() - started, 3)}
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+        else:
+            print(f"{scenario.name} ({model}): {text}" + "".join(f"\n   corrected: {c}" for c in corrections))
+    return 0
+
+
+def _describer(reference: str):
+    """(facts, action) -> (model label, what it wrote, error) with the LLM runtime in this process."""
+    import json
+
+    from tango2_ros.cli.model_files import model_file
+    from tango2_ros.core.runtime.base import ModelLoadError
+    from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+    from tango2_ros.core.runtime.schema import compile_schema
+    from tango2_ros.sds import scene
+
+    path, name, version = model_file(reference)
+    try:
+        runtime = LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=2048), name=name, version=version)
+    except ModelLoadError as exc:
+        raise UserError(str(exc)) from None
+
+    def write(facts, action):
+        result = runtime.generate(runtime.chat_prompt([ChatTurn("user", scene.prompt(facts, action))]),
+                                  max_tokens=480, schema=compile_schema(json.dumps(scene.schema(facts))))
+        failed = result.finish_reason not in ("stop", "length") or not result.text
+        return runtime.identity.label, result.text, (result.error or result.finish_reason) if failed else ""
+
+    return write
+
+
+def _profile_model(profile_name: str, slot: str) -> str:
+    """NAME@VERSION (or @latest) that a profile's model manager deploys to a slot."""
+    from tango2_ros.bringup.profiles import load_profile
+
+    manager = next((n for n in load_profile(profile_name).nodes if n.executable == "model_manager"), None)
+    if manager is None or f"{slot}.model" not in manager.parameters:
+        raise UserError(f"the {profile_name} profile deploys no model to a slot {slot!r}: give --model")
+    return f"{manager.parameters[f'{slot}.model']}@{manager.parameters.get(f'{slot}.version') or 'latest'}"
 
 
 def _demo(args) -> int:

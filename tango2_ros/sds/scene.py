@@ -233,3 +233,16 @@ def _picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str,
         for kind, values in target.numbers().items():
             numbers.setdefault(kind, []).extend(values)
     return numbers
+
+
+MAX_TARGETS = 5
+
+
+def facts_of(decision, max_targets: int = MAX_TARGETS) -> tuple[list[TargetFact], ActionFact]:
+    """The description's facts from a COLREG decision (tango2_ros.sds.colreg.Decision): the targets in the order
+    of their risk (the encounters first, the soonest closest approach first), and the action."""
+    targets = [TargetFact(a.target_id, a.relative_bearing_deg, a.distance_nm, a.encounter, a.role, tuple(a.rules),
+                          a.cpa_nm, a.tcpa_min) for a in decision.assessments]
+    targets.sort(key=lambda f: (f.encounter == "safe", f.tcpa_min if f.tcpa_min >= 0 else math.inf))
+    return targets[:max_targets], ActionFact(decision.state, decision.course_change_deg, decision.speed_change_kn,
+                                             tuple(decision.rules))

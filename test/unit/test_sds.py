@@ -144,3 +144,24 @@ def test_assess_cli_and_bad_input():
                        (["imazu-01", "--in-process", "--record", "x.mcap"], "need the ROS nodes")):
         refused = subprocess.run([*TANGO2, "simulate", *bad], capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+
+
+def test_describe_gives_what_the_model_wrote_and_what_the_check_made_of_it():
+    done = subprocess.run([*TANGO2, "describe", "imazu-05", "rule18-fishing-crossing-port", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["scenario"] for r in rows] == ["imazu-05", "rule18-fishing-crossing-port"]
+    for row in rows:
+        assert set(row) == {"scenario", "lang", "model", "raw_text", "text", "corrections", "latency_s"}
+        assert row["model"] == "smollm2-135m-instruct@1.0.0" and row["lang"] == "en" and row["text"]
+        # every target the decision names is in the checked text, whatever the model wrote
+        assert all(t in row["text"] for t in (("TS1", "TS2") if row["scenario"] == "imazu-05" else ("F1",)))
+    korean = subprocess.run([*TANGO2, "describe", "imazu-05", "--lang", "ko", "--json"], capture_output=True,
+                            text=True, timeout=60)
+    row = json.loads(korean.stdout)
+    assert row["model"] == "templates" and "정면으로 마주침" in row["text"] and row["corrections"] == []
+    for bad, words in ((["atlantis"], "neither a file nor built in"), (["imazu-05", "--model", "none.gguf"],
+                                                                        "no such file")):
+        refused = subprocess.run([*TANGO2, "describe", *bad], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
