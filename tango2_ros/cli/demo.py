@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from tango2_msgs.action import Generate
-from tango2_msgs.msg import ChatMessage, ModelStatus
+from tango2_msgs.msg import ChatMessage
 from tango2_ros.bringup.profiles import load_profile
 from tango2_ros.cli.output import emit
 from tango2_ros.ros.actions import goal_result, spinning_wait
+from tango2_ros.ros.deployments import wait_for_deployments
 
 DEMO_SCHEMA = {
     "type": "object",
@@ -66,14 +65,7 @@ def run(args) -> int:
 
 def _wait_for_deployment(node, *, quiet: bool, timeout_s: float = 60.0) -> dict:
     """Wait until the model manager reports the slot's signed version serving (its status topic is latched)."""
-    events: list[ModelStatus] = []
-    latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    subscription = node.create_subscription(ModelStatus, "/tango2/models/status", events.append, latched)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not any(e.model.state in ("active", "failed") for e in events):
-        rclpy.spin_once(node, timeout_sec=0.2)
-    node.destroy_subscription(subscription)
-    final = next((e for e in reversed(events) if e.model.state in ("active", "failed")), None)
+    final = wait_for_deployments(node, "/tango2/models/status", ["llm"], timeout_s)["llm"]
     if final is None:
         deployment = {"state": "unknown", "detail": f"no deployment event within {timeout_s:.0f} s"}
     else:

@@ -3,17 +3,14 @@ broker and the plant's Modbus server, in their own namespace; the plant drives t
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile
-
-from tango2_msgs.msg import ModelInfo, ModelStatus
+from tango2_msgs.msg import ModelInfo
 from tango2_ros.bringup.profiles import NodeSpec, Profile
 from tango2_ros.bringup.supervisor import Supervisor
 from tango2_ros.core.net import free_port
 from tango2_ros.errors import UserError
+from tango2_ros.ros.deployments import wait_for_deployments
 from tango2_ros.sdf.field import MqttBroker
 from tango2_ros.sim import SIM_NAMESPACE
 from tango2_ros.sim.farm_loop import RosFarmLoop
@@ -84,18 +81,8 @@ def _model_manager(reference: str):
 
 def _wait_deployed(node, reference: str, timeout_s: float = 120.0) -> None:
     """Until the model manager reports the LAM's model active in the llm_node; its refusal is the user's error."""
-    events: list[ModelStatus] = []
-    latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    subscription = node.create_subscription(ModelStatus, f"{SIM_NAMESPACE}/models/status", events.append, latched)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-            for event in events:
-                if event.model.state == ModelInfo.STATE_ACTIVE:
-                    return
-                if event.model.state == ModelInfo.STATE_FAILED:
-                    raise UserError(f"--model {reference}: the model manager did not deploy it: {event.model.reason}")
+    event = wait_for_deployments(node, f"{SIM_NAMESPACE}/models/status", ["lam"], timeout_s)["lam"]
+    if event is None:
         raise UserError(f"--model {reference}: not deployed within {timeout_s:.0f} s")
-    finally:
-        node.destroy_subscription(subscription)
+    if event.model.state == ModelInfo.STATE_FAILED:
+        raise UserError(f"--model {reference}: the model manager did not deploy it: {event.model.reason}")

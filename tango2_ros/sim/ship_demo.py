@@ -18,6 +18,7 @@ from tango2_ros.bringup.supervisor import Supervisor
 from tango2_ros.core.net import free_port
 from tango2_ros.errors import UserError
 from tango2_ros.ros.conversions.ship import ROLE_FROM_ROS
+from tango2_ros.ros.deployments import wait_for_deployments
 from tango2_ros.sds import nmea_out
 from tango2_ros.sds.geometry import Kinematics, bearing, distance, to_geographic
 
@@ -51,9 +52,13 @@ def _demo_profile(port: int) -> Profile:
                                         for spec in profile.nodes))
 
 
+DESCRIPTION_WAIT_S = 90.0  # past `seconds`, how long the encounter goes on while no description has come yet
+
+
 def run_demo(seconds: float, on_decision: Callable[[dict], None]) -> dict:
-    """Bring the profile up, send the encounter once a second, collect decisions (new ones only), the fused
-    tracks and the descriptions."""
+    """Bring the profile up, send the encounter once a second for `seconds` (and on until the first description,
+    at most DESCRIPTION_WAIT_S more: the model writes it), collect decisions (new ones only), the fused tracks and
+    the descriptions."""
     port = free_port()
     supervisor = Supervisor(_demo_profile(port), out=sys.stderr)
     report: dict = {"decisions": [], "scenes": [], "tracks": []}
@@ -61,12 +66,16 @@ def run_demo(seconds: float, on_decision: Callable[[dict], None]) -> dict:
         if not supervisor.start():
             raise UserError("the sds profile did not come up")
         node, last, decisions, scenes = supervisor.node, {}, [], []
+        # the model manager's first deployments load beside the embedded models: let them finish first
+        deployed = wait_for_deployments(node, "/tango2/models/status", ["llm", "detector"], 180.0)
+        report["deployments"] = {slot: f"{e.model.name}@{e.model.version} {e.model.state}" if e else "none"
+                                 for slot, e in deployed.items()}
         node.create_subscription(NavigationDecision, "/tango2/sds/decision", decisions.append, 50)
         node.create_subscription(TargetArray, "/tango2/sds/targets", lambda m: last.__setitem__("t", m), 10)
         node.create_subscription(SceneDescription, "/tango2/sds/scene", scenes.append, QoSProfile(depth=10))
         started, shown = time.monotonic(), ""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-            while (t := time.monotonic() - started) < seconds:
+            while (t := time.monotonic() - started) < seconds or (not scenes and t < seconds + DESCRIPTION_WAIT_S):
                 sender.sendto(encounter_datagram(t), ("127.0.0.1", port))
                 deadline = time.monotonic() + 1.0
                 while time.monotonic() < deadline:
