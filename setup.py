@@ -18,6 +18,11 @@ def tree(folder: str, pattern: str) -> list[str]:
     return sorted(glob(f"{folder}/{pattern}"))
 
 
+def releases() -> list[tuple[str, list[str]]]:
+    """The trained releases kept in the repository (models/releases/<name>/<version>/), installed as they are."""
+    return [(f"share/{PACKAGE}/{folder}", tree(folder, "*")) for folder in sorted(glob("models/releases/*/*"))]
+
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -28,6 +33,7 @@ setup(
         (f"share/{PACKAGE}/launch", tree("launch", "*.launch.py")),
         (f"share/{PACKAGE}/config", tree("config", "*.*")),
         (f"share/{PACKAGE}/config/profiles", tree("config/profiles", "*.yaml")),
+        *releases(),
     ],
     install_requires=["setuptools", "pyyaml", "numpy", "jsonschema"],
     zip_safe=True,

@@ -28,6 +28,8 @@ def test_colcon_builds_and_installs_both_packages(tmp_path):
     assert (install / "tango2_ros" / "lib" / "tango2_ros" / "llm_node").is_file()  # `ros2 run tango2_ros llm_node`
     assert (install / "tango2_ros" / "share" / "tango2_ros" / "launch" / "llm.launch.py").is_file()
     assert (install / "tango2_ros" / "share" / "tango2_ros" / "config" / "profiles" / "llm.yaml").is_file()
+    releases = install / "tango2_ros" / "share" / "tango2_ros" / "models" / "releases"
+    assert (releases / "ct-findings-phantom" / "1.1.0-f32" / "manifest.json").is_file()  # set-up's import finds it
     assert (install / "tango2_ros" / "share" / "ament_index" / "resource_index" / "packages" / "tango2_ros").is_file()
     # the colcon-built messages import from the install space, as after `source install/setup.bash`
     site = next((install / "tango2_msgs" / "lib").glob("python3*/site-packages"))
