@@ -21,8 +21,6 @@ from tango2_ros.ros.llm_client import LlmAnswer, LlmClient
 from tango2_ros.sds import scene
 from tango2_ros.sds.geometry import NM_M
 
-MAX_TARGETS = 5
-
 
 class SceneLlm(Tango2Node):
     def __init__(self) -> None:
@@ -106,10 +104,7 @@ class SceneLlm(Tango2Node):
             id=a.target_id, relative_bearing_deg=a.relative_bearing_deg, range_nm=self._ranges.get(a.target_id, math.nan),
             encounter=a.encounter_name, role=ROLE_FROM_ROS.get(a.role, "none"),
             rules=tuple(a.rules), cpa_nm=a.cpa_m / NM_M, tcpa_min=a.tcpa_s / 60.0) for a in decision.assessments]
-        facts.sort(key=lambda f: (f.encounter == "safe", f.tcpa_min if f.tcpa_min >= 0 else math.inf))
-        action = scene.ActionFact(decision.state, decision.course_change_deg, decision.speed_change_kn,
-                                  tuple(decision.rules))
-        return facts[:MAX_TARGETS], action
+        return scene.ranked(facts), scene.action_of(decision)
 
     def _publish(self, text: str, corrections: list[str], targets, action, model: str, started: float) -> None:
         message = SceneDescription(

@@ -238,11 +238,20 @@ def _picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str,
 MAX_TARGETS = 5
 
 
-def facts_of(decision, max_targets: int = MAX_TARGETS) -> tuple[list[TargetFact], ActionFact]:
-    """The description's facts from a COLREG decision (tango2_ros.sds.colreg.Decision): the targets in the order
-    of their risk (the encounters first, the soonest closest approach first), and the action."""
+def ranked(targets: list[TargetFact], max_targets: int = MAX_TARGETS) -> list[TargetFact]:
+    """The targets a description names, in the order of their risk: the encounters first, the soonest closest
+    approach first."""
+    return sorted(targets, key=lambda f: (f.encounter == "safe", f.tcpa_min if f.tcpa_min >= 0 else math.inf))[
+        :max_targets]
+
+
+def action_of(decision) -> ActionFact:
+    """The action of a decision (a colreg.Decision or a NavigationDecision message: the same fields)."""
+    return ActionFact(decision.state, decision.course_change_deg, decision.speed_change_kn, tuple(decision.rules))
+
+
+def facts_of(decision) -> tuple[list[TargetFact], ActionFact]:
+    """The description's facts from a COLREG decision (tango2_ros.sds.colreg.Decision)."""
     targets = [TargetFact(a.target_id, a.relative_bearing_deg, a.distance_nm, a.encounter, a.role, tuple(a.rules),
                           a.cpa_nm, a.tcpa_min) for a in decision.assessments]
-    targets.sort(key=lambda f: (f.encounter == "safe", f.tcpa_min if f.tcpa_min >= 0 else math.inf))
-    return targets[:max_targets], ActionFact(decision.state, decision.course_change_deg, decision.speed_change_kn,
-                                             tuple(decision.rules))
+    return ranked(targets), action_of(decision)

@@ -68,11 +68,7 @@ def import_releases(root: Path, store: Store, trust: TrustStore, private_key: Pa
     for release in releases:
         with tempfile.TemporaryDirectory(prefix="tango2-release-") as scratch:
             bundle = Path(scratch) / "bundle"
-            bundle.mkdir()
-            shutil.copyfile(release.folder / MANIFEST_FILE, bundle / MANIFEST_FILE)
-            for entry in release.manifest.files:
-                (bundle / entry.path).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(release.folder / entry.path, bundle / entry.path)
+            _copy_artifact(release.folder, bundle, release.manifest)
             sign_bundle(bundle, private_key)
             try:
                 _, new = publish_bundle(store, bundle, trust)
@@ -94,14 +90,19 @@ def export_release(folder: Path, root: Path, tags: list[str], rebuild: str, repo
     target = root / manifest.name / manifest.version
     if target.exists():
         raise ArtifactError(f"{target} exists: releases are immutable (build a new version)")
-    target.mkdir(parents=True)
-    shutil.copyfile(folder / MANIFEST_FILE, target / MANIFEST_FILE)
-    for entry in manifest.files:
-        (target / entry.path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / entry.path, target / entry.path)
+    _copy_artifact(folder, target, manifest)
     for name in REPORT_FILES:
         if report_dir is not None and (report_dir / name).is_file():
             shutil.copyfile(report_dir / name, target / name)
     (target / RELEASE_FILE).write_text(json.dumps({"tags": list(tags), "rebuild": rebuild}, indent=1) + "\n",
                                        encoding="utf-8")
     return target
+
+
+def _copy_artifact(source: Path, target: Path, manifest: Manifest) -> None:
+    """The manifest and the files it lists (no signature: whoever publishes signs)."""
+    target.mkdir(parents=True)
+    shutil.copyfile(source / MANIFEST_FILE, target / MANIFEST_FILE)
+    for entry in manifest.files:
+        (target / entry.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / entry.path, target / entry.path)

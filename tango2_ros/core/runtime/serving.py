@@ -2,7 +2,7 @@
 the load protocol (load beside the serving model, warm up, health-check, switch between requests, keep the old
 one on any failure) and the per-deployment counters the model manager judges a new version by.
 
-ROS-free; `tango2_ros.ros.model_serving` puts it behind a node's `~/load_model` service and /diagnostics.
+ROS-free; `tango2_ros.nodes.serving` puts it behind a node's `~/load_model` service and /diagnostics.
 """
 from __future__ import annotations
 
