@@ -1,7 +1,8 @@
 """Training and evaluation examples: JSONL, one chat per line.
 
 Each line is `{"messages": [{"role": ..., "content": ...}, ..., {"role": "assistant", "content": answer}]}` or
-`{"prompt": ..., "completion": ...}` (one user turn and its answer). For evaluation the last assistant turn is
+`{"prompt": ..., "completion": ...}` (one user turn and its answer), optionally with `"check": {...}`, the
+context a teacher's check judges the answer in (tango2_ros.builder.teachers). For evaluation the last assistant turn is
 the expected answer and the turns before it are the prompt.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ ROLES = ("system", "user", "assistant")
 @dataclass(frozen=True)
 class Example:
     messages: tuple[tuple[str, str], ...]  # (role, content), the last one the assistant's answer
+    check: dict | None = None  # what a teacher's check needs to judge an answer (builder.teachers)
 
     @property
     def prompt(self) -> list[dict[str, str]]:
@@ -107,4 +109,7 @@ def _example(data) -> Example:
         raise ValueError("a line needs 'messages' or 'prompt' and 'completion'")
     if messages[-1][0] != "assistant" or not messages[-1][1].strip():
         raise ValueError("the last turn must be the assistant's non-empty answer")
-    return Example(tuple(messages))
+    check = data.get("check")
+    if check is not None and not (isinstance(check, dict) and isinstance(check.get("task"), str)):
+        raise ValueError("'check' must be an object with a 'task'")
+    return Example(tuple(messages), check)

@@ -39,24 +39,37 @@ def _normal(text: str) -> str:
 
 
 def run(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tokens: int, threads: int) -> Evaluation:
-    runtime = LlmRuntime(str(model), LlmOptions(n_threads=threads, n_parallel=1, n_ctx_per_seq=1024,
+    """Greedy answers to each example; with `fact_check` under the example's JSON Schema (as served), scored by
+    its teacher's check and grouped by the check's language."""
+    from tango2_ros.builder.teachers import corrections
+    from tango2_ros.core.runtime.schema import compile_schema
+
+    runtime = LlmRuntime(str(model), LlmOptions(n_threads=threads, n_parallel=1, n_ctx_per_seq=2048,
                                                 lora_path=str(adapter) if adapter else ""))
     try:
         runtime.warm_up()
-        scores, outputs, tokens, seconds = [], [], 0, 0.0
+        scores, outputs, tokens, seconds, groups = [], [], 0, 0.0, {}
         for example in load_examples(eval_file):
             prompt = runtime.chat_prompt([ChatTurn(m["role"], m["content"]) for m in example.prompt])
+            checked = metric == "fact_check" and example.check is not None
+            schema = example.check.get("schema") if checked else None
             started = time.monotonic()
-            result = runtime.generate(prompt, max_tokens=max_tokens)
+            result = runtime.generate(prompt, max_tokens=max_tokens,
+                                      schema=compile_schema(json.dumps(schema)) if schema else None)
             seconds += time.monotonic() - started
             tokens += result.tokens
             outputs.append(result.text)
-            scores.append(score(metric, result.text, example.answer))
+            if checked:
+                scores.append(float(not corrections(result.text, example.check)))
+                group = "/".join(str(example.check[k]) for k in ("task", "language") if k in example.check)
+                groups.setdefault(group, []).append(scores[-1])
+            else:
+                scores.append(score(metric, result.text, example.answer))
     finally:
         runtime.close()
     peak_mb = peak_resident_mb()
     return Evaluation(sum(scores) / len(scores), tokens / seconds if seconds else 0.0, seconds / len(scores),
-                      peak_mb, outputs)
+                      peak_mb, outputs, {group: sum(s) / len(s) for group, s in groups.items()})
 
 
 def run_encoder(model: Path, eval_file: Path, threads: int) -> Evaluation:

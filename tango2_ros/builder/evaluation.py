@@ -2,7 +2,7 @@
 so the evaluator and the kind-specific runners do not import each other."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -13,6 +13,7 @@ class Evaluation:
     latency_s: float
     peak_memory_mb: float
     outputs: list[str]
+    groups: dict[str, float] = field(default_factory=dict)  # the metric per group (a teacher's language, ...)
 
 
 def peak_resident_mb() -> float:

@@ -76,7 +76,8 @@ def export_model(model, reference_gguf: Path, out_path: Path) -> None:
 
 
 def export_lora(peft_model, alpha: float, out_path: Path) -> None:
-    """The LoRA matrices of a peft model as a GGUF adapter (`general.type = adapter`)."""
+    """The LoRA matrices of a peft model as a GGUF adapter (`general.type = adapter`), in float16 as llama.cpp's
+    own converter writes them: half the size, and the adapter's product is computed in float32 anyway."""
     from gguf import GGUFWriter
 
     config = peft_model.get_base_model().config
@@ -92,7 +93,7 @@ def export_lora(peft_model, alpha: float, out_path: Path) -> None:
         base_name = names.gguf_name(module + ".weight")
         data = tensor.detach().float().numpy()
         if ".lora_B." in key:
-            writer.add_tensor(f"{base_name}.lora_b", names.permute_for(module, data).astype(np.float32))
+            writer.add_tensor(f"{base_name}.lora_b", names.permute_for(module, data).astype(np.float16))
         else:
-            writer.add_tensor(f"{base_name}.lora_a", data.astype(np.float32))
+            writer.add_tensor(f"{base_name}.lora_a", data.astype(np.float16))
     _write(writer)

@@ -8,9 +8,10 @@ they never become a slot's "latest release" by accident; a slot deploys one by v
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -79,9 +80,17 @@ def version_of(recipe: Recipe, label: str) -> str:
 def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore, key: Path, work_dir: Path,
           say: Callable[[str], None], train_progress: Callable[[int, int, float], None] | None = None,
           device: str = "cpu", publish: bool = True) -> BuildResult:
-    steps = (3 if recipe.trained_from_scratch else 4 + bool(recipe.finetune)) + bool(publish)
+    steps = (3 if recipe.trained_from_scratch else 4 + bool(recipe.finetune)) + bool(publish) + bool(recipe.teacher)
     step = iter(range(1, steps + 1))
     work_dir.mkdir(parents=True, exist_ok=True)
+    if recipe.teacher:
+        teacher = recipe.teacher
+        say(f"[{next(step)}/{steps}] teacher {teacher.name}: {teacher.train} scenarios to learn from, {teacher.eval} "
+            f"held out (other seeds), languages {', '.join(teacher.languages)}")
+        from tango2_ros.builder.teachers import write_sets
+
+        train, held_out = write_sets(teacher, work_dir / "data")
+        recipe = replace(recipe, train=train, eval=held_out)
 
     if recipe.trained_from_scratch:
         say(f"[{next(step)}/{steps}] train {recipe.base} on phantoms ({device})")
@@ -107,7 +116,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
             f"peak {e.peak_memory_mb:5.0f} MB  file {candidate.ship_bytes / MB:6.1f} MB")
 
     say(f"[{next(step)}/{steps}] gates (min {recipe.metric} {recipe.min_metric:g}) and device profiles")
-    passed = judge(candidates, recipe)
+    passed = judge(candidates, recipe, baseline)
     if any(c.adapter for c in candidates) and recipe.publish_adapter and not base_reference:
         say("      the adapter is not published: its base is a file, not an artifact in the registry")
         passed = [c for c in passed if c.kind != "adapter"]
@@ -153,9 +162,7 @@ def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step,
     if recipe.finetune:
         say(f"[{next(step)}/{steps}] LoRA fine-tune: rank {recipe.finetune.rank}, {recipe.finetune.steps} steps on "
             f"{len(train_examples)} examples ({device})")
-        from tango2_ros.builder.finetune import finetune
-
-        tuned = finetune(base_path, train_examples, recipe.finetune, work_dir, device, train_progress)
+        tuned = _finetuned(recipe, base_path, train_examples, work_dir, device, train_progress, say)
         source, adapter, losses, finetune_s = tuned.merged_gguf, tuned.adapter_gguf, tuned.losses, tuned.seconds
         say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} in {finetune_s:.0f} s; "
             f"adapter {adapter.stat().st_size / MB:.1f} MB")
@@ -167,6 +174,29 @@ def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step,
         say(f"[{next(step)}/{steps}] quantise: {', '.join(recipe.quantizations)}")
         baseline, candidates = _gguf_candidates(recipe, base_path, source, adapter, work_dir)
     return baseline, candidates, losses, finetune_s
+
+
+def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device: str, progress, say):
+    """The LoRA fine-tune, or the one a previous run of the same recipe left in the work folder: a build that
+    was interrupted later (evaluating, publishing) resumes without training again. The stamp is written last,
+    so an interrupted fine-tune is redone."""
+    from tango2_ros.builder.finetune import FinetuneResult, finetune
+
+    stamp = work_dir / "finetune.json"
+    key = {"base": str(base_path), "base_bytes": base_path.stat().st_size, "config": asdict(recipe.finetune),
+           "data": fingerprint(recipe.train), "device": device}
+    if stamp.is_file():
+        done = json.loads(stamp.read_text())
+        files = [Path(done["merged_gguf"]), Path(done["adapter_gguf"])]
+        if done.get("key") == key and all(f.is_file() for f in files):
+            say(f"      reusing the fine-tune of a previous run ({stamp})")
+            return FinetuneResult(files[0], files[1], done["losses"], done["seconds"])
+    stamp.unlink(missing_ok=True)
+    tuned = finetune(base_path, examples, recipe.finetune, work_dir, device, progress)
+    stamp.write_text(json.dumps({"key": key, "merged_gguf": str(tuned.merged_gguf),
+                                 "adapter_gguf": str(tuned.adapter_gguf), "losses": tuned.losses,
+                                 "seconds": tuned.seconds}))
+    return tuned
 
 
 def _gguf_candidates(recipe: Recipe, base_path: Path, source: Path, adapter: Path | None,
@@ -197,12 +227,16 @@ def _onnx_candidates(recipe: Recipe, base_dir: Path, work_dir: Path) -> tuple[Ca
     return Candidate("base", exported), candidates
 
 
-def judge(candidates: list[Candidate], recipe: Recipe) -> list[Candidate]:
-    """Apply the recipe's quality gate and each device profile's budgets; return the candidates that pass."""
+def judge(candidates: list[Candidate], recipe: Recipe, baseline: Candidate | None = None) -> list[Candidate]:
+    """Apply the recipe's quality gates (against the base model too, with `beat_base`) and each device
+    profile's budgets; return the candidates that pass."""
     for candidate in candidates:
         e = candidate.evaluation
         if e.metric < recipe.min_metric:
             candidate.failures.append(f"{recipe.metric} {e.metric:.2f} < {recipe.min_metric:g}")
+        if recipe.beat_base and baseline is not None and e.metric <= baseline.evaluation.metric:
+            candidate.failures.append(f"{recipe.metric} {e.metric:.2f} is not above the base model's "
+                                      f"{baseline.evaluation.metric:.2f}")
         candidate.profiles = [budget.name for budget in recipe.profiles
                               if not budget.violations(candidate.device_bytes / MB, e.peak_memory_mb, e.tokens_per_s)]
     return [c for c in candidates if not c.failures]
@@ -242,7 +276,8 @@ def publish_candidate(candidate: Candidate, recipe: Recipe, store: Store, trust:
             base_model=base_reference or Path(recipe.base).name,
             adapter_base=base_reference if candidate.adapter else "", data_fingerprint=data_fingerprint,
             metrics={recipe.metric: e.metric, "tokens_per_s": e.tokens_per_s, "latency_s": e.latency_s,
-                     "peak_memory_mb": e.peak_memory_mb, **(extra_metrics or {})},
+                     "peak_memory_mb": e.peak_memory_mb, **{f"{recipe.metric}_{g}": v for g, v in e.groups.items()},
+                     **(extra_metrics or {})},
             device_profiles=tuple(candidate.profiles), description=recipe.description,
         )
         sign_bundle(folder, key)

@@ -15,6 +15,12 @@
     gates: {min_metric: 0.5}
     device_profiles: [edge-cpu-2c-4gb, jetson-orin-8gb]
 
+Instead of data files a recipe may name a domain's **teacher**, which generates the training and held-out sets
+from the domain's deterministic reference (split by scenario, never by sample) and judges answers with the
+domain's own check (metric `fact_check`: the share of answers the check leaves unchanged):
+
+    teacher: {name: sds-describer, train: 300, eval: 40, seed: 0, languages: [en, ko]}
+
 A third kind of base, `new:ct-findings-3d`, is a network trained from scratch (tango2_ros.sdm.training) on
 synthetic chest CTs: `data` then gives phantom counts {train: 900, tune: 150, eval: 200, seed: 0}, `training`
 its options {epochs, batch_size, learning_rate}; it is exported to ONNX (f32, int8) and scored by micro-F1.
@@ -38,15 +44,16 @@ from tango2_ros.errors import UserError
 # Two kinds of base: a GGUF language model (an artifact or a file) is fine-tuned and quantised with llama.cpp;
 # a transformers encoder folder is exported to ONNX and quantised with onnxruntime.
 QUANTIZATIONS = {"gguf": ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q4_1"), "onnx": ("f32", "int8")}
-METRICS = {"gguf": ("exact_match", "contains", "json_valid"), "onnx": ("retrieval",), "ct-findings": ("micro_f1",)}
+METRICS = {"gguf": ("exact_match", "contains", "json_valid", "fact_check"), "onnx": ("retrieval",), "ct-findings": ("micro_f1",)}
 DEFAULTS = {"gguf": {"task": "llm", "quantizations": ["q8_0"], "metric": "contains"},
             "onnx": {"task": "embedding", "quantizations": ["f32", "int8"], "metric": "retrieval"},
             "ct-findings": {"task": "classifier", "quantizations": ["f32", "int8"], "metric": "micro_f1"}}
 TRAINED_BASES = {"new:ct-findings-3d": "ct-findings"}
 PHANTOM_KEYS = {"train": (16, 100000), "tune": (8, 100000), "eval": (8, 100000), "seed": (0, 2 ** 31)}
 TRAINING_KEYS = {"epochs": (1, 1000), "batch_size": (1, 256), "learning_rate": (1e-6, 1.0)}
-TOP_KEYS = {"name", "version", "description", "base", "data", "finetune", "training", "quantizations",
+TOP_KEYS = {"name", "version", "description", "base", "data", "teacher", "finetune", "training", "quantizations",
             "publish_adapter", "evaluation", "gates", "device_profiles", "device_profile_budgets"}
+TEACHER_KEYS = {"name": None, "train": (1, 100000), "eval": (1, 100000), "seed": (0, 2 ** 31), "languages": None}
 BUDGET_KEYS = {"max_file_mb", "max_memory_mb", "min_tokens_per_s", "description"}
 
 
@@ -65,6 +72,17 @@ class FinetuneConfig:
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Generated teaching data: `train` and `eval` scenarios (studies, days) from disjoint seeds."""
+
+    name: str
+    train: int
+    eval: int
+    seed: int = 0
+    languages: tuple[str, ...] = ("en",)
 
 
 @dataclass(frozen=True)
@@ -96,7 +114,7 @@ class Recipe:
     format: str  # of the candidates: gguf or onnx
     task: str
     train: Path | None
-    eval: Path | None  # None for a network trained on phantoms (its sets are in `extra`)
+    eval: Path | None  # None for a network trained on phantoms (its sets are in `extra`) or a teacher's (generated)
     finetune: FinetuneConfig | None
     quantizations: tuple[str, ...]
     publish_adapter: bool
@@ -106,6 +124,8 @@ class Recipe:
     profiles: tuple[DeviceBudget, ...]
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    teacher: TeacherConfig | None = None
+    beat_base: bool = False  # gate: a candidate must score above the base model (the model in service)
 
     @property
     def base_is_artifact(self) -> bool:
@@ -132,9 +152,11 @@ def load_recipe(path: Path) -> Recipe:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise fail(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(TOP_KEYS))})")
-    for key in ("name", "version", "base", "data"):
+    for key in ("name", "version", "base"):
         if key not in data:
             raise fail(f"'{key}' is required")
+    if ("data" in data) == ("teacher" in data):
+        raise fail("give either 'data' (train/eval files) or a 'teacher' that generates them")
     name, version = str(data["name"]), str(data["version"])
     if not NAME_PATTERN.match(name):
         raise fail(f"name {name!r}: lower-case letters, digits, '.', '_' or '-'")
@@ -142,7 +164,8 @@ def load_recipe(path: Path) -> Recipe:
     if not match or match.group(4):
         raise fail(f"version {version!r} must be a release MAJOR.MINOR.PATCH (candidates get suffixes)")
     data_section = _mapping(data, "data", fail)
-    if "eval" not in data_section:
+    teacher = _teacher(data.get("teacher"), fail) if "teacher" in data else None
+    if teacher is None and "eval" not in data_section:
         raise fail("data.eval (an evaluation JSONL file) is required")
     folder = path.parent
     base = str(data["base"])
@@ -157,18 +180,41 @@ def load_recipe(path: Path) -> Recipe:
     finetune = _finetune(data.get("finetune"), fail)
     if finetune and fmt != "gguf":
         raise fail("finetune is for GGUF language models; an encoder folder is exported and quantised as it is")
-    if finetune and train is None:
+    if finetune and train is None and teacher is None:
         raise fail("finetune needs data.train")
     quantizations, metric = _candidates_and_metric(data, fmt, fail)
+    if (metric == "fact_check") != (teacher is not None):
+        raise fail("metric fact_check is the teacher's check: it needs a teacher, and a teacher needs it")
     evaluation, gates = _mapping(data, "evaluation", fail), _mapping(data, "gates", fail)
     return Recipe(
         source=path, name=name, version=version, base=base, format=fmt, task=defaults["task"], train=train,
-        eval=folder / data_section["eval"], finetune=finetune, quantizations=quantizations,
+        eval=folder / data_section["eval"] if "eval" in data_section else None, finetune=finetune,
+        quantizations=quantizations, teacher=teacher, beat_base=bool(gates.get("beat_base", False)),
         publish_adapter=bool(data.get("publish_adapter", finetune is not None)), metric=metric,
         max_tokens=_number(evaluation.get("max_tokens", 48), "evaluation.max_tokens", fail, int, 1, 4096),
         min_metric=_number(gates.get("min_metric", 0.0), "gates.min_metric", fail, float, 0.0, 1.0),
         profiles=_profiles(data, fail), description=str(data.get("description", "")),
     )
+
+
+def _teacher(value, fail) -> TeacherConfig:
+    from tango2_ros.builder.teachers import TEACHERS
+
+    if not isinstance(value, dict):
+        raise fail("'teacher' must be a mapping (name, train, eval, seed, languages)")
+    unknown = sorted(set(value) - set(TEACHER_KEYS))
+    if unknown:
+        raise fail(f"unknown teacher key(s) {', '.join(unknown)} (known: {', '.join(TEACHER_KEYS)})")
+    name = str(value.get("name", ""))
+    if name not in TEACHERS:
+        raise fail(f"unknown teacher {name!r} (known: {', '.join(TEACHERS)})")
+    counts = {key: _number(value.get(key, 0 if key == "seed" else None), f"teacher.{key}", fail, int, *limits)
+              for key, limits in TEACHER_KEYS.items() if limits}
+    languages = value.get("languages", ["en"])
+    spoken = TEACHERS[name].languages
+    if not isinstance(languages, list) or not languages or any(lang not in spoken for lang in languages):
+        raise fail(f"teacher.languages must list some of {', '.join(spoken)}, not {languages!r}")
+    return TeacherConfig(name, counts["train"], counts["eval"], counts["seed"], tuple(languages))
 
 
 def _resolved_base(base: str, folder: Path, fail) -> str:

@@ -1,4 +1,5 @@
-"""`tango2 build RECIPE.yaml`: one command from data to signed, evaluated, device-sized model versions."""
+"""`tango2 learn RECIPE.yaml` (also `tango2 build`): one command from a domain's teacher or data to signed,
+evaluated, device-sized model versions. An interrupted run resumes from its work folder without training again."""
 from __future__ import annotations
 
 import sys
@@ -10,8 +11,9 @@ from tango2_ros.errors import UserError
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("build", help="build model versions from a recipe (fine-tune, quantise, evaluate, "
-                                               "sign, publish)")
+    parser = commands.add_parser("learn", aliases=["build"], description=__doc__,
+                                 help="build model versions from a recipe (teach, fine-tune, quantise, evaluate, "
+                                      "gate, sign, publish)")
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--store", default=None, help="registry to publish to (default: models/store)")
     parser.add_argument("--key", type=Path, default=None, help="signing key (default: models/keys/local.key)")

@@ -172,28 +172,56 @@ def schema(targets: list[TargetFact]) -> dict:
     }
 
 
-def prompt(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact()) -> str:
+LANGUAGE_NAMES = {"en": "English", "ko": "Korean"}
+
+
+def prompt(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact(),
+           language: str = "en") -> str:
     lines = [f"- {key}: {value}" for key, value in facts_as_pairs(targets, action, own)]
     return ("You are the bridge assistant of a ship. Describe the situation for the officer of the watch and give "
-            "the advice in the facts, in short plain English. Use only these facts:\n" + "\n".join(lines))
+            f"the advice in the facts, in short plain {LANGUAGE_NAMES[language]}. Use only these facts:\n"
+            + "\n".join(lines))
 
 
-def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact) -> tuple[str, list[str]]:
-    """The model's description with every contradiction of the facts replaced; (text, corrections)."""
+def _rules_words(rules: tuple[int, ...], language: str) -> str:
+    if language == "ko":
+        return ", ".join(f"제{r}규칙" for r in rules) or "해당 규칙 없음"
+    return ", ".join(f"rule {r}" for r in rules) or "no rule"
+
+
+def _checked_prefix(fact: TargetFact, language: str) -> str:
+    """What the checked text says from the facts before the model's own words about a target."""
+    if language == "ko":
+        return f"{fact.id} ({fact.clock}시 방향, {fact.range_nm:.1f}해리, {_rules_words(fact.rules, 'ko')})"
+    return f"{fact.id} ({fact.clock} o'clock, {fact.range_nm:.1f} NM, {_rules_words(fact.rules, 'en')})"
+
+
+def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact,
+                 language: str = "en") -> tuple[str, list[str]]:
+    """The model's description (in `language`) with every contradiction of the facts replaced; (text,
+    corrections). The replacements are built from the facts in the same language."""
     try:
         answer = json.loads(model_json)
     except json.JSONDecodeError:
-        return template_text(targets, action), ["the model's answer was not JSON: the description is built from the facts"]
+        return template_text(targets, action, language), [
+            "the model's answer was not JSON: the description is built from the facts"]
+    if not isinstance(answer, dict):
+        return template_text(targets, action, language), [
+            "the model's answer was not a JSON object: the description is built from the facts"]
     facts = {t.id: t for t in targets}
     corrections: list[str] = []
-    picture = _picture_numbers(targets, action)
+    picture = picture_numbers(targets, action)
     situation = str(answer.get("situation", "")).strip()
     wrong = contradictions(situation, picture)
     if wrong:
         corrections.append("situation: dropped, the model said " + ", ".join(wrong))
     parts = [] if wrong else [situation]
     described = set()
-    for item in answer.get("targets", []):
+    items = answer.get("targets")
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            corrections.append(f"dropped {item!r}: a target's description is an object")
+            continue
         fact = facts.get(item.get("id"))
         if fact is None or fact.id in described:
             corrections.append(f"dropped a description of {item.get('id')!r}: no such target (or described twice)")
@@ -204,29 +232,27 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact)
         wrong += contradictions(str(item.get("description", "")), fact.numbers())
         if wrong:
             corrections.append(f"{fact.id}: replaced, the model said " + ", ".join(wrong))
-            parts.append(target_sentence(fact))
+            parts.append(target_sentence(fact, language))
         else:
-            rules = ", ".join(f"rule {r}" for r in fact.rules) or "no rule"
-            description = str(item.get("description", "")).strip()
-            parts.append(f"{fact.id} ({fact.clock} o'clock, {fact.range_nm:.1f} NM, {rules}): {description}")
+            parts.append(f"{_checked_prefix(fact, language)}: {str(item.get('description', '')).strip()}")
     for fact in targets:
         if fact.id not in described:
             corrections.append(f"{fact.id}: the model left it out; added from the facts")
-            parts.append(target_sentence(fact))
-    advice = answer.get("advice", {})
+            parts.append(target_sentence(fact, language))
+    advice = answer.get("advice") if isinstance(answer.get("advice"), dict) else {}
     if advice.get("direction") != action.direction:
         corrections.append(f"advice: the model said {advice.get('direction')!r}, the decision is {action.direction!r}")
-        parts.append(action_sentence(action))
+        parts.append(action_sentence(action, language))
     else:
         reason = str(advice.get("reason", "")).strip()
         wrong = contradictions(reason, picture)
         if wrong:
             corrections.append("advice reason: dropped, the model said " + ", ".join(wrong))
-        parts.append(f"{action_sentence(action)} {'' if wrong else reason}".strip())
+        parts.append(f"{action_sentence(action, language)} {'' if wrong else reason}".strip())
     return " ".join(p for p in parts if p), corrections
 
 
-def _picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str, list[float]]:
+def picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str, list[float]]:
     """What a sentence about the whole picture may state: any target's numbers, the course change."""
     numbers: dict[str, list[float]] = {"angle": [abs(action.course_change_deg)]}
     for target in targets:
