@@ -10,19 +10,33 @@ from tango2_ros.errors import UserError
 
 def model_file(reference: str) -> tuple[Path, str, str]:
     """A model file from a path or a registry reference NAME@SPEC (pulled and verified): (path, name, version)."""
+    path, adapter, name, version = model_files(reference)
+    if adapter is not None:
+        raise UserError(f"model {reference} is a LoRA adapter: this command needs a whole model")
+    return path, name, version
+
+
+def model_files(reference: str) -> tuple[Path, Path | None, str, str]:
+    """Like model_file, but an adapter artifact is welcome: (base model path, adapter path or None, name,
+    version), the base pulled and verified as the model manager does."""
     path = Path(reference)
     if path.is_file():
-        return path, path.stem, ""
+        return path, None, path.stem, ""
     if "@" not in reference:
         raise UserError(f"model {reference}: no such file, and not an artifact reference NAME@VERSION|TAG")
     from tango2_ros.core.artifacts.cache import ArtifactCache, VerificationError
     from tango2_ros.core.artifacts.signing import TrustStore
     from tango2_ros.core.artifacts.stores import ArtifactError, open_store
 
+    cache, store = ArtifactCache(paths.cache_dir(), TrustStore(paths.trusted_keys_dir())), open_store(paths.default_store())
     name, _, spec = reference.partition("@")
     try:
-        pulled = ArtifactCache(paths.cache_dir(), TrustStore(paths.trusted_keys_dir())).pull(
-            open_store(paths.default_store()), name, spec)
+        pulled = cache.pull(store, name, spec)
+        manifest = pulled.manifest
+        if manifest.kind != "adapter":
+            return pulled.primary_path, None, manifest.name, manifest.version
+        base_name, _, base_version = manifest.adapter_base.partition("@")
+        base = cache.pull(store, base_name, base_version)
     except (ArtifactError, VerificationError, FileNotFoundError) as exc:
         raise UserError(f"model {reference}: {exc}") from None
-    return pulled.primary_path, pulled.manifest.name, pulled.manifest.version
+    return base.primary_path, pulled.primary_path, manifest.name, manifest.version

@@ -6,6 +6,8 @@
                         [--perfect-tracks | --in-process]
     tango2 sds describe SCENARIO [...] [--lang en|ko] [--model NAME@SPEC|F.gguf] [--json]
                                                         the situation in words at the initial instant, checked
+    tango2 sds ask SCENARIO "QUESTION" [--lang en|ko] [--model NAME@SPEC|F.gguf] [--json]
+                                                        a watch officer's question answered from that picture
     tango2 sds demo [--json]                            the sds profile fed with NMEA: decisions and descriptions
 
 `simulate` runs the closed loop through real nodes over ROS 2, started here in their own namespace: simulated
@@ -51,6 +53,14 @@ def register(commands) -> None:
     describe.add_argument("--model", default=None, help="NAME@SPEC or F.gguf (default: what the sds profile deploys)")
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(handler=_describe)
+    ask = sub.add_parser("ask", help="answer a watch officer's question about a scenario's initial picture, checked "
+                         "against the facts")
+    ask.add_argument("scenario")
+    ask.add_argument("question")
+    ask.add_argument("--lang", choices=("en", "ko"), default="en")
+    ask.add_argument("--model", default=None, help="NAME@SPEC or F.gguf (default: what the sds profile deploys)")
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(handler=_ask)
     demo = sub.add_parser("demo", help="bring up the sds profile, feed it NMEA/AIS over UDP, show what it decides")
     demo.add_argument("--seconds", type=float, default=25.0, help="how long to feed the encounter (default 25)")
     demo.add_argument("--json", action="store_true")
@@ -145,61 +155,75 @@ def _simulate(args) -> int:
 
 def _describe(args) -> int:
     """The scene describer on each scenario's initial picture, in process: the model writes under the facts' JSON
-    Schema, the fact check corrects it; `raw_text` is what the model wrote. In Korean the text is built from the
-    facts (no model here writes usable Korean yet)."""
+    Schema, the fact check corrects it; `raw_text` is what the model wrote."""
     import json
     import time
 
-    from tango2_ros.sds import scene
-    from tango2_ros.sds.colreg import ColregParameters, Navigator, Target
+    from tango2_ros.sds import scene, teaching
 
     scenarios = _scenarios(args.scenarios)
-    writer = None if args.lang == "ko" else _describer(args.model or _profile_model("sds", "llm"))
+    ask = _in_process_model(args.model or _profile_model("sds", "llm"), max_tokens=720)
     for scenario in scenarios:
-        targets = [Target(s.id, s.start, s.category) for s in scenario.targets]
-        decision = Navigator(ColregParameters(safety_distance_nm=scenario.safety_distance_nm)).decide(
-            scenario.own.start, scenario.goal, targets, scenario.visibility_nm)
-        facts, action = scene.facts_of(decision)
+        targets, action = teaching.facts(scenario)
         started = time.monotonic()
-        if writer is None:
-            raw = text = scene.template_text(facts, action, "ko")
-            model, corrections = "templates", []
-        else:
-            model, raw, error = writer(facts, action)
-            text, corrections = scene.checked_text(raw, facts, action) if not error else (
-                scene.template_text(facts, action), [f"{error}: described from the facts"])
-        row = {"scenario": scenario.name, "lang": args.lang, "model": model, "raw_text": raw, "text": text,
-               "corrections": corrections, "latency_s": round(time.monotonic() - started, 3)}
+        described = scene.describe(targets, action, args.lang, ask)
+        row = {"scenario": scenario.name, "lang": args.lang, "model": described.model, "raw_text": described.raw_text,
+               "text": described.text, "corrections": described.corrections,
+               "latency_s": round(time.monotonic() - started, 3)}
         if args.json:
             print(json.dumps(row, ensure_ascii=False), flush=True)
         else:
-            print(f"{scenario.name} ({model}): {text}" + "".join(f"\n   corrected: {c}" for c in corrections))
+            print(f"{scenario.name} ({described.model}): {described.text}"
+                  + "".join(f"\n   corrected: {c}" for c in described.corrections))
     return 0
 
 
-def _describer(reference: str):
-    """(facts, action) -> (model label, what it wrote, error) with the LLM runtime in this process."""
+def _ask(args) -> int:
+    """A watch officer's question about the scenario's initial picture, answered in process and checked."""
     import json
 
-    from tango2_ros.cli.model_files import model_file
+    from tango2_ros.sds import questions, teaching
+
+    (scenario,) = _scenarios([args.scenario])
+    targets, action = teaching.facts(scenario)
+    questions.classify(args.question, args.lang, targets)  # a question that cannot be asked fails before loading
+    answered = questions.answer(args.question, args.lang, targets, action,
+                                _in_process_model(args.model or _profile_model("sds", "llm"), max_tokens=256))
+    row = {"question": args.question, "lang": args.lang, "model": answered.model, "raw_answer": answered.raw_answer,
+           "answer": answered.answer, "ids": answered.ids, "kind": answered.question.kind,
+           "corrections": answered.corrections}
+    if args.json:
+        print(json.dumps(row, ensure_ascii=False))
+    else:
+        print(f"{answered.answer}  [{', '.join(answered.ids) or 'no vessel'}; {answered.model}]"
+              + "".join(f"\n   corrected: {c}" for c in answered.corrections))
+    return 0
+
+
+def _in_process_model(reference: str, max_tokens: int):
+    """The LLM runtime in this process (a model, or an adapter on its base) as the sds packages ask it:
+    (prompt, schema) -> (text, model, error)."""
+    import json
+
+    from tango2_ros.cli.model_files import model_files
     from tango2_ros.core.runtime.base import ModelLoadError
     from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
     from tango2_ros.core.runtime.schema import compile_schema
-    from tango2_ros.sds import scene
 
-    path, name, version = model_file(reference)
+    path, adapter, name, version = model_files(reference)
     try:
-        runtime = LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=2048), name=name, version=version)
+        runtime = LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=2048, lora_path=str(adapter or "")),
+                             name=name, version=version)
     except ModelLoadError as exc:
         raise UserError(str(exc)) from None
 
-    def write(facts, action):
-        result = runtime.generate(runtime.chat_prompt([ChatTurn("user", scene.prompt(facts, action))]),
-                                  max_tokens=480, schema=compile_schema(json.dumps(scene.schema(facts))))
+    def ask(prompt: str, schema: dict) -> tuple[str, str, str]:
+        result = runtime.generate(runtime.chat_prompt([ChatTurn("user", prompt)]), max_tokens=max_tokens,
+                                  schema=compile_schema(json.dumps(schema)))
         failed = result.finish_reason not in ("stop", "length") or not result.text
-        return runtime.identity.label, result.text, (result.error or result.finish_reason) if failed else ""
+        return result.text, runtime.identity.label, (result.error or result.finish_reason) if failed else ""
 
-    return write
+    return ask
 
 
 def _profile_model(profile_name: str, slot: str) -> str:

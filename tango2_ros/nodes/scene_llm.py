@@ -1,12 +1,14 @@
-"""scene_llm: the situation around own ship in words, from the colreg decision's facts and the on-device LLM.
+"""scene_llm: the situation around own ship in words, and answers to the watch officer's questions, from the
+colreg decision's facts and the on-device LLM.
 
 Every `period_s` (and when the decision's state changes) it takes the latest `sds/decision`, builds facts per
 target (clock bearing, range from `sds/targets`, encounter, role, rules, CPA/TCPA) and asks the LLM
-(`llm_action`, tango2_msgs/action/Generate) for a description under a JSON Schema built from those facts. What
-the model says is checked against the facts (tango2_ros.sds.scene) and contradictions are replaced and listed
-in `corrections`. In Korean, or when the model is unavailable, the text is built from the facts by templates
-(the default model writes no usable Korean). Publishes `sds/scene` (SceneDescription). The model only
-describes: decisions stay with the colreg node.
+(`llm_action`, tango2_msgs/action/Generate) for a description in `language` (en, ko) under a JSON Schema built
+from those facts. What the model says is checked against the facts (tango2_ros.sds.scene) and contradictions
+are replaced and listed in `corrections`; without a model the text is built from the facts. Publishes
+`sds/scene` (SceneDescription). The action `sds/ask` (tango2_msgs/action/AskBridge) answers a question about
+the same picture, checked the same way (tango2_ros.sds.questions). The model only describes and answers:
+decisions stay with the colreg node.
 """
 from __future__ import annotations
 
@@ -14,11 +16,15 @@ import math
 import time
 
 from diagnostic_msgs.msg import KeyValue
+from rclpy.action import ActionServer
+
+from tango2_msgs.action import AskBridge
 from tango2_msgs.msg import NavigationDecision, OwnShipState, SceneDescription, TargetArray
+from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.ship import ROLE_FROM_ROS
-from tango2_ros.ros.llm_client import LlmAnswer, LlmClient
-from tango2_ros.sds import scene
+from tango2_ros.ros.llm_client import LlmClient
+from tango2_ros.sds import questions, scene
 from tango2_ros.sds.geometry import NM_M
 
 
@@ -27,9 +33,9 @@ class SceneLlm(Tango2Node):
         super().__init__("scene_llm")
         self.declare("period_s", 10.0, "Seconds between descriptions (and one at each change of the decision's state).",
                      min_value=0.5, max_value=3600.0)
-        self.declare("language", "en", "en (model + fact check) or ko (built from the facts).")
+        self.declare("language", "en", "Language of the descriptions: en or ko.")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = templates only.")
-        self.declare("max_tokens", 480, "Token budget of one description.", min_value=32, max_value=4096)
+        self.declare("max_tokens", 720, "Token budget of one description.", min_value=32, max_value=4096)
         self.declare("timeout_s", 60.0, "Give up on the model after this and describe from the facts.", min_value=1.0,
                      max_value=600.0)
         self._decision: NavigationDecision | None = None
@@ -39,19 +45,22 @@ class SceneLlm(Tango2Node):
         self._next_due = 0.0
         self._busy_since: float | None = None
         self._client: LlmClient | None = None
+        self._ask_server: ActionServer | None = None
 
     def executor_threads(self) -> int:
-        return 1
+        return 2  # a question waits for the model in its own thread while descriptions go on
 
     def configure(self) -> None:
-        if self.param("language") not in ("en", "ko"):
-            raise ValueError(f"language must be en or ko, not {self.param('language')!r}")
+        if self.param("language") not in scene.LANGUAGE_NAMES:
+            raise ValueError(f"language must be one of {', '.join(scene.LANGUAGE_NAMES)}, not {self.param('language')!r}")
         self._publisher = self.create_publisher(SceneDescription, "sds/scene", 10)
         self.create_subscription(NavigationDecision, "sds/decision", self._on_decision, 10)
         self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
         self.create_subscription(OwnShipState, "sds/own_ship", self._on_own_ship, 10)
         if self.param("llm_action"):
-            self._client = LlmClient(self, self.param("llm_action"))
+            self._client = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
+        self._ask_server = ActionServer(self, AskBridge, "sds/ask", execute_callback=self._answer,
+                                        callback_group=self.coroutine_group)
         self.create_timer(0.5, self._tick)
         self.set_status(WARN, "waiting for a decision")
 
@@ -64,6 +73,19 @@ class SceneLlm(Tango2Node):
 
     def _on_own_ship(self, message: OwnShipState) -> None:
         self._own = scene.OwnShipFact(message.depth_m, message.wind_speed_kn, message.wind_from_deg)
+
+    def _ask(self, max_tokens: int) -> scene.Ask | None:
+        """The model as the sds packages want it, or None when it is not configured or not reachable."""
+        client = self._client
+        if client is None or not client.ready():
+            return None
+
+        def ask(prompt: str, schema: dict) -> tuple[str, str, str]:
+            answer = client.ask_and_wait(timeout_s=self.param("timeout_s"), user=prompt, schema=schema,
+                                         max_tokens=max_tokens)
+            return answer.text, answer.model, answer.error
+
+        return ask
 
     def _tick(self) -> None:
         decision = self._decision
@@ -78,26 +100,43 @@ class SceneLlm(Tango2Node):
             return
         self._next_due, self._last_state = now + self.param("period_s"), decision.state
         targets, action = self._facts(decision)
-        started = time.monotonic()
-        if self.param("language") == "ko" or self._client is None or not self._client.ready():
-            reason = [] if self.param("language") == "ko" or self._client is None else \
-                ["the language model is not reachable: described from the facts"]
-            self._publish(scene.template_text(targets, action, self.param("language"), self._own), reason, targets,
-                          action, "", started)
-            return
+        ask = self._ask(self.param("max_tokens"))
         self._busy_since = now
-        self._client.ask(lambda answer: self._on_answer(answer, targets, action, started),
-                         timeout_s=self.param("timeout_s"), user=scene.prompt(targets, action, self._own),
-                         schema=scene.schema(targets), max_tokens=self.param("max_tokens"))
-
-    def _on_answer(self, answer: LlmAnswer, targets, action, started: float) -> None:
-        self._busy_since = None
-        if not answer.ok:
-            self._publish(scene.template_text(targets, action, own=self._own), [f"{answer.error}: described from the "
-                          "facts"], targets, action, answer.model, started)
+        if self._client is not None and ask is None:
+            self._describe(targets, action, None, ["the language model is not reachable: described from the facts"])
             return
-        text, corrections = scene.checked_text(answer.text, targets, action)
-        self._publish(text, corrections, targets, action, answer.model, started)
+        self.in_background(lambda: self._describe(targets, action, ask, []))
+
+    def _describe(self, targets, action, ask, reasons: list[str]) -> None:
+        started = time.monotonic()
+        described = scene.describe(targets, action, self.param("language"), ask, self._own)
+        self._busy_since = None
+        message = SceneDescription(
+            text=described.text, language=self.param("language"), corrections=reasons + described.corrections,
+            model=described.model, facts=self._fact_pairs(targets, action), latency_s=time.monotonic() - started)
+        message.header.stamp = self.get_clock().now().to_msg()
+        self._publisher.publish(message)
+        self.set_status(OK if not message.corrections else WARN, f"described {len(targets)} target(s)"
+                        + (f", {len(message.corrections)} correction(s)" if message.corrections else ""),
+                        model=message.model)
+
+    def _answer(self, goal_handle) -> AskBridge.Result:
+        """One question about the present picture; a question that cannot be asked is answered with the reason."""
+        goal, started = goal_handle.request, time.monotonic()
+        goal_handle.succeed()
+        if self._decision is None:
+            return AskBridge.Result(success=False, error="no picture yet: the colreg node has not decided")
+        targets, action = self._facts(self._decision)
+        goal_handle.publish_feedback(AskBridge.Feedback(stage="asking"))
+        try:
+            answered = questions.answer(goal.question, goal.language or "en", targets, action, self._ask(256),
+                                        self._own)
+        except UserError as exc:
+            return AskBridge.Result(success=False, error=str(exc), facts=self._fact_pairs(targets, action))
+        return AskBridge.Result(
+            success=True, answer=answered.answer, raw_answer=answered.raw_answer, ids=answered.ids,
+            kind=answered.question.kind, facts=self._fact_pairs(targets, action), corrections=answered.corrections,
+            model=answered.model, latency_s=time.monotonic() - started)
 
     def _facts(self, decision: NavigationDecision) -> tuple[list[scene.TargetFact], scene.ActionFact]:
         facts = [scene.TargetFact(
@@ -106,15 +145,13 @@ class SceneLlm(Tango2Node):
             rules=tuple(a.rules), cpa_nm=a.cpa_m / NM_M, tcpa_min=a.tcpa_s / 60.0) for a in decision.assessments]
         return scene.ranked(facts), scene.action_of(decision)
 
-    def _publish(self, text: str, corrections: list[str], targets, action, model: str, started: float) -> None:
-        message = SceneDescription(
-            text=text, language=self.param("language"), corrections=corrections, model=model or "templates",
-            facts=[KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action, self._own)],
-            latency_s=time.monotonic() - started)
-        message.header.stamp = self.get_clock().now().to_msg()
-        self._publisher.publish(message)
-        self.set_status(OK if not corrections else WARN, f"described {len(targets)} target(s)"
-                        + (f", {len(corrections)} correction(s)" if corrections else ""), model=message.model)
+    def _fact_pairs(self, targets, action) -> list[KeyValue]:
+        return [KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action, self._own)]
+
+    def cleanup(self) -> None:
+        if self._ask_server is not None:
+            self._ask_server.destroy()
+            self._ask_server = None
 
 
 def main(args: list[str] | None = None) -> int:

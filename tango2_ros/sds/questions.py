@@ -144,7 +144,8 @@ def teacher_answer(question: Question, targets: list[scene.TargetFact], action: 
         t = by_id[question.vessel]
         cpa, minutes = f"{t.cpa_nm:.2f}", f"{max(t.tcpa_min, 0):.0f}"
         if t.tcpa_min < 0:
-            text = f"{t.id}는 멀어지는 중, 최근접 {cpa}해리." if ko else f"{t.id} is opening; the closest approach, {cpa} NM, is past."
+            text = (f"{t.id}는 멀어지는 중, 최근접 {cpa}해리." if ko
+                    else f"{t.id} is opening; the closest approach, {cpa} NM, is past.")
         else:
             text = f"{t.id}는 {minutes}분 후 {cpa}해리까지 접근합니다." if ko else rng.choice((
                 f"{t.id} comes within {cpa} NM in {minutes} min.", f"CPA of {t.id}: {cpa} NM in {minutes} minutes."))
@@ -240,3 +241,26 @@ def check_ask(output: str, check: dict) -> list[str]:
 
     targets, action = facts_from_check(check)
     return checked_answer(output, Question(**check["question"]), targets, action).corrections
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One question's outcome, whatever answered it: what the model wrote and what the check made of it."""
+
+    question: Question
+    answer: str
+    raw_answer: str
+    ids: list[str]
+    corrections: list[str]
+    model: str
+
+
+def answer(text: str, language: str, targets: list[scene.TargetFact], action: scene.ActionFact,
+           ask: "scene.Ask | None", own: scene.OwnShipFact = scene.OwnShipFact()) -> Answered:
+    """Classify the question (UserError for one that cannot be asked), let the model answer under the schema,
+    check it; without a model (`ask` None or failing) the answer is built from the facts."""
+    question = classify(text, language, targets)
+    raw, model, error = ask(prompt(question, targets, action, own), schema(targets)) if ask else ("", "", "no model")
+    checked = checked_answer(raw if not error else "", question, targets, action)
+    corrections = [f"{error}: answered from the facts"] if error else checked.corrections
+    return Answered(question, checked.answer, raw, checked.ids, corrections, model or "templates")

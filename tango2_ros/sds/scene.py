@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from tango2_ros.sds.numbers import contradictions
 
@@ -27,6 +28,8 @@ ROLE_WORDS = {"en": {"give-way": " (we give way)", "stand-on": " (we stand on)",
 SIDES = ("ahead", "starboard", "astern", "port")
 SIDE_WORDS = {"ko": {"ahead": "선수", "starboard": "우현", "astern": "선미", "port": "좌현"}}
 DIRECTIONS = ("starboard", "port", "keep course")
+# how the scene node, the ask service and the CLI reach a model: (prompt, JSON Schema) -> (text, model, error)
+Ask = Callable[[str, dict], tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,28 @@ def picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str, 
         for kind, values in target.numbers().items():
             numbers.setdefault(kind, []).extend(values)
     return numbers
+
+
+@dataclass(frozen=True)
+class Described:
+    raw_text: str  # what the model wrote (empty without one)
+    text: str  # after the check
+    corrections: list[str]
+    model: str
+
+
+def describe(targets: list[TargetFact], action: ActionFact, language: str, ask: Ask | None,
+             own: OwnShipFact = OwnShipFact()) -> Described:
+    """The model's description under the schema, checked; without a model (or when it fails) built from the
+    facts, with the reason as the correction."""
+    if ask is None:
+        return Described("", template_text(targets, action, language, own), [], "templates")
+    raw, model, error = ask(prompt(targets, action, own, language), schema(targets))
+    if error:
+        return Described(raw, template_text(targets, action, language, own), [f"{error}: described from the facts"],
+                         model or "templates")
+    text, corrections = checked_text(raw, targets, action, language)
+    return Described(raw, text, corrections, model)
 
 
 MAX_TARGETS = 5

@@ -119,7 +119,8 @@ _EN_ROLE = {"give-way": ("we give way", "we must keep out of her way", "we are t
             "none": ("",)}
 _KO_ENCOUNTER = {
     "head-on": ("정면으로 마주침", "반대 침로로 정면 접근"), "crossing-give-way": ("우현에서 횡단", "우현 쪽에서 횡단 중"),
-    "crossing-stand-on": ("좌현에서 횡단", "좌현 쪽에서 횡단 중"), "overtaking": ("본선이 추월 중", "앞쪽의 느린 선박, 본선이 추월"),
+    "crossing-stand-on": ("좌현에서 횡단", "좌현 쪽에서 횡단 중"),
+    "overtaking": ("본선이 추월 중", "앞쪽의 느린 선박, 본선이 추월"),
     "overtaken": ("본선을 추월 중", "선미에서 접근해 추월 중"), "safe": ("안전하게 통과", "충돌 위험 없이 통과"),
 }
 _KO_ROLE = {"give-way": ("본선이 피항", "본선 피항선"), "stand-on": ("본선 유지", "본선은 침로와 속력 유지"), "none": ("",)}

@@ -146,6 +146,14 @@ def test_assess_cli_and_bad_input():
         assert refused.returncode == 2 and words in refused.stderr, refused.stderr
 
 
+def _deployed_llm() -> str:
+    """NAME@VERSION the sds profile's model manager deploys to its llm slot: what the sds commands use."""
+    from tango2_ros.bringup.profiles import load_profile
+
+    manager = next(n for n in load_profile("sds").nodes if n.executable == "model_manager")
+    return f"{manager.parameters['llm.model']}@{manager.parameters['llm.version']}"
+
+
 def test_describe_gives_what_the_model_wrote_and_what_the_check_made_of_it():
     done = subprocess.run([*TANGO2, "describe", "imazu-05", "rule18-fishing-crossing-port", "--json"],
                           capture_output=True, text=True, timeout=300)
@@ -154,14 +162,31 @@ def test_describe_gives_what_the_model_wrote_and_what_the_check_made_of_it():
     assert [r["scenario"] for r in rows] == ["imazu-05", "rule18-fishing-crossing-port"]
     for row in rows:
         assert set(row) == {"scenario", "lang", "model", "raw_text", "text", "corrections", "latency_s"}
-        assert row["model"] == "smollm2-135m-instruct@1.0.0" and row["lang"] == "en" and row["text"]
+        assert row["model"] == _deployed_llm() and row["lang"] == "en" and row["text"] and row["raw_text"]
         # every target the decision names is in the checked text, whatever the model wrote
         assert all(t in row["text"] for t in (("TS1", "TS2") if row["scenario"] == "imazu-05" else ("F1",)))
     korean = subprocess.run([*TANGO2, "describe", "imazu-05", "--lang", "ko", "--json"], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=300)
     row = json.loads(korean.stdout)
-    assert row["model"] == "templates" and "정면으로 마주침" in row["text"] and row["corrections"] == []
+    assert row["model"] == _deployed_llm() and row["lang"] == "ko" and row["raw_text"]
+    assert "TS1" in row["text"] and "TS2" in row["text"] and "해리" in row["text"]
     for bad, words in ((["atlantis"], "neither a file nor built in"), (["imazu-05", "--model", "none.gguf"],
                                                                         "no such file")):
         refused = subprocess.run([*TANGO2, "describe", *bad], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+
+
+def test_ask_answers_from_the_picture_and_refuses_what_cannot_be_asked():
+    done = subprocess.run([*TANGO2, "ask", "imazu-05", "Which vessels must we give way to?", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert set(row) == {"question", "lang", "model", "raw_answer", "answer", "ids", "kind", "corrections"}
+    assert row["kind"] == "give-way" and row["model"] == _deployed_llm() and row["raw_answer"]
+    # whatever the model wrote, the checked answer names exactly the vessels we give way to
+    assert row["ids"] == ["TS1", "TS2"] and all(vessel in row["answer"] for vessel in row["ids"])
+    for bad, words in ((["imazu-05", "What is TS9's CPA?"], "no vessel TS9 in the present picture"),
+                       (["imazu-05", "  "], "the question is empty"),
+                       (["imazu-05", "Where is TS1?", "--lang", "fr"], "invalid choice: 'fr'")):
+        refused = subprocess.run([*TANGO2, "ask", *bad], capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and words in refused.stderr, refused.stderr
