@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python bench/detector_fps.py
 	$(BIN)/python bench/sdf_controllers.py
 	$(BIN)/python bench/sdm_report.py
+	$(BIN)/python bench/domain_models.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh
@@ -99,7 +100,8 @@ $(STAMPS)/test-tools: requirements/test.txt | $(STAMPS)/venv
 # Rebuild every trained release from its recipe into a store of its own (build/rebuilt-store), so a rebuild never
 # collides with the shipped version; compare, then keep a new version with `tango2 models export-release`.
 releases: setup
-	$(BIN)/tango2 build recipes/ct-findings-phantom/recipe.yaml --store build/rebuilt-store
+	$(BIN)/tango2 learn recipes/ct-findings-phantom/recipe.yaml --store build/rebuilt-store
+	$(BIN)/tango2 learn recipes/sds-bridge/recipe.yaml --store build/rebuilt-store
 
 clean:
 	rm -rf $(VENV) build install log

@@ -171,7 +171,8 @@ def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step,
         say(f"[{next(step)}/{steps}] export to ONNX and quantise: {', '.join(recipe.quantizations)}")
         baseline, candidates = _onnx_candidates(recipe, base_path, work_dir)
     else:
-        say(f"[{next(step)}/{steps}] quantise: {', '.join(recipe.quantizations)}")
+        levels = ", ".join(recipe.quantizations) or "nothing (the adapter on the base model is the candidate)"
+        say(f"[{next(step)}/{steps}] quantise: {levels}")
         baseline, candidates = _gguf_candidates(recipe, base_path, source, adapter, work_dir)
     return baseline, candidates, losses, finetune_s
 

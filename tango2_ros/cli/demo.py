@@ -2,7 +2,8 @@
 
 Brings up the `llm` profile, prints the live graph, waits for the model manager to deploy the signed default
 model from the local registry, asks the on-device model a question through the `/tango2/llm/generate` action
-(streaming its answer), then asks again with a JSON Schema, and shuts down.
+(streaming its answer), then asks again with a JSON Schema, then once more the way an existing agent would,
+through the OpenAI-style HTTP API of the `llm_api` node, and shuts down.
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def run(args) -> int:
         if report["all_active"]:
             report["deployment"] = _wait_for_deployment(supervisor.node, quiet=args.json)
             report["answers"] = _ask(supervisor.node, quiet=args.json)
+            if any(n.executable == "llm_api" for n in load_profile(args.profile).nodes):
+                report["answers"].append(_ask_http(quiet=args.json))
     finally:
         supervisor.shutdown()
     ok = (report["all_active"] and report.get("deployment", {}).get("state") == "active"
@@ -76,6 +79,31 @@ def _wait_for_deployment(node, *, quiet: bool, timeout_s: float = 60.0) -> dict:
               f"{', ' + deployment['detail'] if deployment['detail'] else ''}): a signed, verified artifact from the "
               "local registry\n", flush=True)
     return deployment
+
+
+def _ask_http(*, quiet: bool, base: str = "http://127.0.0.1:8000/v1") -> dict:
+    """One chat completion through the OpenAI-style endpoint, as any OpenAI client would send it."""
+    import urllib.error
+    import urllib.request
+
+    question = "In one sentence: why do ships keep a proper lookout?"
+    try:
+        with urllib.request.urlopen(f"{base}/models", timeout=30) as response:
+            model = json.load(response)["data"][0]["id"]
+        body = json.dumps({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": question}]})
+        request = urllib.request.Request(f"{base}/chat/completions", body.encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.load(response)
+    except (OSError, urllib.error.URLError, KeyError, IndexError, ValueError) as exc:
+        return {"question": question, "finish_reason": "error", "error": f"{base}: {exc}"}
+    choice = answer["choices"][0]
+    if not quiet:
+        print(f"POST {base}/chat/completions (any OpenAI client)\nQ: {question}\n"
+              f"A: {choice['message']['content']}\n   [{choice['finish_reason']}, "
+              f"{answer['usage']['completion_tokens']} tokens, {answer['model']}]\n", flush=True)
+    return {"question": question, "text": choice["message"]["content"], "finish_reason": choice["finish_reason"],
+            "tokens": answer["usage"]["completion_tokens"], "model": answer["model"], "via": "http"}
 
 
 def _ask(node, *, quiet: bool) -> list[dict]:

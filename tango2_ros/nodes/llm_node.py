@@ -21,12 +21,13 @@ from rcl_interfaces.msg import SetParametersResult
 from tango2_msgs.action import Generate
 from tango2_ros.core.runtime.base import NoModelError, resident_memory_bytes
 from tango2_ros.core.runtime.default_models import default_llm_path
-from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError
+from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError, RequestError
 from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
 from tango2_ros.core.runtime.schema import SchemaError, compile_schema
 from tango2_ros.core.runtime.serving import ModelSpec
 from tango2_ros.nodes.base import Tango2Node, run_node
 from tango2_ros.nodes.serving import ModelService
+from tango2_ros.ros.conversions.generation import refusal_code
 
 
 class LlmNode(Tango2Node):
@@ -133,7 +134,7 @@ class LlmNode(Tango2Node):
         key = bytes(goal_handle.goal_id.uuid)
         try:
             if not self._accepting:
-                raise EngineError("llm_node is not active")
+                raise NoModelError("llm_node is not active")
             with self.slot.lease() as runtime:
                 schema = compile_schema(goal.json_schema) if goal.json_schema.strip() else None
                 prompt = self._prompt(runtime, goal)
@@ -155,8 +156,10 @@ class LlmNode(Tango2Node):
                 await done
                 generation = request.result
                 result = Generate.Result(
-                    text=generation.text, tokens=generation.tokens, finish_reason=generation.finish_reason,
-                    model=runtime.identity.label, tokens_per_s=generation.tokens_per_s, error=generation.error,
+                    text=generation.text, tokens=generation.tokens, prompt_tokens=len(request.prompt_tokens),
+                    finish_reason=generation.finish_reason, model=runtime.identity.label,
+                    tokens_per_s=generation.tokens_per_s, error=generation.error,
+                    error_code=Generate.Result.ERROR_FAILED if generation.finish_reason == FINISH_ERROR else "",
                 )
                 if not generation.text and generation.finish_reason == FINISH_STOP:
                     result.error = "the model ended its answer at once (empty text)" + \
@@ -165,11 +168,13 @@ class LlmNode(Tango2Node):
                     _, problem = schema.validate(generation.text)
                     if problem:
                         result.finish_reason, result.error = FINISH_ERROR, f"output failed schema validation: {problem}"
+                        result.error_code = Generate.Result.ERROR_FAILED
         except (EngineError, SchemaError, NoModelError) as exc:
             self._count("refused")
             self.get_logger().warning(f"goal refused: {exc}")
             goal_handle.abort()
-            return Generate.Result(finish_reason=FINISH_ERROR, error=str(exc), model=self._model_label())
+            return Generate.Result(finish_reason=FINISH_ERROR, error=str(exc), error_code=refusal_code(exc),
+                                   model=self._model_label())
         finally:
             self._active_requests.pop(key, None)
         return self._finish(goal_handle, result)
@@ -191,10 +196,10 @@ class LlmNode(Tango2Node):
         if goal.messages:
             turns = [ChatTurn(m.role, m.content) for m in goal.messages]
             if not any(t.content.strip() for t in turns):
-                raise EngineError("every chat message is empty")
+                raise RequestError("every chat message is empty")
             return runtime.chat_prompt(turns)
         if not goal.prompt.strip():
-            raise EngineError("the goal has neither a prompt nor messages")
+            raise RequestError("the goal has neither a prompt nor messages")
         return goal.prompt if goal.raw else runtime.chat_prompt([ChatTurn("user", goal.prompt)])
 
     def _model_label(self) -> str:

@@ -22,7 +22,7 @@ from tango2_msgs.action import AskBridge
 from tango2_msgs.msg import NavigationDecision, OwnShipState, SceneDescription, TargetArray
 from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
-from tango2_ros.ros.conversions.ship import ROLE_FROM_ROS
+from tango2_ros.ros.conversions.ship import scene_facts_from_ros
 from tango2_ros.ros.llm_client import LlmClient
 from tango2_ros.sds import questions, scene
 from tango2_ros.sds.geometry import NM_M
@@ -48,7 +48,7 @@ class SceneLlm(Tango2Node):
         self._ask_server: ActionServer | None = None
 
     def executor_threads(self) -> int:
-        return 2  # a question waits for the model in its own thread while descriptions go on
+        return 2
 
     def configure(self) -> None:
         if self.param("language") not in scene.LANGUAGE_NAMES:
@@ -120,14 +120,19 @@ class SceneLlm(Tango2Node):
                         + (f", {len(message.corrections)} correction(s)" if message.corrections else ""),
                         model=message.model)
 
-    def _answer(self, goal_handle) -> AskBridge.Result:
-        """One question about the present picture; a question that cannot be asked is answered with the reason."""
-        goal, started = goal_handle.request, time.monotonic()
+    async def _answer(self, goal_handle) -> AskBridge.Result:
+        """One question about the present picture, answered in a thread of its own (questions may overlap); one
+        that cannot be asked is answered with the reason."""
+        goal_handle.publish_feedback(AskBridge.Feedback(stage="asking"))
+        result = await self.in_background(lambda: self._result(goal_handle.request))
         goal_handle.succeed()
+        return result
+
+    def _result(self, goal: AskBridge.Goal) -> AskBridge.Result:
+        started = time.monotonic()
         if self._decision is None:
             return AskBridge.Result(success=False, error="no picture yet: the colreg node has not decided")
         targets, action = self._facts(self._decision)
-        goal_handle.publish_feedback(AskBridge.Feedback(stage="asking"))
         try:
             answered = questions.answer(goal.question, goal.language or "en", targets, action, self._ask(256),
                                         self._own)
@@ -139,11 +144,7 @@ class SceneLlm(Tango2Node):
             model=answered.model, latency_s=time.monotonic() - started)
 
     def _facts(self, decision: NavigationDecision) -> tuple[list[scene.TargetFact], scene.ActionFact]:
-        facts = [scene.TargetFact(
-            id=a.target_id, relative_bearing_deg=a.relative_bearing_deg, range_nm=self._ranges.get(a.target_id, math.nan),
-            encounter=a.encounter_name, role=ROLE_FROM_ROS.get(a.role, "none"),
-            rules=tuple(a.rules), cpa_nm=a.cpa_m / NM_M, tcpa_min=a.tcpa_s / 60.0) for a in decision.assessments]
-        return scene.ranked(facts), scene.action_of(decision)
+        return scene_facts_from_ros(decision, self._ranges)
 
     def _fact_pairs(self, targets, action) -> list[KeyValue]:
         return [KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action, self._own)]

@@ -24,6 +24,19 @@ SERVER_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
+class Generation:
+    """A whole Generate result, for clients that pass it on (the HTTP API): counts, finish reason, error code."""
+
+    text: str = ""
+    tokens: int = 0
+    prompt_tokens: int = 0
+    finish_reason: str = "error"
+    model: str = ""
+    error: str = ""
+    error_code: str = ""
+
+
+@dataclass(frozen=True)
 class LlmAnswer:
     text: str = ""
     model: str = ""
@@ -76,3 +89,43 @@ class LlmClient:
         if not result.text.strip():
             return LlmAnswer(model=result.model, error=f"the language model answered nothing ({result.error or 'empty'})")
         return LlmAnswer(result.text, result.model, result.tokens)
+
+    def generate(self, turns: list[tuple[str, str]], *, timeout_s: float, schema: dict | None = None,
+                 max_tokens: int = 0, temperature: float = 0.0,
+                 on_text: Callable[[str], bool] | None = None, gone: Callable[[], bool] = lambda: False) -> Generation:
+        """A chat, streamed: `on_text(text so far)` is called on each feedback and cancels the goal by returning
+        False (a stop sequence, a client that went away); `gone()` is asked every 0.2 s while waiting."""
+        goal = Generate.Goal(messages=[ChatMessage(role=role, content=content) for role, content in turns],
+                             json_schema=json.dumps(schema) if schema is not None else "", max_tokens=max_tokens,
+                             temperature=temperature)
+        deadline = time.monotonic() + timeout_s
+        if not self._client.wait_for_server(timeout_sec=min(SERVER_WAIT_S, timeout_s)):
+            return Generation(error=f"the language model is not reachable ({self.action_name})",
+                              error_code=Generate.Result.ERROR_NO_MODEL)
+        state: dict = {"handle": None, "stopped": False}
+
+        def stop() -> None:
+            if not state["stopped"] and state["handle"] is not None:
+                state["stopped"] = True
+                state["handle"].cancel_goal_async()
+
+        def feedback(message) -> None:
+            if on_text is not None and not on_text(message.feedback.partial_text):
+                stop()
+
+        sent = self._client.send_goal_async(goal, feedback_callback=feedback)
+        if not threaded_wait(sent, max(0.0, deadline - time.monotonic())) or sent.result() is None \
+                or not sent.result().accepted:
+            return Generation(error="the language model did not take the request", error_code=Generate.Result.ERROR_BUSY)
+        state["handle"] = sent.result()
+        while True:
+            response = goal_result(state["handle"], threaded_wait, min(0.2, max(0.0, deadline - time.monotonic())))
+            if response is not None:
+                break
+            if gone():
+                stop()
+            if time.monotonic() > deadline:
+                stop()
+                return Generation(error=f"no answer within {timeout_s:.0f} s", error_code=Generate.Result.ERROR_FAILED)
+        r = response.result
+        return Generation(r.text, r.tokens, r.prompt_tokens, r.finish_reason, r.model, r.error, r.error_code)

@@ -228,13 +228,29 @@ def check_describe(output: str, check: dict) -> list[str]:
 
 def bridge_rows(seeds, languages: tuple[str, ...], rng: random.Random) -> list[dict]:
     """A teaching set for the bridge assistant: per encounter and language, a description and one question."""
+    return scenario_rows([encounter(seed) for seed in seeds], languages, rng)
+
+
+def scenario_rows(scenarios: list[Scenario], languages: tuple[str, ...], rng: random.Random,
+                  questions_each: int = 1) -> list[dict]:
+    """Per scenario and language a description and `questions_each` questions of the teacher's kinds."""
     from tango2_ros.sds.questions import ask_row, teaching_question
 
     rows = []
-    for seed in seeds:
-        scenario = encounter(seed)
+    for scenario in scenarios:
         targets, action = facts(scenario)
         for language in languages:
             rows.append(describe_row(scenario, language, rng))
-            rows.append(ask_row(teaching_question(rng, targets, language), targets, action, rng, scenario.name))
+            rows += [ask_row(teaching_question(rng, targets, language), targets, action, rng, scenario.name)
+                     for _ in range(questions_each)]
     return rows
+
+
+def held_out_cases(seed: int = 0) -> list[Scenario]:
+    """The Imazu and textbook cases, each turned and moved by a random amount: never taught, not even in the
+    frame they are published in."""
+    from tango2_ros.sds.scenario import BUILTIN
+
+    rng = random.Random(seed)
+    return [transformed(scenario, rng.uniform(0, 360), rng.uniform(-20, 20), rng.uniform(-20, 20))
+            for scenario in BUILTIN.values()]

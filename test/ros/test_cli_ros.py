@@ -85,7 +85,7 @@ def test_topic_echo_and_hz(live_node):
 
 def test_demo_deploys_the_signed_default_model_and_answers(tmp_path):
     """What `make demo` runs, in a private models folder: the manager deploys the signed default from the local
-    registry before the questions, and both answers come from that deployment."""
+    registry before the questions, and every answer (action and HTTP) comes from that deployment."""
     env = {**os.environ, "TANGO2_MODELS_DIR": str(tmp_path / "models")}
     subprocess.run([sys.executable, "-m", "tango2_ros.cli", "models", "import-defaults"], env=env, check=True,
                    capture_output=True, timeout=120)
@@ -95,6 +95,8 @@ def test_demo_deploys_the_signed_default_model_and_answers(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ok"] and report["deployment"]["state"] == "active"
     assert report["deployment"]["model"] == "smollm2-135m-instruct@1.0.0"
-    assert [a["model"] for a in report["answers"]] == ["smollm2-135m-instruct@1.0.0"] * 2
+    # the third answer came through the OpenAI-style HTTP API (llm_api), from the same deployment
+    assert [a["model"] for a in report["answers"]] == ["smollm2-135m-instruct@1.0.0"] * 3
+    assert report["answers"][2]["via"] == "http" and report["answers"][2]["text"]
     answer = json.loads(report["answers"][1]["text"])
     assert answer["vessel"] in ("container ship", "fishing vessel", "sailing yacht", "tug")

@@ -1,5 +1,5 @@
-"""Situation descriptions: facts, the schema the model fills, the fact check, templates in two languages, and
-scene_llm with the real llm_node over ROS 2."""
+"""scene_llm with the real llm_node over ROS 2: a decision described, and the watch officer's questions
+answered over sds/ask (checked answers, and clear errors for questions that cannot be asked)."""
 import math
 
 import pytest
@@ -9,7 +9,9 @@ import pytest
 @pytest.mark.ros
 def test_scene_llm_describes_a_decision_with_the_real_model():
     from helpers.lifecycle import bring_up
-    from helpers.ros import ros_node, spawn, stop, wait_until
+    from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
+    from rclpy.action import ActionClient
+    from tango2_msgs.action import AskBridge
     from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetAssessment
 
     ns = "/t5scene"
@@ -41,6 +43,25 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
             assert {kv.key for kv in result.facts} == {"action", "AIS-440123450"}
             # whatever the small model wrote, nothing in the text contradicts the facts it was checked against
             assert "to port" not in result.text and not math.isnan(result.latency_s)
+
+            ask = ActionClient(node, AskBridge, f"{ns}/sds/ask")
+            assert ask.wait_for_server(timeout_sec=10)
+
+            def asked(question: str, language: str = "en"):
+                handle = result_of(ask.send_goal_async(AskBridge.Goal(question=question, language=language)), 10)
+                return goal_response(handle, 120).result
+
+            answer = asked("Which vessels must we give way to?")
+            assert answer.success and answer.kind == "give-way" and answer.model.startswith("SmolLM2")
+            # the checked answer names exactly the give-way vessel, whatever the model wrote
+            assert list(answer.ids) == ["AIS-440123450"] and "AIS-440123450" in answer.answer and answer.raw_answer
+            assert {kv.key for kv in answer.facts} == {"action", "AIS-440123450"}
+            for question, language, words in (("What is TS9's CPA?", "en", "no vessel TS9"),
+                                              ("Where is it?", "fr", "unsupported language 'fr'"),
+                                              ("", "en", "the question is empty")):
+                refused = asked(question, language)
+                assert not refused.success and words in refused.error, refused.error
+            assert asked("왜 우현으로 변침합니까?", "ko").kind == "why"  # the node answers on after refusals
     finally:
         outputs = stop(scene_node) + stop(llm)
     assert "Traceback" not in outputs

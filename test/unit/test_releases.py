@@ -89,13 +89,15 @@ def test_every_release_in_the_repository_verifies_loads_and_passes_its_recipes_g
     from pathlib import Path
 
     from tango2_ros.builder.recipe import load_recipe
+    from tango2_ros.cli.model_files import model_file
+    from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
     from tango2_ros.core.runtime.onnx import OnnxRuntime
 
     releases = find_releases(releases_dir())
     assert releases, "the repository ships its trained releases"
     for release in releases:
         command = release.rebuild.split()
-        assert command[:2] == ["tango2", "build"], release.reference
+        assert command[0] == "tango2" and command[1] in ("build", "learn"), release.reference
         recipe = load_recipe(Path(releases_dir()).parents[1] / command[2])
         assert recipe.name == release.manifest.name
         assert release.manifest.metrics[recipe.metric] >= recipe.min_metric, release.manifest.metrics
@@ -103,3 +105,12 @@ def test_every_release_in_the_repository_verifies_loads_and_passes_its_recipes_g
         if release.manifest.format == "onnx":
             runtime = OnnxRuntime(primary, threads=1)
             assert runtime.health_check(budget_s=30.0).ok
+        elif release.manifest.kind == "adapter":  # a LoRA on a base model that set-up imports from PyPI
+            base, _, _ = model_file(release.manifest.adapter_base)
+            runtime = LlmRuntime(base, LlmOptions(n_threads=1, n_parallel=1, n_ctx_per_seq=512, lora_path=str(primary)))
+            try:
+                assert runtime.health_check(budget_s=60.0).ok
+            finally:
+                runtime.close()
+        else:
+            raise AssertionError(f"{release.reference}: no load check for a {release.manifest.format} model")

@@ -36,6 +36,14 @@ class EngineError(RuntimeError):
     """A request cannot be served (queue full, prompt too long, engine stopped); the message says why."""
 
 
+class RequestError(EngineError):
+    """The request itself cannot be served as it is (empty, longer than the context): the caller's to fix."""
+
+
+class BusyError(EngineError):
+    """The engine cannot take the request now (queue full, shutting down): try again later."""
+
+
 @dataclass
 class GenerationResult:
     text: str
@@ -174,17 +182,17 @@ class LlamaEngine:
     def submit(self, request: GenerationRequest) -> None:
         """Queue a request; raises EngineError when n_parallel run and max_queue wait already."""
         if not request.prompt_tokens:
-            raise EngineError("the prompt is empty")
+            raise RequestError("the prompt is empty")
         if len(request.prompt_tokens) >= self.n_ctx_per_seq:
-            raise EngineError(
+            raise RequestError(
                 f"the prompt has {len(request.prompt_tokens)} tokens; the context holds {self.n_ctx_per_seq} per request"
             )
         with self._cond:
             if self._stopping:
-                raise EngineError("the engine is shutting down")
+                raise BusyError("the engine is shutting down")
             # requests that will find a free sequence slot at the engine's next step do not count as waiting
             if len(self._queue) - len(self._free_seq_ids) >= self.max_queue:
-                raise EngineError(
+                raise BusyError(
                     f"queue full: {len(self._running)} running and {len(self._queue)} waiting (max_queue={self.max_queue})"
                 )
             self._queue.append(request)

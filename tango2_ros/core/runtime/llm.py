@@ -13,7 +13,7 @@ from tango2_ros.core.runtime.base import (
     HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes, golden_check,
 )
 from tango2_ros.core.runtime.llama_engine import (
-    FINISH_ERROR, EngineError, GenerationRequest, GenerationResult, LlamaEngine,
+    FINISH_ERROR, EngineError, GenerationRequest, GenerationResult, LlamaEngine, RequestError,
 )
 from tango2_ros.core.runtime.schema import CompiledSchema, compile_schema
 
@@ -68,7 +68,7 @@ class LlmRuntime(ModelRuntime):
     def chat_prompt(self, messages: Sequence[ChatTurn]) -> str:
         """Apply the model's own chat template (from the GGUF metadata) and open the assistant's turn."""
         if self._chat_formatter is None:
-            raise EngineError(f"{self.identity.label} has no chat template in its GGUF metadata; send a plain prompt")
+            raise RequestError(f"{self.identity.label} has no chat template in its GGUF metadata; send a plain prompt")
         rendered = self._chat_formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
         return rendered.prompt
 
@@ -87,7 +87,7 @@ class LlmRuntime(ModelRuntime):
     ) -> GenerationRequest:
         """Queue a generation and return its handle (wait(), cancel()); raises EngineError if it cannot queue."""
         if not prompt.strip():
-            raise EngineError("the prompt is empty")
+            raise RequestError("the prompt is empty")
         request = GenerationRequest(
             prompt_tokens=self.engine.tokenize(prompt),
             max_tokens=max_tokens,
@@ -99,7 +99,7 @@ class LlmRuntime(ModelRuntime):
             on_finished=on_finished,
         )
         if len(request.prompt_tokens) + max_tokens > self.options.n_ctx_per_seq:
-            raise EngineError(
+            raise RequestError(
                 f"context overflow: prompt of {len(request.prompt_tokens)} tokens plus max_tokens={max_tokens} "
                 f"exceeds the context of {self.options.n_ctx_per_seq} tokens per request"
             )

@@ -85,6 +85,18 @@ def decision_from_ros(message: NavigationDecision, rename=lambda track_id: track
         rules=tuple(message.rules), rationale=message.rationale)
 
 
+def scene_facts_from_ros(message: NavigationDecision, ranges_nm: dict[str, float]):
+    """What the scene describer is told about a decision: its targets ranked by risk (ranges from the target
+    picture, NaN where unknown) and its action (tango2_ros.sds.scene)."""
+    from tango2_ros.sds import scene
+
+    facts = [scene.TargetFact(
+        id=a.target_id, relative_bearing_deg=a.relative_bearing_deg, range_nm=ranges_nm.get(a.target_id, math.nan),
+        encounter=a.encounter_name, role=ROLE_FROM_ROS.get(a.role, "none"), rules=tuple(a.rules),
+        cpa_nm=a.cpa_m / NM_M, tcpa_min=a.tcpa_s / 60.0) for a in message.assessments]
+    return scene.ranked(facts), scene.action_of(message)
+
+
 def own_ship_to_ros(own: OwnShip) -> OwnShipState:
     """The bridge's own-ship picture (the caller stamps it)."""
     message = OwnShipState(
