@@ -184,8 +184,8 @@ def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device
     from tango2_ros.builder.finetune import FinetuneResult, finetune
 
     stamp = work_dir / "finetune.json"
-    key = {"base": str(base_path), "base_bytes": base_path.stat().st_size, "config": asdict(recipe.finetune),
-           "data": fingerprint(recipe.train), "device": device}
+    key = json.loads(json.dumps({"base": str(base_path), "base_bytes": base_path.stat().st_size,  # as stored
+                                 "config": asdict(recipe.finetune), "data": fingerprint(recipe.train), "device": device}))
     if stamp.is_file():
         done = json.loads(stamp.read_text())
         files = [Path(done["merged_gguf"]), Path(done["adapter_gguf"])]

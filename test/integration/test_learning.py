@@ -35,7 +35,7 @@ def test_a_teacher_recipe_is_taught_judged_against_the_base_and_resumed(tmp_path
 
     refused = _learn(recipe, out, env)
     assert refused.returncode == 1, refused.stderr[-2000:]
-    assert "[1/6] teacher sds-bridge: 1 scenarios to learn from, 1 held out" in refused.stderr
+    assert "[1/7] teacher sds-bridge: 1 scenarios to learn from, 1 held out" in refused.stderr
     result = json.loads(refused.stdout)
     lora = next(c for c in result["candidates"] if c["label"] == "lora")
     base = next(c for c in result["candidates"] if c["label"] == "base")
