@@ -31,6 +31,11 @@ def write_report(result: BuildResult) -> tuple[Path, Path]:
             f"{candidate.device_bytes / MB:.1f} | {e.metric:.2f} | {e.tokens_per_s:.1f} | {e.peak_memory_mb:.0f} | "
             f"{gate} | {', '.join(candidate.profiles) or '-'} |"
         )
+    groups = sorted({g for c in [result.baseline, *result.candidates] for g in c.evaluation.groups})
+    if groups:  # a teacher's metric per task and language
+        lines += ["", f"| candidate | {' | '.join(groups)} |", "|---|" + "---|" * len(groups)]
+        lines += [f"| {c.label} | " + " | ".join(f"{c.evaluation.groups.get(g, float('nan')):.2f}" for g in groups) + " |"
+                  for c in [result.baseline, *result.candidates]]
     lines += ["", "Tags: " + (", ".join(f"`{t}` -> {v}" for t, v in result.tags.items()) or "none"), "",
               f"![quality versus size and speed]({plot.name})", ""]
     markdown = result.work_dir / "report.md"

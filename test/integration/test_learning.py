@@ -40,6 +40,7 @@ def test_a_teacher_recipe_is_taught_judged_against_the_base_and_resumed(tmp_path
     lora = next(c for c in result["candidates"] if c["label"] == "lora")
     base = next(c for c in result["candidates"] if c["label"] == "base")
     assert set(lora["groups"]) == {"sds-describe/en", "sds-ask/en"}
+    assert "| candidate | sds-ask/en | sds-describe/en |" in (out / "report.md").read_text()
     if lora["metric"] <= base["metric"]:  # a step of rank 2 does not beat the base: refused with both figures
         assert any("is not above the base model's" in f for f in lora["failures"]), lora["failures"]
         assert LocalStore(models / "store").versions("tiny-bridge") == []
