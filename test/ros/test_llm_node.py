@@ -196,7 +196,9 @@ def test_two_clients_at_once(client_node, client):
 def test_bad_goals_end_with_a_clear_error_and_the_node_keeps_serving(client, goal, words):
     result = run_goal(client, goal, timeout=30).result
     assert result.finish_reason == "error" and words in result.error, result.error
-    assert run_goal(client, Generate.Goal(prompt="Hello", max_tokens=4)).result.finish_reason in ("stop", "length")
+    assert result.error_code == Generate.Result.ERROR_BAD_REQUEST  # the caller's to fix, not worth a retry
+    answered = run_goal(client, Generate.Goal(prompt="Hello", max_tokens=4)).result
+    assert answered.finish_reason in ("stop", "length") and answered.error_code == "" and answered.prompt_tokens > 0
 
 
 def test_a_model_that_fails_to_load_then_a_good_one(tmp_path):
@@ -217,6 +219,7 @@ def test_a_model_that_fails_to_load_then_a_good_one(tmp_path):
             assert action.wait_for_server(timeout_sec=30)
             refused = run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4), timeout=30).result
             assert refused.finish_reason == "error" and "no model is loaded" in refused.error
+            assert refused.error_code == Generate.Result.ERROR_NO_MODEL  # wait for a model, then ask again
 
             assert set_parameter(node, fqn, "model_path", str(default_llm_path()))
             watcher.wait_for(lambda s: s.level == DiagnosticStatus.OK and "serving SmolLM2" in s.message, 120)
