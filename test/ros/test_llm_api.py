@@ -23,7 +23,8 @@ def _free_port() -> int:
 def test_the_official_client_talks_to_the_on_device_model():
     import openai
     from diagnostic_msgs.msg import DiagnosticArray
-    from helpers.lifecycle import bring_up
+    from helpers.lifecycle import bring_up, change_state
+    from lifecycle_msgs.msg import Transition
     from helpers.ros import ros_node, spawn, stop, wait_until
 
     ns, port, locked_port = "/t21api", _free_port(), _free_port()
@@ -34,13 +35,25 @@ def test_the_official_client_talks_to_the_on_device_model():
                       "-p", f"port:={port}", *common])
     locked_api = spawn(["-m", "tango2_ros.nodes.llm_api", "--ros-args", "-r", "__node:=locked_api", "-r",
                         f"__ns:={ns}", "-p", f"port:={locked_port}", "-p", "api_keys:=[s3cret]", *common])
+    lonely_port = _free_port()  # an API whose llm_node is not there: no model to serve
+    lonely_api = spawn(["-m", "tango2_ros.nodes.llm_api", "--ros-args", "-r", "__node:=lonely_api", "-r",
+                        f"__ns:={ns}", "-p", f"port:={lonely_port}", "-p", f"llm_node:={ns}/nobody"])
+    open_to_all = spawn(["-m", "tango2_ros.nodes.llm_api", "--ros-args", "-r", "__node:=open_api", "-r",
+                         f"__ns:={ns}", "-p", "address:=0.0.0.0", "-p", f"port:={_free_port()}"])
     try:
         with ros_node("api_probe") as node:
             counters: dict[str, str] = {}
             node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: counters.update(
                 {kv.key: kv.value for s in m.status if s.name == f"{ns}/llm_node" for kv in s.values}), 50)
-            for name in ("llm_node", "llm_api", "locked_api"):
+            for name in ("llm_node", "llm_api", "locked_api", "lonely_api"):
                 bring_up(node, f"{ns}/{name}")
+            # any address but loopback needs API keys: the node refuses to configure without them
+            assert not change_state(node, f"{ns}/open_api", Transition.TRANSITION_CONFIGURE)
+            lonely = openai.OpenAI(base_url=f"http://127.0.0.1:{lonely_port}/v1", api_key="x", max_retries=0)
+            assert lonely.models.list().data == []
+            with pytest.raises(openai.InternalServerError) as no_model:
+                lonely.chat.completions.create(model="any", messages=[{"role": "user", "content": "Hi"}])
+            assert no_model.value.status_code == 503 and "no model is loaded" in no_model.value.body["message"]
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
             assert wait_until(lambda: client.models.list().data, 30)
             (served,) = client.models.list().data
@@ -125,5 +138,5 @@ def test_the_official_client_talks_to_the_on_device_model():
             assert client.chat.completions.create(  # after every refusal the API answers on
                 model=served.id, max_tokens=4, messages=[{"role": "user", "content": "Hi"}]).choices
     finally:
-        outputs = stop(locked_api) + stop(open_api) + stop(llm)
+        outputs = stop(open_to_all) + stop(lonely_api) + stop(locked_api) + stop(open_api) + stop(llm)
     assert "Traceback" not in outputs
