@@ -2,7 +2,7 @@
 
 The ship: the bridge assistant (`sds-bridge`, a LoRA on SmolLM2-135M-Instruct) and the untrained base model
 describe the 22 Imazu and 5 textbook encounters, each turned and moved by a random amount (cases the teacher
-never uses), in English and Korean, and answer two generated questions per case and language. Each answer is
+never uses), in English and Korean, and answer one generated question per case and language. Each answer is
 judged by the nodes' own checks: a description or answer "passes raw" when the check changes nothing. Reported
 per model: raw pass of the descriptions per language, question accuracy per language, tokens/s and mean latency
 per answer, and the learned model's ratios to the base.
@@ -34,7 +34,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="of the turns and moves and of the questions")
     args = p.parse_args()
     cases = teaching.held_out_cases(args.seed)[:args.cases]
-    rows = teaching.scenario_rows(cases, ("en", "ko"), random.Random(args.seed), questions_each=2)
+    rows = teaching.scenario_rows(cases, ("en", "ko"), random.Random(args.seed), questions_each=1)
     results = {}
     with tempfile.TemporaryDirectory(prefix="tango2-domain-bench-") as scratch:
         held_out = Path(scratch) / "held-out.jsonl"

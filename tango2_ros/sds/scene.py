@@ -233,6 +233,7 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact,
         wrong = [f"{key} {item.get(key)!r} (fact: {getattr(fact, key)})" for key in ("encounter", "side")
                  if item.get(key) != getattr(fact, key)]
         wrong += contradictions(str(item.get("description", "")), fact.numbers())
+        wrong += contradicting_words(str(item.get("description", "")), fact)
         if wrong:
             corrections.append(f"{fact.id}: replaced, the model said " + ", ".join(wrong))
             parts.append(target_sentence(fact, language))
@@ -253,6 +254,21 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact,
             corrections.append("advice reason: dropped, the model said " + ", ".join(wrong))
         parts.append(f"{action_sentence(action, language)} {'' if wrong else reason}".strip())
     return " ".join(p for p in parts if p), corrections
+
+
+# words a target's description must not use for an encounter (English and Korean): the other side of a
+# crossing, or a head-on meeting that is not one
+FORBIDDEN_WORDS = {
+    "crossing-give-way": ("port", "좌현", "head-on", "정면"), "crossing-stand-on": ("starboard", "우현", "head-on", "정면"),
+    "overtaking": ("head-on", "정면"), "overtaken": ("head-on", "정면"), "safe": ("head-on", "정면"),
+}
+
+
+def contradicting_words(description: str, fact: TargetFact) -> list[str]:
+    """Words of a target's description that contradict its encounter, as "'port' (fact: crossing-give-way)"."""
+    lowered = description.lower()
+    return [f"{word!r} (fact: {fact.encounter})" for word in FORBIDDEN_WORDS.get(fact.encounter, ())
+            if (word in lowered if not word.isascii() else any(w.strip(".,;:()") == word for w in lowered.split()))]
 
 
 def picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str, list[float]]:

@@ -88,6 +88,15 @@ def test_the_description_check_catches_wrong_numbers_words_and_missing_targets(l
         assert "해리" in text and "NM" not in text  # the replacement speaks the description's language
 
 
+@pytest.mark.parametrize("language, words", [("en", "Crossing from port, we stand on."),
+                                             ("ko", "좌현에서 횡단, 본선 유지")])
+def test_a_description_that_puts_a_crossing_on_the_wrong_side_is_replaced(language, words):
+    answer, check = _describe_check(language=language)  # imazu-05: TS2 crosses from starboard
+    index = next(i for i, t in enumerate(answer["targets"]) if t["encounter"] == "crossing-give-way")
+    found = corrections(json.dumps(replace_description(answer, index, words), ensure_ascii=False), check)
+    assert any("(fact: crossing-give-way)" in c for c in found), found
+
+
 def replace_description(answer: dict, index: int, description: str) -> dict:
     changed = json.loads(json.dumps(answer))
     changed["targets"][index]["description"] = description
