@@ -95,7 +95,7 @@ def schema(targets: list[scene.TargetFact]) -> dict:
 
 def prompt(question: Question, targets: list[scene.TargetFact], action: scene.ActionFact,
            own: scene.OwnShipFact = scene.OwnShipFact()) -> str:
-    lines = [f"- {key}: {value}" for key, value in scene.facts_as_pairs(targets, action, own)]
+    lines = [f"- {key}: {value}" for key, value in scene.facts_as_pairs(targets, action, own, question.language)]
     return ("You are the bridge assistant of a ship. Answer the officer of the watch in short plain "
             f"{scene.LANGUAGE_NAMES[question.language]}, from these facts only, and list the vessels your answer "
             "refers to:\n" + "\n".join(lines) + f"\nQuestion: {question.text}")

@@ -99,15 +99,19 @@ class OwnShipFact:
         return ", ".join(parts)
 
 
-def facts_as_pairs(targets: list[TargetFact], action: ActionFact,
-                   own: OwnShipFact = OwnShipFact()) -> list[tuple[str, str]]:
+def facts_as_pairs(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact(),
+                   language: str = "en") -> list[tuple[str, str]]:
+    """The facts as the model is told them: every number at the precision a description states it (TCPA in whole
+    minutes, CPA to 0.01 NM, range to 0.1 NM) and each encounter also in the answer's language, so that a right
+    answer copies what it says instead of rounding or translating it."""
     pairs = [("action", f"{action.state}; course {action.course_change_deg:+.0f} deg; speed {action.speed_change_kn:+.1f} kn;"
                         f" rules {list(action.rules)}")]
     if own.words():
         pairs.append(("own_ship", own.words()))
     for t in targets:
-        pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter}, role {t.role}, rules "
-                            f"{list(t.rules)}, CPA {t.cpa_nm:.2f} NM in {t.tcpa_min:.1f} min"))
+        pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter} "
+                            f"({ENCOUNTER_WORDS[language][t.encounter]}), role {t.role}, rules {list(t.rules)}, "
+                            f"CPA {t.cpa_nm:.2f} NM in {t.tcpa_min:.0f} min"))
     return pairs
 
 
@@ -180,7 +184,7 @@ LANGUAGE_NAMES = {"en": "English", "ko": "Korean"}
 
 def prompt(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact(),
            language: str = "en") -> str:
-    lines = [f"- {key}: {value}" for key, value in facts_as_pairs(targets, action, own)]
+    lines = [f"- {key}: {value}" for key, value in facts_as_pairs(targets, action, own, language)]
     return ("You are the bridge assistant of a ship. Describe the situation for the officer of the watch and give "
             f"the advice in the facts, in short plain {LANGUAGE_NAMES[language]}. Use only these facts:\n"
             + "\n".join(lines))

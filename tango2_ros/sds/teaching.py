@@ -97,12 +97,13 @@ def facts(scenario: Scenario) -> tuple[list[scene.TargetFact], scene.ActionFact]
 
 # -- answers ---------------------------------------------------------------------------------------------------
 
-def _cpa(rng: random.Random, value: float) -> str:
-    return f"{value:.2f}" if value < 1.0 and rng.random() < 0.6 else f"{value:.1f}"
+def _cpa(value: float) -> str:
+    """As the facts state it (scene.facts_as_pairs): the teacher copies numbers, it does not round them again."""
+    return f"{value:.2f}"
 
 
 def _minutes(value: float) -> str:
-    return f"{max(value, 0.0):.0f}"
+    return f"{value:.0f}"
 
 
 _EN_ENCOUNTER = {
@@ -127,7 +128,7 @@ _KO_ROLE = {"give-way": ("본선이 피항", "본선 피항선"), "stand-on": ("
 
 
 def _target_description(rng: random.Random, t: scene.TargetFact, language: str) -> str:
-    cpa, tcpa = _cpa(rng, t.cpa_nm), _minutes(t.tcpa_min)
+    cpa, tcpa = _cpa(t.cpa_nm), _minutes(t.tcpa_min)
     if language == "ko":
         encounter, role = rng.choice(_KO_ENCOUNTER[t.encounter]), rng.choice(_KO_ROLE[t.role])
         closest = rng.choice((f"최근접 {cpa}해리, {tcpa}분 후", f"{tcpa}분 후 {cpa}해리까지 접근"))
