@@ -52,7 +52,7 @@ bench: setup
 	$(BIN)/python bench/detector_fps.py
 	$(BIN)/python bench/sdf_controllers.py
 	$(BIN)/python bench/sdm_report.py
-	$(BIN)/python bench/domain_models.py
+	$(BIN)/python bench/llm_api.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh

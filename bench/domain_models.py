@@ -21,6 +21,7 @@ from common import parser, report  # noqa: E402
 
 from tango2_ros.builder.evaluate import evaluate_in_subprocess  # noqa: E402
 from tango2_ros.cli.model_files import model_files  # noqa: E402
+from tango2_ros.errors import UserError  # noqa: E402
 from tango2_ros.sds import teaching  # noqa: E402
 
 GROUPS = ("sds-describe/en", "sds-describe/ko", "sds-ask/en", "sds-ask/ko")
@@ -40,7 +41,11 @@ def main() -> int:
         held_out = Path(scratch) / "held-out.jsonl"
         held_out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         for label, reference in (("base", args.base), ("learned", args.release)):
-            model, adapter, _, _ = model_files(reference)
+            try:
+                model, adapter, _, _ = model_files(reference)
+            except UserError as exc:  # e.g. no release yet: `tango2 learn recipes/sds-bridge/recipe.yaml`
+                print(f"domain_models: {exc}", file=sys.stderr)
+                return 2
             results[label] = evaluate_in_subprocess(model, adapter, held_out, "fact_check", 720, timeout_s=7200)
     base, learned = results["base"], results["learned"]
     data = {"domain": "sds", "cases": [c.name for c in cases], "answers": len(rows), "base": args.base,
