@@ -202,15 +202,15 @@ def teacher_answer(targets: list[scene.TargetFact], action: scene.ActionFact, la
 
 # -- teaching sets and their check -----------------------------------------------------------------------------
 
-def describe_row(scenario: Scenario, language: str, rng: random.Random) -> dict:
+def describe_row(targets: list[scene.TargetFact], action: scene.ActionFact, language: str, rng: random.Random,
+                 scenario: str) -> dict:
     """One JSONL line: the prompt the scene node sends, the teacher's answer, and what the check needs."""
     import json
 
-    targets, action = facts(scenario)
     answer = json.dumps(teacher_answer(targets, action, language, rng), ensure_ascii=False)
     return {"messages": [{"role": "user", "content": scene.prompt(targets, action, language=language)},
                          {"role": "assistant", "content": answer}],
-            "check": {"task": "sds-describe", "scenario": scenario.name, "language": language,
+            "check": {"task": "sds-describe", "scenario": scenario, "language": language,
                       "targets": [asdict(t) for t in targets], "action": asdict(action),
                       "schema": scene.schema(targets)}}
 
@@ -241,7 +241,7 @@ def scenario_rows(scenarios: list[Scenario], languages: tuple[str, ...], rng: ra
     for scenario in scenarios:
         targets, action = facts(scenario)
         for language in languages:
-            rows.append(describe_row(scenario, language, rng))
+            rows.append(describe_row(targets, action, language, rng, scenario.name))
             rows += [ask_row(teaching_question(rng, targets, language), targets, action, rng, scenario.name)
                      for _ in range(questions_each)]
     return rows

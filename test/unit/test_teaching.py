@@ -68,7 +68,7 @@ def test_a_turned_and_moved_encounter_has_the_same_facts():
 
 
 def _describe_check(scenario="imazu-05", language="en"):
-    row = teaching.describe_row(BUILTIN[scenario], language, random.Random(0))
+    row = teaching.describe_row(*teaching.facts(BUILTIN[scenario]), language, random.Random(0), scenario)
     return json.loads(row["messages"][1]["content"]), row["check"]
 
 
