@@ -67,22 +67,11 @@ def classify(text: str, language: str, targets: list[scene.TargetFact]) -> Quest
 
 def expected_ids(question: Question, targets: list[scene.TargetFact]) -> list[str] | None:
     """The vessels a right answer refers to (None: the kind does not fix them)."""
-    at_risk = [t for t in targets if t.encounter != "safe"]
-    if question.kind == "give-way":
-        return [t.id for t in targets if t.role == "give-way"]
-    if question.kind == "stand-on":
-        return [t.id for t in targets if t.role == "stand-on"]
     if question.kind in NEEDS_VESSEL:
         return [question.vessel]
-    if question.kind == "why":
-        return [t.id for t in (_acted_on(targets))]
-    if question.kind == "most-urgent":
-        return [at_risk[0].id] if at_risk else []
-    return None
-
-
-def _acted_on(targets: list[scene.TargetFact]) -> list[scene.TargetFact]:
-    return ([t for t in targets if t.role == "give-way"] or [t for t in targets if t.encounter != "safe"])[:3]
+    by_kind = {"give-way": scene.give_way_to, "stand-on": scene.stand_on_for, "why": scene.acted_on,
+               "most-urgent": scene.most_urgent}
+    return by_kind[question.kind](targets) if question.kind in by_kind else None
 
 
 def schema(targets: list[scene.TargetFact]) -> dict:

@@ -99,11 +99,36 @@ class OwnShipFact:
         return ", ".join(parts)
 
 
+def give_way_to(targets: list[TargetFact]) -> list[str]:
+    return [t.id for t in targets if t.role == "give-way"]
+
+
+def stand_on_for(targets: list[TargetFact]) -> list[str]:
+    return [t.id for t in targets if t.role == "stand-on"]
+
+
+def most_urgent(targets: list[TargetFact]) -> list[str]:
+    """The first target at risk of the ranked picture (none when every vessel passes clear)."""
+    return [t.id for t in targets if t.encounter != "safe"][:1]
+
+
+def acted_on(targets: list[TargetFact]) -> list[str]:
+    """The vessels the advice is for: those we give way to, else those at risk (at most three)."""
+    return (give_way_to(targets) or [t.id for t in targets if t.encounter != "safe"])[:3]
+
+
+def _closest(t: TargetFact) -> str:
+    if t.tcpa_min < 0:
+        return f"CPA {t.cpa_nm:.2f} NM, past (opening)"
+    return f"CPA {t.cpa_nm:.2f} NM in {t.tcpa_min:.0f} min"
+
+
 def facts_as_pairs(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact(),
                    language: str = "en") -> list[tuple[str, str]]:
     """The facts as the model is told them: every number at the precision a description states it (TCPA in whole
-    minutes, CPA to 0.01 NM, range to 0.1 NM) and each encounter also in the answer's language, so that a right
-    answer copies what it says instead of rounding or translating it."""
+    minutes, CPA to 0.01 NM, range to 0.1 NM), each encounter also in the answer's language, and the navigator's
+    conclusions (who we give way to, who is most urgent), so that a right answer copies what it says instead of
+    rounding, translating or working it out again."""
     pairs = [("action", f"{action.state}; course {action.course_change_deg:+.0f} deg; speed {action.speed_change_kn:+.1f} kn;"
                         f" rules {list(action.rules)}")]
     if own.words():
@@ -111,7 +136,10 @@ def facts_as_pairs(targets: list[TargetFact], action: ActionFact, own: OwnShipFa
     for t in targets:
         pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter} "
                             f"({ENCOUNTER_WORDS[language][t.encounter]}), role {t.role}, rules {list(t.rules)}, "
-                            f"CPA {t.cpa_nm:.2f} NM in {t.tcpa_min:.0f} min"))
+                            f"{_closest(t)}"))
+    for key, ids in (("we give way to", give_way_to(targets)), ("we stand on for", stand_on_for(targets)),
+                     ("most urgent", most_urgent(targets)), ("the advice is for", acted_on(targets))):
+        pairs.append((key, ", ".join(ids) or "none"))
     return pairs
 
 
@@ -266,13 +294,19 @@ FORBIDDEN_WORDS = {
     "crossing-give-way": ("port", "좌현", "head-on", "정면"), "crossing-stand-on": ("starboard", "우현", "head-on", "정면"),
     "overtaking": ("head-on", "정면"), "overtaken": ("head-on", "정면"), "safe": ("head-on", "정면"),
 }
+# what claims a role for own ship (English and Korean): a description may only claim the target's role
+ROLE_CLAIMS = {"give-way": ("give way", "give-way", "keep out of", "피항"),
+               "stand-on": ("stand on", "stand-on", "keep course and speed", "유지")}
 
 
 def contradicting_words(description: str, fact: TargetFact) -> list[str]:
-    """Words of a target's description that contradict its encounter, as "'port' (fact: crossing-give-way)"."""
+    """Words of a target's description that contradict its encounter or our role towards it, as
+    "'port' (fact: crossing-give-way)"."""
     lowered = description.lower()
-    return [f"{word!r} (fact: {fact.encounter})" for word in FORBIDDEN_WORDS.get(fact.encounter, ())
-            if (word in lowered if not word.isascii() else any(w.strip(".,;:()") == word for w in lowered.split()))]
+    wrong = [f"{word!r} (fact: {fact.encounter})" for word in FORBIDDEN_WORDS.get(fact.encounter, ())
+             if (word in lowered if not word.isascii() else any(w.strip(".,;:()") == word for w in lowered.split()))]
+    return wrong + [f"{claim!r} (fact: role {fact.role})" for role, claims in ROLE_CLAIMS.items() if role != fact.role
+                    for claim in claims if claim in lowered]
 
 
 def picture_numbers(targets: list[TargetFact], action: ActionFact) -> dict[str, list[float]]:

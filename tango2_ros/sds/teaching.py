@@ -148,28 +148,27 @@ def _target_description(rng: random.Random, t: scene.TargetFact, language: str) 
 
 
 def _situation(rng: random.Random, targets: list[scene.TargetFact], action: scene.ActionFact, language: str) -> str:
-    at_risk = [t for t in targets if t.encounter != "safe"]
+    urgent = scene.most_urgent(targets)
     fog = 19 in action.rules or any(19 in t.rules for t in targets)
     if language == "ko":
         if not targets:
             return "주변에 위험 선박이 없습니다."
         head = f"{'시정 제한, ' if fog else ''}주변 선박 {len(targets)}척"
-        if at_risk:
-            return head + rng.choice((f", 가장 급한 선박은 {at_risk[0].id}.", f", {at_risk[0].id} 주의."))
+        if urgent:
+            return head + rng.choice((f", 가장 급한 선박은 {urgent[0]}.", f", {urgent[0]} 주의."))
         return head + ", 모두 안전하게 통과."
     if not targets:
         return rng.choice(("No vessel of concern around us.", "The picture is clear."))
     count = {1: "One vessel", 2: "Two vessels", 3: "Three vessels", 4: "Four vessels", 5: "Five vessels"}[len(targets)]
     head = ("Restricted visibility. " if fog else "") + rng.choice((f"{count} around us", f"{count} in the picture"))
-    if not at_risk:
+    if not urgent:
         return head + rng.choice((", all passing clear.", ", none of them a risk."))
-    return head + rng.choice((f"; {at_risk[0].id} is the most urgent.", f", {at_risk[0].id} first.",
-                              f"; watch {at_risk[0].id} first."))
+    return head + rng.choice((f"; {urgent[0]} is the most urgent.", f", {urgent[0]} first.",
+                              f"; watch {urgent[0]} first."))
 
 
 def advice_reason(rng: random.Random, targets: list[scene.TargetFact], action: scene.ActionFact, language: str) -> str:
-    named = [t for t in targets if t.role == "give-way"] or [t for t in targets if t.encounter != "safe"]
-    ids = ", ".join(t.id for t in named[:3])
+    ids = ", ".join(scene.acted_on(targets))
     rules = ", ".join(str(r) for r in action.rules)
     if language == "ko":
         if action.direction == "keep course":
@@ -228,8 +227,8 @@ def check_describe(output: str, check: dict) -> list[str]:
 
 
 def bridge_rows(seeds, languages: tuple[str, ...], rng: random.Random) -> list[dict]:
-    """A teaching set for the bridge assistant: per encounter and language, a description and one question."""
-    return scenario_rows([encounter(seed) for seed in seeds], languages, rng)
+    """A teaching set for the bridge assistant: per encounter and language, a description and two questions."""
+    return scenario_rows([encounter(seed) for seed in seeds], languages, rng, questions_each=2)
 
 
 def scenario_rows(scenarios: list[Scenario], languages: tuple[str, ...], rng: random.Random,

@@ -61,6 +61,17 @@ def test_depth_and_wind_from_own_ships_sensors_are_told_in_both_languages():
     assert "own_ship" not in dict(facts_as_pairs([], action))  # nothing reported, nothing said
 
 
+def test_the_model_is_told_the_navigators_conclusions_it_would_otherwise_work_out():
+    from tango2_ros.sds.scene import facts_as_pairs
+
+    clear = TargetFact("TS3", 90.0, 5.0, "safe", "none", (), 3.0, -4.0)
+    pairs = dict(facts_as_pairs([HEAD_ON, PORT, clear], TURN))
+    assert (pairs["we give way to"], pairs["we stand on for"]) == ("AIS-440123450", "RADAR-03")
+    assert (pairs["most urgent"], pairs["the advice is for"]) == ("AIS-440123450", "AIS-440123450")
+    assert pairs["TS3"].endswith("CPA 3.00 NM, past (opening)")  # no negative time to copy
+    assert dict(facts_as_pairs([clear], TURN))["most urgent"] == "none"
+
+
 @pytest.mark.parametrize("description, wrong", [
     ("Tanker 3.2 NM ahead, closest 0.4 NM in 12 min.", []),  # every number within the rounding written
     ("Tanker about 3 nautical miles ahead at 12 o'clock.", []),

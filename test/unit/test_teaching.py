@@ -30,7 +30,7 @@ def test_encounters_cover_every_kind_category_and_size_and_are_fixed_by_their_se
 @pytest.mark.parametrize("language", ["en", "ko"])
 def test_every_teacher_answer_passes_the_check_it_teaches_for(language):
     rows = teaching.bridge_rows(range(120), (language,), random.Random(1))
-    assert len(rows) == 240 and {r["check"]["task"] for r in rows} == {"sds-describe", "sds-ask"}
+    assert len(rows) == 360 and {r["check"]["task"] for r in rows} == {"sds-describe", "sds-ask"}
     failed = [(r["messages"][1]["content"], corrections(r["messages"][1]["content"], r["check"])) for r in rows
               if corrections(r["messages"][1]["content"], r["check"])]
     assert failed == []
@@ -95,6 +95,18 @@ def test_a_description_that_puts_a_crossing_on_the_wrong_side_is_replaced(langua
     index = next(i for i, t in enumerate(answer["targets"]) if t["encounter"] == "crossing-give-way")
     found = corrections(json.dumps(replace_description(answer, index, words), ensure_ascii=False), check)
     assert any("(fact: crossing-give-way)" in c for c in found), found
+
+
+@pytest.mark.parametrize("language, words", [("en", "Crossing from starboard; we are the stand-on vessel."),
+                                             ("en", "Crossing from starboard; we keep course and speed."),
+                                             ("ko", "우현에서 횡단, 본선 유지")])
+def test_a_description_that_claims_the_wrong_role_is_replaced(language, words):
+    answer, check = _describe_check(language=language)  # imazu-05: TS2 crosses from starboard, we give way
+    index = next(i for i, t in enumerate(answer["targets"]) if t["encounter"] == "crossing-give-way")
+    found = corrections(json.dumps(replace_description(answer, index, words), ensure_ascii=False), check)
+    assert any("(fact: role give-way)" in c for c in found), found
+    right = "Crossing from starboard; we give way." if language == "en" else "우현에서 횡단, 본선이 피항"
+    assert corrections(json.dumps(replace_description(answer, index, right), ensure_ascii=False), check) == []
 
 
 def replace_description(answer: dict, index: int, description: str) -> dict:
