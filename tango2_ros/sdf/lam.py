@@ -49,6 +49,26 @@ class LamError(ValueError):
     """The model's answer cannot be used."""
 
 
+def function_tools() -> list[dict]:
+    """The actuator tools in the function-calling form of the OpenAI-style API, for an agent outside the farm
+    controller (llm_api, LangChain, ...): one function per actuator taking {"value": 0-100}. An agent's calls are
+    read by `proposal_of_calls` with the checks the farm controller's own model gets, and only proposed."""
+    return [{"type": "function", "function": {
+        "name": tool.name,
+        "description": f"propose the {tool.actuator.replace('_', ' ')} "
+                       + ("on (100) or off (0)" if tool.on_off else "position in %")
+                       + "; the greenhouse's safety supervisor decides what the actuator gets",
+        "parameters": {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 100}},
+                       "required": ["value"], "additionalProperties": False}}} for tool in TOOLS.values()]
+
+
+def proposal_of_calls(calls: list[tuple[str, object]]) -> dict[str, float]:
+    """An agent's (tool name, arguments) calls as a proposal (actuator -> value); LamError as parse_answer."""
+    answer = {"calls": [{"tool": name, "value": arguments.get("value") if isinstance(arguments, dict) else None}
+                        for name, arguments in calls]}
+    return parse_answer(json.dumps(answer))[0]
+
+
 def answer_schema() -> dict:
     return {
         "type": "object",

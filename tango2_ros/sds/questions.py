@@ -31,6 +31,17 @@ KEY_WORDS = (
     ("most-urgent", ("most dangerous", "most urgent", "biggest risk", "first"), ("가장 위험", "가장 급한")),
 )
 NEEDS_VESSEL = ("cpa", "where")
+# the bridge assistant's question interface in the function-calling form of the OpenAI-style API, for an agent
+# (run on the ROS graph by tango2_ros.ros.agent_tools: a goal of /tango2/sds/ask)
+ASK_TOOL = {"type": "function", "function": {
+    "name": "ask_bridge",
+    "description": "Ask the ship's bridge assistant about the present traffic picture: which vessels we give way "
+                   "to or stand on for, a vessel's CPA or position, the most urgent vessel, the reason for the "
+                   "advice. The answer is checked against the COLREG navigator's facts.",
+    "parameters": {"type": "object", "properties": {
+        "question": {"type": "string", "minLength": 1, "maxLength": 400},
+        "language": {"type": "string", "enum": list(LANGUAGES)}},
+        "required": ["question"], "additionalProperties": False}}}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """scene_llm with the real llm_node over ROS 2: a decision described, and the watch officer's questions
 answered over sds/ask (checked answers, and clear errors for questions that cannot be asked)."""
+import json
 import math
 
 import pytest
 
+CONCLUSIONS = ("we give way to", "we stand on for", "most urgent", "the advice is for")
 
 
 @pytest.mark.ros
@@ -13,6 +15,7 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
     from rclpy.action import ActionClient
     from tango2_msgs.action import AskBridge
     from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetAssessment
+    from tango2_ros.ros.agent_tools import AgentTools
 
     ns = "/t5scene"
     llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
@@ -40,7 +43,7 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
             result = next(s for s in scenes if s.model != "templates")
             assert result.model.startswith("SmolLM2") and result.language == "en" and result.latency_s > 0
             assert "AIS-440123450" in result.text and "starboard" in result.text
-            assert {kv.key for kv in result.facts} == {"action", "AIS-440123450"}
+            assert {kv.key for kv in result.facts} == {"action", "AIS-440123450", *CONCLUSIONS}
             # whatever the small model wrote, nothing in the text contradicts the facts it was checked against
             assert "to port" not in result.text and not math.isnan(result.latency_s)
 
@@ -55,13 +58,25 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
             assert answer.success and answer.kind == "give-way" and answer.model.startswith("SmolLM2")
             # the checked answer names exactly the give-way vessel, whatever the model wrote
             assert list(answer.ids) == ["AIS-440123450"] and "AIS-440123450" in answer.answer and answer.raw_answer
-            assert {kv.key for kv in answer.facts} == {"action", "AIS-440123450"}
+            assert {kv.key for kv in answer.facts} == {"action", "AIS-440123450", *CONCLUSIONS}
             for question, language, words in (("What is TS9's CPA?", "en", "no vessel TS9"),
                                               ("Where is it?", "fr", "unsupported language 'fr'"),
                                               ("", "en", "the question is empty")):
                 refused = asked(question, language)
                 assert not refused.success and words in refused.error, refused.error
             assert asked("왜 우현으로 변침합니까?", "ko").kind == "why"  # the node answers on after refusals
+
+            # an outside agent's ask_bridge tool call is the same question over the same action
+            tools = AgentTools(node, ns)
+            (reply,) = tools.run([{"id": "call_1", "type": "function", "function": {
+                "name": "ask_bridge", "arguments": json.dumps({"question": "Who do we give way to?"})}}])
+            result = json.loads(reply["content"])
+            assert reply["tool_call_id"] == "call_1" and result["kind"] == "give-way", result
+            assert result["ids"] == ["AIS-440123450"] and "AIS-440123450" in result["answer"]
+            unknown, malformed = tools.run([{"id": "c2", "function": {"name": "fire_flares", "arguments": "{}"}},
+                                            {"id": "c3", "function": {"name": "ask_bridge", "arguments": "{oops"}}])
+            assert "unknown tool 'fire_flares'" in json.loads(unknown["content"])["error"]
+            assert "needs" in json.loads(malformed["content"])["error"]
     finally:
         outputs = stop(scene_node) + stop(llm)
     assert "Traceback" not in outputs

@@ -160,6 +160,21 @@ def test_lam_answer_becomes_a_proposal():
     assert proposal == {VENT: 20.0, LIGHTS: 100.0} and rationale == "warm"
 
 
+def test_the_actuator_tools_in_the_apis_function_form_give_the_same_checked_proposal():
+    from tango2_ros.core.openai_api import parse_chat_request
+    from tango2_ros.sdf.lam import TOOLS, function_tools, proposal_of_calls
+
+    tools = function_tools()
+    request = parse_chat_request(json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                             "tools": tools, "tool_choice": "required"}).encode())
+    assert [t.name for t in request.tools] == list(TOOLS)  # valid tool definitions for the OpenAI-style API
+    assert proposal_of_calls([("set_vents", {"value": 20}), ("set_lamps", {"value": 70})]) == {VENT: 20.0, LIGHTS: 100.0}
+    for calls, words in (([("set_vents", {"value": 101})], "outside 0-100"), ([("open_airlock", {})], "unknown tool"),
+                         ([("set_vents", None)], "not a number"), ([("set_vents", {"value": True})], "not a number")):
+        with pytest.raises(LamError, match=words):
+            proposal_of_calls(calls)
+
+
 # -- the plant ------------------------------------------------------------------------------------------------
 def test_the_weather_period_and_control_period_are_checked():
     from tango2_ros.sdf.greenhouse import Greenhouse
