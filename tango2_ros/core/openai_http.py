@@ -122,22 +122,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        state = {"sent": 0, "gone": False, "stopped": False}
+        state = {"sent": 0, "gone": False, "stopped": False, "done": False}
         if not self._event(api.chunk(request, model, {"role": "assistant", "content": ""})):
             return
+        # feedback arrives on the ROS executor's threads and may still come after the result: one writer at a
+        # time, and none once the result is in, or a piece is sent twice
+        writing = threading.Lock()
 
         def on_text(text: str) -> bool:
-            if request.calls_tools:  # a tool call is sent whole at the end
-                return not state["gone"]
-            cut, found = api.cut_at_stop(text, request.stop)
-            piece = cut[state["sent"]:]
-            if piece and not self._event(api.chunk(request, model, {"content": piece})):
-                state["gone"] = True
-            state["sent"] = max(state["sent"], len(cut))
-            state["stopped"] = found
-            return not (found or state["gone"])
+            with writing:
+                if request.calls_tools or state["done"]:  # a tool call is sent whole at the end
+                    return not state["gone"]
+                cut, found = api.cut_at_stop(text, request.stop)
+                piece = cut[state["sent"]:]
+                if piece and not self._event(api.chunk(request, model, {"content": piece})):
+                    state["gone"] = True
+                state["sent"] = max(state["sent"], len(cut))
+                state["stopped"] = found
+                return not (found or state["gone"])
 
         generated = self.api.backend.generate(request, on_text, lambda: state["gone"])
+        with writing:
+            state["done"] = True
         if state["gone"]:
             return
         if generated.finish_reason == "error" or (generated.finish_reason == "cancelled" and not state["stopped"]):

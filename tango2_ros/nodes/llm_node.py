@@ -211,10 +211,14 @@ class LlmNode(Tango2Node):
         with self._counter_lock:
             self._counters[key] += 1
             counters = dict(self._counters)
+        self.model.count(model, key == "errors", **counters, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+
+    def publish_diagnostics(self) -> None:
+        """With the engine's load of this moment (running and waiting requests), not that of the last answer."""
         active = self.slot.active
         running, waiting = active.engine.load() if active is not None else (0, 0)
-        self.model.count(model, key == "errors", **counters, running=running, waiting=waiting,
-                         rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+        self.set_values(running=running, waiting=waiting)
+        super().publish_diagnostics()
 
 
 def main(args: list[str] | None = None) -> int:

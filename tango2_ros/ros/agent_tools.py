@@ -64,7 +64,8 @@ class AgentTools:
             elif name == ASK_TOOL["function"]["name"]:
                 result = self._ask_bridge(arguments)
             else:
-                result = {"error": f"unknown tool {name!r}: use one of {', '.join(t['function']['name'] for t in self.definitions())}"}
+                known = ", ".join(t["function"]["name"] for t in self.definitions())
+                result = {"error": f"unknown tool {name!r}: use one of {known}"}
             results.append({"role": "tool", "tool_call_id": call_id, "content": json.dumps(result, ensure_ascii=False)})
         return results
 

@@ -140,3 +140,55 @@ def test_the_official_client_talks_to_the_on_device_model():
     finally:
         outputs = stop(open_to_all) + stop(lonely_api) + stop(locked_api) + stop(open_api) + stop(llm)
     assert "Traceback" not in outputs
+
+
+@pytest.mark.ros
+def test_a_full_queue_is_429_and_a_client_gone_before_a_whole_answer_cancels_it():
+    """One sequence and no queue: a second request while the first runs is refused with 429 (the client's
+    RateLimitError), none is lost or answered twice; a client that closes its connection before a non-streamed
+    answer cancels the generation."""
+    import threading
+
+    import openai
+    from diagnostic_msgs.msg import DiagnosticArray
+    from helpers.lifecycle import bring_up
+    from helpers.ros import ros_node, spawn, stop, wait_until
+
+    ns, port = "/t21busy", _free_port()
+    llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
+                 "-p", "n_parallel:=1", "-p", "max_queue:=0", "-p", "n_ctx_per_seq:=1024"])
+    api = spawn(["-m", "tango2_ros.nodes.llm_api", "--ros-args", "-r", "__node:=llm_api", "-r", f"__ns:={ns}",
+                 "-p", f"port:={port}", "-p", f"llm_action:={ns}/llm/generate", "-p", f"llm_node:={ns}/llm_node"])
+    try:
+        with ros_node("busy_probe") as node:
+            counters: dict[str, str] = {}
+            node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: counters.update(
+                {kv.key: kv.value for s in m.status if s.name == f"{ns}/llm_node" for kv in s.values}), 50)
+            for name in ("llm_node", "llm_api"):
+                bring_up(node, f"{ns}/{name}")
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+            assert wait_until(lambda: client.models.list().data, 30)
+            model = client.models.list().data[0].id
+            long_story = {"model": model, "max_tokens": 300, "messages": [{"role": "user", "content": "Tell a long story."}]}
+            first: list = []
+            worker = threading.Thread(target=lambda: first.append(client.chat.completions.create(**long_story)))
+            worker.start()
+            assert wait_until(lambda: counters.get("running") == "1", 30), counters
+            with pytest.raises(openai.RateLimitError) as refused:
+                client.chat.completions.create(model=model, max_tokens=4, messages=[{"role": "user", "content": "Hi"}])
+            assert refused.value.status_code == 429 and "queue full" in refused.value.body["message"]
+            worker.join(120)
+            assert len(first) == 1 and first[0].choices[0].message.content  # the running request was not lost
+
+            cancelled = int(counters.get("cancelled", 0))
+            body = json.dumps(long_story).encode()
+            with socket.create_connection(("127.0.0.1", port)) as raw:  # a whole (non-streamed) answer, abandoned
+                raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                assert wait_until(lambda: counters.get("running") == "1", 30), counters
+            assert wait_until(lambda: int(counters.get("cancelled", 0)) > cancelled, 30), counters
+            assert client.chat.completions.create(model=model, max_tokens=4,  # and the API serves on
+                                                  messages=[{"role": "user", "content": "Hi"}]).choices
+    finally:
+        outputs = stop(api) + stop(llm)
+    assert "Traceback" not in outputs
