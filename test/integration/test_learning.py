@@ -46,7 +46,7 @@ def test_a_teacher_recipe_is_taught_judged_against_the_base_and_resumed(tmp_path
         assert LocalStore(models / "store").versions("tiny-bridge") == []
     taught = [json.loads(line)["check"]["scenario"] for line in (out / "data" / "train.jsonl").read_text().splitlines()]
     held = [json.loads(line)["check"]["scenario"] for line in (out / "data" / "eval.jsonl").read_text().splitlines()]
-    assert taught == ["encounter-5", "encounter-5"] and held == ["encounter-1000005", "encounter-1000005"]
+    assert taught == ["encounter-5"] * 3 and held == ["encounter-1000005"] * 3  # a description, two questions
 
     recipe.write_text(RECIPE.replace("beat_base: true", "beat_base: false"))
     resumed = _learn(recipe, out, env)
