@@ -6,9 +6,8 @@ target (clock bearing, range from `sds/targets`, encounter, role, rules, CPA/TCP
 (`llm_action`, tango2_msgs/action/Generate) for a description in `language` (en, ko) under a JSON Schema built
 from those facts. What the model says is checked against the facts (tango2_ros.sds.scene) and contradictions
 are replaced and listed in `corrections`; without a model the text is built from the facts. Publishes
-`sds/scene` (SceneDescription). The action `sds/ask` (tango2_msgs/action/AskBridge) answers a question about
-the same picture, checked the same way (tango2_ros.sds.questions). The model only describes and answers:
-decisions stay with the colreg node.
+`sds/scene` (SceneDescription). The action `sds/ask` (AskBridge) answers a question about the same picture,
+checked the same way (tango2_ros.sds.questions). The model only describes and answers: the colreg node decides.
 """
 from __future__ import annotations
 
@@ -76,16 +75,7 @@ class SceneLlm(Tango2Node):
 
     def _ask(self, max_tokens: int) -> scene.Ask | None:
         """The model as the sds packages want it, or None when it is not configured or not reachable."""
-        client = self._client
-        if client is None or not client.ready():
-            return None
-
-        def ask(prompt: str, schema: dict) -> tuple[str, str, str]:
-            answer = client.ask_and_wait(timeout_s=self.param("timeout_s"), user=prompt, schema=schema,
-                                         max_tokens=max_tokens)
-            return answer.text, answer.model, answer.error
-
-        return ask
+        return self._client.answering(timeout_s=self.param("timeout_s"), max_tokens=max_tokens) if self._client else None
 
     def _tick(self) -> None:
         decision = self._decision
@@ -99,7 +89,7 @@ class SceneLlm(Tango2Node):
         if now < self._next_due and decision.state == self._last_state:
             return
         self._next_due, self._last_state = now + self.param("period_s"), decision.state
-        targets, action = self._facts(decision)
+        targets, action = scene_facts_from_ros(decision, self._ranges)
         ask = self._ask(self.param("max_tokens"))
         self._busy_since = now
         if self._client is not None and ask is None:
@@ -132,7 +122,7 @@ class SceneLlm(Tango2Node):
         started = time.monotonic()
         if self._decision is None:
             return AskBridge.Result(success=False, error="no picture yet: the colreg node has not decided")
-        targets, action = self._facts(self._decision)
+        targets, action = scene_facts_from_ros(self._decision, self._ranges)
         try:
             answered = questions.answer(goal.question, goal.language or "en", targets, action, self._ask(256),
                                         self._own)
@@ -142,9 +132,6 @@ class SceneLlm(Tango2Node):
             success=True, answer=answered.answer, raw_answer=answered.raw_answer, ids=answered.ids,
             kind=answered.question.kind, facts=self._fact_pairs(targets, action), corrections=answered.corrections,
             model=answered.model, latency_s=time.monotonic() - started)
-
-    def _facts(self, decision: NavigationDecision) -> tuple[list[scene.TargetFact], scene.ActionFact]:
-        return scene_facts_from_ros(decision, self._ranges)
 
     def _fact_pairs(self, targets, action) -> list[KeyValue]:
         return [KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action, self._own)]

@@ -18,8 +18,8 @@ from rclpy.time import Time
 
 from tango2_msgs.msg import DetectionArray, OwnShipState, Target, TargetArray
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
-from tango2_ros.ros.conversions.ship import set_relative
-from tango2_ros.sds.geometry import NM_M, Kinematics, relative, to_geographic, to_local
+from tango2_ros.ros.conversions.ship import bearing_only_to_ros, track_to_ros
+from tango2_ros.sds.geometry import NM_M, Kinematics, to_local
 from tango2_ros.sds.tracking import SOURCE_AIS, SOURCE_RADAR, Report, Sighting, Tracker, fuse_bearings
 
 
@@ -89,25 +89,14 @@ class TrackerNode(Tango2Node):
                                     self.param("camera_gate_deg"))
         out = TargetArray(dropped_tracks=self._tracker.dropped)
         out.header = message.header
-        out.targets = [self._track_message(track, own_local, now) for track in tracks]
-        out.targets += [_bearing_only(i, sighting) for i, sighting in enumerate(camera_only, 1)]
+        out.targets = [track_to_ros(track, self._origin, own_local, now) for track in tracks]
+        out.targets += [bearing_only_to_ros(i, sighting) for i, sighting in enumerate(camera_only, 1)]
         self._publisher.publish(out)
         self._camera_counts["camera_only"] = len(camera_only)
         fused = sum(1 for t in tracks if t.sources & (t.sources - 1))  # more than one sensor
         self.set_status(OK, f"{len(tracks)} track(s), {fused} seen by more than one sensor, "
                             f"{len(camera_only)} camera-only bearing(s)", tracks=len(tracks), fused=fused,
                         dropped=self._tracker.dropped, **self._camera_counts)
-
-    def _track_message(self, track, own_local: Kinematics, now: float) -> Target:
-        lat, lon = to_geographic(track.kinematics.north_nm, track.kinematics.east_nm, *self._origin)
-        target = Target(id=track.id, sources=track.sources, mmsi=track.mmsi, name=track.name,
-                        category=track.category, latitude_deg=lat, longitude_deg=lon,
-                        course_deg=track.kinematics.course_deg, speed_kn=track.kinematics.speed_kn,
-                        position_covariance=[track.variance_nm2 * NM_M**2, 0.0, 0.0, track.variance_nm2 * NM_M**2],
-                        quality=1.0 if track.sources & (track.sources - 1) else 0.7, age_s=now - track.time_s)
-        known = math.isfinite(track.kinematics.course_deg) and math.isfinite(track.kinematics.speed_kn)
-        set_relative(target, relative(own_local, track.kinematics, motions_known=known))
-        return target
 
     def _sightings(self, stamp, own: OwnShipState) -> list[Sighting]:
         """The latest image's vessel detections as true bearings, if that image is recent enough by stamp."""
@@ -136,13 +125,6 @@ class TrackerNode(Tango2Node):
         source = SOURCE_AIS if target.sources & Target.SOURCE_AIS else SOURCE_RADAR
         return Report(target.id, source, Kinematics(north, east, target.course_deg, target.speed_kn),
                       now - target.age_s, variance, target.mmsi, target.name, target.category)
-
-
-def _bearing_only(number: int, sighting: Sighting) -> Target:
-    return Target(id=f"CAM-{number}", sources=Target.SOURCE_CAMERA, name=sighting.label,
-                  category=Target.CATEGORY_UNKNOWN, latitude_deg=math.nan, longitude_deg=math.nan, north_m=math.nan,
-                  east_m=math.nan, course_deg=math.nan, speed_kn=math.nan, bearing_deg=sighting.bearing_deg,
-                  range_m=math.nan, cpa_m=math.nan, tcpa_s=math.nan, quality=0.3, age_s=0.0)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -64,6 +64,18 @@ class LlmClient:
         threading.Thread(target=lambda: on_answer(self.ask_and_wait(timeout_s=timeout_s, **question)),
                          name="llm-question", daemon=True).start()
 
+    def answering(self, *, timeout_s: float, max_tokens: int) -> Callable[[str, dict], tuple[str, str, str]] | None:
+        """The model as the ROS-free domain code asks it: (prompt, JSON Schema) -> (text, model, error)
+        (tango2_ros.sds.scene.Ask); None while the action is not there, so the caller falls back at once."""
+        if not self.ready():
+            return None
+
+        def ask(prompt: str, schema: dict) -> tuple[str, str, str]:
+            answer = self.ask_and_wait(timeout_s=timeout_s, user=prompt, schema=schema, max_tokens=max_tokens)
+            return answer.text, answer.model, answer.error
+
+        return ask
+
     def ask_and_wait(self, *, timeout_s: float, user: str = "", prompt: str = "", schema: dict | None = None,
                      max_tokens: int = 256, temperature: float = 0.0) -> LlmAnswer:
         """`user`: one chat turn (the model's chat template applies); `prompt`: a raw completion."""

@@ -58,6 +58,21 @@ def test_targets_from_messages_and_raw_targets_to_messages():
     assert ship.target_from_ros(message, (35.0, 129.0)) is None
 
 
+def test_fused_tracks_and_camera_only_bearings_become_targets():
+    from tango2_ros.sds.tracking import Sighting, Track
+
+    track = Track("AIS-1", sources=3, kinematics=Kinematics(3.0, 0.0, 180.0, 10.0), time_s=4.0, mmsi=1,
+                  variance_nm2=0.01)
+    message = ship.track_to_ros(track, (35.0, 129.0), Kinematics(0.0, 0.0, 0.0, 10.0), now=5.0)
+    assert message.quality == 1.0 and message.age_s == 1.0  # two sensors
+    assert message.range_m == pytest.approx(3 * 1852, rel=1e-3) and message.tcpa_s == pytest.approx(540.0, rel=1e-2)
+    back = ship.target_from_ros(message, (35.0, 129.0))
+    assert back.kinematics.north_nm == pytest.approx(3.0, rel=1e-6) and back.kinematics.course_deg == 180.0
+    camera = ship.bearing_only_to_ros(2, Sighting(45.0, 1.0, "boat"))
+    assert (camera.id, camera.bearing_deg, camera.name) == ("CAM-2", 45.0, "boat") and math.isnan(camera.range_m)
+    assert ship.target_from_ros(camera, (35.0, 129.0)) is None  # a bearing is no position
+
+
 @pytest.mark.parametrize("seconds", [0.0, 1_000_000_000.5, 12.999_999_999_9, 1.000_000_000_4])
 def test_stamps_round_trip_and_never_carry_a_full_second_of_nanoseconds(seconds):
     stamp = stamps.seconds_to_stamp(seconds)

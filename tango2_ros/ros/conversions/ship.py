@@ -5,7 +5,7 @@ import math
 
 from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetAssessment
 from tango2_ros.sds.colreg import Decision, Target
-from tango2_ros.sds.geometry import NM_M, Kinematics, Relative, relative, to_local
+from tango2_ros.sds.geometry import NM_M, Kinematics, Relative, relative, to_geographic, to_local
 from tango2_ros.sds.picture import UNKNOWN, OwnShip, RawTarget
 
 CATEGORY_TO_ROS = {
@@ -126,3 +126,25 @@ def raw_target_to_ros(target: RawTarget, own: OwnShip, now: float) -> TargetMsg:
         other = Kinematics(north, east, target.course_deg, target.speed_kn) if known else Kinematics(north, east, 0, 0)
         set_relative(message, relative(origin, other, motions_known=known))
     return message
+
+
+def track_to_ros(track, origin: tuple[float, float], own_local: Kinematics, now: float) -> TargetMsg:
+    """A fused track (tango2_ros.sds.tracking.Track) in the plane fixed at `origin`, relative to own ship."""
+    lat, lon = to_geographic(track.kinematics.north_nm, track.kinematics.east_nm, *origin)
+    target = TargetMsg(id=track.id, sources=track.sources, mmsi=track.mmsi, name=track.name, category=track.category,
+                       latitude_deg=lat, longitude_deg=lon, course_deg=track.kinematics.course_deg,
+                       speed_kn=track.kinematics.speed_kn,
+                       position_covariance=[track.variance_nm2 * NM_M**2, 0.0, 0.0, track.variance_nm2 * NM_M**2],
+                       quality=1.0 if track.sources & (track.sources - 1) else 0.7, age_s=now - track.time_s)
+    known = math.isfinite(track.kinematics.course_deg) and math.isfinite(track.kinematics.speed_kn)
+    set_relative(target, relative(own_local, track.kinematics, motions_known=known))
+    return target
+
+
+def bearing_only_to_ros(number: int, sighting) -> TargetMsg:
+    """A camera sighting (tango2_ros.sds.tracking.Sighting) that matches no track: `CAM-n`, a bearing, no position."""
+    return TargetMsg(id=f"CAM-{number}", sources=TargetMsg.SOURCE_CAMERA, name=sighting.label,
+                     category=TargetMsg.CATEGORY_UNKNOWN, latitude_deg=math.nan, longitude_deg=math.nan,
+                     north_m=math.nan, east_m=math.nan, course_deg=math.nan, speed_kn=math.nan,
+                     bearing_deg=sighting.bearing_deg, range_m=math.nan, cpa_m=math.nan, tcpa_s=math.nan, quality=0.3,
+                     age_s=0.0)
