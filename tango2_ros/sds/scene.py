@@ -126,16 +126,17 @@ def _closest(t: TargetFact) -> str:
 def facts_as_pairs(targets: list[TargetFact], action: ActionFact, own: OwnShipFact = OwnShipFact(),
                    language: str = "en") -> list[tuple[str, str]]:
     """The facts as the model is told them: every number at the precision a description states it (TCPA in whole
-    minutes, CPA to 0.01 NM, range to 0.1 NM), each encounter also in the answer's language, and the navigator's
-    conclusions (who we give way to, who is most urgent), so that a right answer copies what it says instead of
-    rounding, translating or working it out again."""
+    minutes, CPA to 0.01 NM, range to 0.1 NM), each encounter and role also in the answer's language, and the
+    navigator's conclusions (who we give way to, who is most urgent), so that a right answer copies what it says
+    instead of rounding, translating or working it out again."""
     pairs = [("action", f"{action.state}; course {action.course_change_deg:+.0f} deg; speed {action.speed_change_kn:+.1f} kn;"
                         f" rules {list(action.rules)}")]
     if own.words():
         pairs.append(("own_ship", own.words()))
     for t in targets:
         pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter} "
-                            f"({ENCOUNTER_WORDS[language][t.encounter]}), role {t.role}, rules {list(t.rules)}, "
+                            f"({ENCOUNTER_WORDS[language][t.encounter]}), role {t.role}{ROLE_WORDS[language][t.role]}, "
+                            f"rules {list(t.rules)}, "
                             f"{_closest(t)}"))
     for key, ids in (("we give way to", give_way_to(targets)), ("we stand on for", stand_on_for(targets)),
                      ("most urgent", most_urgent(targets)), ("the advice is for", acted_on(targets))):

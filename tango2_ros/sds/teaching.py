@@ -124,7 +124,8 @@ _KO_ENCOUNTER = {
     "overtaking": ("본선이 추월 중", "앞쪽의 느린 선박, 본선이 추월"),
     "overtaken": ("본선을 추월 중", "선미에서 접근해 추월 중"), "safe": ("안전하게 통과", "충돌 위험 없이 통과"),
 }
-_KO_ROLE = {"give-way": ("본선이 피항", "본선 피항선"), "stand-on": ("본선 유지", "본선은 침로와 속력 유지"), "none": ("",)}
+_KO_ROLE = {"give-way": ("본선 피항", "본선이 피항", "본선 피항선"), "stand-on": ("본선 유지", "본선은 침로와 속력 유지"),
+            "none": ("",)}
 
 
 def _target_description(rng: random.Random, t: scene.TargetFact, language: str) -> str:

@@ -149,9 +149,9 @@ def test_a_swap_under_continuous_load_drops_no_request(harness):
     threads = [threading.Thread(target=client_loop) for _ in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    assert wait_until(lambda: len(outcomes) >= 3, 60)  # the old version answers under load
     response = harness.call(harness.swap, SwapModel.Request(name=MODEL, version="1.1.0"))
-    time.sleep(1.5)
+    assert wait_until(lambda: sum(model == f"{MODEL}@1.1.0" for _, model, _ in outcomes) >= 3, 60), outcomes[-3:]
     stop_flag.set()
     for thread in threads:
         thread.join(timeout=120)
