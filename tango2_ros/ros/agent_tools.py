@@ -41,11 +41,18 @@ class AgentTools:
         self._state: GreenhouseState | None = None
         self._commands: collections.deque = collections.deque(maxlen=50)
         self._sequence = 0
+        self._proposed_stamp: float | None = None  # the supervisor takes one proposal per state
         self._changed = threading.Condition()
         node.create_subscription(GreenhouseState, f"{prefix}/sdf/state", self._on_state, 10)
         node.create_subscription(ActuatorCommand, f"{prefix}/sdf/command", self._on_command, 10)
         self._proposals = node.create_publisher(ActuatorCommand, f"{prefix}/sdf/proposal", 10)
         self._ask = ActionClient(node, AskBridge, f"{prefix}/sds/ask")
+
+    @property
+    def state_stamp(self) -> float | None:
+        """Stamp (s) of the newest greenhouse state heard: what the next farm proposal answers."""
+        state = self._state
+        return stamp_to_seconds(state.header.stamp) if state is not None else None
 
     @staticmethod
     def definitions() -> list[dict]:
@@ -54,7 +61,7 @@ class AgentTools:
     def run(self, tool_calls: list[dict]) -> list[dict]:
         """The `tool` messages answering `tool_calls` (the API's form: id, function.name, function.arguments).
         The farm calls of one turn are one proposal (an actuator left out keeps its position)."""
-        parsed = [(call.get("id", ""), *_name_and_arguments(call)) for call in tool_calls]
+        parsed = [(call.get("id", "") if isinstance(call, dict) else "", *_name_and_arguments(call)) for call in tool_calls]
         farm = [(name, arguments) for _, name, arguments in parsed if name in TOOLS]
         farm_result = self._propose(farm) if farm else None
         results = []
@@ -88,10 +95,14 @@ class AgentTools:
             if not self._changed.wait_for(lambda: self._state is not None, self._timeout_s):
                 return {"error": "nothing proposed: no greenhouse state yet"}
             state = self._state
+        stamp = stamp_to_seconds(state.header.stamp)
+        if stamp == self._proposed_stamp:
+            return {"error": "nothing proposed: this greenhouse state already has the agent's proposal; "
+                             "propose again for the next state"}
+        self._proposed_stamp = stamp
         self._sequence += 1
         self._proposals.publish(proposal_message(proposal, CONTROLLER, "", "an agent's tool calls", state.header.stamp,
                                                  self._sequence))
-        stamp = stamp_to_seconds(state.header.stamp)
 
         def decided() -> ActuatorCommand | None:
             return next((c for c in reversed(self._commands) if abs(stamp_to_seconds(c.header.stamp) - stamp) < 1e-6),

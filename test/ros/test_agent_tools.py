@@ -72,6 +72,7 @@ def test_an_agent_with_the_farms_tools_proposes_and_the_supervisor_decides():
 
             # hostile calls: a value out of range, an unknown tool, arguments that are not JSON; nothing proposed
             new_state(1_300)
+            assert wait_until(lambda: tools.state_stamp == 1_300, 10)
             for call, words in (({"name": "set_heating", "arguments": '{"value": 250}'}, "outside 0-100"),
                                 ({"name": "open_airlock", "arguments": "{}"}, "unknown tool 'open_airlock'"),
                                 ({"name": "set_vents", "arguments": "{not json"}, "is not a number")):
@@ -80,6 +81,8 @@ def test_an_agent_with_the_farms_tools_proposes_and_the_supervisor_decides():
             assert len([c for c in commands if c.controller == "agent"]) == 1
             (reply,) = tools.run([{"id": "c4", "function": {"name": "set_vents", "arguments": '{"value": 40}'}}])
             assert json.loads(reply["content"])["proposed"] == {"vent": 40.0}  # and the supervisor serves on
+            (again,) = tools.run([{"id": "c5", "function": {"name": "set_vents", "arguments": '{"value": 60}'}}])
+            assert "already has the agent's proposal" in json.loads(again["content"])["error"]  # one per state
     finally:
         outputs = "".join(stop(process) for process in processes)
     assert "Traceback" not in outputs
