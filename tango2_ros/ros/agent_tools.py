@@ -37,7 +37,7 @@ class AgentTools:
 
     def __init__(self, node, namespace: str = "/tango2", timeout_s: float = 60.0) -> None:
         prefix = namespace.rstrip("/")
-        self._node, self._timeout_s = node, timeout_s
+        self._timeout_s = timeout_s
         self._state: GreenhouseState | None = None
         self._commands: collections.deque = collections.deque(maxlen=50)
         self._sequence = 0

@@ -107,14 +107,18 @@ def stand_on_for(targets: list[TargetFact]) -> list[str]:
     return [t.id for t in targets if t.role == "stand-on"]
 
 
+def at_risk(targets: list[TargetFact]) -> list[str]:
+    return [t.id for t in targets if t.encounter != "safe"]
+
+
 def most_urgent(targets: list[TargetFact]) -> list[str]:
     """The first target at risk of the ranked picture (none when every vessel passes clear)."""
-    return [t.id for t in targets if t.encounter != "safe"][:1]
+    return at_risk(targets)[:1]
 
 
 def acted_on(targets: list[TargetFact]) -> list[str]:
     """The vessels the advice is for: those we give way to, else those at risk (at most three)."""
-    return (give_way_to(targets) or [t.id for t in targets if t.encounter != "safe"])[:3]
+    return (give_way_to(targets) or at_risk(targets))[:3]
 
 
 def _closest(t: TargetFact) -> str:
@@ -136,8 +140,7 @@ def facts_as_pairs(targets: list[TargetFact], action: ActionFact, own: OwnShipFa
     for t in targets:
         pairs.append((t.id, f"{t.clock} o'clock ({t.side}), {t.range_nm:.1f} NM, {t.encounter} "
                             f"({ENCOUNTER_WORDS[language][t.encounter]}), role {t.role}{ROLE_WORDS[language][t.role]}, "
-                            f"rules {list(t.rules)}, "
-                            f"{_closest(t)}"))
+                            f"rules {list(t.rules)}, {_closest(t)}"))
     for key, ids in (("we give way to", give_way_to(targets)), ("we stand on for", stand_on_for(targets)),
                      ("most urgent", most_urgent(targets)), ("the advice is for", acted_on(targets))):
         pairs.append((key, ", ".join(ids) or "none"))
