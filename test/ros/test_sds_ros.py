@@ -119,7 +119,7 @@ def test_sds_demo_runs_the_whole_bridge_on_nmea_over_udp():
     assert acting and 14 in acting[0]["rules"] and 18 in acting[0]["rules"], report["decisions"]
     assert "AIS-440123450 sources=3" in report["tracks"]  # AIS and radar fused into one track
     # the profile's model manager deployed the signed learned assistant and the detector before the encounter
-    assert report["deployments"] == {"llm": "smollm2-135m-instruct@1.0.0 active",
+    assert report["deployments"] == {"llm": "sds-bridge@1.0.0-lora active",
                                      "detector": "yolov3-tiny-coco@1.0.0 active"}, report["deployments"]
     # the first description may come before the first target picture; the later ones name the ship
     assert any("AIS-440123450" in scene["text"] for scene in report["scenes"]), report["scenes"]
