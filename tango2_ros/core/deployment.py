@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from tango2_ros import paths
 from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.manifest import Manifest, semver_key
-from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable
+from tango2_ros.core.artifacts.signing import TrustStore
+from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable, open_store
 from tango2_ros.core.runtime.serving import LoadOutcome
+from tango2_ros.core.settings import setting
 
 POLICIES = ("pinned", "latest")
 AVAILABLE, LOADING, ACTIVE, FAILED = "available", "loading", "active", "failed"
@@ -29,9 +32,22 @@ class SwapError(RuntimeError):
     """A swap did not happen; the old version keeps serving. The message is the reason."""
 
 
-def _setting(default, description: str, low=None, high=None):
-    """A slot setting with what a node needs to declare it as a parameter (description, range)."""
-    return field(default=default, metadata={"description": description, "range": (low, high)})
+@dataclass(frozen=True)
+class Registry:
+    """Where a deployer pulls artifacts from, where it keeps them and whom it trusts (the model manager's
+    parameters; empty folders are the repository's defaults)."""
+    store: str = setting("", "Model registry: a folder, http(s):// URL or oci://host:port/prefix; empty = models/store "
+                         "(or $TANGO2_MODEL_STORE).")
+    cache_dir: str = setting("", "Where pulled, verified artifacts are kept; empty = models/cache.")
+    cache_max_mb: int = setting(20480, "Cache size limit; least recently used versions are evicted.", 1, 10**7)
+    trusted_keys_dir: str = setting("", "Folder of trusted ed25519 public keys (*.pub); empty = models/keys/trusted.")
+    require_signature: bool = setting(True, "Refuse unsigned artifacts (files are always checked).")
+
+    def open(self) -> tuple[Store, ArtifactCache]:
+        trust = TrustStore(Path(self.trusted_keys_dir or paths.trusted_keys_dir()))
+        cache = ArtifactCache(Path(self.cache_dir or paths.cache_dir()), trust, max_bytes=self.cache_max_mb << 20,
+                              require_signature=self.require_signature)
+        return open_store(self.store or paths.default_store()), cache
 
 
 @dataclass
@@ -39,21 +55,18 @@ class SlotConfig:
     name: str
     model: str  # artifact name in the registry
     node: str  # fully qualified name of the consuming node
-    policy: str = _setting("pinned", "pinned: serve `version`; latest: follow the newest release in the registry.")
-    version: str = _setting("", "Pinned version or tag; empty = the latest release at start-up.")
-    poll_period_s: float = _setting(60.0, "policy latest: how often the registry is asked.", 0.1, 86400.0)
-    health_budget_s: float = _setting(10.0, "The new version's golden request must finish within this.", 0.1, 600.0)
-    swap_timeout_s: float = _setting(300.0, "Give up on a consumer that has not answered a load in this.", 1.0, 3600.0)
-    rollback_error_rate: float = _setting(0.5, "Roll back when this share of requests fails after a swap.", 0.0, 1.0)
-    rollback_min_requests: int = _setting(5, "...counted over at least this many requests.", 1, 100000)
-    rollback_window_s: float = _setting(120.0, "How long after a swap errors are watched.", 0.0, 86400.0)
-    memory_budget_mb: float = _setting(0.0, "Memory for this slot's models; 0 = no limit. Old plus new must fit "
+    policy: str = setting("pinned", "pinned: serve `version`; latest: follow the newest release in the registry.")
+    version: str = setting("", "Pinned version or tag; empty = the latest release at start-up.")
+    poll_period_s: float = setting(60.0, "policy latest: how often the registry is asked.", 0.1, 86400.0)
+    health_budget_s: float = setting(10.0, "The new version's golden request must finish within this.", 0.1, 600.0)
+    swap_timeout_s: float = setting(300.0, "Give up on a consumer that has not answered a load in this.", 1.0, 3600.0)
+    rollback_error_rate: float = setting(0.5, "Roll back when this share of requests fails after a swap.", 0.0, 1.0)
+    rollback_min_requests: int = setting(5, "...counted over at least this many requests.", 1, 100000)
+    rollback_window_s: float = setting(120.0, "How long after a swap errors are watched.", 0.0, 86400.0)
+    memory_budget_mb: float = setting(0.0, "Memory for this slot's models; 0 = no limit. Old plus new must fit "
                                        "during a swap.", 0.0, 10.0**7)
-    allow_resource_preserving: bool = _setting(False, "When old plus new do not fit: unload the old version first "
+    allow_resource_preserving: bool = setting(False, "When old plus new do not fit: unload the old version first "
                                                "(brief outage) instead of refusing.")
-
-
-SLOT_SETTINGS = tuple(f for f in fields(SlotConfig) if "description" in f.metadata)  # changeable at run time
 
 
 @dataclass(frozen=True)
@@ -331,6 +344,14 @@ class Deployer:
                 return
             if semver_key(latest) > semver_key(slot.active.version) and latest not in slot.failed:
                 self.swap(slot, latest, event="updated", requested_by="policy latest")
+
+    def reconcile_all(self, alive_window_s: float) -> None:
+        """One pass over every slot; one slot's trouble is logged and never stops the others."""
+        for slot in self.slots.values():
+            try:
+                self.reconcile(slot, alive_window_s)
+            except Exception as exc:  # noqa: BLE001 - the loop must survive any one slot's trouble
+                self.log.error(f"slot {slot.name}: reconcile failed: {exc}")
 
     def _should_roll_back(self, slot: Slot) -> bool:
         watch = slot.watch

@@ -1,8 +1,12 @@
-"""Loopback helpers for the servers the tests and simulators start (brokers, PACS, Modbus)."""
+"""Sockets: a UDP listener for sensor streams, and loopback helpers for the servers the tests and simulators start
+(brokers, PACS, Modbus)."""
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import time
+from typing import Callable
 
 
 def free_port() -> int:
@@ -20,3 +24,49 @@ def wait_for_port(port: int, timeout_s: float) -> bool:
         except OSError:
             time.sleep(0.02)
     return False
+
+
+class UdpListener:
+    """Datagrams from a UDP port (optionally a multicast group, as IEC 61162-450 networks send them) handed to
+    `on_datagram` in a reader thread of its own, between `start` and `stop`."""
+
+    def __init__(self, address: str, port: int, on_datagram: Callable[[bytes], None], multicast_group: str = ""):
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((multicast_group or address, port))
+        if multicast_group:
+            membership = struct.pack("4s4s", socket.inet_aton(multicast_group), socket.inet_aton(address))
+            self._socket.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        self._socket.settimeout(0.5)
+        self._on_datagram = on_datagram
+        self._running = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._socket.getsockname()[1]
+
+    def start(self) -> None:
+        self._running.set()
+        self._reader = threading.Thread(target=self._read, name=f"udp-{self.port}", daemon=True)
+        self._reader.start()
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+            self._reader = None
+
+    def close(self) -> None:
+        self.stop()
+        self._socket.close()
+
+    def _read(self) -> None:
+        while self._running.is_set():
+            try:
+                data, _ = self._socket.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:  # closed
+                return
+            self._on_datagram(data)

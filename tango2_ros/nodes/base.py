@@ -17,6 +17,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 
+from tango2_ros.core.settings import parameter_fields
+
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
@@ -95,6 +97,18 @@ class Tango2Node(LifecycleNode):
 
     def param(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    def declare_settings(self, cls: type, prefix: str = "") -> None:
+        """Declare every `setting` field of the dataclass `cls` as parameter `prefix + name`
+        (tango2_ros.core.settings)."""
+        for f in parameter_fields(cls):
+            self.declare(prefix + f.name, f.default, f.metadata["description"], min_value=f.metadata["min_value"],
+                         max_value=f.metadata["max_value"])
+
+    def settings(self, cls: type, prefix: str = "", **others: Any) -> Any:
+        """An instance of `cls` with its `setting` fields from the parameters' present values and `others` as given."""
+        values = {f.name: self.param(prefix + f.name) for f in parameter_fields(cls) if f.name not in others}
+        return cls(**values, **others)
 
     # -- diagnostics -----------------------------------------------------------------------------------------
     def set_status(self, level: int, message: str, **values: Any) -> None:

@@ -18,9 +18,9 @@ from visualization_msgs.msg import MarkerArray
 from tango2_msgs.msg import NavigationDecision, OwnShipState, TargetArray
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.markers import markers
-from tango2_ros.ros.conversions.ship import decision_to_ros, target_from_ros
-from tango2_ros.ros.conversions.stamps import stamp_to_seconds
-from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target
+from tango2_ros.ros.conversions.ship import decision_to_ros, degraded_decision_to_ros, target_from_ros
+from tango2_ros.ros.conversions.stamps import older_stamp, stamp_to_seconds
+from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target, unfit_inputs
 from tango2_ros.sds.geometry import Kinematics, to_local
 
 RESETTING = ("goal_lat_deg", "goal_lon_deg", "cruise_speed_kn", "visibility_nm", "safety_distance_nm")
@@ -34,15 +34,7 @@ class ColregNode(Tango2Node):
         self.declare("cruise_speed_kn", 12.0, "Speed on the route.", min_value=0.1, max_value=60.0)
         self.declare("visibility_nm", 10.0, "Visibility; below restricted_visibility_nm rule 19 applies.",
                      min_value=0.0, max_value=1000.0)
-        self.declare("restricted_visibility_nm", 2.0, "Rule 19 threshold.", min_value=0.0, max_value=100.0)
-        self.declare("safety_distance_nm", 1.0, "Every target must pass at least this far.", min_value=0.05,
-                     max_value=20.0)
-        self.declare("horizon_min", 40.0, "Risks further ahead than this are not acted on yet.", min_value=1.0,
-                     max_value=240.0)
-        self.declare("stand_on_act_tcpa_min", 10.0, "Rule 17(a)(ii): a stand-on vessel may act below this TCPA.",
-                     min_value=0.5, max_value=60.0)
-        self.declare("stand_on_must_act_nm", 1.5, "Rule 17(b): a stand-on vessel acts below this range.",
-                     min_value=0.1, max_value=20.0)
+        self.declare_settings(ColregParameters)
         self.declare("stale_after_s", 3.0, "Own-ship or target data older than this degrade the decision.",
                      min_value=0.1, max_value=600.0)
         self.declare("decision_rate_hz", 1.0, "Minimum rate of decisions (the watchdog).", min_value=0.1,
@@ -51,13 +43,10 @@ class ColregNode(Tango2Node):
                      max_value=50.0)
         self._lock = threading.Lock()
         self._targets: TargetArray | None = None
-        self._targets_received = 0.0
         self._own: OwnShipState | None = None
-        self._own_received = 0.0
+        self._targets_received = self._own_received = self._markers_sent = 0.0
         self._navigator = self._new_navigator()
-        self._publisher = None
-        self._markers = None
-        self._markers_sent = 0.0
+        self._publisher = self._markers = None
         self._decisions = 0
         self.add_post_set_parameters_callback(self._on_parameters_set)
 
@@ -65,16 +54,8 @@ class ColregNode(Tango2Node):
         """Callbacks are short and ordered: one thread (rclpy's multi-threaded executor adds latency here)."""
         return 1
 
-    def _colreg_parameters(self) -> ColregParameters:
-        return ColregParameters(
-            safety_distance_nm=self.param("safety_distance_nm"), horizon_min=self.param("horizon_min"),
-            restricted_visibility_nm=self.param("restricted_visibility_nm"),
-            stand_on_act_tcpa_min=self.param("stand_on_act_tcpa_min"),
-            stand_on_must_act_nm=self.param("stand_on_must_act_nm"),
-        )
-
     def _new_navigator(self) -> Navigator:
-        return Navigator(self._colreg_parameters(), cruise_speed_kn=self.param("cruise_speed_kn"))
+        return Navigator(self.settings(ColregParameters), cruise_speed_kn=self.param("cruise_speed_kn"))
 
     def _on_parameters_set(self, parameters) -> None:
         """A new goal, speed, visibility or rule threshold starts the decision-making afresh."""
@@ -99,37 +80,34 @@ class ColregNode(Tango2Node):
         with self._lock:
             self._targets, self._targets_received = message, time.monotonic()
         if self._own is not None:
-            self._publish(self._decide(self._own), _older(self._own.header.stamp, message.header.stamp))
+            self._publish(self._decide(self._own), older_stamp(self._own.header.stamp, message.header.stamp))
 
     def _on_own_ship(self, message: OwnShipState) -> None:
         """Decide on every update of either input; the decision carries the older input's stamp (the picture's
         age), so a consumer, or the lock-step simulator, knows which instant it answers."""
         self._own, self._own_received = message, time.monotonic()
         targets = self._targets
-        stamp = message.header.stamp if targets is None else _older(message.header.stamp, targets.header.stamp)
+        stamp = message.header.stamp if targets is None else older_stamp(message.header.stamp, targets.header.stamp)
         self._publish(self._decide(message), stamp)
 
     def _on_watchdog(self) -> None:
         if time.monotonic() - self._own_received > self.param("stale_after_s"):
             silent = "never received" if not self._own_received else \
                 f"silent for {time.monotonic() - self._own_received:.1f} s"
-            self._publish(self._degraded(f"own-ship state {silent}: no manoeuvre is computed"), None)
+            self._publish(degraded_decision_to_ros(f"own-ship state {silent}: no manoeuvre is computed"), None)
 
     # -- deciding --------------------------------------------------------------------------------------------
     def _decide(self, own_msg: OwnShipState) -> NavigationDecision:
-        if not own_msg.position_valid or not all(math.isfinite(v) for v in (
-                own_msg.latitude_deg, own_msg.longitude_deg, own_msg.course_over_ground_deg,
-                own_msg.speed_over_ground_kn)):
-            return self._degraded("own-ship position lost or invalid: holding the last course, not acting on it")
-        if own_msg.position_age_s > self.param("stale_after_s"):
-            return self._degraded(f"own-ship position is {own_msg.position_age_s:.1f} s old")
         with self._lock:
             targets_msg, received, navigator = self._targets, self._targets_received, self._navigator
-        if targets_msg is None:
-            return self._degraded("no target picture yet (the tracker publishes one, empty when the sea is)")
-        if stamp_to_seconds(own_msg.header.stamp) - stamp_to_seconds(targets_msg.header.stamp) > \
-                self.param("stale_after_s") and time.monotonic() - received > self.param("stale_after_s"):
-            return self._degraded("target picture is stale")
+        usable = own_msg.position_valid and all(math.isfinite(v) for v in (
+            own_msg.latitude_deg, own_msg.longitude_deg, own_msg.course_over_ground_deg, own_msg.speed_over_ground_kn))
+        lag = 0.0 if targets_msg is None else \
+            stamp_to_seconds(own_msg.header.stamp) - stamp_to_seconds(targets_msg.header.stamp)
+        problem = unfit_inputs(usable, own_msg.position_age_s, targets_msg is not None, lag,
+                               time.monotonic() - received, self.param("stale_after_s"))
+        if problem:
+            return degraded_decision_to_ros(problem)
         origin = (own_msg.latitude_deg, own_msg.longitude_deg)
         own = Kinematics(0.0, 0.0, own_msg.course_over_ground_deg % 360.0, own_msg.speed_over_ground_kn)
         goal = to_local(self.param("goal_lat_deg"), self.param("goal_lon_deg"), *origin)
@@ -147,11 +125,6 @@ class ColregNode(Tango2Node):
         self._markers_sent = now
         self._markers.publish(markers(own, targets, decision, stamp))
 
-    def _degraded(self, reason: str) -> NavigationDecision:
-        return NavigationDecision(status=NavigationDecision.STATUS_DEGRADED, status_reason=reason, state="degraded",
-                                  action_required=False, target_course_deg=math.nan, target_speed_kn=math.nan,
-                                  rationale=f"degraded: {reason}")
-
     def _publish(self, decision: NavigationDecision, stamp) -> None:
         if self._publisher is None or not self._publisher.is_activated:
             return
@@ -167,10 +140,6 @@ class ColregNode(Tango2Node):
         else:
             self.set_status(OK, f"deciding: {decision.state}")
         self.set_values(decisions=self._decisions, state=decision.state, rules=list(decision.rules))
-
-
-def _older(a, b):
-    return a if stamp_to_seconds(a) <= stamp_to_seconds(b) else b
 
 
 def main(args: list[str] | None = None) -> int:

@@ -17,8 +17,6 @@ that study with its reason on /diagnostics and in the action result; nothing is 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from rclpy.action import ActionServer, GoalResponse
 
 from tango2_msgs.action import ReportCT
@@ -31,9 +29,10 @@ from tango2_ros.nodes.serving import ModelService
 from tango2_ros.ros.conversions.medicine import report_to_ros
 from tango2_ros.ros.llm_client import LlmClient
 from tango2_ros.sdm.findings import Finding, FindingsModel
+from tango2_ros.sdm.outputs import Destinations, ReportDelivery
 from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
 from tango2_ros.sdm.report import Draft, prompt, schema, template_draft, written_draft
-from tango2_ros.sdm.volume import StudyLimits, datasets_to_volume
+from tango2_ros.sdm.volume import StudyLimits
 from tango2_ros.sdm.worker import StudyWorker
 
 
@@ -49,21 +48,18 @@ class CtReportNode(Tango2Node):
         self.declare("dicom_address", "127.0.0.1", "Address the receiver listens on.")
         self.declare("ae_title", "TANGO2SDM", "The receiver's AE title.")
         self.declare("allowed_aets", ["SCANNER"], "Calling AE titles the receiver accepts.")
-        self.declare("pacs_dicomweb", "", "DICOMweb root of the PACS the SR is stored to; empty = not stored.")
-        self.declare("sr_outbox", "", "Folder where SRs the PACS could not take wait to be sent again; empty = "
-                     "they are only reported.")
-        self.declare("fhir_dir", "", "Folder for FHIR DiagnosticReport JSON files; empty = none.")
+        self.declare_settings(Destinations)
         self.declare("study_salt", "tango2", "Salt of the de-identified study key.")
-        self.declare("max_voxels", 512 * 512 * 1200, "Larger studies are refused.", min_value=1, max_value=2 ** 31 - 1)
-        self.declare("min_slices", 16, "Studies with fewer slices are refused.", min_value=1, max_value=10000)
+        self.declare_settings(StudyLimits)
         self.declare("health_budget_s", 30.0, "A new findings model must read a blank volume within this.",
                      min_value=0.1, max_value=600.0)
         self.model = ModelService(self, lambda spec, _beside: FindingsModel(spec.path, name=spec.name,
                                                                             version=spec.version),
                                   default_budget_s=lambda: self.param("health_budget_s"))
         self._worker = StudyWorker(self._process, self._on_failure)
-        self._counts = {"studies": 0, "failed": 0, "stored": 0, "sr_waiting": 0}
-        self._receiver = self._llm = self._action = self._outbox = self._publisher = None
+        self._counts = {"studies": 0, "failed": 0}
+        self._delivery = ReportDelivery()
+        self._receiver = self._llm = self._action = self._publisher = None
         self._active = False
 
     def executor_threads(self) -> int:
@@ -79,15 +75,11 @@ class CtReportNode(Tango2Node):
         self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
-        if self.param("pacs_dicomweb"):
-            from tango2_ros.sdm.pacs import DicomWebClient, SrOutbox
-
-            self._outbox = SrOutbox(DicomWebClient(self.param("pacs_dicomweb")),
-                                    Path(self.param("sr_outbox")) if self.param("sr_outbox") else None)
+        self._delivery = ReportDelivery(self.settings(Destinations))
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
         self._worker.start()
-        self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._counts)
+        self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._all_counts())
 
     def activate(self) -> None:
         if self.param("dicom_port"):
@@ -117,24 +109,13 @@ class CtReportNode(Tango2Node):
                 entity.destroy()
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
-        self._action = self._llm = self._publisher = self._outbox = None
+        self._action = self._llm = self._publisher = None
+        self._delivery = ReportDelivery()
         self.model.stop()
 
     # -- inputs ------------------------------------------------------------------------------------------------
-    def _limits(self) -> StudyLimits:
-        return StudyLimits(min_slices=self.param("min_slices"), max_voxels=self.param("max_voxels"))
-
     def _on_series(self, datasets: list, calling_aet: str) -> None:
-        """A series from the receiver (its thread): assembled and queued; refused series are logged by key only."""
-        try:
-            volume = datasets_to_volume(datasets, self._limits(), source=f"series from {calling_aet}")
-        except UserError as exc:
-            self._on_failure(f"received study refused: {exc}", False)
-            return
-        except Exception as exc:  # noqa: BLE001 - a hostile series must not reach pynetdicom's thread as an error
-            self._on_failure(f"received study refused: unreadable ({exc.__class__.__name__})", False)
-            return
-        self._worker.submit(volume)
+        self._worker.submit_series(datasets, self.settings(StudyLimits), calling_aet)
 
     def _accept_goal(self, goal: ReportCT.Goal) -> GoalResponse:
         return GoalResponse.ACCEPT if self._active and (goal.study_path or goal.study_key) else GoalResponse.REJECT
@@ -161,51 +142,34 @@ class CtReportNode(Tango2Node):
     def _process(self, source, feedback) -> StudyReport:
         try:
             with self.model.served.slot.lease() as model:
-                report = ReportPipeline(model, self._write, self._limits(), self.param("study_salt")).run(source, feedback)
+                pipeline = ReportPipeline(model, self._write, self.settings(StudyLimits), self.param("study_salt"))
+                report = pipeline.run(source, feedback)
         except NoModelError:
             raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)") \
                 from None
         self.model.count(model.label, False)
         feedback("storing", 0.8)
-        if self._outbox is not None and report.volume.datasets:
-            from tango2_ros.sdm.outputs import structured_report
-
-            self._store_sr(structured_report(report, report.volume), report.study_key)  # built completely first
-        if self.param("fhir_dir"):
-            from tango2_ros.sdm.outputs import write_fhir
-
-            write_fhir(report, Path(self.param("fhir_dir")))
+        problem = self._delivery.deliver(report)
         self._counts["studies"] += 1
         self._publisher.publish(self._message(report))
-        level, _ = self.status
-        if level == ERROR and self._counts["sr_waiting"]:  # the PACS problem stays visible until the outbox is empty
-            self.set_values(model=model.label, **self._counts)
+        if problem:
+            self.set_status(ERROR, problem, model=model.label, **self._all_counts())
+        elif self.status[0] == ERROR and self._delivery.counts["sr_waiting"]:
+            self.set_values(model=model.label, **self._all_counts())  # the PACS problem stays visible until sent
         else:
-            corrections = len(report.draft.corrections)
-            self.set_status(OK if not corrections else WARN, f"report for study {report.study_key}: "
-                            f"{sum(f.present for f in report.findings)} finding(s)"
-                            + (f", {corrections} correction(s) of the text" if corrections else ""),
-                            model=model.label, **self._counts)
+            self.set_status(WARN if report.draft.corrections else OK, report.summary(), model=model.label,
+                            **self._all_counts())
         feedback("storing", 1.0)
         return report
 
-    def _store_sr(self, sr, study_key: str) -> None:
-        """STOW-RS the SR, then whatever waits in the outbox; a PACS failure keeps the SR in the outbox."""
-        from tango2_ros.sdm.pacs import PacsError
-
-        try:
-            self._outbox.store(sr, study_key)
-        except PacsError as exc:
-            self.set_status(ERROR, f"SR for study {study_key} not stored: {exc}"
-                            + (" (kept in the outbox)" if self._outbox.folder else ""), **self._counts)
-        finally:
-            self._counts["stored"], self._counts["sr_waiting"] = self._outbox.stored, self._outbox.waiting
+    def _all_counts(self) -> dict[str, int]:
+        return {**self._counts, **self._delivery.counts}
 
     def _on_failure(self, message: str, unexpected: bool) -> None:
         if unexpected:
             self.model.count(self._model_label(), True)
         self._counts["failed"] += 1
-        self.set_status(ERROR, message, **self._counts)
+        self.set_status(ERROR, message, **self._all_counts())
 
     def _write(self, findings: list[Finding]) -> Draft:
         """The llm_node writes; on no server, a refusal, an error or a timeout the standard wording does."""

@@ -21,13 +21,13 @@ from rcl_interfaces.msg import SetParametersResult
 from tango2_msgs.action import Generate
 from tango2_ros.core.runtime.base import NoModelError, resident_memory_bytes
 from tango2_ros.core.runtime.default_models import default_llm_path
-from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError, RequestError
-from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, EngineError
+from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime, judged
 from tango2_ros.core.runtime.schema import SchemaError, compile_schema
 from tango2_ros.core.runtime.serving import ModelSpec
 from tango2_ros.nodes.base import Tango2Node, run_node
 from tango2_ros.nodes.serving import ModelService
-from tango2_ros.ros.conversions.generation import refusal_code
+from tango2_ros.ros.conversions.generation import generation_to_ros, refusal_to_ros
 
 
 class LlmNode(Tango2Node):
@@ -37,14 +37,7 @@ class LlmNode(Tango2Node):
         self.declare("model_name", "", "Name reported in results; empty = the file name.")
         self.declare("model_version", "", "Version reported in results; empty = a prefix of the file's sha256.")
         self.declare("lora_path", "", "Optional GGUF LoRA adapter applied on top of the model at load time.")
-        self.declare("n_threads", 2, "CPU threads for llama.cpp.", min_value=1, max_value=256)
-        self.declare("n_gpu_layers", 0, "Layers offloaded to the GPU (needs a CUDA build of llama.cpp).",
-                     min_value=-1, max_value=1000)
-        self.declare("n_parallel", 4, "Requests decoded in parallel as sequences of one model.", min_value=1, max_value=64)
-        self.declare("n_ctx_per_seq", 2048, "Context length (prompt + output tokens) per request.",
-                     min_value=64, max_value=131072)
-        self.declare("max_queue", 16, "Requests that may wait beyond the parallel ones; more are refused.",
-                     min_value=0, max_value=10000)
+        self.declare_settings(LlmOptions)
         self.declare("default_max_tokens", 256, "max_tokens when a goal gives 0.", min_value=1, max_value=131072)
         self.declare("stream_interval_tokens", 4, "Feedback every this many tokens; 0 = no feedback.",
                      min_value=0, max_value=10000)
@@ -55,8 +48,6 @@ class LlmNode(Tango2Node):
         self.model = ModelService(self, self._open, default_budget_s=lambda: self.param("health_budget_s"))
         self.slot = self.model.served.slot
         self._active_requests: dict[bytes, object] = {}
-        self._counters = {"goals": 0, "succeeded": 0, "errors": 0, "cancelled": 0, "refused": 0}
-        self._counter_lock = threading.Lock()
         self._action_server: ActionServer | None = None
         self._accepting = False
         self.add_on_set_parameters_callback(self._on_parameters)
@@ -102,10 +93,7 @@ class LlmNode(Tango2Node):
     # -- model loading ---------------------------------------------------------------------------------------
     def _open(self, spec: ModelSpec, beside: bool) -> LlmRuntime:
         """Beside a serving model the new one warms up on one thread (LlmOptions.warmup_threads)."""
-        options = LlmOptions(
-            n_threads=self.param("n_threads"), n_parallel=self.param("n_parallel"),
-            n_ctx_per_seq=self.param("n_ctx_per_seq"), n_gpu_layers=self.param("n_gpu_layers"),
-            lora_path=spec.adapter, max_queue=self.param("max_queue"), warmup_threads=1 if beside else 0)
+        options = self.settings(LlmOptions, lora_path=spec.adapter, warmup_threads=1 if beside else 0)
         return LlmRuntime(spec.path, options, name=spec.name, version=spec.version)
 
     def _on_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
@@ -137,7 +125,8 @@ class LlmNode(Tango2Node):
                 raise NoModelError("llm_node is not active")
             with self.slot.lease() as runtime:
                 schema = compile_schema(goal.json_schema) if goal.json_schema.strip() else None
-                prompt = self._prompt(runtime, goal)
+                prompt = runtime.request_prompt([ChatTurn(m.role, m.content) for m in goal.messages], goal.prompt,
+                                                goal.raw)
                 max_tokens = goal.max_tokens or self.param("default_max_tokens")
                 interval = self.param("stream_interval_tokens")
 
@@ -155,26 +144,13 @@ class LlmNode(Tango2Node):
                     request.cancel()
                 await done
                 generation = request.result
-                result = Generate.Result(
-                    text=generation.text, tokens=generation.tokens, prompt_tokens=len(request.prompt_tokens),
-                    finish_reason=generation.finish_reason, model=runtime.identity.label,
-                    tokens_per_s=generation.tokens_per_s, error=generation.error,
-                    error_code=Generate.Result.ERROR_FAILED if generation.finish_reason == FINISH_ERROR else "",
-                )
-                if not generation.text and generation.finish_reason == FINISH_STOP:
-                    result.error = "the model ended its answer at once (empty text)" + \
-                        (": a raw prompt is completed as it is; leave `raw` off for the chat template" if goal.raw else "")
-                if schema is not None and generation.finish_reason not in (FINISH_CANCELLED, FINISH_ERROR):
-                    _, problem = schema.validate(generation.text)
-                    if problem:
-                        result.finish_reason, result.error = FINISH_ERROR, f"output failed schema validation: {problem}"
-                        result.error_code = Generate.Result.ERROR_FAILED
+                result = generation_to_ros(generation, *judged(generation, schema, goal.raw),
+                                           len(request.prompt_tokens), runtime.identity.label)
         except (EngineError, SchemaError, NoModelError) as exc:
             self._count("refused")
             self.get_logger().warning(f"goal refused: {exc}")
             goal_handle.abort()
-            return Generate.Result(finish_reason=FINISH_ERROR, error=str(exc), error_code=refusal_code(exc),
-                                   model=self._model_label())
+            return refusal_to_ros(exc, self.model.served.label)
         finally:
             self._active_requests.pop(key, None)
         return self._finish(goal_handle, result)
@@ -191,27 +167,10 @@ class LlmNode(Tango2Node):
             goal_handle.succeed()
         return result
 
-    @staticmethod
-    def _prompt(runtime: LlmRuntime, goal) -> str:
-        if goal.messages:
-            turns = [ChatTurn(m.role, m.content) for m in goal.messages]
-            if not any(t.content.strip() for t in turns):
-                raise RequestError("every chat message is empty")
-            return runtime.chat_prompt(turns)
-        if not goal.prompt.strip():
-            raise RequestError("the goal has neither a prompt nor messages")
-        return goal.prompt if goal.raw else runtime.chat_prompt([ChatTurn("user", goal.prompt)])
-
-    def _model_label(self) -> str:
-        return self.model.served.label
-
-    def _count(self, key: str, model: str = "") -> None:
-        """Count an outcome; outcomes a model produced are also counted per model, so the model manager can
-        judge a new version by its own requests only (model_requests / model_errors on /diagnostics)."""
-        with self._counter_lock:
-            self._counters[key] += 1
-            counters = dict(self._counters)
-        self.model.count(model, key == "errors", **counters, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+    def _count(self, outcome: str, model: str = "") -> None:
+        """Outcomes a model produced also count for that model, so the model manager can judge a new version by
+        its own requests only (model_requests / model_errors on /diagnostics)."""
+        self.model.count(model, outcome == "errors", outcome, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
 
     def publish_diagnostics(self) -> None:
         """With the engine's load of this moment (running and waiting requests), not that of the last answer."""

@@ -10,7 +10,6 @@ executor), and serves `~/list` (ListModels), `~/swap` (SwapModel), `~/rollback` 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
@@ -18,25 +17,17 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 
 from tango2_msgs.msg import ModelStatus
 from tango2_msgs.srv import ListModels, Rollback, SwapModel
-from tango2_ros import paths
-from tango2_ros.core.artifacts.cache import ArtifactCache
-from tango2_ros.core.artifacts.signing import TrustStore
-from tango2_ros.core.artifacts.stores import ArtifactError, open_store
-from tango2_ros.core.deployment import POLICIES, SLOT_SETTINGS, Deployer, SlotConfig, SlotEvent, SwapOutcome
+from tango2_ros.core.artifacts.stores import ArtifactError
+from tango2_ros.core.deployment import POLICIES, Deployer, Registry, SlotConfig, SlotEvent
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
-from tango2_ros.ros.conversions.models import event_to_ros, listed_to_ros
+from tango2_ros.ros.conversions.models import event_to_ros, listed_to_ros, outcome_to_ros
 from tango2_ros.ros.load_model import LoadModelClient
+
 
 class ModelManager(Tango2Node):
     def __init__(self) -> None:
         super().__init__("model_manager")
-        self.declare("store", "", "Model registry: a folder, http(s):// URL or oci://host:port/prefix; "
-                     "empty = models/store (or $TANGO2_MODEL_STORE).")
-        self.declare("cache_dir", "", "Where pulled, verified artifacts are kept; empty = models/cache.")
-        self.declare("cache_max_mb", 20480, "Cache size limit; least recently used versions are evicted.",
-                     min_value=1, max_value=10**7)
-        self.declare("trusted_keys_dir", "", "Folder of trusted ed25519 public keys (*.pub); empty = models/keys/trusted.")
-        self.declare("require_signature", True, "Refuse unsigned artifacts (files are always checked).")
+        self.declare_settings(Registry)
         self.declare("reconcile_period_s", 1.0, "How often consumers are checked and deployments reconciled.",
                      min_value=0.1, max_value=3600.0)
         self.declare("retry_after_s", 30.0, "Wait this long before redeploying to a slot after a failed attempt.",
@@ -63,10 +54,7 @@ class ModelManager(Tango2Node):
                      read_only=True)
         self.declare(f"{slot}.node", "/tango2/llm_node" if llm else "", "Fully qualified name of the consuming node.",
                      read_only=True)
-        for setting in SLOT_SETTINGS:  # these can change at run time (`ros2 param set`)
-            low, high = setting.metadata["range"]
-            self.declare(f"{slot}.{setting.name}", setting.default, setting.metadata["description"], min_value=low,
-                         max_value=high)
+        self.declare_settings(SlotConfig, prefix=f"{slot}.")  # these can change at run time (`ros2 param set`)
         config = self._slot_config(slot)
         if config.policy not in POLICIES:
             raise ValueError(f"slot {slot}: policy must be one of {', '.join(POLICIES)}, not {config.policy!r}")
@@ -75,8 +63,8 @@ class ModelManager(Tango2Node):
         return config
 
     def _slot_config(self, slot: str) -> SlotConfig:
-        values = {name: self.param(f"{slot}.{name}") for name in SlotConfig.__dataclass_fields__ if name != "name"}
-        return SlotConfig(name=slot, **values)
+        return self.settings(SlotConfig, f"{slot}.", name=slot, model=self.param(f"{slot}.model"),
+                             node=self.param(f"{slot}.node"))
 
     def _check_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
@@ -86,12 +74,11 @@ class ModelManager(Tango2Node):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        trust = TrustStore(Path(self.param("trusted_keys_dir") or paths.trusted_keys_dir()))
-        if self.param("require_signature") and not len(trust):
-            self.set_status(WARN, f"no trusted keys in {trust.folder}: every signed artifact will be refused")
-        cache = ArtifactCache(Path(self.param("cache_dir") or paths.cache_dir()), trust,
-                              max_bytes=self.param("cache_max_mb") << 20, require_signature=self.param("require_signature"))
-        self.deployer = Deployer(open_store(self.param("store") or paths.default_store()), cache,
+        registry = self.settings(Registry)
+        store, cache = registry.open()
+        if registry.require_signature and not len(cache.trust):
+            self.set_status(WARN, f"no trusted keys in {cache.trust.folder}: every signed artifact will be refused")
+        self.deployer = Deployer(store, cache,
                                  on_event=self._on_event, log=self.get_logger(),
                                  retry_after_s=lambda: self.param("retry_after_s"))
         for name, consumer in self._consumers.items():
@@ -118,22 +105,15 @@ class ModelManager(Tango2Node):
     # -- services (coroutines: the work runs in a thread, the executor stays free) ----------------------------
     async def _on_swap(self, request: SwapModel.Request, response: SwapModel.Response) -> SwapModel.Response:
         slot = self.deployer.slot_for(request.slot, request.name)
-        if isinstance(slot, str):
-            response.message = slot
-            return response
-        outcome: SwapOutcome = await self.in_background(lambda: self.deployer.swap(slot, request.version))
-        _answer(response, outcome)
-        for key in ("pull", "load", "warmup", "health"):
-            setattr(response, f"{key}_s", outcome.timings.get(key, 0.0))
-        return response
+        if not isinstance(slot, str):
+            slot = await self.in_background(lambda: self.deployer.swap(slot, request.version))
+        return outcome_to_ros(slot, response)
 
     async def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:
         slot = self.deployer.slot_for(request.slot, "")
-        if isinstance(slot, str):
-            response.message = slot
-            return response
-        _answer(response, await self.in_background(lambda: self.deployer.rollback(slot, "requested")))
-        return response
+        if not isinstance(slot, str):
+            slot = await self.in_background(lambda: self.deployer.rollback(slot, "requested"))
+        return outcome_to_ros(slot, response)
 
     async def _on_list(self, request: ListModels.Request, response: ListModels.Response) -> ListModels.Response:
         try:
@@ -145,14 +125,8 @@ class ModelManager(Tango2Node):
 
     # -- the deployer's inputs and outputs -------------------------------------------------------------------
     def _reconcile_loop(self) -> None:
-        while not self._stop.wait(self.param("reconcile_period_s")):
-            for slot in self.deployer.slots.values():
-                try:
-                    self.deployer.reconcile(slot, alive_window_s=5 * max(1.0, self.param("reconcile_period_s")))
-                except Exception as exc:  # noqa: BLE001 - the loop must survive any one slot's trouble
-                    if self._stop.is_set() or not self.context.ok():
-                        return  # shutting down
-                    self.get_logger().error(f"slot {slot.name}: reconcile failed: {exc}")
+        while not self._stop.wait(self.param("reconcile_period_s")) and self.context.ok():
+            self.deployer.reconcile_all(alive_window_s=5 * max(1.0, self.param("reconcile_period_s")))
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
         for status in message.status:
@@ -162,11 +136,6 @@ class ModelManager(Tango2Node):
         self._status_pub.publish(event_to_ros(event, self.get_clock().now().to_msg()))
         healthy, message, serving = self.deployer.summary()
         self.set_status(OK if healthy else ERROR, message, **serving)
-
-
-def _answer(response, outcome: SwapOutcome) -> None:
-    response.success, response.message = outcome.success, outcome.message
-    response.previous_version, response.active_version = outcome.previous, outcome.active
 
 
 def main(args: list[str] | None = None) -> int:

@@ -16,18 +16,16 @@ sensor cycle with its RMC gets one picture per cycle. Cleaning up the node (life
 from __future__ import annotations
 
 import math
-import socket
-import struct
-import threading
 import time
 
 from rclpy.time import Time
 
 from tango2_msgs.msg import OwnShipState, TargetArray
+from tango2_ros.core.net import UdpListener
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.ship import own_ship_to_ros, raw_target_to_ros
-from tango2_ros.sds.nmea import AisReport, Fix, NmeaDecoder, NmeaError, RadarTarget, split_datagram
-from tango2_ros.sds.picture import BridgePicture, Timeouts
+from tango2_ros.sds.intake import SensorIntake
+from tango2_ros.sds.picture import Timeouts
 
 
 class NmeaBridge(Tango2Node):
@@ -45,47 +43,37 @@ class NmeaBridge(Tango2Node):
         self.declare("targets_rate_hz", 2.0, "Rate of sds/raw_targets.", min_value=0.1, max_value=50.0)
         self.declare("stamp_with_gnss_time", False, "Stamp messages with the RMC's UTC time instead of arrival time.")
         self.declare("targets_on_fix", False, "Also publish sds/raw_targets right after every position fix.")
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-        self._reader: threading.Thread | None = None
-        self._running = threading.Event()
+        self._listener: UdpListener | None = None
         self._timers_made: list = []
         self._own_pub = self._targets_pub = None
-        self._forget_everything()
+        self._intake = self._new_intake()
 
-    def _forget_everything(self) -> None:
-        self._decoder = NmeaDecoder()
-        self._picture = BridgePicture(Timeouts(self.param("position_stale_s"), self.param("ais_timeout_s"),
-                                               self.param("radar_timeout_s")))
-        self._counts = {"datagrams": 0, "sentences": 0, "rejected": 0, "fixes": 0, "ais": 0, "radar": 0}
-        self._last_error = ""
+    def _new_intake(self) -> SensorIntake:
+        return SensorIntake(Timeouts(self.param("position_stale_s"), self.param("ais_timeout_s"),
+                                     self.param("radar_timeout_s")))
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        self._forget_everything()
+        self._intake = self._new_intake()
         self._own_pub = self.create_lifecycle_publisher(OwnShipState, "sds/own_ship", 10)
         self._targets_pub = self.create_lifecycle_publisher(TargetArray, "sds/raw_targets", 10)
-        self._socket = self._open_socket()
+        self._listener = UdpListener(self.param("udp_address"), self.param("udp_port"), self.handle_datagram,
+                                     self.param("multicast_group"))
         self._timers_made = [self.create_timer(1.0, self._publish_own_ship),
                              self.create_timer(1.0 / self.param("targets_rate_hz"), self._publish_targets)]
-        self.set_status(WARN, f"listening on UDP {self.param('udp_address')}:{self._socket.getsockname()[1]}, "
-                              "no position yet", port=self._socket.getsockname()[1])
+        self.set_status(WARN, f"listening on UDP {self.param('udp_address')}:{self._listener.port}, no position yet",
+                        port=self._listener.port)
 
     def activate(self) -> None:
-        self._running.set()
-        self._reader = threading.Thread(target=self._read, name="nmea-udp", daemon=True)
-        self._reader.start()
+        self._listener.start()
 
     def deactivate(self) -> None:
-        self._running.clear()
-        if self._reader is not None:
-            self._reader.join(timeout=2.0)
+        self._listener.stop()
 
     def cleanup(self) -> None:
-        self.deactivate()
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         for timer in self._timers_made:
             self.destroy_timer(timer)
         for publisher in (self._own_pub, self._targets_pub):
@@ -93,67 +81,20 @@ class NmeaBridge(Tango2Node):
                 self.destroy_lifecycle_publisher(publisher)
         self._timers_made, self._own_pub, self._targets_pub = [], None, None
 
-    def _open_socket(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        group = self.param("multicast_group")
-        sock.bind((group or self.param("udp_address"), self.param("udp_port")))
-        if group:
-            membership = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(self.param("udp_address")))
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-        sock.settimeout(0.5)
-        return sock
-
     # -- input -----------------------------------------------------------------------------------------------
-    def _read(self) -> None:
-        while self._running.is_set() and self._socket is not None:
-            try:
-                data, _ = self._socket.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._counts["datagrams"] += 1
-            self.handle_datagram(data)
-
     def handle_datagram(self, data: bytes) -> None:
-        try:
-            lines = split_datagram(data)
-        except NmeaError as exc:
-            self._reject(str(exc))
-            return
-        for line in lines:
-            self._counts["sentences"] += 1
-            try:
-                event = self._decoder.feed(line)
-                if event is not None:
-                    self._apply(event)
-            except NmeaError as exc:
-                self._reject(f"{line[:20]}...: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one odd sentence must never stop the listener
-                self._reject(f"{line[:20]}...: unexpected {exc.__class__.__name__}: {exc}")
-
-    def _reject(self, reason: str) -> None:
-        self._counts["rejected"] += 1
-        self._last_error = reason
-        self.set_values(**self._counts, last_rejected=reason)
-
-    def _apply(self, event) -> None:
-        for kind, key in ((Fix, "fixes"), (RadarTarget, "radar"), (AisReport, "ais")):
-            self._counts[key] += isinstance(event, kind)
-        with self._lock:
-            problem = self._picture.apply(event, time.monotonic())
-        if problem:
-            self._reject(problem)
-        if isinstance(event, Fix):
+        rejected = self._intake.counts["rejected"]
+        fixes = self._intake.feed(data, time.monotonic())
+        if self._intake.counts["rejected"] != rejected:
+            self.set_values(**self._intake.counts, last_rejected=self._intake.last_rejected)
+        if fixes:
             self._publish_own_ship()
             if self.param("targets_on_fix"):
                 self._publish_targets()
 
     # -- output ----------------------------------------------------------------------------------------------
     def _own_state(self) -> tuple[OwnShipState, object]:
-        with self._lock:
-            own = self._picture.own_ship(time.monotonic())
+        own = self._intake.own_ship(time.monotonic())
         message = own_ship_to_ros(own)
         if self.param("stamp_with_gnss_time") and math.isfinite(own.utc_s):
             message.header.stamp = Time(nanoseconds=round(own.utc_s * 1e9)).to_msg()  # the instant of the fix
@@ -166,19 +107,19 @@ class NmeaBridge(Tango2Node):
         self._own_pub.publish(state)
         if state.position_valid:
             # the message changes only when the situation does (each change is logged); numbers go in the values
-            self.set_status(OK, f"position valid ({state.source}), {len(self._picture.targets)} target(s)",
-                            **self._counts, last_rejected=self._last_error, latitude_deg=f"{state.latitude_deg:.5f}",
+            targets = len(self._intake.current_targets(time.monotonic()))
+            self.set_status(OK, f"position valid ({state.source}), {targets} target(s)", **self._intake.counts,
+                            last_rejected=self._intake.last_rejected, latitude_deg=f"{state.latitude_deg:.5f}",
                             longitude_deg=f"{state.longitude_deg:.5f}")
         else:
             reason = "no position yet" if math.isinf(state.position_age_s) else \
                 f"position invalid or {state.position_age_s:.1f} s old"
-            self.set_status(WARN, reason, **self._counts, last_rejected=self._last_error)
+            self.set_status(WARN, reason, **self._intake.counts, last_rejected=self._intake.last_rejected)
 
     def _publish_targets(self) -> None:
         state, own = self._own_state()
         now = time.monotonic()
-        with self._lock:
-            targets = self._picture.current_targets(now)
+        targets = self._intake.current_targets(now)
         array = TargetArray(targets=[raw_target_to_ros(t, own, now) for t in targets])
         array.header.stamp, array.header.frame_id = state.header.stamp, "wgs84"
         self._targets_pub.publish(array)

@@ -3,6 +3,7 @@
 model manager deploys to each the same way."""
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from tango2_msgs.srv import LoadModel
@@ -18,6 +19,8 @@ class ModelService:
         self.owner = owner
         self.served = ServedModel(open_model, default_budget_s=default_budget_s, on_status=self._report)
         self._load_service = None
+        self.outcomes: dict[str, int] = {}
+        self._outcome_lock = threading.Lock()
 
     def start(self) -> None:
         """Serve `~/load_model` (a coroutine: the load runs in a thread, requests keep being served)."""
@@ -34,9 +37,14 @@ class ModelService:
         """Load from the node's own parameters (a file given at start-up), in the calling thread."""
         return self.served.load(spec)
 
-    def count(self, model: str, error: bool, **values) -> None:
-        """One request answered by `model`: the serving model's counters, and `values`, go to /diagnostics."""
-        self.owner.set_values(**self.served.count(model, error), **values)
+    def count(self, model: str, error: bool, outcome: str = "", **values) -> None:
+        """One request answered by `model` ('' = refused before any model answered): the serving model's
+        counters, the running total of each `outcome` the node names, and `values` go to /diagnostics."""
+        with self._outcome_lock:
+            if outcome:
+                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            totals = dict(self.outcomes)
+        self.owner.set_values(**self.served.count(model, error), **totals, **values)
 
     def _report(self, status: ServingStatus) -> None:
         self.owner.set_status(LEVELS[status.level], status.message, **status.values)

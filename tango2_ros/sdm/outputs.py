@@ -13,8 +13,10 @@ import base64
 import datetime
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from tango2_ros.core.settings import setting
 from tango2_ros.sdm.pipeline import StudyReport
 from tango2_ros.sdm.volume import CtVolume
 
@@ -82,3 +84,49 @@ def write_fhir(report: StudyReport, folder: Path) -> Path:
     partial.write_text(json.dumps(diagnostic_report(report), indent=1))
     os.replace(partial, target)
     return target
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where finished drafts go (the ct_report node's parameters)."""
+    pacs_dicomweb: str = setting("", "DICOMweb root of the PACS the SR is stored to; empty = not stored.")
+    sr_outbox: str = setting("", "Folder where SRs the PACS could not take wait to be sent again; empty = they are "
+                             "only reported.")
+    fhir_dir: str = setting("", "Folder for FHIR DiagnosticReport JSON files; empty = none.")
+
+
+class ReportDelivery:
+    """A finished draft to the PACS as an SR over STOW-RS, through the outbox (an SR the PACS cannot take waits
+    there and is sent again after the next successful store), and as a FHIR DiagnosticReport file."""
+
+    def __init__(self, to: Destinations = Destinations()) -> None:
+        self._outbox = None
+        if to.pacs_dicomweb:
+            from tango2_ros.sdm.pacs import DicomWebClient, SrOutbox
+
+            self._outbox = SrOutbox(DicomWebClient(to.pacs_dicomweb), Path(to.sr_outbox) if to.sr_outbox else None)
+        self._fhir_dir = Path(to.fhir_dir) if to.fhir_dir else None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """SRs stored in the PACS and SRs waiting in the outbox."""
+        if self._outbox is None:
+            return {"stored": 0, "sr_waiting": 0}
+        return {"stored": self._outbox.stored, "sr_waiting": self._outbox.waiting}
+
+    def deliver(self, report: StudyReport) -> str:
+        """Send the draft everywhere configured; returns why the PACS did not take it ('' when it did or is not
+        configured). The SR is built completely before anything is sent."""
+        problem = ""
+        if self._outbox is not None and report.volume.datasets:
+            from tango2_ros.sdm.pacs import PacsError
+
+            sr = structured_report(report, report.volume)
+            try:
+                self._outbox.store(sr, report.study_key)
+            except PacsError as exc:
+                problem = f"SR for study {report.study_key} not stored: {exc}" + \
+                    (" (kept in the outbox)" if self._outbox.folder else "")
+        if self._fhir_dir is not None:
+            write_fhir(report, self._fhir_dir)
+        return problem

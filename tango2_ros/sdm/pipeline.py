@@ -29,6 +29,12 @@ class StudyReport:
     disclaimer: str = DISCLAIMER
     volume: CtVolume | None = field(default=None, repr=False)  # what was read (for the SR's evidence)
 
+    def summary(self) -> str:
+        """One line for an operator: the study's key, its findings and how much of the text was corrected."""
+        corrections = len(self.draft.corrections)
+        return f"report for study {self.study_key}: {sum(f.present for f in self.findings)} finding(s)" + \
+            (f", {corrections} correction(s) of the text" if corrections else "")
+
     def as_dict(self) -> dict:
         return {"study_key": self.study_key, "findings": [f.as_dict() for f in self.findings],
                 "findings_text": self.draft.findings_text, "impression": self.draft.impression,

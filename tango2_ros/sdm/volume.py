@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy
 
+from tango2_ros.core.settings import setting
 from tango2_ros.errors import UserError
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -29,8 +30,8 @@ class StudyError(UserError):
 
 @dataclass(frozen=True)
 class StudyLimits:
-    min_slices: int = 16
-    max_voxels: int = 512 * 512 * 1200
+    min_slices: int = setting(16, "Studies with fewer slices are refused.", 1, 10000)
+    max_voxels: int = setting(512 * 512 * 1200, "Larger studies are refused.", 1, 2 ** 31 - 1)
     spacing_tolerance: float = 0.05  # relative deviation allowed between slice gaps
 
 

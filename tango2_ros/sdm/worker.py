@@ -10,7 +10,7 @@ from typing import Callable
 
 from tango2_ros.errors import UserError
 from tango2_ros.sdm.pipeline import StudyReport
-from tango2_ros.sdm.volume import CtVolume
+from tango2_ros.sdm.volume import CtVolume, StudyLimits, datasets_to_volume
 
 Feedback = Callable[[str, float], None]  # stage, progress 0..1
 
@@ -37,6 +37,18 @@ class StudyWorker:
     def submit(self, volume: CtVolume) -> None:
         """A received study: drafted when its turn comes, nobody waits."""
         self._jobs.put((volume, None))
+
+    def submit_series(self, datasets: list, limits: StudyLimits, sender: str) -> None:
+        """A series from the DICOM receiver (its thread): assembled and queued, or refused through `on_failure`
+        (a hostile series must never reach the network library's thread as an error)."""
+        try:
+            volume = datasets_to_volume(datasets, limits, source=f"series from {sender}")
+        except UserError as exc:
+            self.on_failure(f"received study refused: {exc}", False)
+        except Exception as exc:  # noqa: BLE001
+            self.on_failure(f"received study refused: unreadable ({exc.__class__.__name__})", False)
+        else:
+            self.submit(volume)
 
     def report(self, path: str = "", study_key: str = "", feedback: Feedback = lambda stage, progress: None) -> StudyReport:
         """Draft the study at `path`, or the received one with `study_key`, and wait; UserError says why not."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tango2_ros.core.settings import setting
 from tango2_ros.sds.geometry import Kinematics, bearing, cpa, distance, relative_bearing, signed
 
 CATEGORIES = ("power-driven", "sailing", "fishing", "restricted-maneuverability", "not-under-command",
@@ -34,16 +35,33 @@ STERN_SECTOR = (112.5, 247.5)
 
 @dataclass(frozen=True)
 class ColregParameters:
-    safety_distance_nm: float = 1.0
-    horizon_min: float = 40.0  # risks further ahead than this are not acted on yet
+    safety_distance_nm: float = setting(1.0, "Every target must pass at least this far.", 0.05, 20.0)
+    horizon_min: float = setting(40.0, "Risks further ahead than this are not acted on yet.", 1.0, 240.0)
     head_on_bearing_deg: float = 15.0
     head_on_course_deg: float = 15.0
-    restricted_visibility_nm: float = 2.0
-    stand_on_act_tcpa_min: float = 10.0  # 17(a)(ii): the give-way vessel is evidently not acting
-    stand_on_must_act_nm: float = 1.5  # 17(b): collision can no longer be avoided by the give-way vessel alone
+    restricted_visibility_nm: float = setting(2.0, "Rule 19 threshold.", 0.0, 100.0)
+    stand_on_act_tcpa_min: float = setting(10.0, "Rule 17(a)(ii): a stand-on vessel may act below this TCPA "
+                                           "(the give-way vessel is evidently not acting).", 0.5, 60.0)
+    stand_on_must_act_nm: float = setting(1.5, "Rule 17(b): a stand-on vessel acts below this range (collision "
+                                          "can no longer be avoided by the give-way vessel alone).", 0.1, 20.0)
     min_course_change_deg: float = 30.0  # readily apparent (rule 8)
     max_course_change_deg: float = 90.0
     course_step_deg: float = 5.0
+
+
+def unfit_inputs(position_usable: bool, position_age_s: float, picture_known: bool, picture_lag_s: float,
+                 picture_silent_s: float, stale_after_s: float) -> str:
+    """Why no manoeuvre may be computed from these inputs, '' when they are fit: never act on old data.
+    The target picture is stale only when it is both older than the position and not heard from lately."""
+    if not position_usable:
+        return "own-ship position lost or invalid: holding the last course, not acting on it"
+    if position_age_s > stale_after_s:
+        return f"own-ship position is {position_age_s:.1f} s old"
+    if not picture_known:
+        return "no target picture yet (the tracker publishes one, empty when the sea is)"
+    if picture_lag_s > stale_after_s and picture_silent_s > stale_after_s:
+        return "target picture is stale"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pytest
 from tango2_ros.sds.nmea_out import ais_position, rmc, sentence
 from tango2_ros.sds.nmea import (AisReport, Depth, Fix, Heading, Motion, NmeaDecoder, NmeaError, RadarTarget, RateOfTurn,
                                  Wind, split_datagram)
+from tango2_ros.sds.intake import SensorIntake
 from tango2_ros.sds.picture import BridgePicture, Timeouts
 
 
@@ -114,3 +115,17 @@ def test_datagrams_binary_garbage_and_61162_450_framing():
     assert split_datagram(framed) == [sentence("HEHDT,10.0,T")]
     with pytest.raises(NmeaError, match="tag block"):
         split_datagram(b"\\s:GP0001" + sentence("HEHDT,10.0,T").encode())
+
+
+def test_the_sensor_intake_counts_every_refusal_and_keeps_the_good_sentences():
+    intake = SensorIntake(Timeouts(position_stale_s=3.0, ais_s=60.0, radar_s=10.0))
+    good = rmc(35.0, 129.0, 90.0, 12.0) + "\r\n" + ais_position(440123450, 35.1, 129.05, 180.0, 12.0) + "\r\n"
+    assert intake.feed(good.encode(), now=100.0) == 1  # one position fix
+    assert intake.feed(bytes(range(200, 256)), now=100.5) == 0
+    bad_checksum = rmc(35.0, 129.0, 0, 12)[:-2] + "00"
+    radar_target = sentence("RATTM,07,2.0,090.0,T,10.0,270.0,T,0.1,20.0,N,TGT7,T,,120000,A")
+    assert intake.feed((bad_checksum + "\r\n" + radar_target + "\r\n").encode(), now=101.0) == 0
+    assert intake.counts == {"datagrams": 3, "sentences": 4, "rejected": 2, "fixes": 1, "ais": 1, "radar": 1}
+    assert "checksum" in intake.last_rejected
+    assert intake.own_ship(now=101.0).position_valid
+    assert sorted(t.id for t in intake.current_targets(now=101.0)) == ["AIS-440123450", "RADAR-07"]

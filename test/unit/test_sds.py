@@ -10,7 +10,7 @@ import pytest
 
 from helpers.colreg import check_run
 from tango2_ros.errors import UserError
-from tango2_ros.sds.colreg import ColregParameters, Navigator, Target, assess
+from tango2_ros.sds.colreg import ColregParameters, Navigator, Target, assess, unfit_inputs
 from tango2_ros.sds.geometry import Kinematics, cpa, to_geographic
 from tango2_ros.sds.scenario import BUILTIN, ShipSpec, load_scenario, parse_scenario
 from tango2_ros.sds.simulator import initial_assessment, simulate
@@ -122,6 +122,18 @@ def test_a_target_at_zero_range_is_a_risk_and_the_navigator_acts():
     navigator = Navigator(PARAMS)
     decision = navigator.decide(OWN, (6.0, 0.0), [Target("T", Kinematics(0.0, 0.0, 90.0, 5.0))])
     assert decision.state == "altering" and decision.assessments[0].risk
+
+
+def test_inputs_unfit_for_a_decision_say_why_and_old_data_is_never_acted_on():
+    fit = dict(position_usable=True, position_age_s=0.5, picture_known=True, picture_lag_s=0.2, picture_silent_s=0.2,
+               stale_after_s=3.0)
+    assert unfit_inputs(**fit) == ""
+    assert "invalid" in unfit_inputs(**{**fit, "position_usable": False})
+    assert "5.0 s old" in unfit_inputs(**{**fit, "position_age_s": 5.0})
+    assert "no target picture" in unfit_inputs(**{**fit, "picture_known": False})
+    # a picture older than the fix is stale only when it has also not been heard from lately
+    assert unfit_inputs(**{**fit, "picture_lag_s": 10.0}) == ""
+    assert "stale" in unfit_inputs(**{**fit, "picture_lag_s": 10.0, "picture_silent_s": 10.0})
 
 
 @pytest.mark.parametrize("name", [n for n in BUILTIN if n.startswith("imazu")])

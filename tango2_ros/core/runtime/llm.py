@@ -13,9 +13,10 @@ from tango2_ros.core.runtime.base import (
     HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes, golden_check,
 )
 from tango2_ros.core.runtime.llama_engine import (
-    FINISH_ERROR, EngineError, GenerationRequest, GenerationResult, LlamaEngine, RequestError,
+    FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError, GenerationRequest, GenerationResult, LlamaEngine, RequestError,
 )
 from tango2_ros.core.runtime.schema import CompiledSchema, compile_schema
+from tango2_ros.core.settings import setting
 
 GGUF_MAGIC = b"GGUF"
 KV_BYTES_PER_TOKEN_ESTIMATE = 64 * 1024  # generous for small models; refuses loads that clearly cannot fit
@@ -23,12 +24,12 @@ KV_BYTES_PER_TOKEN_ESTIMATE = 64 * 1024  # generous for small models; refuses lo
 
 @dataclass(frozen=True)
 class LlmOptions:
-    n_threads: int = 2
-    n_parallel: int = 4
-    n_ctx_per_seq: int = 2048
-    n_gpu_layers: int = 0
+    n_threads: int = setting(2, "CPU threads for llama.cpp.", 1, 256)
+    n_parallel: int = setting(4, "Requests decoded in parallel as sequences of one model.", 1, 64)
+    n_ctx_per_seq: int = setting(2048, "Context length (prompt + output tokens) per request.", 64, 131072)
+    n_gpu_layers: int = setting(0, "Layers offloaded to the GPU (needs a CUDA build of llama.cpp).", -1, 1000)
     lora_path: str = ""
-    max_queue: int = 16
+    max_queue: int = setting(16, "Requests that may wait beyond the parallel ones; more are refused.", 0, 10000)
     # threads until it takes over from a serving model (0 = n_threads): llama.cpp's workers spin while they wait,
     # and two engines' spinning workers on the same cores stall the serving one for seconds (bench/model_swap.py)
     warmup_threads: int = 0
@@ -71,6 +72,17 @@ class LlmRuntime(ModelRuntime):
             raise RequestError(f"{self.identity.label} has no chat template in its GGUF metadata; send a plain prompt")
         rendered = self._chat_formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
         return rendered.prompt
+
+    def request_prompt(self, messages: Sequence[ChatTurn], prompt: str, raw: bool = False) -> str:
+        """The text to decode for a request of chat messages or of one prompt (in the chat template unless `raw`:
+        an instruct model completes a bare prompt with an empty answer)."""
+        if messages:
+            if not any(m.content.strip() for m in messages):
+                raise RequestError("every chat message is empty")
+            return self.chat_prompt(messages)
+        if not prompt.strip():
+            raise RequestError("the request has neither a prompt nor messages")
+        return prompt if raw else self.chat_prompt([ChatTurn("user", prompt)])
 
     # -- inference -------------------------------------------------------------------------------------------
     def start(
@@ -167,3 +179,17 @@ def _chat_formatter(llama):
         bos_token=token_text("tokenizer.ggml.bos_token_id"),
         stop_token_ids=[llama.token_eos()],
     )
+
+
+def judged(result: GenerationResult, schema: CompiledSchema | None, raw: bool = False) -> tuple[str, str]:
+    """The finish reason and error a client is told: an empty answer says why, and text that breaks the request's
+    JSON Schema is an error (the grammar should make that impossible; a cut-off answer can still break it)."""
+    finish, error = result.finish_reason, result.error
+    if not result.text and finish == FINISH_STOP:
+        error = "the model ended its answer at once (empty text)" + \
+            (": a raw prompt is completed as it is; leave `raw` off for the chat template" if raw else "")
+    if schema is not None and finish not in (FINISH_CANCELLED, FINISH_ERROR):
+        _, problem = schema.validate(result.text)
+        if problem:
+            finish, error = FINISH_ERROR, f"output failed schema validation: {problem}"
+    return finish, error

@@ -1,10 +1,10 @@
-"""Why a generation was refused, as the Generate action's error codes: whose it is to fix, and whether to try
-again (the HTTP endpoint turns them into status codes)."""
+"""The Generate action's results: a finished generation, and why one was refused as the action's error codes
+(whose it is to fix, and whether to try again; the HTTP endpoint turns them into status codes)."""
 from __future__ import annotations
 
 from tango2_msgs.action import Generate
 from tango2_ros.core.runtime.base import NoModelError
-from tango2_ros.core.runtime.llama_engine import BusyError, RequestError
+from tango2_ros.core.runtime.llama_engine import FINISH_ERROR, BusyError, GenerationResult, RequestError
 from tango2_ros.core.runtime.schema import SchemaError
 
 
@@ -17,3 +17,14 @@ def refusal_code(exc: Exception) -> str:
     if isinstance(exc, BusyError):
         return Generate.Result.ERROR_BUSY
     return Generate.Result.ERROR_FAILED
+
+
+def generation_to_ros(generation: GenerationResult, finish_reason: str, error: str, prompt_tokens: int,
+                      model: str) -> Generate.Result:
+    return Generate.Result(text=generation.text, tokens=generation.tokens, prompt_tokens=prompt_tokens,
+                           finish_reason=finish_reason, model=model, tokens_per_s=generation.tokens_per_s, error=error,
+                           error_code=Generate.Result.ERROR_FAILED if finish_reason == FINISH_ERROR else "")
+
+
+def refusal_to_ros(exc: Exception, model: str) -> Generate.Result:
+    return Generate.Result(finish_reason=FINISH_ERROR, error=str(exc), error_code=refusal_code(exc), model=model)

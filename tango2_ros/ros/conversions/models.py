@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tango2_msgs.msg import ModelInfo, ModelStatus
 from tango2_ros.core.artifacts.manifest import Manifest
-from tango2_ros.core.deployment import Listed, SlotEvent
+from tango2_ros.core.deployment import Listed, SlotEvent, SwapOutcome
 
 
 def manifest_to_ros(manifest: Manifest, state: str, node: str = "", reason: str = "") -> ModelInfo:
@@ -25,3 +25,16 @@ def event_to_ros(event: SlotEvent, stamp) -> ModelStatus:
     status = ModelStatus(slot=event.slot, model=info, previous_version=event.previous, event=event.event)
     status.header.stamp = stamp
     return status
+
+
+def outcome_to_ros(outcome: SwapOutcome | str, response):
+    """A SwapModel or Rollback response from the deployer's outcome, or from the reason no slot was found."""
+    if isinstance(outcome, str):
+        response.message = outcome
+        return response
+    response.success, response.message = outcome.success, outcome.message
+    response.previous_version, response.active_version = outcome.previous, outcome.active
+    for key in ("pull", "load", "warmup", "health"):
+        if hasattr(response, f"{key}_s"):
+            setattr(response, f"{key}_s", outcome.timings.get(key, 0.0))
+    return response

@@ -76,6 +76,13 @@ def decision_to_ros(decision: Decision) -> NavigationDecision:
     )
 
 
+def degraded_decision_to_ros(reason: str) -> NavigationDecision:
+    """A decision that recommends nothing and says why (stale or missing inputs)."""
+    return NavigationDecision(status=NavigationDecision.STATUS_DEGRADED, status_reason=reason, state="degraded",
+                              action_required=False, target_course_deg=math.nan, target_speed_kn=math.nan,
+                              rationale=f"degraded: {reason}")
+
+
 def decision_from_ros(message: NavigationDecision, rename=lambda track_id: track_id) -> Decision:
     """The decision as the simulator follows it: the ids of the targets at risk, renamed by `rename`."""
     return Decision(

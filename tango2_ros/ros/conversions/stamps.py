@@ -17,3 +17,7 @@ def seconds_to_stamp(seconds: float) -> TimeMsg:
     if nanosec >= 1_000_000_000:
         whole, nanosec = whole + 1, nanosec - 1_000_000_000
     return TimeMsg(sec=int(whole), nanosec=nanosec)
+
+
+def older_stamp(a: TimeMsg, b: TimeMsg) -> TimeMsg:
+    return a if stamp_to_seconds(a) <= stamp_to_seconds(b) else b
