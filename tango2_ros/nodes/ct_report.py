@@ -152,13 +152,13 @@ class CtReportNode(Tango2Node):
         problem = self._delivery.deliver(report)
         self._counts["studies"] += 1
         self._publisher.publish(self._message(report))
+        counts = self._all_counts()  # the outbox is counted on disk: once per study
         if problem:
-            self.set_status(ERROR, problem, model=model.label, **self._all_counts())
-        elif self.status[0] == ERROR and self._delivery.counts["sr_waiting"]:
-            self.set_values(model=model.label, **self._all_counts())  # the PACS problem stays visible until sent
+            self.set_status(ERROR, problem, model=model.label, **counts)
+        elif self.status[0] == ERROR and counts["sr_waiting"]:
+            self.set_values(model=model.label, **counts)  # the PACS problem stays visible until sent
         else:
-            self.set_status(WARN if report.draft.corrections else OK, report.summary(), model=model.label,
-                            **self._all_counts())
+            self.set_status(WARN if report.draft.corrections else OK, report.summary(), model=model.label, **counts)
         feedback("storing", 1.0)
         return report
 
