@@ -141,15 +141,21 @@ def main() -> int:
             "api_tokens_per_s": median(endpoint), "api_vs_action": median(endpoint) / median(action),
             "api_vs_raw": median(endpoint) / median(raw), "concurrent_action": by_action, "concurrent_api": by_api,
             "concurrent_api_vs_action": by_api["tokens_per_s"] / by_action["tokens_per_s"]}
-    lines = [f"{model}, {args.threads} threads, greedy, {args.max_tokens} tokens, median of {args.rounds}",
-             f"one request  raw {median(raw):6.1f} tok/s   action {median(action):6.1f}   endpoint {median(endpoint):6.1f}"
-             f"   endpoint/action {data['api_vs_action']:.3f}   endpoint/raw {data['api_vs_raw']:.3f}",
-             f"{args.clients} at once   action {by_action['tokens_per_s']:6.1f} tok/s ({by_action['answered']}/"
-             f"{by_action['requests']} answered)   endpoint streams {by_api['tokens_per_s']:6.1f} tok/s "
-             f"({by_api['answered']}/{by_api['requests']} answered, once each: {by_api['answered_once']})   "
-             f"ratio {data['concurrent_api_vs_action']:.3f}"]
-    report(args, data, lines)
+    report(args, data, printed(data))
     return 0
+
+
+def printed(data: dict) -> list[str]:
+    by_action, by_api = data["concurrent_action"], data["concurrent_api"]
+    return [f"{data['model']}, {data['threads']} threads, greedy, {data['max_tokens']} tokens, median of "
+            f"{data['rounds']}",
+            f"one request  raw {data['raw_tokens_per_s']:6.1f} tok/s   action {data['action_tokens_per_s']:6.1f}   "
+            f"endpoint {data['api_tokens_per_s']:6.1f}   endpoint/action {data['api_vs_action']:.3f}   "
+            f"endpoint/raw {data['api_vs_raw']:.3f}",
+            f"{by_action['requests']} at once   action {by_action['tokens_per_s']:6.1f} tok/s ({by_action['answered']}/"
+            f"{by_action['requests']} answered)   endpoint streams {by_api['tokens_per_s']:6.1f} tok/s "
+            f"({by_api['answered']}/{by_api['requests']} answered, once each: {by_api['answered_once']})   "
+            f"ratio {data['concurrent_api_vs_action']:.3f}"]
 
 
 if __name__ == "__main__":

@@ -154,21 +154,27 @@ def main() -> int:
         "concurrency_4_vs_1": levels[1]["tokens_per_s"] / levels[0]["tokens_per_s"],
         "plain_tokens_per_s": plain, "schema_tokens_per_s": constrained, "schema_ratio": constrained / plain,
     }
-    lines = [
-        f"model {model.name} ({data['model_bytes'] / 2**20:.0f} MiB), {args.threads} threads, greedy, "
-        f"{args.max_tokens} tokens, median of {args.rounds}",
-        f"tokens/s    raw llama-cpp-python {raw_tps:7.1f}   ROS action {ros_tps:7.1f}   ratio {data['throughput_ratio']:.3f}",
-        f"first token raw {raw_ttft * 1e3:7.1f} ms   ROS action {ros_ttft * 1e3:7.1f} ms   overhead "
+    report(args, data, printed(data))
+    return 0
+
+
+def printed(data: dict) -> list[str]:
+    levels = data["concurrency"]
+    return [
+        f"model {data['model']} ({data['model_bytes'] / 2**20:.0f} MiB), {data['threads']} threads, greedy, "
+        f"{data['max_tokens']} tokens, median of {data['rounds']}",
+        f"tokens/s    raw llama-cpp-python {data['raw_tokens_per_s']:7.1f}   ROS action {data['ros_tokens_per_s']:7.1f}"
+        f"   ratio {data['throughput_ratio']:.3f}",
+        f"first token raw {data['raw_ttft_ms']:7.1f} ms   ROS action {data['ros_ttft_ms']:7.1f} ms   overhead "
         f"{data['ttft_overhead_ms']:+.1f} ms",
-        f"node RSS {node_rss / 2**20:.0f} MiB = {data['rss_to_model_ratio']:.2f} x model file",
+        f"node RSS {data['node_rss_bytes'] / 2**20:.0f} MiB = {data['rss_to_model_ratio']:.2f} x model file",
         "clients  requests  failed  tokens/s  p50 s  p99 s",
         *[f"{c['clients']:7d}  {c['requests']:8d}  {c['failed']:6d}  {c['tokens_per_s']:8.1f}  "
           f"{c['latency_p50_s']:5.2f}  {c['latency_p99_s']:5.2f}" for c in levels],
         f"4 clients vs 1: {data['concurrency_4_vs_1']:.2f}x aggregate throughput",
-        f"JSON Schema {constrained:.1f} tok/s vs plain {plain:.1f} tok/s: ratio {data['schema_ratio']:.2f}",
+        f"JSON Schema {data['schema_tokens_per_s']:.1f} tok/s vs plain {data['plain_tokens_per_s']:.1f} tok/s: "
+        f"ratio {data['schema_ratio']:.2f}",
     ]
-    report(args, data, lines)
-    return 0
 
 
 if __name__ == "__main__":

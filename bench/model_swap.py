@@ -92,7 +92,15 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
     p.add_argument("--max-tokens", type=int, default=16)
     args = p.parse_args()
+    records, swaps = swap_under_load(args)
+    data, lines = summary(args, records, swaps)
+    report(args, data, lines)
+    return 0 if not data["failed"] and not data["unanswered"] and all(s["success"] for s in swaps) else 1
 
+
+def swap_under_load(args) -> tuple[list[dict], list[dict]]:
+    """Open-loop load on a real llm_node while the model manager swaps 1.0.0 -> 1.1.0 -> 1.0.0: every request's
+    record and each swap's timings."""
     with tempfile.TemporaryDirectory(prefix="tango2-swap-bench-") as scratch:
         root = Path(scratch)
         make_keys(root, "fleet")
@@ -124,8 +132,10 @@ def main() -> int:
         finally:
             stop(manager)
             stop(llm)
+    return client.records, swaps
 
-    records = client.records
+
+def summary(args, records: list[dict], swaps: list[dict]) -> tuple[dict, list[str]]:
     # baseline: sent before the first swap began; during: sent while a swap ran or in the RECOVERY_S after it
     # (the backlog a swap leaves); after: the rest
     baseline = [r for r in records if r["sent"] < swaps[0]["start"]]
@@ -159,8 +169,7 @@ def main() -> int:
         lines.append(f"swap to {s['to']}: {'ok' if s['success'] else 'FAILED ' + s['message']} in {s['wall_s']:.2f} s "
                      f"(pull {s['pull_s']:.2f}, load {s['load_s']:.2f}, warm-up {s['warmup_s']:.2f}, "
                      f"health {s['health_s']:.2f})")
-    report(args, data, lines)
-    return 0 if not failed and not unanswered and all(s["success"] for s in swaps) else 1
+    return data, lines
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Tango2Node(LifecycleNode):
         self._status_level = OK
         self._status_message = "unconfigured"
         self._status_values: dict[str, str] = {}
+        self._lifecycle = "unconfigured"
         period = self.declare(
             "diagnostics_period_s", 1.0, "Seconds between /diagnostics status messages.", min_value=0.05, max_value=60.0
         )
@@ -102,12 +103,14 @@ class Tango2Node(LifecycleNode):
         """Declare every `setting` field of the dataclass `cls` as parameter `prefix + name`
         (tango2_ros.core.settings)."""
         for f in parameter_fields(cls):
-            self.declare(prefix + f.name, f.default, f.metadata["description"], min_value=f.metadata["min_value"],
+            default = list(f.default) if isinstance(f.default, tuple) else f.default  # a ROS array parameter
+            self.declare(prefix + f.name, default, f.metadata["description"], min_value=f.metadata["min_value"],
                          max_value=f.metadata["max_value"])
 
     def settings(self, cls: type, prefix: str = "", **others: Any) -> Any:
         """An instance of `cls` with its `setting` fields from the parameters' present values and `others` as given."""
         values = {f.name: self.param(prefix + f.name) for f in parameter_fields(cls) if f.name not in others}
+        values = {name: tuple(v) if isinstance(v, list) else v for name, v in values.items()}
         return cls(**values, **others)
 
     # -- diagnostics -----------------------------------------------------------------------------------------
@@ -151,6 +154,11 @@ class Tango2Node(LifecycleNode):
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
 
+    @property
+    def is_active(self) -> bool:
+        """In lifecycle state active with no transition under way: when goals and requests are served."""
+        return self._lifecycle == "active"
+
     def executor_threads(self) -> int:
         """Threads of the MultiThreadedExecutor that spins this node; nodes with blocking callbacks need more."""
         return 4
@@ -187,6 +195,7 @@ class Tango2Node(LifecycleNode):
         return self._transition("cleanup", self.cleanup, "unconfigured")
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._lifecycle = "finalized"
         try:
             self.cleanup()
         except Exception as exc:  # noqa: BLE001 - shutting down anyway; report and go on
@@ -194,15 +203,18 @@ class Tango2Node(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _transition(self, name: str, hook: Callable[[], None], reached: str) -> TransitionCallbackReturn:
+        previous, self._lifecycle = self._lifecycle, f"{name} under way"
         try:
             hook()
         except Exception as exc:  # noqa: BLE001 - a failed transition must not kill the node
+            self._lifecycle = previous  # a failed transition leaves the node where it was
             self.get_logger().error(f"{name} failed: {exc}")
             self.set_status(ERROR, f"{name} failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         level, _ = self.status
         if level != ERROR:
             self.set_status(level, reached)
+        self._lifecycle = reached
         self.set_values(lifecycle=reached)
         return TransitionCallbackReturn.SUCCESS
 

@@ -1,19 +1,13 @@
 """ct_report: chest-CT studies in from the PACS, draft reports out (software-defined medicine).
 
-Studies arrive two ways: a DICOM C-STORE receiver (`dicom_port`, accepting only the `allowed_aets` callers,
-CT image storage only) and the `ReportCT` action (`sdm/report_ct`, so /tango2/sdm/report_ct in the profile's
-namespace: a series folder, a .nii.gz/.mha file, or the key of a study received earlier), with stage/progress
-feedback. One worker thread runs each study
-through tango2_ros.sdm.pipeline: findings model (ONNX, `findings_model`; swapped at run time through
-`~/load_model` by the model manager) -> report text from the llm_node (`llm_action`, Generate with the
-findings' JSON Schema; empty = standard wording) -> `CTReport` on `sdm/report`. With `pacs_dicomweb`
-set, the draft goes back to the PACS as a DICOM Comprehensive SR over STOW-RS (when the PACS cannot take it, the
-SR waits as a file in `sr_outbox` and is sent again after the next successful store); with `fhir_dir`, a FHIR
-DiagnosticReport is written there (to a temporary name, then renamed, so readers never see half a file).
-
-Logs and topics carry only a de-identified study key (a salted hash of the Study Instance UID), never names,
-IDs or UIDs. A bad study (not CT, too few slices, missing slices, undecodable pixels, over the size limit) fails
-that study with its reason on /diagnostics and in the action result; nothing is sent to the PACS for it.
+Studies arrive by DICOM C-STORE (`dicom_port`, only from `allowed_aets`, CT image storage only) or by the
+`ReportCT` action (`sdm/report_ct`: a series folder, a .nii.gz/.mha file, or the key of a study received earlier,
+with stage/progress feedback). One worker thread runs each through tango2_ros.sdm.pipeline: the findings model
+(ONNX, hot-swapped through `~/load_model`) -> the report text from the llm_node (`llm_action`, Generate with the
+findings' JSON Schema; empty = standard wording) -> `CTReport` on `sdm/report`, the SR to the PACS over STOW-RS
+(`pacs_dicomweb`, through the `sr_outbox` when the PACS cannot take it) and a FHIR DiagnosticReport (`fhir_dir`).
+Logs and topics carry only a de-identified study key. A bad study fails with its reason on /diagnostics and in
+the action result, and nothing is sent to the PACS for it. See docs/sdm.md.
 """
 from __future__ import annotations
 
@@ -21,17 +15,18 @@ from rclpy.action import ActionServer, GoalResponse
 
 from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTReport
-from tango2_ros.core.runtime.base import ModelLoadError, NoModelError
-from tango2_ros.core.runtime.serving import ModelSpec
+from tango2_ros.core.runtime.base import NoModelError
+from tango2_ros.core.runtime.serving import ModelSpec, ServingStatus
 from tango2_ros.errors import UserError
-from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
-from tango2_ros.nodes.serving import ModelService
+from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
+from tango2_ros.nodes.serving import LEVELS, ModelService
 from tango2_ros.ros.conversions.medicine import report_to_ros
 from tango2_ros.ros.llm_client import LlmClient
 from tango2_ros.sdm.findings import Finding, FindingsModel
-from tango2_ros.sdm.outputs import Destinations, ReportDelivery
+from tango2_ros.sdm.outputs import Destinations, ReportDesk
+from tango2_ros.sdm.pacs import ReceiverSettings, StoreReceiver
 from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
-from tango2_ros.sdm.report import Draft, prompt, schema, template_draft, written_draft
+from tango2_ros.sdm.report import Draft, asked_draft
 from tango2_ros.sdm.volume import StudyLimits
 from tango2_ros.sdm.worker import StudyWorker
 
@@ -44,59 +39,39 @@ class CtReportNode(Tango2Node):
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = standard wording.")
         self.declare("llm_timeout_s", 120.0, "Give up on the language model after this; standard wording then.",
                      min_value=1.0, max_value=3600.0)
-        self.declare("dicom_port", 0, "C-STORE receiver port; 0 = no receiver.", min_value=0, max_value=65535)
-        self.declare("dicom_address", "127.0.0.1", "Address the receiver listens on.")
-        self.declare("ae_title", "TANGO2SDM", "The receiver's AE title.")
-        self.declare("allowed_aets", ["SCANNER"], "Calling AE titles the receiver accepts.")
+        self.declare_settings(ReceiverSettings)
         self.declare_settings(Destinations)
         self.declare("study_salt", "tango2", "Salt of the de-identified study key.")
         self.declare_settings(StudyLimits)
-        self.declare("health_budget_s", 30.0, "A new findings model must read a blank volume within this.",
-                     min_value=0.1, max_value=600.0)
         self.model = ModelService(self, lambda spec, _beside: FindingsModel(spec.path, name=spec.name,
                                                                             version=spec.version),
-                                  default_budget_s=lambda: self.param("health_budget_s"))
+                                  30.0, "reading of a blank volume")
         self._worker = StudyWorker(self._process, self._on_failure)
-        self._counts = {"studies": 0, "failed": 0}
-        self._delivery = ReportDelivery()
+        self._desk = ReportDesk()
         self._receiver = self._llm = self._action = self._publisher = None
-        self._active = False
-
-    def executor_threads(self) -> int:
-        return 4
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def configure(self) -> None:
         if self.param("findings_model"):
-            loaded = self.model.load(ModelSpec(self.param("findings_model")))
-            if not loaded.success:
-                raise ModelLoadError(loaded.message)
+            self.model.load(ModelSpec(self.param("findings_model")), required=True)
         self.model.start()
         self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
-        self._delivery = ReportDelivery(self.settings(Destinations))
+        self._desk = ReportDesk(self.settings(Destinations))
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
         self._worker.start()
-        self.set_status(WARN, "configured, not receiving", model=self._model_label(), **self._all_counts())
+        self._report(self._desk.status)
 
     def activate(self) -> None:
-        if self.param("dicom_port"):
-            from tango2_ros.sdm.pacs import StoreReceiver
-
-            self._receiver = StoreReceiver(self._on_series, ae_title=self.param("ae_title"),
-                                           port=self.param("dicom_port"), address=self.param("dicom_address"),
-                                           allowed_aets=tuple(self.param("allowed_aets")),
-                                           max_bytes=int(self.param("max_voxels") * 2.5)).start()
-        self._active = True
-        if not self._model_label():
-            self.set_status(WARN, "ready, waiting for a findings model (~/load_model)")
-        else:
-            self.set_status(OK, "ready", model=self._model_label())
+        receiving = self.settings(ReceiverSettings)
+        if receiving.dicom_port:
+            self._receiver = StoreReceiver.serving(receiving, self._on_series, int(self.param("max_voxels") * 2.5))
+        waiting = (WARN, "ready, waiting for a findings model (~/load_model)")
+        self.set_status(*((OK, "ready") if self.model.label else waiting), model=self.model.label)
 
     def deactivate(self) -> None:
-        self._active = False
         if self._receiver is not None:
             self._receiver.stop()
             self._receiver = None
@@ -110,7 +85,6 @@ class CtReportNode(Tango2Node):
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
         self._action = self._llm = self._publisher = None
-        self._delivery = ReportDelivery()
         self.model.stop()
 
     # -- inputs ------------------------------------------------------------------------------------------------
@@ -118,7 +92,7 @@ class CtReportNode(Tango2Node):
         self._worker.submit_series(datasets, self.settings(StudyLimits), calling_aet)
 
     def _accept_goal(self, goal: ReportCT.Goal) -> GoalResponse:
-        return GoalResponse.ACCEPT if self._active and (goal.study_path or goal.study_key) else GoalResponse.REJECT
+        return GoalResponse.ACCEPT if self.is_active and (goal.study_path or goal.study_key) else GoalResponse.REJECT
 
     async def _execute(self, goal_handle) -> ReportCT.Result:
         request = goal_handle.request
@@ -136,9 +110,6 @@ class CtReportNode(Tango2Node):
         return ReportCT.Result(success=True, message="draft written", report=self._message(report))
 
     # -- one study (in the worker's thread) ------------------------------------------------------------------
-    def _model_label(self) -> str:
-        return self.model.served.label
-
     def _process(self, source, feedback) -> StudyReport:
         try:
             with self.model.served.slot.lease() as model:
@@ -149,40 +120,26 @@ class CtReportNode(Tango2Node):
                 from None
         self.model.count(model.label, False)
         feedback("storing", 0.8)
-        problem = self._delivery.deliver(report)
-        self._counts["studies"] += 1
+        self._report(self._desk.finished(report), model.label)
         self._publisher.publish(self._message(report))
-        counts = self._all_counts()  # the outbox is counted on disk: once per study
-        if problem:
-            self.set_status(ERROR, problem, model=model.label, **counts)
-        elif self.status[0] == ERROR and counts["sr_waiting"]:
-            self.set_values(model=model.label, **counts)  # the PACS problem stays visible until sent
-        else:
-            self.set_status(WARN if report.draft.corrections else OK, report.summary(), model=model.label, **counts)
         feedback("storing", 1.0)
         return report
 
-    def _all_counts(self) -> dict[str, int]:
-        return {**self._counts, **self._delivery.counts}
-
     def _on_failure(self, message: str, unexpected: bool) -> None:
         if unexpected:
-            self.model.count(self._model_label(), True)
-        self._counts["failed"] += 1
-        self.set_status(ERROR, message, **self._all_counts())
+            self.model.count(self.model.label, True)
+        self._report(self._desk.failed_study(message))
+
+    def _report(self, status: ServingStatus, model: str = "") -> None:
+        self.set_status(LEVELS[status.level], status.message, model=model or self.model.label, **status.values)
 
     def _write(self, findings: list[Finding]) -> Draft:
         """The llm_node writes; on no server, a refusal, an error or a timeout the standard wording does."""
-        if self._llm is None:
-            return template_draft(findings)
-        answer = self._llm.ask_and_wait(timeout_s=self.param("llm_timeout_s"), user=prompt(findings),
-                                        schema=schema(findings), max_tokens=400)
-        return written_draft(findings, answer.text, answer.model, answer.error)
+        return asked_draft(findings, self._llm and self._llm.asking(timeout_s=self.param("llm_timeout_s"),
+                                                                    max_tokens=400))
 
     def _message(self, report: StudyReport) -> CTReport:
-        message = report_to_ros(report)
-        message.header.stamp = self.get_clock().now().to_msg()
-        return message
+        return report_to_ros(report, self.get_clock().now().to_msg())
 
 
 def main(args: list[str] | None = None) -> int:

@@ -10,24 +10,22 @@ a model that fails to load leaves the old one serving.
 """
 from __future__ import annotations
 
-import threading
-
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile
 from rclpy.task import Future
-from rcl_interfaces.msg import SetParametersResult
 
 from tango2_msgs.action import Generate
 from tango2_ros.core.runtime.base import NoModelError, resident_memory_bytes
 from tango2_ros.core.runtime.default_models import default_llm_path
 from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR, EngineError
-from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime, judged
-from tango2_ros.core.runtime.schema import SchemaError, compile_schema
+from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+from tango2_ros.core.runtime.schema import SchemaError
 from tango2_ros.core.runtime.serving import ModelSpec
 from tango2_ros.nodes.base import Tango2Node, run_node
 from tango2_ros.nodes.serving import ModelService
-from tango2_ros.ros.conversions.generation import generation_to_ros, refusal_to_ros
+from tango2_ros.ros.actions import queue_server
+from tango2_ros.ros.conversions.generation import answer_to_ros, refusal_to_ros
+
+# a finished goal's counter and how its handle is settled, by finish reason (anything else succeeded)
+SETTLED = {FINISH_CANCELLED: ("cancelled", "canceled"), FINISH_ERROR: ("errors", "abort")}
 
 
 class LlmNode(Tango2Node):
@@ -43,14 +41,11 @@ class LlmNode(Tango2Node):
                      min_value=0, max_value=10000)
         self.declare("result_timeout_s", 300, "How long a finished goal's result is kept for a client to fetch.",
                      min_value=1, max_value=86400)
-        self.declare("health_budget_s", 10.0, "A new model's golden request must finish within this.",
-                     min_value=0.1, max_value=600.0)
-        self.model = ModelService(self, self._open, default_budget_s=lambda: self.param("health_budget_s"))
+        self.model = ModelService(self, self._open, 10.0, "golden request")
         self.slot = self.model.served.slot
         self._active_requests: dict[bytes, object] = {}
-        self._action_server: ActionServer | None = None
-        self._accepting = False
-        self.add_on_set_parameters_callback(self._on_parameters)
+        self._action_server = None
+        self.model.load_on_change("model_path", self._spec)
 
     def executor_threads(self) -> int:
         """Goals are coroutines that wait on futures, so one thread serves them all."""
@@ -58,33 +53,14 @@ class LlmNode(Tango2Node):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        self._load_from_parameters(self.param("model_path"))
+        self.model.load(self._spec(self.param("model_path")))
         self.model.start()
-        # Services keep only 10 requests by default: a burst of goals beyond that would vanish unanswered.
-        # Keep room for every goal the node can hold, so refusals come back as results with a reason.
-        requests = QoSProfile(depth=4 * (self.param("n_parallel") + self.param("max_queue")) + 10)
-        self._action_server = ActionServer(
-            self, Generate, "llm/generate",
-            execute_callback=self._execute,
-            goal_callback=lambda _goal: GoalResponse.ACCEPT,
-            cancel_callback=self._cancel,
-            callback_group=self.coroutine_group,
-            goal_service_qos_profile=requests,
-            result_service_qos_profile=requests,
-            cancel_service_qos_profile=requests,
-            # rclpy keeps results only 10 s by default: a client still busy with other goals would find a
-            # refused goal's result gone and see status UNKNOWN instead
-            result_timeout=self.param("result_timeout_s"),
-        )
-
-    def activate(self) -> None:
-        self._accepting = True
-
-    def deactivate(self) -> None:
-        self._accepting = False
+        self._action_server = queue_server(
+            self, Generate, "llm/generate", self._execute, self._cancel,
+            held_goals=4 * (self.param("n_parallel") + self.param("max_queue")) + 10,
+            result_timeout_s=self.param("result_timeout_s"), callback_group=self.coroutine_group)
 
     def cleanup(self) -> None:
-        self._accepting = False
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None
@@ -96,56 +72,42 @@ class LlmNode(Tango2Node):
         options = self.settings(LlmOptions, lora_path=spec.adapter, warmup_threads=1 if beside else 0)
         return LlmRuntime(spec.path, options, name=spec.name, version=spec.version)
 
-    def _on_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        for parameter in parameters:
-            if parameter.name == "model_path" and self._action_server is not None:
-                if self.model.served.loading:
-                    return SetParametersResult(successful=False, reason="a model load is already in progress")
-                threading.Thread(target=self._load_from_parameters, args=(parameter.value,), daemon=True).start()
-        return SetParametersResult(successful=True)
-
-    def _load_from_parameters(self, path: str) -> None:
-        self.model.load(ModelSpec(path or str(default_llm_path()), self.param("model_name"),
-                                  self.param("model_version"), self.param("lora_path")))
+    def _spec(self, path: str) -> ModelSpec:
+        return ModelSpec(path or str(default_llm_path()), self.param("model_name"), self.param("model_version"),
+                         self.param("lora_path"))
 
     # -- action ----------------------------------------------------------------------------------------------
-    def _cancel(self, goal_handle) -> CancelResponse:
-        request = self._active_requests.get(bytes(goal_handle.goal_id.uuid))
-        if request is not None:
-            request.cancel()
-        return CancelResponse.ACCEPT
+    def _cancel(self, goal_handle) -> None:
+        generation = self._active_requests.get(bytes(goal_handle.goal_id.uuid))
+        if generation is not None:
+            generation.cancel()
 
     async def _execute(self, goal_handle) -> Generate.Result:
         """A coroutine: while the engine decodes, the goal waits on a future, not in a blocked thread."""
         self._count("goals")
         goal = goal_handle.request
         key = bytes(goal_handle.goal_id.uuid)
+        interval = self.param("stream_interval_tokens")
+
+        def feedback(text: str, tokens: int) -> None:
+            goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
+
         try:
-            if not self._accepting:
+            if not self.is_active:
                 raise NoModelError("llm_node is not active")
             with self.slot.lease() as runtime:
-                schema = compile_schema(goal.json_schema) if goal.json_schema.strip() else None
-                prompt = runtime.request_prompt([ChatTurn(m.role, m.content) for m in goal.messages], goal.prompt,
-                                                goal.raw)
-                max_tokens = goal.max_tokens or self.param("default_max_tokens")
-                interval = self.param("stream_interval_tokens")
-
-                def feedback(text: str, tokens: int) -> None:
-                    goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
-
                 done = Future(executor=self.executor)
-                request = runtime.start(
-                    prompt, max_tokens=max_tokens, temperature=max(0.0, float(goal.temperature)), schema=schema,
-                    stream_interval=interval, on_partial=feedback if interval else None,
-                    on_finished=lambda: self.resolve(done, True),  # called in the engine thread
-                )
-                self._active_requests[key] = request
+                generation = runtime.start_chat(
+                    [ChatTurn(m.role, m.content) for m in goal.messages], goal.prompt, raw=goal.raw,
+                    json_schema=goal.json_schema, max_tokens=goal.max_tokens or self.param("default_max_tokens"),
+                    temperature=max(0.0, float(goal.temperature)), stream_interval=interval,
+                    on_partial=feedback if interval else None,
+                    on_finished=lambda: self.resolve(done, True))  # called in the engine thread
+                self._active_requests[key] = generation
                 if goal_handle.is_cancel_requested:
-                    request.cancel()
+                    generation.cancel()
                 await done
-                generation = request.result
-                result = generation_to_ros(generation, *judged(generation, schema, goal.raw),
-                                           len(request.prompt_tokens), runtime.identity.label)
+                result = answer_to_ros(generation.answer())
         except (EngineError, SchemaError, NoModelError) as exc:
             self._count("refused")
             self.get_logger().warning(f"goal refused: {exc}")
@@ -153,18 +115,9 @@ class LlmNode(Tango2Node):
             return refusal_to_ros(exc, self.model.served.label)
         finally:
             self._active_requests.pop(key, None)
-        return self._finish(goal_handle, result)
-
-    def _finish(self, goal_handle, result: Generate.Result) -> Generate.Result:
-        if result.finish_reason == FINISH_CANCELLED:
-            self._count("cancelled", result.model)
-            goal_handle.canceled()
-        elif result.finish_reason == FINISH_ERROR:
-            self._count("errors", result.model)
-            goal_handle.abort()
-        else:
-            self._count("succeeded", result.model)
-            goal_handle.succeed()
+        outcome, settle = SETTLED.get(result.finish_reason, ("succeeded", "succeed"))
+        self._count(outcome, result.model)
+        getattr(goal_handle, settle)()
         return result
 
     def _count(self, outcome: str, model: str = "") -> None:

@@ -36,9 +36,7 @@ class PerceptionNode(Tango2Node):
         self.declare("camera_hfov_deg", 0.0, "Horizontal field of view; 0 = unknown (bearings NaN).", min_value=0.0,
                      max_value=360.0)
         self.declare("threads", 2, "onnxruntime intra-op threads.", min_value=1, max_value=64)
-        self.declare("health_budget_s", 10.0, "A new model's golden frame must be detected within this.",
-                     min_value=0.1, max_value=600.0)
-        self.model = ModelService(self, self._open, default_budget_s=lambda: self.param("health_budget_s"))
+        self.model = ModelService(self, self._open, 10.0, "detection of the golden frame")
         self._scratch: tempfile.TemporaryDirectory | None = None
         self._counts = {"frames": 0, "rejected": 0, "detections": 0}
         self._publisher = None

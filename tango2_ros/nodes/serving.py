@@ -6,8 +6,11 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from rcl_interfaces.msg import SetParametersResult
+
 from tango2_msgs.srv import LoadModel
 from tango2_ros.core.runtime import serving
+from tango2_ros.core.runtime.base import ModelLoadError
 from tango2_ros.core.runtime.serving import ModelSpec, Opener, ServedModel, ServingStatus
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node
 
@@ -15,9 +18,13 @@ LEVELS = {serving.OK: OK, serving.WARN: WARN, serving.ERROR: ERROR}
 
 
 class ModelService:
-    def __init__(self, owner: Tango2Node, open_model: Opener, default_budget_s: Callable[[], float]) -> None:
+    def __init__(self, owner: Tango2Node, open_model: Opener, health_budget_s: float, health_check: str) -> None:
+        """Declares `health_budget_s`: how long `health_check` (what a new model must do) may take at most."""
         self.owner = owner
-        self.served = ServedModel(open_model, default_budget_s=default_budget_s, on_status=self._report)
+        owner.declare("health_budget_s", health_budget_s, f"A new model's {health_check} must finish within this.",
+                      min_value=0.1, max_value=600.0)
+        self.served = ServedModel(open_model, default_budget_s=lambda: owner.param("health_budget_s"),
+                                  on_status=self._report)
         self._load_service = None
         self.outcomes: dict[str, int] = {}
         self._outcome_lock = threading.Lock()
@@ -33,9 +40,31 @@ class ModelService:
             self._load_service = None
         self.served.close()
 
-    def load(self, spec: ModelSpec) -> serving.LoadOutcome:
-        """Load from the node's own parameters (a file given at start-up), in the calling thread."""
-        return self.served.load(spec)
+    @property
+    def label(self) -> str:
+        """`name@version` of the serving model; '' while none is."""
+        return self.served.label
+
+    def load(self, spec: ModelSpec, required: bool = False) -> serving.LoadOutcome:
+        """Load from the node's own parameters (a file given at start-up), in the calling thread; a `required`
+        model that fails to load raises ModelLoadError (and fails the transition)."""
+        outcome = self.served.load(spec)
+        if required and not outcome.success:
+            raise ModelLoadError(outcome.message)
+        return outcome
+
+    def load_on_change(self, parameter: str, spec_of: Callable[[str], ModelSpec]) -> None:
+        """Setting the string `parameter` at run time loads the model `spec_of(value)` in a thread, once configured
+        (one load at a time: a second is refused while one is under way)."""
+        def on_set(parameters) -> SetParametersResult:
+            for changed in parameters:
+                if changed.name == parameter and self._load_service is not None:
+                    if self.served.loading:
+                        return SetParametersResult(successful=False, reason="a model load is already in progress")
+                    threading.Thread(target=self.load, args=(spec_of(changed.value),), daemon=True).start()
+            return SetParametersResult(successful=True)
+
+        self.owner.add_on_set_parameters_callback(on_set)
 
     def count(self, model: str, error: bool, outcome: str = "", **values) -> None:
         """One request answered by `model` ('' = refused before any model answered): the serving model's

@@ -1,4 +1,4 @@
-"""Action-client helpers.
+"""Action helpers: a server that answers every goal it holds, and clients that get a result despite a race.
 
 rclpy's action server answers a result request for a goal it has accepted but not yet registered with status
 UNKNOWN and an empty result (a race seen under CPU load: "Sending result response for unknown or expired goal
@@ -12,8 +12,30 @@ from typing import Any, Callable
 
 import rclpy
 from action_msgs.msg import GoalStatus
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.qos import QoSProfile
 
 RETRY_DELAY_S = 0.05
+
+
+def queue_server(node, action_type, name: str, execute, cancel, held_goals: int, result_timeout_s: int,
+                 callback_group) -> ActionServer:
+    """A server that accepts every goal (a goal it cannot serve is aborted with its reason: a rejection carries
+    no message), with room for `held_goals` requests and results kept `result_timeout_s`.
+
+    Services keep only 10 requests by default: a burst of goals beyond that would vanish unanswered. rclpy keeps
+    results only 10 s by default: a client still busy with other goals would find a refused goal's result gone
+    and see status UNKNOWN instead."""
+    def on_cancel(handle) -> CancelResponse:
+        cancel(handle)
+        return CancelResponse.ACCEPT
+
+    requests = QoSProfile(depth=held_goals)
+    return ActionServer(node, action_type, name, execute_callback=execute,
+                        goal_callback=lambda _goal: GoalResponse.ACCEPT, cancel_callback=on_cancel,
+                        callback_group=callback_group, goal_service_qos_profile=requests,
+                        result_service_qos_profile=requests, cancel_service_qos_profile=requests,
+                        result_timeout=result_timeout_s)
 
 
 def goal_result(handle, wait: Callable[[Any, float], bool], timeout_s: float):

@@ -65,11 +65,12 @@ class LlmClient:
                          name="llm-question", daemon=True).start()
 
     def answering(self, *, timeout_s: float, max_tokens: int) -> Callable[[str, dict], tuple[str, str, str]] | None:
-        """The model as the ROS-free domain code asks it: (prompt, JSON Schema) -> (text, model, error)
-        (tango2_ros.sds.scene.Ask); None while the action is not there, so the caller falls back at once."""
-        if not self.ready():
-            return None
+        """asking(), or None while the action is not there, so the caller falls back at once."""
+        return self.asking(timeout_s=timeout_s, max_tokens=max_tokens) if self.ready() else None
 
+    def asking(self, *, timeout_s: float, max_tokens: int) -> Callable[[str, dict], tuple[str, str, str]]:
+        """The model as the ROS-free domain code asks it: (prompt, JSON Schema) -> (text, model, error)
+        (tango2_ros.sds.scene.Ask, tango2_ros.sdm.report.asked_draft); the error says why there is no text."""
         def ask(prompt: str, schema: dict) -> tuple[str, str, str]:
             answer = self.ask_and_wait(timeout_s=timeout_s, user=prompt, schema=schema, max_tokens=max_tokens)
             return answer.text, answer.model, answer.error

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tango2_ros.core.runtime.serving import ERROR, OK, WARN, ServingStatus
 from tango2_ros.core.settings import setting
 from tango2_ros.sdm.pipeline import StudyReport
 from tango2_ros.sdm.volume import CtVolume
@@ -130,3 +131,36 @@ class ReportDelivery:
         if self._fhir_dir is not None:
             write_fhir(report, self._fhir_dir)
         return problem
+
+
+class ReportDesk:
+    """What a report service says of its studies: the counts, and the status each finished or failed study
+    leaves. A PACS problem stays the status while SRs wait in the outbox, even when later studies succeed."""
+
+    def __init__(self, to: Destinations = Destinations()) -> None:
+        self.delivery = ReportDelivery(to)
+        self.studies = self.failed = 0
+        self.status = ServingStatus(WARN, "configured, not receiving", self.counts)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Studies reported and failed, SRs stored and waiting (the outbox is counted on disk)."""
+        return {"studies": self.studies, "failed": self.failed, **self.delivery.counts}
+
+    def finished(self, report: StudyReport) -> ServingStatus:
+        """Deliver a finished draft; the status it leaves."""
+        problem = self.delivery.deliver(report)
+        self.studies += 1
+        counts = self.counts
+        if problem:
+            self.status = ServingStatus(ERROR, problem, counts)
+        elif self.status.level == ERROR and counts["sr_waiting"]:
+            self.status = ServingStatus(ERROR, self.status.message, counts)
+        else:
+            self.status = ServingStatus(WARN if report.draft.corrections else OK, report.summary(), counts)
+        return self.status
+
+    def failed_study(self, message: str) -> ServingStatus:
+        self.failed += 1
+        self.status = ServingStatus(ERROR, message, self.counts)
+        return self.status

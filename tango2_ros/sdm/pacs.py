@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from io import BytesIO
@@ -27,6 +28,7 @@ import requests
 
 from tango2_ros.core.net import free_port, wait_for_port
 from tango2_ros.core.processes import die_with_parent
+from tango2_ros.core.settings import setting
 from tango2_ros.errors import UserError
 from tango2_ros.sdm.volume import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE
 
@@ -39,8 +41,23 @@ class PacsError(UserError):
     """The PACS refused or failed a request."""
 
 
+@dataclass(frozen=True)
+class ReceiverSettings:
+    dicom_port: int = setting(0, "C-STORE receiver port; 0 = no receiver.", 0, 65535)
+    dicom_address: str = setting("127.0.0.1", "Address the receiver listens on.")
+    ae_title: str = setting("TANGO2SDM", "The receiver's AE title.")
+    allowed_aets: tuple[str, ...] = setting(("SCANNER",), "Calling AE titles the receiver accepts.")
+
+
 class StoreReceiver:
     """C-STORE SCP on `port`; `on_series(datasets, calling_aet)` is called once per series received."""
+
+    @classmethod
+    def serving(cls, settings: ReceiverSettings, on_series: Callable[[list, str], None],
+                max_bytes: int) -> "StoreReceiver":
+        """A started receiver as `settings` say (dicom_port must not be 0)."""
+        return cls(on_series, ae_title=settings.ae_title, port=settings.dicom_port, address=settings.dicom_address,
+                   allowed_aets=settings.allowed_aets, max_bytes=max_bytes).start()
 
     def __init__(self, on_series: Callable[[list, str], None], *, ae_title: str = "TANGO2SDM", port: int = 11112,
                  allowed_aets: tuple[str, ...] = (), address: str = "127.0.0.1", max_instances: int = 2000,

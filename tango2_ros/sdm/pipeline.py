@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tango2_ros.sdm.findings import Finding, FindingsModel
-from tango2_ros.sdm.report import DISCLAIMER, Draft, prompt, schema, template_draft, written_draft
+from tango2_ros.sdm.report import DISCLAIMER, Draft, asked_draft, template_draft
 from tango2_ros.sdm.volume import CtVolume, StudyLimits, load_study, preprocess
 
 STAGES = ("loading", "preprocessing", "findings", "report")
@@ -57,14 +57,16 @@ class LlmWriter:
         self.runtime, self.max_tokens, self._turn = runtime, max_tokens, ChatTurn
 
     def __call__(self, findings: list[Finding]) -> Draft:
+        return asked_draft(findings, self._ask)
+
+    def _ask(self, prompt: str, schema: dict) -> tuple[str, str, str]:
         from tango2_ros.core.runtime.schema import compile_schema
 
-        text = self.runtime.chat_prompt([self._turn("user", prompt(findings))])
-        result = self.runtime.generate(text, max_tokens=self.max_tokens,
-                                       schema=compile_schema(json.dumps(schema(findings))))
+        text = self.runtime.chat_prompt([self._turn("user", prompt)])
+        result = self.runtime.generate(text, max_tokens=self.max_tokens, schema=compile_schema(json.dumps(schema)))
         failed = result.finish_reason not in ("stop", "length")
-        error = f"the language model failed ({result.error or result.finish_reason})" if failed else ""
-        return written_draft(findings, result.text, self.runtime.identity.label, error)
+        return result.text, self.runtime.identity.label, \
+            f"the language model failed ({result.error or result.finish_reason})" if failed else ""
 
 
 class ReportPipeline:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tango2_ros.sdm.findings import Finding
 from tango2_ros.sdm.labels import BY_NAME, SECTIONS
@@ -138,6 +139,15 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
         corrections.append(f"the model's impression was replaced: {'; '.join(impression_problems) or 'empty'}")
         impression = standard_impression(findings)
     return Draft(standard_findings_text(findings, chosen), impression.strip(), model, corrections)
+
+
+def asked_draft(findings: list[Finding], ask: Callable[[str, dict], tuple[str, str, str]] | None) -> Draft:
+    """The draft a language model writes when asked `ask(prompt, JSON Schema) -> (text, model, error)`, after
+    the sentence check; the standard wording with no model (None) or none that answers."""
+    if ask is None:
+        return template_draft(findings)
+    text, model, error = ask(prompt(findings), schema(findings))
+    return written_draft(findings, text, model, error)
 
 
 def written_draft(findings: list[Finding], text: str, model: str, error: str = "") -> Draft:

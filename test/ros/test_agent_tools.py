@@ -65,6 +65,8 @@ def test_an_agent_with_the_farms_tools_proposes_and_the_supervisor_decides():
             result = json.loads(reply["content"])
             assert reply["tool_call_id"] == calls[0]["id"] and result["decided_by"] == "agent", result
             assert result["verdict"] in ("accepted", "clamped") and set(result["actuators"]) >= {"heating", "vent"}
+            # the probe's own subscription hears the command in the executor thread, maybe after run() returned
+            assert wait_until(lambda: any(c.controller == "agent" for c in commands), 5)
             decided = [c for c in commands if c.controller == "agent"]
             assert len(decided) == 1 and decided[0].header.stamp.sec == 1_000
             (asked_for,) = [s for s in decided[0].setpoints if math.isfinite(s.value)]  # one actuator proposed

@@ -236,3 +236,34 @@ def test_files_that_are_not_dicom_are_skipped_and_listed_but_a_corrupt_dicom_ref
     (tmp_path / "notes" / "a.txt").write_text("x")
     with pytest.raises(StudyError, match="no DICOM files"):
         load_study(tmp_path / "notes")
+
+
+def test_the_desks_status_is_the_pacs_problem_until_the_outbox_is_sent(series, tmp_path):
+    """A study whose SR the PACS cannot take is an error with the reason and its SR waits; once the PACS takes
+    the next study's SR and the waiting one, the status is that study's again, with the counts."""
+    from tango2_ros.sdm.outputs import Destinations, ReportDesk
+    from tango2_ros.sdm.pacs import OrthancServer
+    from tango2_ros.sdm.pipeline import StudyReport
+
+    orthanc = OrthancServer(tmp_path / "orthanc")  # its ports are chosen; it is started later
+    desk = ReportDesk(Destinations(pacs_dicomweb=orthanc.dicomweb, sr_outbox=str(tmp_path / "outbox")))
+    volume = load_study(series)
+    findings = findings_with("lung-nodule")
+
+    def study(key: str) -> StudyReport:
+        return StudyReport(key, findings, template_draft(findings), "ct-findings@1.0.0", volume=volume)
+
+    assert (desk.status.level, desk.counts) == ("warn", {"studies": 0, "failed": 0, "stored": 0, "sr_waiting": 0})
+    down = desk.finished(study("first"))
+    assert down.level == "error" and "SR for study first not stored" in down.message and "outbox" in down.message
+    assert down.values == {"studies": 1, "failed": 0, "stored": 0, "sr_waiting": 1}
+    failed = desk.failed_study("study second: not CT")
+    assert (failed.level, failed.message, failed.values["failed"]) == ("error", "study second: not CT", 1)
+    orthanc.start()
+    try:
+        sent = desk.finished(study("third"))  # stored, and the waiting SR after it
+        assert sent.level == "ok" and sent.message.startswith("report for study third")
+        assert sent.values == {"studies": 2, "failed": 1, "stored": 2, "sr_waiting": 0}
+    finally:
+        orthanc.stop()
+    assert desk.finished(study("fourth")).level == "error"  # the PACS is gone again

@@ -1,7 +1,7 @@
 """A GGUF language model served by llama.cpp: prompt building (chat template), constrained output, health.
 
-`LlmRuntime.generate` is the one call the LLM node makes per request; it blocks until the request finishes
-and reports partial text through a callback, while the engine batches it with other requests.
+`LlmRuntime.start_chat` is the one call the LLM node makes per client request: it queues the request, which the
+engine batches with others, reports partial text through a callback and gives the client's `Answer` once done.
 """
 from __future__ import annotations
 
@@ -118,6 +118,14 @@ class LlmRuntime(ModelRuntime):
         self.engine.submit(request)
         return request
 
+    def start_chat(self, messages: Sequence[ChatTurn], prompt: str = "", *, raw: bool = False, json_schema: str = "",
+                   **start_options) -> ChatGeneration:
+        """Queue a client's request (chat messages, or one prompt) with its JSON Schema text ('' = free text);
+        `start_options` as for start(). Raises RequestError / SchemaError / EngineError if it cannot queue."""
+        schema = compile_schema(json_schema) if json_schema.strip() else None
+        request = self.start(self.request_prompt(messages, prompt, raw), schema=schema, **start_options)
+        return ChatGeneration(request, schema, raw, self.identity.label)
+
     def generate(self, prompt: str, **kwargs) -> GenerationResult:
         """Blocking convenience around start(); errors come back as a result with finish_reason 'error'."""
         try:
@@ -181,15 +189,40 @@ def _chat_formatter(llama):
     )
 
 
-def judged(result: GenerationResult, schema: CompiledSchema | None, raw: bool = False) -> tuple[str, str]:
-    """The finish reason and error a client is told: an empty answer says why, and text that breaks the request's
-    JSON Schema is an error (the grammar should make that impossible; a cut-off answer can still break it)."""
-    finish, error = result.finish_reason, result.error
-    if not result.text and finish == FINISH_STOP:
-        error = "the model ended its answer at once (empty text)" + \
-            (": a raw prompt is completed as it is; leave `raw` off for the chat template" if raw else "")
-    if schema is not None and finish not in (FINISH_CANCELLED, FINISH_ERROR):
-        _, problem = schema.validate(result.text)
-        if problem:
-            finish, error = FINISH_ERROR, f"output failed schema validation: {problem}"
-    return finish, error
+@dataclass(frozen=True)
+class Answer:
+    """What a client is told of a finished request (the Generate action's result, the HTTP endpoint's reply)."""
+    text: str
+    tokens: int
+    prompt_tokens: int
+    finish_reason: str
+    error: str
+    model: str
+    tokens_per_s: float
+
+
+@dataclass
+class ChatGeneration:
+    """A client's request under way: cancel() it, or read its answer() once the engine has finished it."""
+    request: GenerationRequest
+    schema: CompiledSchema | None
+    raw: bool
+    model: str
+
+    def cancel(self) -> None:
+        self.request.cancel()
+
+    def answer(self) -> Answer:
+        """An empty answer says why, and text that breaks the request's JSON Schema is an error (the grammar
+        should make that impossible; a cut-off answer can still break it)."""
+        result = self.request.result
+        finish, error = result.finish_reason, result.error
+        if not result.text and finish == FINISH_STOP:
+            error = "the model ended its answer at once (empty text)" + \
+                (": a raw prompt is completed as it is; leave `raw` off for the chat template" if self.raw else "")
+        if self.schema is not None and finish not in (FINISH_CANCELLED, FINISH_ERROR):
+            _, problem = self.schema.validate(result.text)
+            if problem:
+                finish, error = FINISH_ERROR, f"output failed schema validation: {problem}"
+        return Answer(result.text, result.tokens, len(self.request.prompt_tokens), finish, error, self.model,
+                      result.tokens_per_s)

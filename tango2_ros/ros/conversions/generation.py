@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tango2_msgs.action import Generate
 from tango2_ros.core.runtime.base import NoModelError
-from tango2_ros.core.runtime.llama_engine import FINISH_ERROR, BusyError, GenerationResult, RequestError
+from tango2_ros.core.runtime.llama_engine import FINISH_ERROR, BusyError, RequestError
+from tango2_ros.core.runtime.llm import Answer
 from tango2_ros.core.runtime.schema import SchemaError
 
 
@@ -19,11 +20,11 @@ def refusal_code(exc: Exception) -> str:
     return Generate.Result.ERROR_FAILED
 
 
-def generation_to_ros(generation: GenerationResult, finish_reason: str, error: str, prompt_tokens: int,
-                      model: str) -> Generate.Result:
-    return Generate.Result(text=generation.text, tokens=generation.tokens, prompt_tokens=prompt_tokens,
-                           finish_reason=finish_reason, model=model, tokens_per_s=generation.tokens_per_s, error=error,
-                           error_code=Generate.Result.ERROR_FAILED if finish_reason == FINISH_ERROR else "")
+def answer_to_ros(answer: Answer) -> Generate.Result:
+    return Generate.Result(text=answer.text, tokens=answer.tokens, prompt_tokens=answer.prompt_tokens,
+                           finish_reason=answer.finish_reason, model=answer.model, tokens_per_s=answer.tokens_per_s,
+                           error=answer.error,
+                           error_code=Generate.Result.ERROR_FAILED if answer.finish_reason == FINISH_ERROR else "")
 
 
 def refusal_to_ros(exc: Exception, model: str) -> Generate.Result:
