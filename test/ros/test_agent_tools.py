@@ -87,4 +87,4 @@ def test_an_agent_with_the_farms_tools_proposes_and_the_supervisor_decides():
             assert "already has the agent's proposal" in json.loads(again["content"])["error"]  # one per state
     finally:
         outputs = "".join(stop(process) for process in processes)
-    assert "Traceback" not in outputs
+    assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]  # the traceback, if any

@@ -79,4 +79,4 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
             assert "needs" in json.loads(malformed["content"])["error"]
     finally:
         outputs = stop(scene_node) + stop(llm)
-    assert "Traceback" not in outputs
+    assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]  # the traceback, if any

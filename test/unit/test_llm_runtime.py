@@ -253,3 +253,26 @@ def test_hot_sampling_still_gives_strict_json(runtime):
         result = request.wait(120)
         assert result.finish_reason == "stop", result
         assert schema.validate(result.text)[1] is None, result.text
+
+
+def test_a_chat_request_is_answered_in_the_template_and_refused_with_the_reason(runtime):
+    """start_chat: messages or a plain prompt go through the chat template (a raw prompt does not), a JSON Schema
+    text constrains the answer, and a request that cannot be served is refused before it queues."""
+    greeting = runtime.start_chat([ChatTurn("user", "Say hello to the crew.")], max_tokens=12)
+    greeting.request.wait(60)
+    answer = greeting.answer()
+    assert answer.text and answer.finish_reason in ("stop", "length") and answer.model == runtime.identity.label
+    assert answer.prompt_tokens == len(runtime.engine.tokenize(chat(runtime, "Say hello to the crew.")))
+    raw = runtime.start_chat([], "The ship", raw=True, max_tokens=4)
+    raw.request.wait(60)
+    assert raw.answer().prompt_tokens == len(runtime.engine.tokenize("The ship"))
+    shaped = runtime.start_chat([], "Is the sea calm?", max_tokens=24, json_schema=json.dumps(
+        {"type": "object", "properties": {"calm": {"type": "boolean"}}, "required": ["calm"]}))
+    shaped.request.wait(60)
+    assert isinstance(json.loads(shaped.answer().text)["calm"], bool)
+    with pytest.raises(EngineError, match="neither a prompt nor messages"):
+        runtime.start_chat([], "  ", max_tokens=4)
+    with pytest.raises(EngineError, match="every chat message is empty"):
+        runtime.start_chat([ChatTurn("user", " ")], max_tokens=4)
+    with pytest.raises(SchemaError):
+        runtime.start_chat([], "Hello", max_tokens=4, json_schema="{not json")
