@@ -61,10 +61,14 @@ class LlmNode(Tango2Node):
             result_timeout_s=self.param("result_timeout_s"), callback_group=self.coroutine_group)
 
     def cleanup(self) -> None:
+        """Generations still running are cancelled and drained before the action server goes: none may publish
+        feedback to a destroyed server."""
+        for generation in list(self._active_requests.values()):
+            generation.cancel()
+        self.model.stop()
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None
-        self.model.stop()
 
     # -- model loading ---------------------------------------------------------------------------------------
     def _open(self, spec: ModelSpec, beside: bool) -> LlmRuntime:

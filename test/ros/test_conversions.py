@@ -4,6 +4,8 @@ import math
 
 import pytest
 
+from builtin_interfaces.msg import Time
+
 from tango2_msgs.msg import ModelInfo, TargetAssessment
 from tango2_ros.core import deployment
 from tango2_ros.ros.conversions import farm, ship, stamps
@@ -106,6 +108,8 @@ def test_a_report_draft_marks_what_the_model_does_not_assess():
     from tango2_ros.sdm.report import template_draft
 
     findings = findings_with("pleural-effusion")
-    message = report_to_ros(StudyReport("key", findings, template_draft(findings), "m@1"))
+    stamp = Time(sec=1_700_000_000, nanosec=5)
+    message = report_to_ros(StudyReport("key", findings, template_draft(findings), "m@1"), stamp)
+    assert message.header.stamp == stamp
     assessed = {f.label: f.probability for f in message.findings}
     assert any(math.isnan(p) for p in assessed.values()) and assessed["Pleural effusion"] == pytest.approx(0.9)
