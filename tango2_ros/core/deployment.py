@@ -27,12 +27,11 @@ from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.manifest import Manifest, semver_key
 from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable, open_store
-from tango2_ros.core.runtime.serving import LoadOutcome
+from tango2_ros.core.runtime.serving import HOLD_KEY, LoadOutcome
 from tango2_ros.core.settings import setting
 
 POLICIES = ("pinned", "latest")
 AVAILABLE, LOADING, ACTIVE, FAILED = "available", "loading", "active", "failed"
-HOLD_KEY = "swap_hold"  # a node's /diagnostics value: why no model may change now (absent or '' = no objection)
 DEFERRABLE = ("swapped", "updated")  # the swaps that change a working model
 
 
