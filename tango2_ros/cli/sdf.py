@@ -46,6 +46,11 @@ def register(commands) -> None:
     simulate.add_argument("--controller", choices=("lam", "baseline", "random"), default="baseline")
     simulate.add_argument("--model", default=None,
                           help="lam only: NAME@VERSION|TAG from the registry (e.g. lam-tomato@latest) or a GGUF file")
+    simulate.add_argument("--shadow", default=None, metavar="NAME@SPEC",
+                          help="lam only, with --in-process: a candidate action model that proposes beside the "
+                               "serving one, judged by the supervisor, never applied; promoted when its gate holds")
+    simulate.add_argument("--shadow-decisions", type=int, default=20,
+                          help="decisions the shadow answers before it is promoted or retired (default 20)")
     simulate.add_argument("--period-s", type=float, default=300.0, help="control period (default 300 s)")
     simulate.add_argument("--spin-up-h", type=float, default=24.0,
                           help="hours under the baseline before the measured days (default 24)")
@@ -91,8 +96,13 @@ def _simulate(args) -> int:
     for path in (args.plot, args.log):
         if path is not None and not path.parent.is_dir():
             raise UserError(f"{path}: folder {path.parent} does not exist")
-    if args.model is not None and args.controller != "lam":
-        raise UserError(f"--model is for --controller lam (the {args.controller} controller has no model)")
+    for option, value in (("--model", args.model), ("--shadow", args.shadow)):
+        if value is not None and args.controller != "lam":
+            raise UserError(f"{option} is for --controller lam (the {args.controller} controller has no model)")
+    if args.shadow is not None and not args.in_process:
+        raise UserError("--shadow runs with --in-process: the farm's nodes do not run a shadow model yet")
+    if not 1 <= args.shadow_decisions <= 100000:
+        raise UserError(f"--shadow-decisions {args.shadow_decisions}: use 1 to 100000")
     preset = PRESETS[args.crop]
     if not 0 <= args.spin_up_h <= 240:
         raise UserError(f"--spin-up-h {args.spin_up_h:g}: use 0 to 240")
@@ -103,9 +113,11 @@ def _simulate(args) -> int:
     records: list[dict] = []
     started = time.monotonic()
     if args.in_process:
-        report = run(greenhouse, _local_decider(args.controller, preset, greenhouse, args.model), args.controller,
-                     on_record=records.append)
+        decider = _local_decider(args.controller, preset, greenhouse, args.model, args.shadow, args.shadow_decisions)
+        report = run(greenhouse, decider, args.controller, on_record=records.append)
         report["through"] = "in-process"
+        if decider.score is not None:
+            report["shadow"] = decider.score.as_dict()
     else:
         from tango2_ros.sim.farm_rig import FarmRig
 
@@ -146,21 +158,31 @@ def _learn(args) -> int:
     return 0
 
 
-def _local_decider(controller: str, preset, greenhouse, model: str | None = None):
+def _local_decider(controller: str, preset, greenhouse, model: str | None = None, shadow: str | None = None,
+                   shadow_decisions: int = 20):
+    from tango2_ros.core.shadow import ShadowGate
     from tango2_ros.sdf.controllers import BaselineController, RandomController
-    from tango2_ros.sdf.deciding import LamController, LocalDecider
+    from tango2_ros.sdf.deciding import LocalDecider
 
     if controller == "baseline":
         return LocalDecider(preset, BaselineController(preset))
     if controller == "random":
         return LocalDecider(preset, RandomController(seed=0))
-    from tango2_ros.cli.model_files import model_file
+    return LocalDecider(preset, _lam(model, preset, greenhouse), shadow=_lam(shadow, preset, greenhouse) if shadow
+                        else None, gate=ShadowGate(decisions=shadow_decisions))
+
+
+def _lam(model: str | None, preset, greenhouse):
+    """The action model `model` (registry reference or GGUF file; None = the embedded default) in process."""
+    from tango2_ros.cli.model_files import model_files
     from tango2_ros.core.runtime.default_models import default_llm_path
     from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
+    from tango2_ros.sdf.deciding import LamController
 
-    path, name, version = model_file(model) if model else (default_llm_path(), "", "")
-    runtime = LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=1024), name=name, version=version)
-    return LocalDecider(preset, LamController(runtime, preset, lambda: [(t, s) for _, t, s in greenhouse.forecast()]))
+    path, adapter, name, version = model_files(model) if model else (default_llm_path(), None, "", "")
+    options = LlmOptions(n_parallel=1, n_ctx_per_seq=1024, lora_path=str(adapter) if adapter else "")
+    runtime = LlmRuntime(path, options, name=name, version=version)
+    return LamController(runtime, preset, lambda: [(t, s) for _, t, s in greenhouse.forecast()])
 
 
 def _human(report: dict) -> str:
@@ -170,4 +192,14 @@ def _human(report: dict) -> str:
             f"{report['electricity_kwh_m2']:.2f} kWh/m2, water {report['water_l_m2']:.2f} l/m2; "
             f"{report['proposals']} proposals, {report['supervisor_rejections']} rejected, "
             f"{report['supervisor_clamps']} clamps, fallback {report['fallback_s']:.0f} s, "
-            f"interlock violations {report['interlock_violations']} ({report['wall_s']} s)")
+            f"interlock violations {report['interlock_violations']} ({report['wall_s']} s)" + _shadow_line(report))
+
+
+def _shadow_line(report: dict) -> str:
+    shadow = report.get("shadow")
+    if shadow is None:
+        return ""
+    outcome = "promoted" if shadow["promoted"] else shadow["retired"] or "still watched"
+    return (f"\nshadow {shadow['model']}: {shadow['decisions']} of {shadow['asked']} decisions answered, agreed "
+            f"{shadow['agreement_pct']} %, {shadow['supervisor_rejections']} rejected, {shadow['supervisor_clamps']} "
+            f"clamped, {shadow['would_violate']} would have broken an interlock; {outcome}")

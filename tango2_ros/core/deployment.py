@@ -7,6 +7,12 @@ verifies the artifact, plans memory, and asks the consumer to load it beside the
 leaves the old version serving and says why. `reconcile` keeps each consumer serving its slot's version: the first
 deployment, restoring after a consumer restart, following `latest`, and rolling back a new version whose own error
 rate passes the slot's threshold.
+
+Swap windows: any node may say that now is not the moment to change a model (its /diagnostics value `swap_hold`
+gives the reason: a ship mid-manoeuvre, an emergency stop, a study being read). An operator's swap or a `latest`
+update is then deferred and done when no node holds any more; after the slot's `max_deferral_s` it is given up
+(a later request or poll asks again), and `force` overrides. Rollbacks, restores and the first deployment never
+wait: they put back or bring up a model, they do not change a working one.
 """
 from __future__ import annotations
 
@@ -21,11 +27,12 @@ from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.manifest import Manifest, semver_key
 from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable, open_store
-from tango2_ros.core.runtime.serving import LoadOutcome
+from tango2_ros.core.runtime.serving import HOLD_KEY, LoadOutcome
 from tango2_ros.core.settings import setting
 
 POLICIES = ("pinned", "latest")
 AVAILABLE, LOADING, ACTIVE, FAILED = "available", "loading", "active", "failed"
+DEFERRABLE = ("swapped", "updated")  # the swaps that change a working model
 
 
 class SwapError(RuntimeError):
@@ -67,6 +74,8 @@ class SlotConfig:
                                        "during a swap.", 0.0, 10.0**7)
     allow_resource_preserving: bool = setting(False, "When old plus new do not fit: unload the old version first "
                                                "(brief outage) instead of refusing.")
+    max_deferral_s: float = setting(600.0, "A swap waits at most this long for the nodes' swap holds to end, then it "
+                                    "is given up.", 0.0, 86400.0)
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,16 @@ class Watch:
     until: float
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A swap waiting for the nodes' holds to end."""
+
+    spec: str
+    event: str
+    requested_by: str
+    since: float
+
+
 @dataclass
 class Slot:
     name: str
@@ -129,6 +148,7 @@ class Slot:
     consumer_seen: float = -1e18
     counters: tuple[int, int] = (0, 0)  # requests and errors of the model the consumer serves now
     watch: Watch | None = None
+    deferred: Deferred | None = None
     next_poll: float = 0.0
     retry_after: float = 0.0
 
@@ -158,6 +178,7 @@ class SwapOutcome:
     previous: str = ""
     active: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    deferred: bool = False  # waiting for a swap window
 
 
 @dataclass(frozen=True)
@@ -176,9 +197,14 @@ class Logger(Protocol):
 
 class Deployer:
     def __init__(self, store: Store, cache: ArtifactCache, *, on_event: Callable[[SlotEvent], None], log: Logger,
-                 retry_after_s: Callable[[], float] = lambda: 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 retry_after_s: Callable[[], float] = lambda: 30.0, clock: Callable[[], float] = time.monotonic,
+                 hold_scope: str = "/", hold_alive_s: float = 5.0) -> None:
+        """Holds count from nodes whose names start with `hold_scope` and that reported within `hold_alive_s`
+        (a node that went silent holds nothing)."""
         self.store, self.cache, self.on_event, self.log = store, cache, on_event, log
         self.retry_after_s, self.clock = retry_after_s, clock
+        self.hold_scope, self.hold_alive_s = hold_scope, hold_alive_s
+        self.holds: dict[str, tuple[str, float]] = {}  # node -> (reason, when it last said so)
         self.slots: dict[str, Slot] = {}
         self._manifests: dict[str, Manifest] = {}  # manifest digest -> parsed manifest
 
@@ -204,8 +230,14 @@ class Deployer:
         return f"several slots match; name one of {', '.join(s.config.name for s in matching)}"
 
     # -- swapping --------------------------------------------------------------------------------------------
-    def swap(self, slot: Slot, spec: str, *, event: str = "swapped", requested_by: str = "service") -> SwapOutcome:
-        """Pull, verify and deploy `spec` to the slot; serialised per slot (a concurrent request gets 'busy')."""
+    def swap(self, slot: Slot, spec: str, *, event: str = "swapped", requested_by: str = "service",
+             force: bool = False) -> SwapOutcome:
+        """Pull, verify and deploy `spec` to the slot; serialised per slot (a concurrent request gets 'busy').
+        A swap that changes a working model waits while a node holds swaps, unless `force`d."""
+        holding = self.holding()
+        if holding and event in DEFERRABLE and not force and slot.active is not None:
+            return self._defer(slot, Deferred(spec, event, requested_by, self.clock()), holding)
+        slot.deferred = None  # the newest request wins
         if not slot.lock.acquire(blocking=False):
             return SwapOutcome(False, f"busy: slot {slot.config.name} is already being swapped",
                                previous=slot.active_version, active=slot.active_version)
@@ -265,6 +297,38 @@ class Deployer:
                       if previous and event != "rolled-back" else None)
         self._event(slot, ACTIVE, event, previous, manifest)
 
+    def _defer(self, slot: Slot, waiting: Deferred, holding: list[str]) -> SwapOutcome:
+        config, target = slot.config, waiting.spec or "latest"
+        slot.deferred = waiting
+        reason = "; ".join(holding)
+        message = (f"{config.name}: {config.model}@{target} deferred ({reason}); it is deployed when no node holds "
+                   f"swaps, within {config.max_deferral_s:g} s, or now with force")
+        self.log.warning(message)
+        self.on_event(SlotEvent(config.name, config.node, AVAILABLE, "deferred", slot.active_version, config.model,
+                                target, reason=reason))
+        return SwapOutcome(False, message, previous=slot.active_version, active=slot.active_version, deferred=True)
+
+    def _retry_deferred(self, slot: Slot) -> None:
+        """Deploy the waiting swap once no node holds; give it up after the slot's longest deferral."""
+        waiting, config = slot.deferred, slot.config
+        waited = self.clock() - waiting.since
+        holding = self.holding()
+        if not holding:
+            self.swap(slot, waiting.spec, event=waiting.event, requested_by=f"{waiting.requested_by}, deferred "
+                                                                             f"{waited:.0f} s")
+        elif waited > config.max_deferral_s:
+            slot.deferred = None
+            reason = f"given up after {config.max_deferral_s:g} s of holds: {'; '.join(holding)}"
+            self.log.warning(f"slot {config.name}: {config.model}@{waiting.spec or 'latest'} {reason}")
+            self.on_event(SlotEvent(config.name, config.node, AVAILABLE, "deferral-expired", slot.active_version,
+                                    config.model, waiting.spec or "latest", reason=reason))
+
+    def holding(self) -> list[str]:
+        """'node: reason' of each node that holds swaps now."""
+        now = self.clock()
+        return [f"{node}: {reason}" for node, (reason, seen) in sorted(self.holds.items())
+                if now - seen < self.hold_alive_s]
+
     def rollback(self, slot: Slot, reason: str) -> SwapOutcome:
         if len(slot.history) < 2:
             return SwapOutcome(False, f"slot {slot.config.name} has no earlier version to roll back to",
@@ -313,7 +377,13 @@ class Deployer:
 
     # -- reconciling -----------------------------------------------------------------------------------------
     def observe(self, node: str, values: dict[str, str]) -> None:
-        """A consumer's report (its /diagnostics values): what it serves, and that model's requests and errors."""
+        """A node's report (its /diagnostics values): whether it holds swaps, and for a consumer what it serves and
+        that model's requests and errors."""
+        if node.startswith(self.hold_scope):
+            if values.get(HOLD_KEY):
+                self.holds[node] = (values[HOLD_KEY], self.clock())
+            else:
+                self.holds.pop(node, None)
         for slot in self.slots.values():
             if slot.config.node == node:
                 slot.consumer_seen = self.clock()
@@ -335,6 +405,8 @@ class Deployer:
         elif slot.consumer_label and slot.consumer_label != slot.active.reference:
             # the consumer restarted (or someone loaded another model by hand): put the slot's version back
             self.swap(slot, slot.active.version, event="restored", requested_by=f"consumer serves {slot.consumer_label}")
+        elif slot.deferred is not None:
+            self._retry_deferred(slot)
         elif config.policy == "latest" and now >= slot.next_poll:
             slot.next_poll = now + config.poll_period_s
             try:
@@ -397,6 +469,10 @@ class Deployer:
         """(healthy, message, slot -> reference) for the node's /diagnostics."""
         failing = [s.config.name for s in self.slots.values() if s.active is None and s.failed]
         serving = {f"slot.{s.config.name}": s.active.reference if s.active else "" for s in self.slots.values()}
+        message = ", ".join(f"{k[5:]}={v or '-'}" for k, v in serving.items())
+        # what waits for a swap window ('' = nothing), always present: /diagnostics values are only ever updated
+        serving.update({f"deferred.{s.config.name}": (s.deferred.spec or "latest") if s.deferred else ""
+                        for s in self.slots.values()})
         if failing:
             return False, f"nothing deployed to slot(s) {', '.join(failing)}", serving
-        return True, ", ".join(f"{k[5:]}={v or '-'}" for k, v in serving.items()), serving
+        return True, message, serving

@@ -17,6 +17,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 
+from tango2_ros.core.runtime.serving import HOLD_KEY
 from tango2_ros.core.settings import parameter_fields
 
 OK = DiagnosticStatus.OK
@@ -129,6 +130,15 @@ class Tango2Node(LifecycleNode):
                 self.get_logger().warning(text)
             else:
                 self.get_logger().info(text)
+            self.publish_diagnostics()
+
+    def hold_swaps(self, reason: str) -> None:
+        """Ask the model manager not to change a model now, saying why ('' = it may again); on /diagnostics at
+        once (tango2_ros.core.deployment: swap windows)."""
+        with self._status_lock:
+            changed = self._status_values.get(HOLD_KEY, "") != reason
+            self._status_values[HOLD_KEY] = reason
+        if changed:
             self.publish_diagnostics()
 
     def set_values(self, **values: Any) -> None:

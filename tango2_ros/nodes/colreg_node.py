@@ -20,7 +20,7 @@ from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.markers import markers
 from tango2_ros.ros.conversions.ship import decision_to_ros, degraded_decision_to_ros, target_from_ros
 from tango2_ros.ros.conversions.stamps import older_stamp, stamp_to_seconds
-from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target, unfit_inputs
+from tango2_ros.sds.colreg import ColregParameters, Decision, Navigator, Target, swap_hold, unfit_inputs
 from tango2_ros.sds.geometry import Kinematics, to_local
 
 RESETTING = ("goal_lat_deg", "goal_lon_deg", "cruise_speed_kn", "visibility_nm", "safety_distance_nm")
@@ -114,6 +114,7 @@ class ColregNode(Tango2Node):
         targets = [target_from_ros(t, origin) for t in targets_msg.targets]
         targets = [t for t in targets if t is not None]
         decision = navigator.decide(own, goal, targets, self.param("visibility_nm"))
+        self.hold_swaps(swap_hold(decision, self.param("swap_hold_range_nm")))  # no model changes mid-manoeuvre
         self._publish_markers(own, targets, decision, own_msg.header.stamp)
         return decision_to_ros(decision)
 
@@ -128,10 +129,7 @@ class ColregNode(Tango2Node):
     def _publish(self, decision: NavigationDecision, stamp) -> None:
         if self._publisher is None or not self._publisher.is_activated:
             return
-        if stamp is not None:
-            decision.header.stamp = stamp
-        else:
-            decision.header.stamp = self.get_clock().now().to_msg()
+        decision.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         decision.header.frame_id = "own_ship"
         self._publisher.publish(decision)
         self._decisions += 1

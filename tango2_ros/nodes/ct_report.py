@@ -46,7 +46,7 @@ class CtReportNode(Tango2Node):
         self.model = ModelService(self, lambda spec, _beside: FindingsModel(spec.path, name=spec.name,
                                                                             version=spec.version),
                                   30.0, "reading of a blank volume")
-        self._worker = StudyWorker(self._process, self._on_failure)
+        self._worker = StudyWorker(self._process, self._on_failure, on_busy=self.hold_swaps)
         self._desk = ReportDesk()
         self._receiver = self._llm = self._action = self._publisher = None
 

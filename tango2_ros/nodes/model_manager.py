@@ -6,6 +6,7 @@ plan) is tango2_ros.core.deployment; this node gives it the registry and cache, 
 client and its /diagnostics reports, runs its reconcile loop in a thread (registry I/O never blocks the
 executor), and serves `~/list` (ListModels), `~/swap` (SwapModel), `~/rollback` (Rollback) and the topic
 `~/status` (ModelStatus, transient local): `/tango2/models/...` with the node named `models` as in the profiles.
+A node of the same namespace that says `swap_hold` on /diagnostics defers swaps (swap windows, see the core).
 """
 from __future__ import annotations
 
@@ -78,9 +79,10 @@ class ModelManager(Tango2Node):
         store, cache = registry.open()
         if registry.require_signature and not len(cache.trust):
             self.set_status(WARN, f"no trusted keys in {cache.trust.folder}: every signed artifact will be refused")
-        self.deployer = Deployer(store, cache,
-                                 on_event=self._on_event, log=self.get_logger(),
-                                 retry_after_s=lambda: self.param("retry_after_s"))
+        self.deployer = Deployer(store, cache, on_event=self._on_event, log=self.get_logger(),
+                                 retry_after_s=lambda: self.param("retry_after_s"),
+                                 hold_scope=self.get_namespace().rstrip("/") + "/",  # this stack's nodes hold swaps
+                                 hold_alive_s=5 * max(1.0, self.param("reconcile_period_s")))
         for name, consumer in self._consumers.items():
             self.deployer.add_slot(name, lambda name=name: self._slot_config(name), consumer)
         for kind, name, handler in ((ListModels, "~/list", self._on_list), (SwapModel, "~/swap", self._on_swap),
@@ -106,7 +108,7 @@ class ModelManager(Tango2Node):
     async def _on_swap(self, request: SwapModel.Request, response: SwapModel.Response) -> SwapModel.Response:
         slot = self.deployer.slot_for(request.slot, request.name)
         if not isinstance(slot, str):
-            slot = await self.in_background(lambda: self.deployer.swap(slot, request.version))
+            slot = await self.in_background(lambda: self.deployer.swap(slot, request.version, force=request.force))
         return outcome_to_ros(slot, response)
 
     async def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:

@@ -6,7 +6,8 @@ For each `sdf/state` it waits up to `proposal_timeout_s` for a proposal on `sdf/
 reasons. The watchdog: when the controller is silent or late, the built-in baseline controller proposes for that
 state instead (published with controller "baseline" and the reason). Sensor silence for `stale_after_s`, or a
 state whose air temperature is invalid, gives the safe state. `sdf/emergency_stop` (std_msgs/Bool, true = stop)
-turns every output off until it is released. Counts on /diagnostics.
+turns every output off until it is released. Counts on /diagnostics; swaps are held (`swap_hold`) while the
+commands are not the controller's own.
 """
 from __future__ import annotations
 
@@ -138,6 +139,7 @@ class SafetySupervisorNode(Tango2Node):
         else:
             level, text = (OK if controller == self.param("controller") else WARN), f"commands from {controller}"
         self.set_status(level, text, **self._counts, last_reasons="; ".join(verdict.reasons)[:300])
+        self.hold_swaps(text if level != OK else "")  # no model changes in an emergency stop, safe state or fallback
 
 
 def main(args: list[str] | None = None) -> int:

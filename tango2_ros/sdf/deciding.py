@@ -7,21 +7,25 @@ continual-learning evaluation and tests.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import time
 from typing import Callable
 
 from tango2_ros.core.runtime.llm import ChatTurn
 from tango2_ros.core.runtime.schema import compile_schema
+from tango2_ros.core.shadow import PROMOTE, WATCH, ShadowGate, ShadowScore
 from tango2_ros.sdf.controllers import BaselineController, Observation
 from tango2_ros.sdf.crops import CropPreset
 from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
 from tango2_ros.sdf.simulation import Step, observation
-from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
+from tango2_ros.sdf.supervisor import ACTUATORS, CLAMPED, REJECTED, Conditions, SafetySupervisor, SupervisorLimits, \
+    broken_interlocks
 from tango2_ros.sdf.watchdog import Watchdog
 
 FALLBACK = "fallback"
+AGREE_WITHIN_PCT = 10.0  # a shadow's command agrees when every output is this close to the one applied
 
 
 class LamController:
@@ -59,27 +63,64 @@ class LamController:
 
 
 class LocalDecider:
-    """controller -> supervisor, in process; the `decide` function of `simulation.run`."""
+    """controller -> supervisor, in process; the `decide` function of `simulation.run`.
 
-    def __init__(self, preset: CropPreset, controller, limits: SupervisorLimits = SupervisorLimits()) -> None:
-        self.controller = controller
+    With a `shadow` controller (a candidate model), every period the shadow proposes too, after the serving
+    controller has decided (the serving path never waits for it): its proposal is reviewed by a copy of the
+    supervisor as it was before this period, compared with the command applied, and never applied. The score
+    promotes the shadow to serving controller once `gate` holds, or retires it with the reason."""
+
+    def __init__(self, preset: CropPreset, controller, limits: SupervisorLimits = SupervisorLimits(),
+                 shadow=None, gate: ShadowGate = ShadowGate()) -> None:
+        self.controller, self.shadow, self.gate = controller, shadow, gate
         self.supervisor = SafetySupervisor(preset, limits)
         self.watchdog = Watchdog(preset, self.supervisor)
+        self.score = ShadowScore(getattr(shadow, "model", "")) if shadow is not None else None
 
     def __call__(self, t_s: float, climate: Climate, seen: Observation) -> Step:
         self.watchdog.observe(seen)
-        proposal = self.controller.propose(seen)
+        before = copy.deepcopy(self.supervisor) if self.shadow is not None else None
         conditions = Conditions(climate.air_temperature_c, climate.is_day, climate.global_radiation_w_m2)
+        step = self._decide(self.controller, seen, conditions, t_s)
+        if before is not None:
+            self._shadow(before, seen, conditions, t_s, step.command)
+        return step
+
+    def _decide(self, controller, seen: Observation, conditions: Conditions, t_s: float) -> Step:
+        proposal = controller.propose(seen)
         if proposal is None:  # nothing valid in time
-            why = getattr(self.controller, "last_error", "") or "no proposal"
+            why = getattr(controller, "last_error", "") or "no proposal"
             _, verdict = self.watchdog.take_over(conditions, t_s)
-            return Step(verdict.command, FALLBACK, [f"{self.controller.name}: {why}; baseline decides"] + verdict.reasons,
-                        verdict.clamps, None, "", getattr(self.controller, "model", ""))
+            return Step(verdict.command, FALLBACK, [f"{controller.name}: {why}; baseline decides"] + verdict.reasons,
+                        verdict.clamps, None, "", getattr(controller, "model", ""))
         verdict = self.supervisor.review(proposal, conditions, t_s)
-        if hasattr(self.controller, "actuators"):
-            self.controller.actuators = dict(verdict.command)
+        if hasattr(controller, "actuators"):
+            controller.actuators = dict(verdict.command)
         return Step(verdict.command, verdict.verdict, verdict.reasons, verdict.clamps, proposal,
-                    getattr(self.controller, "last_rationale", ""), getattr(self.controller, "model", ""))
+                    getattr(controller, "last_rationale", ""), getattr(controller, "model", ""))
+
+    def _shadow(self, judge: SafetySupervisor, seen: Observation, conditions: Conditions, t_s: float,
+                applied: dict[str, float]) -> None:
+        shadow, score = self.shadow, self.score
+        unchecked = {**judge.current}
+        started = time.monotonic()
+        proposal = shadow.propose(seen)
+        latency = time.monotonic() - started
+        if hasattr(shadow, "actuators"):
+            shadow.actuators = dict(applied)  # the shadow sees the plant as it really is
+        if proposal is None:
+            score.record(False, latency)
+        else:
+            verdict = judge.review(proposal, conditions, t_s)
+            unchecked.update({name: float(value) for name, value in proposal.items() if name in ACTUATORS})
+            score.record(True, latency, refused=verdict.verdict == REJECTED, changed=verdict.verdict == CLAMPED,
+                         agreed=all(abs(verdict.command[n] - applied[n]) <= AGREE_WITHIN_PCT for n in ACTUATORS),
+                         would_violate=bool(broken_interlocks(unchecked, conditions, judge.preset, judge.limits)))
+        outcome = score.verdict(self.gate)
+        if outcome == PROMOTE:
+            score.promoted, self.controller, self.shadow = True, shadow, None
+        elif outcome != WATCH:
+            score.retired, self.shadow = outcome, None
 
 
 def spin_up(greenhouse) -> None:

@@ -17,9 +17,12 @@ Feedback = Callable[[str, float], None]  # stage, progress 0..1
 
 class StudyWorker:
     def __init__(self, process: Callable[[object, Feedback], StudyReport],
-                 on_failure: Callable[[str, bool], None], keep: int = 8) -> None:
-        """`process(source, feedback)` drafts one study; `on_failure(message, unexpected)` hears every failure."""
-        self.process, self.on_failure, self.keep = process, on_failure, keep
+                 on_failure: Callable[[str, bool], None], keep: int = 8,
+                 on_busy: Callable[[str], None] = lambda reason: None) -> None:
+        """`process(source, feedback)` drafts one study; `on_failure(message, unexpected)` hears every failure;
+        `on_busy(reason)` hears when studies are being reported ('' once none is: a swap window, see
+        tango2_ros.core.deployment)."""
+        self.process, self.on_failure, self.keep, self.on_busy = process, on_failure, keep, on_busy
         self._jobs: queue.Queue = queue.Queue()
         self._received: dict[str, CtVolume] = {}
         self._thread: threading.Thread | None = None
@@ -69,6 +72,7 @@ class StudyWorker:
         while (job := self._jobs.get()) is not None:
             source, waiter = job
             outcome, finished, feedback = waiter if waiter else ({}, None, lambda stage, progress: None)
+            self.on_busy(f"a study is being reported, {self._jobs.qsize()} more waiting")
             try:
                 report = outcome["report"] = self.process(source, feedback)
                 self._remember(report)
@@ -79,6 +83,8 @@ class StudyWorker:
                 outcome["error"] = UserError(f"study failed: {exc.__class__.__name__}: {exc}")
                 self.on_failure(f"study failed: {exc.__class__.__name__}", True)
             finally:
+                if self._jobs.empty():
+                    self.on_busy("")
                 if finished is not None:
                     finished.set()
 

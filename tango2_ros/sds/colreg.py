@@ -44,9 +44,24 @@ class ColregParameters:
                                            "(the give-way vessel is evidently not acting).", 0.5, 60.0)
     stand_on_must_act_nm: float = setting(1.5, "Rule 17(b): a stand-on vessel acts below this range (collision "
                                           "can no longer be avoided by the give-way vessel alone).", 0.1, 20.0)
+    swap_hold_range_nm: float = setting(3.0, "No model is swapped while a vessel we must give way to (with a risk) is "
+                                        "this close; 0 = only manoeuvres hold swaps.", 0.0, 50.0)
     min_course_change_deg: float = 30.0  # readily apparent (rule 8)
     max_course_change_deg: float = 90.0
     course_step_deg: float = 5.0
+
+
+MANOEUVRING = ("altering", "avoiding", "returning", "resuming")
+
+
+def swap_hold(decision: Decision, hold_range_nm: float) -> str:
+    """Why no model should change now ('' = it may): own ship is manoeuvring, or a vessel we must give way to is
+    within `hold_range_nm` (the model manager defers swaps meanwhile: tango2_ros.core.deployment)."""
+    if decision.state in MANOEUVRING:
+        return f"own ship is {decision.state}" + (f" for {', '.join(decision.target_ids)}" if decision.target_ids else "")
+    near = [a.target_id for a in decision.assessments
+            if a.must_act and a.role == "give-way" and a.distance_nm <= hold_range_nm]
+    return f"giving way to {', '.join(near)} within {hold_range_nm:g} NM" if near else ""
 
 
 def unfit_inputs(position_usable: bool, position_age_s: float, picture_known: bool, picture_lag_s: float,

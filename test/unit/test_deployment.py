@@ -71,7 +71,7 @@ def test_the_first_deployment_waits_for_the_consumer_then_serves_the_pinned_vers
     assert [(e.state, e.event) for e in rig.events] == [(LOADING, "loading"), (ACTIVE, "loaded")]
     states = {entry.manifest.version: entry.state for entry in rig.deployer.listing()}
     assert states == {"1.0.0": ACTIVE, "1.1.0": "available"}
-    assert rig.deployer.summary() == (True, f"llm={MODEL}@1.0.0", {"slot.llm": f"{MODEL}@1.0.0"})
+    assert rig.deployer.summary() == (True, f"llm={MODEL}@1.0.0", {"slot.llm": f"{MODEL}@1.0.0", "deferred.llm": ""})
 
 
 def test_a_refused_swap_keeps_the_old_version_and_is_not_retried_at_once(rig):
@@ -174,3 +174,55 @@ def test_requests_name_their_slot(rig):
     assert "unknown slot 'x'" in rig.deployer.slot_for("x", "")
     assert f"serves {MODEL}, not other" in rig.deployer.slot_for("llm", "other")
     assert "no slot serves model 'other'" in rig.deployer.slot_for("", "other")
+
+
+def test_a_swap_waits_while_a_node_holds_swaps_and_is_done_when_the_hold_ends(rig):
+    """The colreg node mid-manoeuvre (any node's `swap_hold`): an operator's swap is deferred with the reason and
+    done by reconcile once the hold ends; a rollback or the first deployment never waits; force overrides."""
+    colreg = "/t/colreg_node"
+    rig.deployer.observe(colreg, {"swap_hold": "altering course for target-2"})
+    rig.seen()
+    rig.deployer.reconcile(rig.slot, alive_window_s=5)
+    assert rig.slot.active_version == "1.0.0"  # the first deployment: nothing working is changed
+    outcome = rig.deployer.swap(rig.slot, "1.1.0")
+    assert not outcome.success and outcome.deferred and outcome.active == "1.0.0"
+    assert "deferred (/t/colreg_node: altering course for target-2)" in outcome.message
+    assert (rig.events[-1].event, rig.events[-1].version, rig.events[-1].reason) == (
+        "deferred", "1.1.0", "/t/colreg_node: altering course for target-2")
+    assert rig.deployer.summary()[2]["deferred.llm"] == "1.1.0"
+    for _ in range(3):  # the hold goes on: nothing changes
+        rig.clock.now += 1
+        rig.deployer.observe(colreg, {"swap_hold": "altering course for target-2"})
+        rig.seen()
+        rig.deployer.reconcile(rig.slot, alive_window_s=5)
+    assert rig.slot.active_version == "1.0.0" and len(rig.consumer.requests) == 1
+    rig.deployer.observe(colreg, {"swap_hold": ""})  # the manoeuvre is over
+    rig.deployer.reconcile(rig.slot, alive_window_s=5)
+    assert rig.slot.active_version == "1.1.0" and rig.slot.deferred is None and rig.events[-1].event == "swapped"
+    rig.deployer.observe(colreg, {"swap_hold": "altering course for target-3"})
+    assert rig.deployer.rollback(rig.slot, "requested").success  # puts back what worked: never deferred
+    forced = rig.deployer.swap(rig.slot, "1.1.0", force=True)
+    assert forced.success and rig.slot.active_version == "1.1.0"
+
+
+def test_a_hold_that_never_ends_gives_the_swap_up_and_a_silent_node_holds_nothing(rig):
+    supervisor = "/t/safety_supervisor"
+    rig.deployer.swap(rig.slot, "1.0.0")
+    rig.deployer.observe(supervisor, {"swap_hold": "emergency stop"})
+    rig.deployer.observe("/elsewhere/ct_report", {"swap_hold": "study in progress"})  # counted: scope is "/"
+    assert len(rig.deployer.holding()) == 2
+    assert rig.deployer.swap(rig.slot, "1.1.0").deferred
+    rig.clock.now += rig.config.max_deferral_s + 1
+    for node in (supervisor, "/elsewhere/ct_report"):
+        rig.deployer.observe(node, {"swap_hold": "still"})
+    rig.seen()
+    rig.deployer.reconcile(rig.slot, alive_window_s=5)
+    assert rig.slot.deferred is None and rig.slot.active_version == "1.0.0"
+    assert rig.events[-1].event == "deferral-expired" and "given up after 600 s" in rig.events[-1].reason
+    rig.clock.now += rig.deployer.hold_alive_s  # the holding nodes fall silent (crashed): they hold nothing
+    rig.seen()
+    assert rig.deployer.holding() == [] and rig.deployer.swap(rig.slot, "1.1.0").success
+    scoped = Deployer(rig.deployer.store, rig.deployer.cache, on_event=list().append, log=rig.deployer.log,
+                      hold_scope="/t/", clock=rig.clock)
+    scoped.observe("/other/colreg_node", {"swap_hold": "altering"})
+    assert scoped.holding() == []  # another stack's nodes do not hold this manager's slots

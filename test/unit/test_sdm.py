@@ -14,6 +14,8 @@ from tango2_ros.sdm.labels import label_of
 from tango2_ros.sdm.phantom import INSERTABLE, render
 from tango2_ros.sdm.report import checked_draft, disagreements, template_draft
 from tango2_ros.sdm.study_files import write_nifti
+from tango2_ros.errors import UserError
+from tango2_ros.sdm.pipeline import StudyReport
 from tango2_ros.sdm.volume import CtVolume, Preprocessing, StudyError, StudyLimits, load_study, preprocess
 
 
@@ -267,3 +269,21 @@ def test_the_desks_status_is_the_pacs_problem_until_the_outbox_is_sent(series, t
     finally:
         orthanc.stop()
     assert desk.finished(study("fourth")).level == "error"  # the PACS is gone again
+
+
+def test_the_worker_says_while_studies_are_being_reported(series):
+    """The swap window of the reading room: busy from the first study taken until the queue is empty."""
+    from tango2_ros.sdm.worker import StudyWorker
+
+    said: list[str] = []
+    worker = StudyWorker(lambda source, feedback: (said.append(f"processing {Path(source).name}"),
+                                                   StudyReport("k", [], template_draft([]), "m"))[1],
+                         lambda message, unexpected: said.append(f"failed: {message}"), on_busy=said.append)
+    worker.start()
+    try:
+        worker.report(str(series))
+        with pytest.raises(UserError):
+            worker.report(study_key="unknown")
+    finally:
+        worker.stop()
+    assert said == ["a study is being reported, 0 more waiting", f"processing {series.name}", ""]

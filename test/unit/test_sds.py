@@ -10,7 +10,7 @@ import pytest
 
 from helpers.colreg import check_run
 from tango2_ros.errors import UserError
-from tango2_ros.sds.colreg import ColregParameters, Navigator, Target, assess, unfit_inputs
+from tango2_ros.sds.colreg import ColregParameters, Navigator, Target, assess, swap_hold, unfit_inputs
 from tango2_ros.sds.geometry import Kinematics, cpa, to_geographic
 from tango2_ros.sds.scenario import BUILTIN, ShipSpec, load_scenario, parse_scenario
 from tango2_ros.sds.simulator import initial_assessment, simulate
@@ -122,6 +122,20 @@ def test_a_target_at_zero_range_is_a_risk_and_the_navigator_acts():
     navigator = Navigator(PARAMS)
     decision = navigator.decide(OWN, (6.0, 0.0), [Target("T", Kinematics(0.0, 0.0, 90.0, 5.0))])
     assert decision.state == "altering" and decision.assessments[0].risk
+
+
+def test_a_manoeuvre_or_a_close_give_way_vessel_holds_model_swaps():
+    """The swap window of the ship: closed while own ship manoeuvres or must give way to a vessel within range."""
+    navigator = Navigator(PARAMS, cruise_speed_kn=12.0)
+    far = navigator.decide(OWN, (20.0, 0.0), [Target("T1", Kinematics(30.0, 0.0, 180.0, 12.0))])
+    assert far.state == "route" and swap_hold(far, PARAMS.swap_hold_range_nm) == ""
+    altering = navigator.decide(OWN, (20.0, 0.0), [Target("T1", Kinematics(6.0, 0.0, 180.0, 12.0))])
+    assert altering.state == "altering" and swap_hold(altering, 3.0) == "own ship is altering for T1"
+    give_way = replace(altering.assessments[0], target_id="T2", distance_nm=2.5)
+    on_route = replace(far, assessments=(give_way, replace(give_way, target_id="T3", role="stand-on")))
+    assert swap_hold(on_route, 3.0) == "giving way to T2 within 3 NM"  # a stand-on vessel is no reason
+    assert swap_hold(on_route, 2.0) == "" and swap_hold(on_route, 0.0) == ""  # 0: only manoeuvres hold
+    assert swap_hold(replace(on_route, assessments=(replace(give_way, risk=False),)), 3.0) == ""
 
 
 def test_inputs_unfit_for_a_decision_say_why_and_old_data_is_never_acted_on():

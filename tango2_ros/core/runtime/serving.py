@@ -14,6 +14,7 @@ from typing import Callable
 from tango2_ros.core.runtime.base import ModelLoadError, ModelRuntime, RuntimeSlot
 
 OK, WARN, ERROR = "ok", "warn", "error"
+HOLD_KEY = "swap_hold"  # a node's /diagnostics value: why no model may change now (absent or '' = no objection)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ def outcome_to_ros(outcome: SwapOutcome | str, response):
         response.message = outcome
         return response
     response.success, response.message = outcome.success, outcome.message
+    if hasattr(response, "deferred"):
+        response.deferred = outcome.deferred
     response.previous_version, response.active_version = outcome.previous, outcome.active
     for key in ("pull", "load", "warmup", "health"):
         if hasattr(response, f"{key}_s"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from tango2_msgs.msg import NavigationDecision, OwnShipState, Target as TargetMsg, TargetAssessment
-from tango2_ros.sds.colreg import Decision, Target
+from tango2_ros.sds.colreg import MANOEUVRING, Decision, Target
 from tango2_ros.sds.geometry import NM_M, Kinematics, Relative, relative, to_geographic, to_local
 from tango2_ros.sds.picture import UNKNOWN, OwnShip, RawTarget
 
@@ -59,9 +59,6 @@ def target_from_ros(message: TargetMsg, origin: tuple[float, float]) -> Target |
     return Target(message.id, Kinematics(north, east, course, speed), category_from_ros(message.category))
 
 
-ACTING_STATES = ("altering", "avoiding", "returning", "resuming")
-
-
 def decision_to_ros(decision: Decision) -> NavigationDecision:
     """A NORMAL decision with its assessments (the caller stamps it)."""
     assessments = [TargetAssessment(
@@ -70,7 +67,7 @@ def decision_to_ros(decision: Decision) -> NavigationDecision:
         tcpa_s=a.tcpa_min * 60.0, relative_bearing_deg=a.relative_bearing_deg) for a in decision.assessments]
     return NavigationDecision(
         status=NavigationDecision.STATUS_NORMAL, state=decision.state, assessments=assessments,
-        action_required=decision.state in ACTING_STATES, course_change_deg=decision.course_change_deg,
+        action_required=decision.state in MANOEUVRING, course_change_deg=decision.course_change_deg,
         speed_change_kn=decision.speed_change_kn, target_course_deg=decision.course_deg,
         target_speed_kn=decision.speed_kn, rules=list(decision.rules), rationale=decision.rationale,
     )

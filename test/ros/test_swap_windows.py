@@ -1,0 +1,94 @@
+"""Swap windows through real nodes of the sds profile: the colreg node holds model swaps while own ship manoeuvres,
+the model manager defers an operator's swap of the bridge assistant's model until the manoeuvre is over, and an
+operator can force one. Own ship and the target picture are published as the bridge and the tracker publish them."""
+import pytest
+
+pytestmark = pytest.mark.ros
+NS = "/t19window"
+MODEL = "smollm2-135m-instruct"
+
+
+def test_a_swap_requested_mid_manoeuvre_happens_only_after_it(tmp_path):
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    from helpers.diagnostics import DiagnosticsWatcher
+    from helpers.lifecycle import bring_up
+    from helpers.registry import llm_arguments, make_keys, manager_arguments, publish
+    from helpers.ros import result_of, ros_node, spawn, stop, wait_until
+    from tango2_msgs.msg import ModelStatus, NavigationDecision, OwnShipState, Target, TargetArray
+    from tango2_msgs.srv import SwapModel
+    from tango2_ros.core.runtime.default_models import default_llm_path
+    from tango2_ros.sds.geometry import to_geographic
+
+    make_keys(tmp_path, "fleet")
+    for version in ("1.0.0", "1.1.0"):
+        publish(tmp_path, MODEL, version, default_llm_path())
+    goal = to_geographic(12.0, 0.0, 0.0, 0.0)
+    processes = [
+        spawn(["-m", "tango2_ros.nodes.colreg_node", "--ros-args", "-r", "__node:=colreg_node", "-r", f"__ns:={NS}",
+               "-p", f"goal_lat_deg:={goal[0]}", "-p", f"goal_lon_deg:={goal[1]}", "-p", "diagnostics_period_s:=0.2"]),
+        spawn(llm_arguments(NS, "n_parallel:=1", "n_ctx_per_seq:=512")),
+        spawn(manager_arguments(tmp_path, NS, MODEL, **{"reconcile_period_s": 0.3, "llm.version": "1.0.0",
+                                                       "llm.health_budget_s": 30.0, "llm.max_deferral_s": 120.0})),
+    ]
+    try:
+        with ros_node("t19_bridge") as node:
+            for name in ("colreg_node", "llm_node", "models"):
+                bring_up(node, f"{NS}/{name}")
+            events: list[ModelStatus] = []
+            node.create_subscription(ModelStatus, f"{NS}/models/status", events.append,
+                                     QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            decisions: list[NavigationDecision] = []
+            node.create_subscription(NavigationDecision, f"{NS}/sds/decision", decisions.append, 50)
+            colreg = DiagnosticsWatcher(node, f"{NS}/colreg_node")
+            own_pub = node.create_publisher(OwnShipState, f"{NS}/sds/own_ship", 10)
+            targets_pub = node.create_publisher(TargetArray, f"{NS}/sds/targets", 10)
+            swap = node.create_client(SwapModel, f"{NS}/models/swap")
+            assert swap.wait_for_service(timeout_sec=30)
+            assert wait_until(lambda: any(e.event == "loaded" and e.model.version == "1.0.0" for e in events), 90)
+
+            def sense(course_deg: float, head_on_nm: float | None) -> None:
+                """Own ship at the origin on `course_deg`; a vessel meeting us head-on `head_on_nm` ahead (None:
+                the picture is clear)."""
+                picture = TargetArray()
+                if head_on_nm is not None:
+                    lat, lon = to_geographic(head_on_nm, 0.1, 0.0, 0.0)
+                    picture.targets.append(Target(id="AIS-440123450", sources=Target.SOURCE_AIS, latitude_deg=lat,
+                                                  longitude_deg=lon, course_deg=180.0, speed_kn=12.0,
+                                                  category=Target.CATEGORY_POWER_DRIVEN))
+                targets_pub.publish(picture)
+                own_pub.publish(OwnShipState(latitude_deg=0.0, longitude_deg=0.0, course_over_ground_deg=course_deg,
+                                             speed_over_ground_kn=12.0, position_valid=True))
+
+            def says_hold(predicate, since: int) -> bool:
+                """The colreg node's swap hold, in a status it sent after the first `since` ones."""
+                return wait_until(lambda: any(predicate(colreg.values(s).get("swap_hold", ""))
+                                              for s in colreg.statuses[since:]), 10)
+
+            assert wait_until(lambda: (sense(0.0, 6.0), any(d.state == "altering" for d in decisions))[1], 20)
+            altered = next(d for d in decisions if d.state == "altering")
+            assert says_hold(lambda hold: hold.startswith("own ship is"), 0)
+            asked = result_of(swap.call_async(SwapModel.Request(name=MODEL, version="1.1.0")), 60)
+            assert not asked.success and asked.deferred and asked.active_version == "1.0.0", asked.message
+            assert "own ship is" in asked.message and "colreg_node" in asked.message
+            assert wait_until(lambda: any(e.event == "deferred" and e.model.version == "1.1.0" for e in events), 10)
+            for _ in range(10):  # the manoeuvre goes on for a few seconds: the swap waits
+                sense(altered.course_deg, 5.5)
+                wait_until(lambda: False, 0.3)
+            assert not any(e.event == "swapped" for e in events)
+
+            # the vessel has passed: own ship resumes its route, the hold ends and the deferred swap is done
+            held = len(colreg.statuses)
+            assert wait_until(lambda: (sense(0.0, None), decisions[-1].state == "route")[1], 20)
+            assert says_hold(lambda hold: hold == "", held)
+            assert wait_until(lambda: any(e.event == "swapped" and e.model.version == "1.1.0" for e in events), 90)
+
+            # an operator's override: a swap back while own ship manoeuvres again
+            clear = len(colreg.statuses)
+            assert wait_until(lambda: (sense(0.0, 6.0), decisions[-1].state in ("altering", "avoiding"))[1], 20)
+            assert says_hold(lambda hold: hold.startswith("own ship is"), clear)
+            forced = result_of(swap.call_async(SwapModel.Request(name=MODEL, version="1.0.0", force=True)), 120)
+            assert forced.success and not forced.deferred and forced.active_version == "1.0.0", forced.message
+    finally:
+        outputs = "".join(stop(process) for process in processes)
+    assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]
