@@ -152,6 +152,10 @@ def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_d
              (["simulate", "--controller", "baseline", "--model", "lam-tomato@1.0.0"], "--model is for --controller lam"),
              ([*lam, str(tmp_path / "absent.gguf")], "no such file"),
              ([*lam, "lam-nothing@1.0.0"], "model lam-nothing@1.0.0"),
+             (["simulate", "--controller", "baseline", "--shadow", "lam-tomato@1.0.0"], "--shadow is for --controller lam"),
+             (["simulate", "--controller", "lam", "--shadow", "x@1"], "--shadow runs with --in-process"),
+             ([*lam[:-1], "--shadow", "x@1", "--shadow-decisions", "0"], "--shadow-decisions 0: use 1 to 100000"),
+             ([*lam[:-1], "--shadow", "lam-nothing@2.0.0"], "model lam-nothing@2.0.0"),
              (["learn", str(tmp_path / "absent.jsonl"), "--held-out", "2009-12-10"], "cannot read"),
              (["learn", str(broken), "--held-out", "2009-12-10"], "broken.jsonl:1: not JSON"),
              (["learn", str(log), "--held-out", "tomorrow"], "'tomorrow' is not a date"),
@@ -199,3 +203,31 @@ def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(
     versions = LocalStore(models / "store").versions("lam-tomato")
     assert (report["published"] == "lam-tomato@1.1.0" and versions == ["1.1.0"]) if better else \
         (report["published"] is None and versions == [] and report["decision"].startswith("kept"))
+
+
+def test_a_shadow_action_model_proposes_beside_the_serving_one_and_is_never_applied():
+    """`sdf simulate --shadow`: the same model as shadow agrees every time (same prompt, same supervisor state),
+    the run is what it is without a shadow, and the shadow is promoted, or retired because its unchecked answer
+    would have broken an interlock."""
+    import subprocess
+    import sys
+
+    def simulate(*extra):
+        done = subprocess.run([sys.executable, "-m", "tango2_ros.cli", "sdf", "simulate", "--controller", "lam",
+                               "--in-process", "--spin-up-h", "0", "--days", "0.0105", "--json", *extra],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    alone = simulate()
+    shadowed = simulate("--shadow", "smollm2-135m-instruct@1.0.0", "--shadow-decisions", "2")
+    shadow = shadowed.pop("shadow")
+    for report in (alone, shadowed):
+        report.pop("wall_s")
+    assert shadowed == alone  # the serving path is untouched
+    assert shadow["model"] == "smollm2-135m-instruct@1.0.0" and shadow["decisions"] >= 1
+    assert shadow["agreement_pct"] == 100.0 and shadow["latency_s_p50"] > 0
+    if shadow["would_violate"]:
+        assert not shadow["promoted"] and "would have broken a rule" in shadow["retired"], shadow
+    else:
+        assert shadow["promoted"] and shadow["decisions"] == 2 and not shadow["retired"], shadow
