@@ -73,12 +73,14 @@ def test_a_swap_requested_mid_manoeuvre_happens_only_after_it(tmp_path):
             assert "own ship is" in asked.message and "colreg_node" in asked.message
             assert wait_until(lambda: any(e.event == "deferred" and e.model.version == "1.1.0" for e in events), 10)
             for _ in range(10):  # the manoeuvre goes on for a few seconds: the swap waits
-                sense(altered.course_deg, 5.5)
+                sense(altered.target_course_deg, 5.5)
                 wait_until(lambda: False, 0.3)
             assert not any(e.event == "swapped" for e in events)
 
             # the vessel has passed: own ship resumes its route, the hold ends and the deferred swap is done
             held = len(colreg.statuses)
+            assert wait_until(lambda: (sense(altered.target_course_deg, None),
+                                       decisions[-1].state in ("resuming", "route"))[1], 20)
             assert wait_until(lambda: (sense(0.0, None), decisions[-1].state == "route")[1], 20)
             assert says_hold(lambda hold: hold == "", held)
             assert wait_until(lambda: any(e.event == "swapped" and e.model.version == "1.1.0" for e in events), 90)
