@@ -237,10 +237,10 @@ class Deployer:
         holding = self.holding()
         if holding and event in DEFERRABLE and not force and slot.active is not None:
             return self._defer(slot, Deferred(spec, event, requested_by, self.clock()), holding)
-        slot.deferred = None  # the newest request wins
         if not slot.lock.acquire(blocking=False):
             return SwapOutcome(False, f"busy: slot {slot.config.name} is already being swapped",
                                previous=slot.active_version, active=slot.active_version)
+        slot.deferred = None  # the newest request wins (a busy answer leaves a waiting swap waiting)
         try:
             return self._swap_locked(slot, spec, event, requested_by)
         finally:

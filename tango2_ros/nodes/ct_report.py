@@ -58,7 +58,7 @@ class CtReportNode(Tango2Node):
         self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
-        self._desk = ReportDesk(self.settings(Destinations))
+        self._desk.deliver_to(self.settings(Destinations))
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
         self._worker.start()

@@ -142,6 +142,10 @@ class ReportDesk:
         self.studies = self.failed = 0
         self.status = ServingStatus(WARN, "configured, not receiving", self.counts)
 
+    def deliver_to(self, to: Destinations) -> None:
+        """New destinations (a node configured again); the counts go on."""
+        self.delivery = ReportDelivery(to)
+
     @property
     def counts(self) -> dict[str, int]:
         """Studies reported and failed, SRs stored and waiting (the outbox is counted on disk)."""

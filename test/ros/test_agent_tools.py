@@ -72,19 +72,26 @@ def test_an_agent_with_the_farms_tools_proposes_and_the_supervisor_decides():
             (asked_for,) = [s for s in decided[0].setpoints if math.isfinite(s.value)]  # one actuator proposed
             assert asked_for.name in result["proposed"]
 
-            # hostile calls: a value out of range, an unknown tool, arguments that are not JSON; nothing proposed
-            new_state(1_300)
-            assert wait_until(lambda: tools.state_stamp == 1_300, 10)
-            for call, words in (({"name": "set_heating", "arguments": '{"value": 250}'}, "outside 0-100"),
-                                ({"name": "open_airlock", "arguments": "{}"}, "unknown tool 'open_airlock'"),
-                                ({"name": "set_vents", "arguments": "{not json"}, "is not a number")):
-                (refused,) = tools.run([{"id": "c", "type": "function", "function": call}])
-                assert words in json.loads(refused["content"])["error"], refused
-            assert len([c for c in commands if c.controller == "agent"]) == 1
-            (reply,) = tools.run([{"id": "c4", "function": {"name": "set_vents", "arguments": '{"value": 40}'}}])
-            assert json.loads(reply["content"])["proposed"] == {"vent": 40.0}  # and the supervisor serves on
-            (again,) = tools.run([{"id": "c5", "function": {"name": "set_vents", "arguments": '{"value": 60}'}}])
-            assert "already has the agent's proposal" in json.loads(again["content"])["error"]  # one per state
+            _hostile_calls_propose_nothing(tools, new_state, commands)
     finally:
         outputs = "".join(stop(process) for process in processes)
     assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]  # the traceback, if any
+
+
+def _hostile_calls_propose_nothing(tools, new_state, commands) -> None:
+    """A value out of range, an unknown tool, arguments that are not JSON: an error each, nothing proposed; then
+    the supervisor serves on, one proposal per state."""
+    from helpers.ros import wait_until
+
+    new_state(1_300)
+    assert wait_until(lambda: tools.state_stamp == 1_300, 10)
+    for call, words in (({"name": "set_heating", "arguments": '{"value": 250}'}, "outside 0-100"),
+                        ({"name": "open_airlock", "arguments": "{}"}, "unknown tool 'open_airlock'"),
+                        ({"name": "set_vents", "arguments": "{not json"}, "is not a number")):
+        (refused,) = tools.run([{"id": "c", "type": "function", "function": call}])
+        assert words in json.loads(refused["content"])["error"], refused
+    assert len([c for c in commands if c.controller == "agent"]) == 1
+    (reply,) = tools.run([{"id": "c4", "function": {"name": "set_vents", "arguments": '{"value": 40}'}}])
+    assert json.loads(reply["content"])["proposed"] == {"vent": 40.0}  # and the supervisor serves on
+    (again,) = tools.run([{"id": "c5", "function": {"name": "set_vents", "arguments": '{"value": 60}'}}])
+    assert "already has the agent's proposal" in json.loads(again["content"])["error"]  # one per state

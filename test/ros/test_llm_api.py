@@ -59,87 +59,118 @@ def test_the_official_client_talks_to_the_on_device_model():
             (served,) = client.models.list().data
             assert served.id == counters.get("model") and "@" in served.id
 
-            plain = client.chat.completions.create(model=served.id, max_tokens=12,
-                                                   messages=[{"role": "user", "content": "Name a colour."}])
-            assert plain.model == served.id and plain.choices[0].message.content
-            assert plain.usage.prompt_tokens > 5 and 0 < plain.usage.completion_tokens <= 12
-            by_name = client.chat.completions.create(model=served.id.partition("@")[0], max_tokens=4,
-                                                     messages=[{"role": "user", "content": "Hi"}])
-            assert by_name.choices[0].finish_reason in ("stop", "length")
-
-            chunks = list(client.chat.completions.create(
-                model=served.id, max_tokens=16, stream=True, stream_options={"include_usage": True},
-                messages=[{"role": "user", "content": "Count from one to ten."}]))
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            assert text and chunks[-1].usage.completion_tokens <= 16
-            assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
-            assert text.strip() == client.chat.completions.create(  # streamed or not, the same greedy answer
-                model=served.id, max_tokens=16, messages=[{"role": "user", "content": "Count from one to ten."}]
-            ).choices[0].message.content.strip()
-
-            schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "green"]}},
-                      "required": ["colour"]}
-            structured = client.chat.completions.create(
-                model=served.id, max_tokens=32, messages=[{"role": "user", "content": "Pick a colour."}],
-                response_format={"type": "json_schema", "json_schema": {"name": "pick", "schema": schema}})
-            assert json.loads(structured.choices[0].message.content)["colour"] in ("red", "green")
-
-            called = client.chat.completions.create(
-                model=served.id, max_tokens=48, tools=[WEATHER], tool_choice="required",
-                messages=[{"role": "user", "content": "It is hot in the greenhouse. Open the vents."}])
-            (call,) = called.choices[0].message.tool_calls
-            assert called.choices[0].finish_reason == "tool_calls" and call.function.name == "set_vent"
-            assert 0 <= json.loads(call.function.arguments)["percent"] <= 100
-
-            stopped = client.chat.completions.create(model=served.id, max_tokens=40, stop=["three"],
-                                                     messages=[{"role": "user", "content": "Count: one, two, three, four"}])
-            assert "three" not in stopped.choices[0].message.content
-
-            cancelled_before = int(counters.get("cancelled", 0))
-            stream = client.chat.completions.create(model=served.id, max_tokens=400, stream=True,
-                                                    messages=[{"role": "user", "content": "Tell a long story."}])
-            next(iter(stream))
-            stream.close()  # the client goes away: the generation is cancelled, not run to 400 tokens
-            assert wait_until(lambda: int(counters.get("cancelled", 0)) > cancelled_before, 30), counters
-
-            for call_it, error in (
-                    (lambda: client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}]),
-                     openai.NotFoundError),
-                    (lambda: client.chat.completions.create(model=served.id, temperature=9,
-                                                            messages=[{"role": "user", "content": "x"}]),
-                     openai.BadRequestError),
-                    (lambda: client.chat.completions.create(model=served.id, extra_body={"best_of": 2},
-                                                            messages=[{"role": "user", "content": "x"}]),
-                     openai.BadRequestError),
-                    (lambda: client.chat.completions.create(model=served.id, max_tokens=1000,
-                                                            messages=[{"role": "user", "content": "x " * 600}]),
-                     openai.BadRequestError)):  # longer than the context: the llm_node's bad-request code
-                with pytest.raises(error) as caught:
-                    call_it()
-                assert caught.value.body["message"], caught.value.body
-
-            # LangChain's ChatOpenAI, as an agent would use it: a tool bound, and structured output
-            from langchain_openai import ChatOpenAI
-
-            chat = ChatOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", model=served.id,
-                              max_tokens=48, temperature=0, max_retries=0)
-            tool_message = chat.bind_tools([WEATHER], tool_choice="set_vent").invoke("Open the roof vents halfway.")
-            assert tool_message.tool_calls[0]["name"] == "set_vent"
-            assert 0 <= tool_message.tool_calls[0]["args"]["percent"] <= 100
-            picked = chat.with_structured_output({"title": "pick", "description": "a colour", **schema},
-                                                 method="json_schema").invoke("Pick a colour.")
-            assert picked["colour"] in ("red", "green")
-
-            locked = openai.OpenAI(base_url=f"http://127.0.0.1:{locked_port}/v1", api_key="wrong", max_retries=0)
-            with pytest.raises(openai.AuthenticationError):
-                locked.models.list()
-            opened = openai.OpenAI(base_url=f"http://127.0.0.1:{locked_port}/v1", api_key="s3cret", max_retries=0)
-            assert [m.id for m in opened.models.list().data] == [served.id]
-            assert client.chat.completions.create(  # after every refusal the API answers on
-                model=served.id, max_tokens=4, messages=[{"role": "user", "content": "Hi"}]).choices
+            _plain_by_name_and_streamed(client, served.id)
+            schema = _schema_tools_and_stop(client, served.id)
+            _a_closed_stream_is_cancelled(client, served.id, counters)
+            _refusals(client, served.id)
+            _langchain(port, served.id, schema)
+            _keys(locked_port, served.id, client)
     finally:
         outputs = stop(open_to_all) + stop(lonely_api) + stop(locked_api) + stop(open_api) + stop(llm)
     assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]  # the traceback, if any
+
+
+def _plain_by_name_and_streamed(client, model: str) -> None:
+    """Plain, by name without the version, streamed with usage: the same greedy text streamed or not."""
+    plain = client.chat.completions.create(model=model, max_tokens=12,
+                                           messages=[{"role": "user", "content": "Name a colour."}])
+    assert plain.model == model and plain.choices[0].message.content
+    assert plain.usage.prompt_tokens > 5 and 0 < plain.usage.completion_tokens <= 12
+    by_name = client.chat.completions.create(model=model.partition("@")[0], max_tokens=4,
+                                             messages=[{"role": "user", "content": "Hi"}])
+    assert by_name.choices[0].finish_reason in ("stop", "length")
+
+    chunks = list(client.chat.completions.create(
+        model=model, max_tokens=16, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Count from one to ten."}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].usage.completion_tokens <= 16
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert text.strip() == client.chat.completions.create(  # streamed or not, the same greedy answer
+        model=model, max_tokens=16, messages=[{"role": "user", "content": "Count from one to ten."}]
+    ).choices[0].message.content.strip()
+
+
+def _schema_tools_and_stop(client, model: str) -> dict:
+    """`json_schema`, a required tool call with bounded arguments, a stop sequence; returns the schema."""
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "green"]}},
+              "required": ["colour"]}
+    structured = client.chat.completions.create(
+        model=model, max_tokens=32, messages=[{"role": "user", "content": "Pick a colour."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "pick", "schema": schema}})
+    assert json.loads(structured.choices[0].message.content)["colour"] in ("red", "green")
+
+    called = client.chat.completions.create(
+        model=model, max_tokens=48, tools=[WEATHER], tool_choice="required",
+        messages=[{"role": "user", "content": "It is hot in the greenhouse. Open the vents."}])
+    (call,) = called.choices[0].message.tool_calls
+    assert called.choices[0].finish_reason == "tool_calls" and call.function.name == "set_vent"
+    assert 0 <= json.loads(call.function.arguments)["percent"] <= 100
+
+    stopped = client.chat.completions.create(model=model, max_tokens=40, stop=["three"],
+                                             messages=[{"role": "user", "content": "Count: one, two, three, four"}])
+    assert "three" not in stopped.choices[0].message.content
+    return schema
+
+
+def _a_closed_stream_is_cancelled(client, model: str, counters: dict) -> None:
+    """The client goes away after one chunk: the llm_node counts a cancellation."""
+    from helpers.ros import wait_until
+
+    cancelled_before = int(counters.get("cancelled", 0))
+    stream = client.chat.completions.create(model=model, max_tokens=400, stream=True,
+                                            messages=[{"role": "user", "content": "Tell a long story."}])
+    next(iter(stream))
+    stream.close()  # the client goes away: the generation is cancelled, not run to 400 tokens
+    assert wait_until(lambda: int(counters.get("cancelled", 0)) > cancelled_before, 30), counters
+
+
+def _refusals(client, model: str) -> None:
+    """404 unknown model; 400 out-of-range temperature, unknown field, a prompt longer than the context."""
+    import openai
+
+    for call_it, error in (
+            (lambda: client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}]),
+             openai.NotFoundError),
+            (lambda: client.chat.completions.create(model=model, temperature=9,
+                                                    messages=[{"role": "user", "content": "x"}]),
+             openai.BadRequestError),
+            (lambda: client.chat.completions.create(model=model, extra_body={"best_of": 2},
+                                                    messages=[{"role": "user", "content": "x"}]),
+             openai.BadRequestError),
+            (lambda: client.chat.completions.create(model=model, max_tokens=1000,
+                                                    messages=[{"role": "user", "content": "x " * 600}]),
+             openai.BadRequestError)):  # longer than the context: the llm_node's bad-request code
+        with pytest.raises(error) as caught:
+            call_it()
+        assert caught.value.body["message"], caught.value.body
+
+
+def _langchain(port: int, model: str, schema: dict) -> None:
+    """LangChain's ChatOpenAI, as an agent would use it: a tool bound, and structured output."""
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", model=model,
+                      max_tokens=48, temperature=0, max_retries=0)
+    tool_message = chat.bind_tools([WEATHER], tool_choice="set_vent").invoke("Open the roof vents halfway.")
+    assert tool_message.tool_calls[0]["name"] == "set_vent"
+    assert 0 <= tool_message.tool_calls[0]["args"]["percent"] <= 100
+    picked = chat.with_structured_output({"title": "pick", "description": "a colour", **schema},
+                                         method="json_schema").invoke("Pick a colour.")
+    assert picked["colour"] in ("red", "green")
+
+
+def _keys(locked_port: int, model: str, client) -> None:
+    """401 with a wrong key, served with the right one; after every refusal the API answers on."""
+    import openai
+
+    locked = openai.OpenAI(base_url=f"http://127.0.0.1:{locked_port}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        locked.models.list()
+    opened = openai.OpenAI(base_url=f"http://127.0.0.1:{locked_port}/v1", api_key="s3cret", max_retries=0)
+    assert [m.id for m in opened.models.list().data] == [model]
+    assert client.chat.completions.create(  # after every refusal the API answers on
+        model=model, max_tokens=4, messages=[{"role": "user", "content": "Hi"}]).choices
 
 
 @pytest.mark.ros

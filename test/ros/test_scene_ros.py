@@ -15,7 +15,6 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
     from rclpy.action import ActionClient
     from tango2_msgs.action import AskBridge
     from tango2_msgs.msg import NavigationDecision, SceneDescription, TargetAssessment
-    from tango2_ros.ros.agent_tools import AgentTools
 
     ns = "/t5scene"
     llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
@@ -66,17 +65,24 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
                 assert not refused.success and words in refused.error, refused.error
             assert asked("왜 우현으로 변침합니까?", "ko").kind == "why"  # the node answers on after refusals
 
-            # an outside agent's ask_bridge tool call is the same question over the same action
-            tools = AgentTools(node, ns)
-            (reply,) = tools.run([{"id": "call_1", "type": "function", "function": {
-                "name": "ask_bridge", "arguments": json.dumps({"question": "Who do we give way to?"})}}])
-            result = json.loads(reply["content"])
-            assert reply["tool_call_id"] == "call_1" and result["kind"] == "give-way", result
-            assert result["ids"] == ["AIS-440123450"] and "AIS-440123450" in result["answer"]
-            unknown, malformed = tools.run([{"id": "c2", "function": {"name": "fire_flares", "arguments": "{}"}},
-                                            {"id": "c3", "function": {"name": "ask_bridge", "arguments": "{oops"}}])
-            assert "unknown tool 'fire_flares'" in json.loads(unknown["content"])["error"]
-            assert "needs" in json.loads(malformed["content"])["error"]
+            _an_agents_ask_bridge_call_is_the_same_question(node, ns)
     finally:
         outputs = stop(scene_node) + stop(llm)
     assert "Traceback" not in outputs, outputs[max(0, outputs.find("Traceback") - 2000):][:6000]  # the traceback, if any
+
+
+def _an_agents_ask_bridge_call_is_the_same_question(node, ns: str) -> None:
+    """An outside agent's `ask_bridge` tool call goes over the same action; unknown tools and bad arguments are
+    refused with the reason."""
+    from tango2_ros.ros.agent_tools import AgentTools
+
+    tools = AgentTools(node, ns)
+    (reply,) = tools.run([{"id": "call_1", "type": "function", "function": {
+        "name": "ask_bridge", "arguments": json.dumps({"question": "Who do we give way to?"})}}])
+    result = json.loads(reply["content"])
+    assert reply["tool_call_id"] == "call_1" and result["kind"] == "give-way", result
+    assert result["ids"] == ["AIS-440123450"] and "AIS-440123450" in result["answer"]
+    unknown, malformed = tools.run([{"id": "c2", "function": {"name": "fire_flares", "arguments": "{}"}},
+                                    {"id": "c3", "function": {"name": "ask_bridge", "arguments": "{oops"}}])
+    assert "unknown tool 'fire_flares'" in json.loads(unknown["content"])["error"]
+    assert "needs" in json.loads(malformed["content"])["error"]

@@ -200,7 +200,7 @@ def test_a_broker_restart_loses_no_reading(farm):
 # -- whole runs ----------------------------------------------------------------------------------------------
 def _simulate(*arguments, timeout=600):
     done = subprocess.run([*TANGO2, "--json", *arguments], capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]  # the report says which interlock
     return json.loads(done.stdout)
 
 
