@@ -12,7 +12,7 @@ supervisor's bookkeeping.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tango2_ros.sdf.actuators import (ACTUATORS, CO2_DOSING, HEATING, LIGHTS, VENT, Command, all_off)
 from tango2_ros.sdf.crops import CropPreset
@@ -28,6 +28,15 @@ class SupervisorLimits:
     lamps_off_above_w_m2: float = 400.0  # sunlight
     stale_after_s: float = 900.0  # sensor data older than this puts the greenhouse in the safe state
     safe_heating_pct: float = 30.0  # frost protection while blind
+    # readings reach the supervisor rounded (the gateway's 3 decimals, float32 messages): it keeps the thresholds
+    # on measured values this much inside, so that the true state keeps them too
+    sensor_margin_c: float = 0.05
+    sensor_margin_w_m2: float = 2.0
+
+    def guarded(self) -> "SupervisorLimits":
+        """The limits the supervisor enforces: the measured thresholds moved inside by the sensor margins."""
+        return replace(self, vent_close_below_heating_c=self.vent_close_below_heating_c - self.sensor_margin_c,
+                       lamps_off_above_w_m2=self.lamps_off_above_w_m2 - self.sensor_margin_w_m2)
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,7 @@ class SafetySupervisor:
     def _enforce_interlocks(self, candidate: Command, conditions: Conditions, reasons: list[str]) -> int:
         """Make every interlock hold, one at a time, changing the output that the situation says should yield
         (CO2 dosing last: whether it may dose depends on the vents and lamps)."""
-        limits, clamps = self.limits, 0
+        limits, clamps = self.limits.guarded(), 0
         for _ in range(2 * len(ACTUATORS)):
             broken = broken_interlocks(candidate, conditions, self.preset, limits)
             if not broken:
@@ -198,7 +207,8 @@ class SafetySupervisor:
             reasons.append(f"interlock: {first}")
             clamps += 1
         # the rules above settle in a few rounds; never send a command that breaks an interlock
-        raise AssertionError(f"supervisor left interlocks broken: {broken_interlocks(candidate, conditions, self.preset)}")
+        left = broken_interlocks(candidate, conditions, self.preset, limits)
+        raise AssertionError(f"supervisor left interlocks broken: {left}")
 
 
 def _malformed(proposal: dict | None) -> str:

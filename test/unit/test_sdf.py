@@ -64,6 +64,19 @@ def test_the_output_that_yields_follows_the_interlocks_code_not_its_wording(code
     assert changed == [yields]
 
 
+@pytest.mark.parametrize("proposal, read, true", [
+    # the gateway's reading rounds 17.4996 C up to the threshold (night set-point 18.5 C minus 1 C) ...
+    ({VENT: 30.0}, Conditions(17.5, False, 0.0), Conditions(17.4996, False, 0.0)),
+    # ... and 400.0004 W/m2 down to it
+    ({LIGHTS: 100.0}, Conditions(22.0, True, 400.0), Conditions(22.0, True, 400.0004)),
+])
+def test_a_reading_rounded_onto_a_threshold_still_keeps_the_true_state_inside_the_interlocks(proposal, read, true):
+    assert TOMATO.heating_setpoint(False) - 1.0 == 17.5
+    assert broken_interlocks(command(**proposal), read, TOMATO) == []  # nominally allowed as read ...
+    verdict = SafetySupervisor(TOMATO).review(proposal, read, now_s=0.0)
+    assert broken_interlocks(verdict.command, true, TOMATO) == []  # ... but the supervisor keeps its margin
+
+
 def test_the_watchdogs_baseline_has_followed_every_state_when_it_takes_over():
     """Irrigation hysteresis: on below 65 % slab water, off above 85 %. The baseline saw the slab dry out while the
     model was in charge; at 75 % it must keep irrigating when it takes over (a fresh baseline would not)."""
