@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/sdf_controllers.py
 	$(BIN)/python bench/sdm_report.py
 	$(BIN)/python bench/llm_api.py
+	$(BIN)/python bench/speculative.py
 
 $(STAMPS)/system: scripts/system_deps.sh
 	scripts/system_deps.sh

@@ -8,6 +8,11 @@ requests join between steps (continuous batching), first come first served, so n
 Each request has its own sampler chain (grammar for JSON Schema output, temperature, seed).
 A finished sequence keeps its KV cache: the next request that starts with the same tokens (a shared system
 prompt, a repeated question) is given that slot and only the new part of its prompt is decoded.
+Speculative decoding by prompt lookup (`draft_max` > 0): each sequence's next token goes into the batch with a
+draft of the tokens that followed the same few tokens earlier in its prompt or answer (`lookup.PromptLookup`);
+the model's own samples at those positions are taken while they equal the draft, and the cache entries of the
+rest are removed. Every token is still the sampler's choice from the model's logits (grammar included), so the
+answer is the one plain decoding gives; a step just yields several tokens when the answer copies its prompt.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Callable
 
 import llama_cpp
 
+from tango2_ros.core.runtime.lookup import DraftLength, PromptLookup, StepCost
 from tango2_ros.core.runtime.sampling import TokenSampler
 
 _log = logging.getLogger(__name__)
@@ -54,10 +60,18 @@ class GenerationResult:
     reused_prompt_tokens: int = 0  # prompt tokens served from a previous request's KV cache
     time_to_first_token_s: float = 0.0
     generation_s: float = 0.0
+    decode_s: float = 0.0  # from the first token to the end: the decoding alone, without queue and prompt
+    drafted_tokens: int = 0  # prompt-lookup draft tokens checked by the model
+    accepted_tokens: int = 0  # of those, the ones the model produced itself
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.generation_s if self.generation_s > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Tokens after the first per second of decoding (prompt length and cache reuse do not count)."""
+        return (self.tokens - 1) / self.decode_s if self.tokens > 1 and self.decode_s > 0 else 0.0
 
 
 @dataclass
@@ -97,6 +111,11 @@ class _Sequence:
     n_past: int = 0
     pending: list[int] = field(default_factory=list)  # tokens still to feed to the model
     fed: list[int] = field(default_factory=list)  # tokens whose KV cache entries this sequence holds
+    lookup: PromptLookup | None = None  # the prompt and answer so far, for drafts
+    draft: list[int] = field(default_factory=list)  # guessed tokens fed after pending, each with its logits
+    draft_length: DraftLength | None = None
+    drafted: int = 0
+    accepted: int = 0
     reused: int = 0
     logits_index: int = -1
     text: str = ""
@@ -119,8 +138,10 @@ class LlamaEngine:
         n_gpu_layers: int = 0,
         lora_path: str | None = None,
         max_queue: int = 16,
+        draft_max: int = 0,
     ) -> None:
         self.model_path = model_path
+        self.draft_max = draft_max
         self.n_parallel = n_parallel
         self.n_ctx_per_seq = n_ctx_per_seq
         self.n_batch = max(n_batch, n_parallel)
@@ -152,6 +173,11 @@ class LlamaEngine:
             raise
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        try:
+            self.step_cost = self._step_cost() if draft_max else None
+        except EngineError as exc:
+            _log.warning("%s: no speculative drafts", exc)
+            self.draft_max = 0
         self._free_seq_ids = list(range(n_parallel))
         self._cached_tokens: dict[int, list[int]] = {seq_id: [] for seq_id in range(n_parallel)}
         self._queue: collections.deque[GenerationRequest] = collections.deque()
@@ -173,6 +199,31 @@ class LlamaEngine:
             llama_cpp.llama_adapter_lora_free(adapter)
             raise EngineError(f"llama.cpp could not apply the LoRA adapter {lora_path}")
         return adapter
+
+    def _step_cost(self, context: int = 256, rounds: int = 3) -> StepCost:
+        """What steps of 2 and of 1 + draft_max tokens cost as multiples of a one-token step, on this machine and
+        model, after `context` tokens (the fastest of a few rounds each)."""
+        def step(n: int, at: int) -> float:
+            self._batch_clear()
+            for position in range(at, at + n):
+                self._batch_add(self.llama.token_bos(), position, 0, True)
+            started = time.perf_counter()
+            failed = llama_cpp.llama_decode(self.ctx, self.batch)
+            elapsed = time.perf_counter() - started
+            llama_cpp.llama_memory_seq_rm(self.memory, 0, at, -1)
+            if failed:
+                raise EngineError("llama_decode failed while measuring the cost of a draft")
+            return elapsed
+
+        context = min(context, self.n_batch, self.n_ctx_per_seq - self.draft_max - 2)
+        self._batch_clear()
+        for position in range(context):  # a context to attend to, kept while the steps are measured
+            self._batch_add(self.llama.token_bos(), position, 0, False)
+        llama_cpp.llama_decode(self.ctx, self.batch)
+        one, two, most = (min(step(n, context) for _ in range(rounds)) for n in (1, 2, 1 + self.draft_max))
+        llama_cpp.llama_memory_seq_rm(self.memory, 0, 0, -1)
+        per_token = max(0.0, (most - two) / max(1, self.draft_max - 1)) / one
+        return StepCost(fixed=two / one - 2 * per_token, per_token=per_token)
 
     # -- API for other threads -------------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
@@ -261,6 +312,8 @@ class LlamaEngine:
                 reused=reuse,
                 pending=list(request.prompt_tokens[reuse:]),
                 fed=list(request.prompt_tokens[:reuse]),
+                lookup=PromptLookup(request.prompt_tokens) if self.draft_max else None,
+                draft_length=DraftLength(self.step_cost, self.draft_max) if self.draft_max else None,
             )
             if not sequence.sampler:
                 self._release_slot(sequence)
@@ -316,20 +369,25 @@ class LlamaEngine:
             del sequence.pending[: len(chunk)]
 
     def _decode_step(self) -> None:
-        """One llama_decode for every running sequence's pending tokens; logits only for each one's last token."""
+        """One llama_decode for every running sequence's pending tokens (logits for the last one) and its draft
+        (logits for each token)."""
         self._batch_clear()
         deferred = []
         for sequence in self._running:
+            if self.batch.n_tokens + len(sequence.pending) + len(sequence.draft) > self.n_batch:
+                sequence.draft = []  # a draft only ever takes the batch's spare room
             if self.batch.n_tokens + len(sequence.pending) > self.n_batch:
                 deferred.append(sequence)  # joins the next step; the batch is full
                 sequence.logits_index = -1
                 continue
             for i, token in enumerate(sequence.pending):
-                last = i == len(sequence.pending) - 1
-                self._batch_add(token, sequence.n_past, sequence.seq_id, last)
-                sequence.n_past += 1
+                self._batch_add(token, sequence.n_past + i, sequence.seq_id, i == len(sequence.pending) - 1)
             sequence.logits_index = self.batch.n_tokens - 1
-            sequence.fed += sequence.pending
+            for i, token in enumerate(sequence.draft):
+                self._batch_add(token, sequence.n_past + len(sequence.pending) + i, sequence.seq_id, True)
+            fed = sequence.pending + sequence.draft
+            sequence.n_past += len(fed)
+            sequence.fed += fed
             sequence.pending = []
         if self.batch.n_tokens == 0:
             return
@@ -339,28 +397,65 @@ class LlamaEngine:
                 self._finish(sequence, FINISH_ERROR, "llama_decode failed (out of context memory?)")
 
     def _sample_step(self) -> None:
-        now = time.monotonic()
         for sequence in list(self._running):
-            request = sequence.request
-            if request.cancelled.is_set():
+            if sequence.request.cancelled.is_set():
                 self._finish(sequence, FINISH_CANCELLED)
-                continue
-            if sequence.logits_index < 0:
-                continue
-            token = sequence.sampler.sample(self.ctx, sequence.logits_index)
-            if sequence.generated == 0:
-                sequence.first_token_at = now
-            if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                self._finish(sequence, FINISH_STOP)
-                continue
-            sequence.generated += 1
-            sequence.text += sequence.decoder.decode(self._piece(token))
-            if request.stream_interval and request.on_partial and sequence.generated % request.stream_interval == 0:
-                _call_safely(request.on_partial, sequence.text, sequence.generated)
-            if sequence.generated >= request.max_tokens or sequence.n_past + 1 >= self.n_ctx_per_seq:
-                self._finish(sequence, FINISH_LENGTH)
-                continue
-            sequence.pending = [token]
+            elif sequence.logits_index >= 0:
+                self._verify(sequence)
+
+    def _verify(self, sequence: _Sequence) -> None:
+        """Sample the next token, and after each draft token the model agrees with, the one after it; keep the
+        agreed draft tokens' cache entries, remove the others, and draft again from the new end."""
+        draft, sequence.draft = sequence.draft, []
+        for i in range(len(draft) + 1):
+            token = sequence.sampler.sample(self.ctx, sequence.logits_index + i)
+            agreed = i < len(draft) and token == draft[i]
+            finish = self._take(sequence, token, position=sequence.n_past - len(draft) + i)
+            if finish or not agreed:
+                self._forget(sequence, len(draft) - i)
+                sequence.drafted += len(draft)
+                sequence.accepted += i + agreed
+                if finish:
+                    self._finish(sequence, finish)
+                    return
+                sequence.pending = [token]
+                break
+        if sequence.draft_length is not None:
+            sequence.draft_length.update(len(draft), i)
+        sequence.draft = self._draft(sequence)
+
+    def _take(self, sequence: _Sequence, token: int, position: int) -> str | None:
+        """Add a sampled token (to be fed at `position`) to the answer; the finish reason if the answer ends."""
+        request = sequence.request
+        if sequence.generated == 0:
+            sequence.first_token_at = time.monotonic()
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            return FINISH_STOP
+        sequence.generated += 1
+        sequence.text += sequence.decoder.decode(self._piece(token))
+        if sequence.lookup is not None:
+            sequence.lookup.extend([token])
+        if request.stream_interval and request.on_partial and sequence.generated % request.stream_interval == 0:
+            _call_safely(request.on_partial, sequence.text, sequence.generated)
+        if sequence.generated >= request.max_tokens or position + 1 >= self.n_ctx_per_seq:
+            return FINISH_LENGTH
+        return None
+
+    def _draft(self, sequence: _Sequence) -> list[int]:
+        """The guess to feed after the pending token, no longer than the answer and the context allow."""
+        if sequence.lookup is None:
+            return []
+        room = min(sequence.request.max_tokens - sequence.generated - 1,
+                   self.n_ctx_per_seq - 2 - sequence.n_past, sequence.draft_length.tokens())
+        return sequence.lookup.draft(room)
+
+    def _forget(self, sequence: _Sequence, n: int) -> None:
+        """Remove the last n fed tokens (a draft the model did not agree with) from the sequence and its cache."""
+        if n <= 0:
+            return
+        sequence.n_past -= n
+        del sequence.fed[-n:]
+        llama_cpp.llama_memory_seq_rm(self.memory, sequence.seq_id, sequence.n_past, -1)
 
     def _piece(self, token: int) -> bytes:
         buffer = ctypes.create_string_buffer(64)
@@ -384,6 +479,9 @@ class LlamaEngine:
             reused_prompt_tokens=sequence.reused,
             time_to_first_token_s=(sequence.first_token_at or now) - request.submitted_at,
             generation_s=now - sequence.started_at,
+            decode_s=now - sequence.first_token_at if sequence.first_token_at else 0.0,
+            drafted_tokens=sequence.drafted,
+            accepted_tokens=sequence.accepted,
         )
         with self._cond:
             self._running.remove(sequence)

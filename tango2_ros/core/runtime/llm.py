@@ -30,6 +30,8 @@ class LlmOptions:
     n_gpu_layers: int = setting(0, "Layers offloaded to the GPU (needs a CUDA build of llama.cpp).", -1, 1000)
     lora_path: str = ""
     max_queue: int = setting(16, "Requests that may wait beyond the parallel ones; more are refused.", 0, 10000)
+    draft_tokens: int = setting(8, "Speculative decoding by prompt lookup: most draft tokens checked per step "
+                                   "(0 = off; the answers are the same either way).", 0, 64)
     # threads until it takes over from a serving model (0 = n_threads): llama.cpp's workers spin while they wait,
     # and two engines' spinning workers on the same cores stall the serving one for seconds (bench/model_swap.py)
     warmup_threads: int = 0
@@ -59,7 +61,7 @@ class LlmRuntime(ModelRuntime):
             self.engine = LlamaEngine(
                 str(file), n_threads=options.warmup_threads or options.n_threads, n_parallel=options.n_parallel,
                 n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
-                lora_path=options.lora_path or None, max_queue=options.max_queue,
+                lora_path=options.lora_path or None, max_queue=options.max_queue, draft_max=options.draft_tokens,
             )
         except (ValueError, EngineError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {file}: {exc}") from None
