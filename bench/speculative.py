@@ -129,7 +129,7 @@ def runtimes_for(model: str, adapter: str, draft_tokens: int, parallel: int, nam
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=8, help="requests per workload")
-    p.add_argument("--draft-tokens", type=int, default=LlmOptions.draft_tokens, help="most draft tokens per step")
+    p.add_argument("--draft-tokens", type=int, default=8, help="most draft tokens per step")
     p.add_argument("--parallel", type=int, default=1, help="requests decoded at once (sequences of one engine)")
     p.add_argument("--release", default="sds-bridge@1.0.0-lora", help="the bridge assistant for the scene workload")
     p.add_argument("--workloads", default="lam,report,scene,free")

@@ -30,8 +30,10 @@ class LlmOptions:
     n_gpu_layers: int = setting(0, "Layers offloaded to the GPU (needs a CUDA build of llama.cpp).", -1, 1000)
     lora_path: str = ""
     max_queue: int = setting(16, "Requests that may wait beyond the parallel ones; more are refused.", 0, 10000)
-    draft_tokens: int = setting(8, "Speculative decoding by prompt lookup: most draft tokens checked per step "
-                                   "(0 = off; the answers are the same either way).", 0, 64)
+    # off by default: on 2 CPU cores a step's time grows with its tokens, so drafts gained 1.04-1.18x on answers
+    # that copy their prompts and nothing on free text, and batched logits can flip a near-tie (bench/speculative.py)
+    draft_tokens: int = setting(0, "Speculative decoding by prompt lookup: most draft tokens checked per step "
+                                   "(0 = off).", 0, 64)
     # threads until it takes over from a serving model (0 = n_threads): llama.cpp's workers spin while they wait,
     # and two engines' spinning workers on the same cores stall the serving one for seconds (bench/model_swap.py)
     warmup_threads: int = 0
