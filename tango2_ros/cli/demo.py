@@ -111,7 +111,9 @@ def _ask(node, *, quiet: bool) -> list[dict]:
     if not client.wait_for_server(timeout_sec=30.0):
         return [{"finish_reason": "error", "error": "action server /tango2/llm/generate did not appear"}]
     questions = [
-        ("Explain in two sentences what a give-way vessel must do under COLREG rule 16.", ""),
+        # the embedded base model is a general chat model: the ship's questions go to the learned bridge
+        # assistant (`tango2 sds demo`, `tango2 sds ask`), which answers them from the live picture
+        ("In two sentences, describe a harbour at dawn.", ""),
         ("A fishing vessel is crossing ahead from starboard at 2 NM. Describe it and the action as JSON.",
          json.dumps(DEMO_SCHEMA)),
     ]

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from tango2_ros.core.runtime import llama_engine, sampling
 from tango2_ros.core.runtime.base import ModelLoadError, RuntimeSlot, NoModelError
 from tango2_ros.core.runtime.default_models import default_llm_path
 from tango2_ros.core.runtime.llama_engine import EngineError
@@ -130,6 +131,37 @@ def test_constrained_output_parses_and_validates(runtime):
     value, problem = schema.validate(result.text)
     assert problem is None, result.text
     assert value["colour"] in ("red", "green", "blue")
+
+
+def test_greedy_json_asks_the_grammar_about_few_tokens_and_answers_as_the_whole_vocabulary_would(runtime,
+                                                                                                 monkeypatch):
+    """The shortlist path (the best tokens by logit first) against the grammar applied to the whole vocabulary
+    for every rejected token: the same greedy answer, where the grammar forces keys the model did not want."""
+    schema = compile_schema(json.dumps({"type": "object", "properties": {
+        "summary": {"type": "string", "maxLength": 80}, "ships": {"type": "array", "maxItems": 3,
+                                                               "items": {"type": "string", "maxLength": 20}},
+        "busy": {"type": "boolean"}}, "required": ["summary", "ships", "busy"]}))
+    prompt = chat(runtime, "Describe a busy container port at night as JSON.")
+    rejected = []
+    original = sampling.TokenSampler._grammar_allows
+    monkeypatch.setattr(sampling.TokenSampler, "_grammar_allows",
+                        lambda self, token: original(self, token) or rejected.append(token))
+    fast = runtime.generate(prompt, max_tokens=120, schema=schema)
+    monkeypatch.setattr(sampling, "SHORTLISTS", ())
+    whole = runtime.generate(prompt, max_tokens=120, schema=schema)
+    assert fast.text == whole.text and schema.validate(fast.text)[1] is None
+    assert len(rejected) >= 4  # the fast path was taken
+
+
+def test_a_request_the_engine_cannot_set_up_ends_with_the_reason_and_the_engine_serves_on(runtime, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no sampler today")
+
+    monkeypatch.setattr(llama_engine, "TokenSampler", broken)
+    result = runtime.generate(chat(runtime, "Hello"), max_tokens=4)
+    assert result.finish_reason == "error" and "no sampler today" in result.error
+    monkeypatch.undo()
+    assert runtime.generate(chat(runtime, "Hello"), max_tokens=4).finish_reason in ("stop", "length")
 
 
 @pytest.mark.parametrize(

@@ -305,11 +305,15 @@ class LlamaEngine:
             if request.cancelled.is_set():
                 self._finish_unstarted(request, FINISH_CANCELLED)
                 continue
+            sampler, error = self._make_sampler(request)
+            if sampler is None:
+                self._finish_unstarted(request, FINISH_ERROR, error)
+                continue
             seq_id, reuse = self._take_slot(request.prompt_tokens)
             sequence = _Sequence(
                 request=request,
                 seq_id=seq_id,
-                sampler=self._make_sampler(request),
+                sampler=sampler,
                 decoder=codecs.getincrementaldecoder("utf-8")(errors="replace"),
                 n_past=reuse,
                 reused=reuse,
@@ -318,10 +322,6 @@ class LlamaEngine:
                 lookup=PromptLookup(request.prompt_tokens) if self.draft_max else None,
                 draft_length=DraftLength(self.step_cost, self.draft_max) if self.draft_max else None,
             )
-            if not sequence.sampler:
-                self._release_slot(sequence)
-                self._finish_unstarted(request, FINISH_ERROR, "llama.cpp rejected the grammar")
-                continue
             self._running.append(sequence)
             admitted.append(sequence)
         return admitted
@@ -348,12 +348,16 @@ class LlamaEngine:
         self._cached_tokens[sequence.seq_id] = sequence.fed
         self._free_seq_ids.append(sequence.seq_id)
 
-    def _make_sampler(self, request: GenerationRequest) -> TokenSampler | None:
+    def _make_sampler(self, request: GenerationRequest) -> tuple[TokenSampler | None, str]:
+        """The request's sampler, or None and why (the engine thread must survive, and no request may hang)."""
         try:
             return TokenSampler(self.vocab, self.n_vocab, temperature=request.temperature, seed=request.seed,
-                                grammar=request.grammar)
+                                grammar=request.grammar), ""
         except ValueError:
-            return None
+            return None, "llama.cpp rejected the grammar"
+        except Exception as exc:  # noqa: BLE001
+            _log.exception("could not make a sampler")
+            return None, f"internal error: {exc}"
 
     def _prefill_prefix(self, sequence: _Sequence) -> None:
         """Feed all but the last n_batch/2 prompt tokens alone, so the rest fits in the shared step batch."""
