@@ -139,9 +139,11 @@ def main() -> int:
             # clients too, its responses to them are lost (a ROS 2 discovery race), so let discovery settle
             time.sleep(5.0)
             levels = [concurrent(actions[:c], r, args.max_tokens) for c, r in ((1, 4), (4, 2), (16, 1))]
-            plain = median([action_run(client, args.max_tokens)[0] for _ in range(3)])
-            # the schema bounds the output below 192 tokens, so no constrained answer is cut off
-            constrained = median([action_run(client, 192, json.dumps(SCHEMA))[0] for _ in range(3)])
+            # alternating rounds, as above; the schema bounds the output below 192 tokens, so no constrained
+            # answer is cut off
+            pairs = [(action_run(client, args.max_tokens)[0], action_run(client, 192, json.dumps(SCHEMA))[0])
+                     for _ in range(args.rounds)]
+            plain, constrained = median([p for p, _ in pairs]), median([c for _, c in pairs])
     finally:
         stop(node)
     data = {
