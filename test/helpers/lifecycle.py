@@ -11,9 +11,17 @@ from rcl_interfaces.srv import SetParameters
 from helpers.ros import result_of, wait_until
 
 
-def wait_responsive(node, fqn: str, timeout: float = 60.0) -> None:
-    """Until the node answers get_state. A request sent too early is lost (the server has not discovered this
-    client yet, or discovery still lists a dead process of the same name): ask again until one is answered."""
+# where each transition starts and where it ends when it succeeds
+TRANSITIONS = {Transition.TRANSITION_CONFIGURE: ("unconfigured", "inactive"),
+               Transition.TRANSITION_ACTIVATE: ("inactive", "active"),
+               Transition.TRANSITION_DEACTIVATE: ("active", "inactive"),
+               Transition.TRANSITION_CLEANUP: ("inactive", "unconfigured")}
+
+
+def state_label(node, fqn: str, timeout: float = 60.0) -> str:
+    """The node's lifecycle state as get_state answers it. A request sent too early is lost (the server has not
+    discovered this client yet, or discovery still lists a dead process of the same name): ask again until one
+    is answered."""
     client = node.create_client(GetState, f"{fqn}/get_state")
     try:
         deadline = time.monotonic() + timeout
@@ -21,19 +29,42 @@ def wait_responsive(node, fqn: str, timeout: float = 60.0) -> None:
             if client.wait_for_service(timeout_sec=0.5):
                 future = client.call_async(GetState.Request())
                 if wait_until(future.done, 1.0):
-                    return
+                    return future.result().current_state.label
                 client.remove_pending_request(future)
         raise AssertionError(f"{fqn} did not answer get_state within {timeout} s")
     finally:
         node.destroy_client(client)
 
 
+def wait_responsive(node, fqn: str, timeout: float = 60.0) -> None:
+    """Until the node answers get_state."""
+    state_label(node, fqn, timeout)
+
+
 def change_state(node, fqn: str, transition_id: int, timeout: float = 120.0) -> bool:
+    """Whether the transition succeeded. The answer to a brand-new client can be lost like any first request, so
+    when none comes the node's state tells: the transition's end state is a success, a transition under way is
+    waited for, and the start state means the request was lost and it is sent again."""
+    start, end = TRANSITIONS[transition_id]
     wait_responsive(node, fqn)
     client = node.create_client(ChangeState, f"{fqn}/change_state")
     try:
         assert client.wait_for_service(timeout_sec=30), f"{fqn}/change_state did not appear"
-        return result_of(client.call_async(ChangeState.Request(transition=Transition(id=transition_id))), timeout).success
+        deadline = time.monotonic() + timeout
+        future = None
+        while time.monotonic() < deadline:
+            if future is None:
+                future = client.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+            if wait_until(future.done, 10.0):
+                return future.result().success
+            label = state_label(node, fqn)
+            if label == end:
+                client.remove_pending_request(future)
+                return True
+            if label == start:  # not received, or refused and answered into the void: ask again
+                client.remove_pending_request(future)
+                future = None
+        raise AssertionError(f"{fqn} did not answer {fqn}/change_state within {timeout} s")
     finally:
         node.destroy_client(client)
 

@@ -13,8 +13,9 @@ draft of the tokens that followed the same few tokens earlier in its prompt or a
 the model's own samples at those positions are taken while they equal the draft, and the cache entries of the
 rest are removed. Every token is still the sampler's choice from the model's logits (grammar included); a step
 just yields several tokens when the answer copies its prompt. The answer is plain decoding's except where
-llama.cpp's logits for a token decoded in a batch differ from those of the token alone (measured on CPU: none
-at a 136-token context, up to 1.0 at 340 tokens), which flips a near-tie as batching requests together does.
+llama.cpp's logits for a token decoded in a batch differ from those of the token alone (`bench/batch_numerics.py`
+on CPU: none up to 128 tokens of context, up to 0.85 from 256 on), which flips a near-tie as batching requests
+together does.
 The draft length follows the step cost measured at load (`lookup.DraftLength`): a draft only where it pays.
 """
 from __future__ import annotations
@@ -206,10 +207,12 @@ class LlamaEngine:
     def _step_cost(self, context: int = 256, rounds: int = 3) -> StepCost:
         """What steps of 2 and of 1 + draft_max tokens cost as multiples of a one-token step, on this machine and
         model, after `context` tokens (the fastest of a few rounds each)."""
+        token = max(0, self.llama.token_bos())
+
         def step(n: int, at: int) -> float:
             self._batch_clear()
             for position in range(at, at + n):
-                self._batch_add(self.llama.token_bos(), position, 0, True)
+                self._batch_add(token, position, 0, True)
             started = time.perf_counter()
             failed = llama_cpp.llama_decode(self.ctx, self.batch)
             elapsed = time.perf_counter() - started
@@ -221,8 +224,9 @@ class LlamaEngine:
         context = min(context, self.n_batch, self.n_ctx_per_seq - self.draft_max - 2)
         self._batch_clear()
         for position in range(context):  # a context to attend to, kept while the steps are measured
-            self._batch_add(self.llama.token_bos(), position, 0, False)
-        llama_cpp.llama_decode(self.ctx, self.batch)
+            self._batch_add(token, position, 0, False)
+        if llama_cpp.llama_decode(self.ctx, self.batch) != 0:
+            raise EngineError("llama_decode failed while measuring the cost of a draft")
         one, two, most = (min(step(n, context) for _ in range(rounds)) for n in (1, 2, 1 + self.draft_max))
         llama_cpp.llama_memory_seq_rm(self.memory, 0, 0, -1)
         per_token = max(0.0, (most - two) / max(1, self.draft_max - 1)) / one

@@ -47,8 +47,7 @@ class PromptLookup:
 @dataclass(frozen=True)
 class StepCost:
     """A decode step's time for n tokens as a multiple of a one-token step: `fixed + per_token * n` from two
-    tokens on (on a CPU one token takes a faster path of its own: measured here, 2 tokens cost 1.9 one-token
-    steps and 9 tokens 5.6)."""
+    tokens on (on a CPU one token takes a faster path of its own)."""
 
     fixed: float
     per_token: float
