@@ -241,7 +241,8 @@ def test_parameters_are_declared_typed_and_described(client_node):
     from rcl_interfaces.msg import ParameterType
     from rcl_interfaces.srv import DescribeParameters
 
-    names = ["model_path", "n_threads", "n_parallel", "max_queue", "stream_interval_tokens", "diagnostics_period_s"]
+    names = ["model_path", "n_threads", "n_parallel", "max_queue", "draft_tokens", "stream_interval_tokens",
+             "diagnostics_period_s"]
     describe = client_node.create_client(DescribeParameters, f"{FQN}/describe_parameters")
     assert describe.wait_for_service(timeout_sec=30)
     descriptors = {d.name: d for d in result_of(describe.call_async(DescribeParameters.Request(names=names)), 30).descriptors}
@@ -250,11 +251,13 @@ def test_parameters_are_declared_typed_and_described(client_node):
     assert descriptors["n_parallel"].type == ParameterType.PARAMETER_INTEGER
     assert descriptors["n_parallel"].integer_range[0].from_value == 1
     assert descriptors["diagnostics_period_s"].floating_point_range[0].to_value == 60.0
+    assert descriptors["draft_tokens"].integer_range[0].to_value == 64
 
 
 def test_out_of_range_and_wrong_type_parameters_are_refused(client_node):
     assert not set_parameter(client_node, FQN, "n_parallel", 0)
     assert not set_parameter(client_node, FQN, "n_parallel", "four")
+    assert not set_parameter(client_node, FQN, "draft_tokens", -1)
     assert run_goal_ok(client_node)
 
 
