@@ -86,7 +86,7 @@ def _ask_http(*, quiet: bool, base: str = "http://127.0.0.1:8000/v1") -> dict:
     import urllib.error
     import urllib.request
 
-    question = "In one sentence: why do ships keep a proper lookout?"
+    question = "In one sentence: what is a lighthouse for?"
     try:
         with urllib.request.urlopen(f"{base}/models", timeout=30) as response:
             model = json.load(response)["data"][0]["id"]
