@@ -64,7 +64,7 @@ def change_state(node, fqn: str, transition_id: int, timeout: float = 120.0) -> 
             if label == start:  # not received, or refused and answered into the void: ask again
                 client.remove_pending_request(future)
                 future = None
-        raise AssertionError(f"{fqn} did not answer {fqn}/change_state within {timeout} s")
+        raise AssertionError(f"{fqn} did not answer change_state within {timeout} s")
     finally:
         node.destroy_client(client)
 

@@ -69,11 +69,14 @@ class TokenSampler:
         token = int(logits.argmax())
         if self._grammar_allows(token):
             return token
+        asked = numpy.array([token])
         for size in SHORTLISTS:
-            shortlist = self._shortlist[:min(size, self.n_vocab)]
-            top = numpy.argpartition(logits, -len(shortlist))[-len(shortlist):]
+            n = min(size, self.n_vocab)
+            top = numpy.argpartition(logits, -n)[-n:]
             top = top[numpy.lexsort((top, -logits[top]))]
-            shortlist["id"], shortlist["logit"], shortlist["p"] = top, logits[top], 0.0
+            fresh = top[~numpy.isin(top, asked)]  # the ones asked before were rejected
+            shortlist = self._shortlist[:len(fresh)]
+            shortlist["id"], shortlist["logit"], shortlist["p"] = fresh, logits[fresh], 0.0
             array = llama_cpp.llama_token_data_array(
                 data=shortlist.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
                 size=len(shortlist), selected=-1, sorted=False,
@@ -81,7 +84,8 @@ class TokenSampler:
             llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
             allowed = numpy.flatnonzero(~numpy.isinf(shortlist["logit"]))
             if allowed.size:
-                return int(top[allowed[0]])
+                return int(fresh[allowed[0]])
+            asked = top
         return self._sample_constrained(ctx, index)
 
     def _grammar_allows(self, token: int) -> bool:
