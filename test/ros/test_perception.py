@@ -128,3 +128,37 @@ def _a_broken_file_keeps_the_detector(loader, tmp_path) -> None:
     refused = result_of(loader.call_async(LoadModel.Request(model_path=str(tmp_path / "broken.onnx"),
                                                             name="broken", version="9.0.0")), 30)
     assert not refused.success and refused.active.startswith("yolo@") and "could not load" in refused.message
+
+
+CAMERA = """
+import time, numpy as np, rclpy
+from tango2_ros.ros.conversions.images import image_to_ros
+rclpy.init()
+node = rclpy.create_node("camera")
+publisher = node.create_publisher(__import__("sensor_msgs.msg").msg.Image, "/t5camera/image", 10)
+frame = (np.arange(480 * 640 * 3) % 251).astype(np.uint8).reshape(480, 640, 3)
+print("camera up", flush=True)
+while True:
+    publisher.publish(image_to_ros(frame))
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.ros
+def test_a_camera_with_the_large_frames_profile_reaches_a_node_with_default_transports():
+    """config/fastdds_large_frames.xml (for camera drivers) parses, and its frames reach a participant that uses
+    Fast DDS's defaults, whole."""
+    from helpers.ros import REPO, ros_node, spawn, stop, wait_for_line, wait_until
+
+    camera = spawn(["-c", CAMERA], env={"FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config/fastdds_large_frames.xml")})
+    try:
+        wait_for_line(camera, "camera up", 20)
+        with ros_node("camera_probe") as node:
+            frames: list[Image] = []
+            node.create_subscription(Image, "/t5camera/image", frames.append, 10)
+            assert wait_until(lambda: bool(frames), 20)
+        expected = (np.arange(480 * 640 * 3) % 251).astype(np.uint8).reshape(480, 640, 3)
+        assert np.array_equal(image_from_ros(frames[0]), expected)
+    finally:
+        output = stop(camera)
+    assert "Error" not in output, output

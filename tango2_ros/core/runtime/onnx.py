@@ -34,6 +34,9 @@ class OnnxRuntime(ModelRuntime):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # a node shares its cores with DDS, the camera driver and other nodes: idle workers sleep instead of
+        # spinning between operators, which costs onnxruntime alone little and leaves the cores to the others
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(
                 str(file), options, providers=providers or ["CPUExecutionProvider"]

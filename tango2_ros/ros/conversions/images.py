@@ -18,7 +18,8 @@ def image_from_ros(message: Image) -> np.ndarray:
     if message.step < row or len(message.data) < message.step * message.height:
         raise ValueError(f"{len(message.data)} bytes do not hold {message.height} rows of {message.width} x {channels} "
                          f"(step {message.step})")
-    pixels = np.frombuffer(bytes(message.data), dtype=np.uint8)[: message.step * message.height]
+    # a view of the message's own buffer: a 640x480 frame is not copied again before the resize
+    pixels = np.frombuffer(message.data, dtype=np.uint8)[: message.step * message.height]
     pixels = pixels.reshape(message.height, message.step)[:, :row].reshape(message.height, message.width, channels)
     if message.encoding == "bgr8":
         return pixels[:, :, ::-1]
