@@ -72,8 +72,8 @@ class LlmNode(Tango2Node):
 
     # -- model loading ---------------------------------------------------------------------------------------
     def _open(self, spec: ModelSpec, beside: bool) -> LlmRuntime:
-        """Beside a serving model the new one warms up on one thread (LlmOptions.warmup_threads)."""
-        options = self.settings(LlmOptions, lora_path=spec.adapter, warmup_threads=1 if beside else 0)
+        """Beside a serving model the new one warms up behind it (LlmOptions.beside)."""
+        options = self.settings(LlmOptions, lora_path=spec.adapter, beside=beside)
         return LlmRuntime(spec.path, options, name=spec.name, version=spec.version)
 
     def _spec(self, path: str) -> ModelSpec:

@@ -46,6 +46,64 @@ def test_parallel_sequences_do_not_disturb_each_other(runtime):
     assert alone[0].startswith(" 7") and "Thursday" in alone[1] and alone[2].startswith(" G") and alone[3].startswith(" 60")
 
 
+def test_a_model_loaded_beside_the_serving_one_splits_the_threads_and_both_answer_as_alone():
+    """The swap case: while the new model warms up, each engine decodes on half the threads (ggml's spinning
+    workers on shared cores stall each other otherwise); the new one takes them all when it serves."""
+    import threading
+
+    serving = LlmRuntime(default_llm_path(), LlmOptions(n_threads=2, n_parallel=1, n_ctx_per_seq=512))
+    serving.share_cores(True)
+    new = LlmRuntime(default_llm_path(), LlmOptions(n_threads=2, n_parallel=1, n_ctx_per_seq=512, beside=True))
+    try:
+        prompts = [chat(serving, "Name three kinds of ships."), chat(serving, "What does a lighthouse do?")]
+        together: list[str] = ["", ""]
+        threads = [threading.Thread(target=lambda i=i, r=r: together.__setitem__(i, r.generate(prompts[i],
+                                                                                                 max_tokens=24).text))
+                   for i, r in enumerate((serving, new))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert serving.engine.n_threads == new.engine.n_threads == 1
+        new.take_over()
+        serving.share_cores(False)
+        alone = [serving.generate(prompts[0], max_tokens=24).text, new.generate(prompts[1], max_tokens=24).text]
+        assert serving.engine.n_threads == new.engine.n_threads == 2
+        assert together == alone and all(alone)
+    finally:
+        serving.close()
+        new.close()
+
+
+def test_a_swap_leaves_the_new_model_half_the_cores_and_a_failed_one_gives_them_back(tmp_path):
+    import time
+
+    from tango2_ros.core.runtime.serving import ModelSpec, ServedModel
+
+    def open_model(spec: ModelSpec, beside: bool) -> LlmRuntime:
+        return LlmRuntime(spec.path, LlmOptions(n_threads=2, n_parallel=1, n_ctx_per_seq=256, beside=beside))
+
+    served = ServedModel(open_model, default_budget_s=lambda: 30.0, on_status=lambda status: None)
+    try:
+        assert served.load(ModelSpec(str(default_llm_path()), "first", "1")).success
+        first = served.slot.active
+        (tmp_path / "broken.gguf").write_bytes(b"GGUF" + bytes(64))
+        assert not served.load(ModelSpec(str(tmp_path / "broken.gguf"), "broken", "1")).success
+        first.generate("1, 2, 3,", max_tokens=1)
+        assert served.slot.active is first and first.engine.n_threads == 2
+        assert served.load(ModelSpec(str(default_llm_path()), "second", "1")).success
+        second = served.slot.active
+        assert second is not first
+
+        deadline = time.monotonic() + 30
+        while second.engine.n_threads != 2 and time.monotonic() < deadline:  # once the first has drained and closed
+            second.generate("1, 2, 3,", max_tokens=1)
+            time.sleep(0.05)
+        assert second.engine.n_threads == 2
+    finally:
+        served.close()
+
+
 def test_a_repeated_prompt_prefix_is_served_from_the_kv_cache():
     runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=512))
     try:
@@ -190,24 +248,31 @@ def test_bad_lora_adapters_give_clear_errors(tmp_path):
 
 
 def test_slot_swaps_between_requests_and_closes_the_old_runtime_once_drained():
+    """...and only then tells the new one it serves alone (take_over)."""
+    events: list[str] = []
+
     class Fake:
-        closed = False
+        def __init__(self, name: str) -> None:
+            self.name = name
 
         def close(self):
-            self.closed = True
+            events.append(f"close {self.name}")
+
+        def take_over(self):
+            events.append(f"alone {self.name}")
 
     slot = RuntimeSlot()
     with pytest.raises(NoModelError):
         with slot.lease():
             pass
-    old, new = Fake(), Fake()
+    old, new = Fake("old"), Fake("new")
     slot.replace(old)
+    assert events == ["alone old"]
     with slot.lease() as leased:
         assert leased is old
         slot.replace(new)
-        assert slot.active is new and not old.closed  # still in use by this request
-    assert _eventually(lambda: old.closed)
-    assert not new.closed
+        assert slot.active is new and events == ["alone old"]  # the old one is still in use by this request
+    assert _eventually(lambda: events == ["alone old", "close old", "alone new"])
 
 
 def _eventually(predicate, timeout=5.0):

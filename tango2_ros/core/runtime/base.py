@@ -91,8 +91,11 @@ class ModelRuntime(ABC):
         """Free the model; called once no request uses it."""
 
     def take_over(self) -> None:  # noqa: B027 - an optional hook, most runtimes need nothing here
-        """Called when it starts serving, after it was warmed up beside the model it replaces (say, to use every
-        thread the serving one had)."""
+        """Called once it serves alone: the model it replaced has answered its last request and is closed (say, to
+        use every thread the two shared)."""
+
+    def share_cores(self, sharing: bool) -> None:  # noqa: B027 - an optional hook, most runtimes need nothing here
+        """While `sharing`, a new model is loaded, warmed up and checked beside this serving one: leave it cores."""
 
 
 class RuntimeSlot:
@@ -124,22 +127,26 @@ class RuntimeSlot:
                 self._lock.notify_all()
 
     def replace(self, runtime: ModelRuntime | None, *, drain_timeout_s: float = 600.0) -> ModelRuntime | None:
-        """Serve from `runtime` from now on; the previous one is closed in the background once drained."""
+        """Serve from `runtime` from now on; the previous one is closed in the background once drained, and then
+        `runtime.take_over()` is called (at once when there was none)."""
         with self._lock:
             previous, self._active = self._active, runtime
         if previous is not None and previous is not runtime:
-            threading.Thread(
-                target=self._close_when_drained, args=(previous, drain_timeout_s), name="runtime-drain", daemon=True
-            ).start()
+            threading.Thread(target=self._close_when_drained, args=(previous, runtime, drain_timeout_s),
+                             name="runtime-drain", daemon=True).start()
+        elif runtime is not None:
+            runtime.take_over()
         return previous
 
-    def _close_when_drained(self, runtime: ModelRuntime, timeout_s: float) -> None:
+    def _close_when_drained(self, runtime: ModelRuntime, successor: ModelRuntime | None, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while self._leases.get(id(runtime), 0) > 0 and time.monotonic() < deadline:
                 self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._leases.pop(id(runtime), None)
         runtime.close()
+        if successor is not None:
+            successor.take_over()
 
 
 def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

@@ -188,6 +188,7 @@ class LlamaEngine:
         self._running: list[_Sequence] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._threads_wanted = 0  # set_threads(): applied by the engine thread before its next step
         self._thread = threading.Thread(target=self._loop, name="llama-engine", daemon=True)
         self._thread.start()
 
@@ -257,8 +258,15 @@ class LlamaEngine:
             self._cond.notify()
 
     def set_threads(self, n_threads: int) -> None:
-        """Change the CPU threads of later decode steps (call while no request runs, e.g. before serving)."""
-        llama_cpp.llama_set_n_threads(self.ctx, n_threads, n_threads)
+        """Decode with `n_threads` CPU threads from the next step on (the engine thread applies it between steps)."""
+        with self._cond:
+            self._threads_wanted = n_threads
+            self._cond.notify_all()
+
+    @property
+    def n_threads(self) -> int:
+        """The CPU threads the context decodes with now."""
+        return llama_cpp.llama_n_threads(self.ctx)
 
     def load(self) -> tuple[int, int]:
         """(running, waiting) requests right now."""
@@ -291,6 +299,9 @@ class LlamaEngine:
                 if self._stopping and not self._running and not self._queue:
                     return
                 admitted = self._admit_locked()
+                threads, self._threads_wanted = self._threads_wanted, 0
+            if threads:
+                llama_cpp.llama_set_n_threads(self.ctx, threads, threads)
             try:
                 for sequence in admitted:
                     self._prefill_prefix(sequence)

@@ -34,9 +34,10 @@ class LlmOptions:
     # that copy their prompts and nothing on free text, and batched logits can flip a near-tie (bench/speculative.py)
     draft_tokens: int = setting(0, "Speculative decoding by prompt lookup: most draft tokens checked per step "
                                    "(0 = off).", 0, 64)
-    # threads until it takes over from a serving model (0 = n_threads): llama.cpp's workers spin while they wait,
-    # and two engines' spinning workers on the same cores stall the serving one for seconds (bench/model_swap.py)
-    warmup_threads: int = 0
+    # loaded beside a serving model (a swap): the two split the threads until the new one takes over. ggml's
+    # workers spin at every barrier of a step, so two engines (or an engine and the load's own work) each on all
+    # cores stall each other for seconds; on half each, both run (bench/model_swap.py)
+    beside: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class LlmRuntime(ModelRuntime):
         self.options = options
         try:
             self.engine = LlamaEngine(
-                str(file), n_threads=options.warmup_threads or options.n_threads, n_parallel=options.n_parallel,
+                str(file), n_threads=_shared_threads(options.n_threads) if options.beside else options.n_threads,
+                n_parallel=options.n_parallel,
                 n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
                 lora_path=options.lora_path or None, max_queue=options.max_queue, draft_max=options.draft_tokens,
             )
@@ -153,13 +155,21 @@ class LlmRuntime(ModelRuntime):
         return golden_check(golden, budget_s)
 
     def take_over(self) -> None:
-        """Serving now: use every thread (it may have warmed up on fewer, beside the model it replaces)."""
-        if self.options.warmup_threads and self.options.warmup_threads != self.options.n_threads:
+        """Serving alone now: every thread (it shared them with the model it replaced until that one drained)."""
+        if self.options.beside:
             self.engine.set_threads(self.options.n_threads)
-        self.options = replace(self.options, warmup_threads=0)
+        self.options = replace(self.options, beside=False)
+
+    def share_cores(self, sharing: bool) -> None:
+        self.engine.set_threads(_shared_threads(self.options.n_threads) if sharing else self.options.n_threads)
 
     def close(self) -> None:
         self.engine.close(drain=True)
+
+
+def _shared_threads(n_threads: int) -> int:
+    """Each engine's threads while two share the cores during a swap."""
+    return max(1, n_threads // 2)
 
 
 def check_gguf_file(path: Path) -> None:

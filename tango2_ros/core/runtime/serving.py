@@ -78,12 +78,16 @@ class ServedModel:
         if not self._swap_lock.acquire(blocking=False):
             return LoadOutcome(False, "busy: a model load is already in progress", self.label, self.label)
         previous = self.label
+        sharing = None  # the serving model while it leaves the new one cores: given back if the swap fails
         try:
             self.on_status(ServingStatus(WARN, f"loading {spec.path}", {}))
             if release_first and self.slot.active is not None:
                 self.slot.replace(None)
-            beside = self.slot.active is not None
+            sharing = self.slot.active
+            beside = sharing is not None
             started = time.monotonic()
+            if sharing is not None:
+                sharing.share_cores(True)  # until it has drained once the new one serves, or the new one fails
             runtime = self.open_model(spec, beside)
             loaded = time.monotonic()
             runtime.warm_up()
@@ -94,11 +98,11 @@ class ServedModel:
             if not health.ok and not (health.too_slow_only and not beside):
                 runtime.close()
                 raise ModelLoadError(f"{spec.path} failed its health check: {health.detail}")
-            runtime.take_over()
             label = runtime.identity.label
             with self._counter_lock:  # a deployment is judged by its own requests only
                 self._per_model[label] = {"requests": 0, "errors": 0}
             self.slot.replace(runtime)
+            sharing = None
             outcome = LoadOutcome(True, f"serving {label}", previous, label, loaded - started, warmed - loaded,
                                   health.latency_s)
             self._last = (spec, outcome)
@@ -113,6 +117,8 @@ class ServedModel:
                            ServingStatus(ERROR, f"no model loaded: {exc}", {"last_load_error": str(exc)}))
             return LoadOutcome(False, str(exc), previous, kept)  # `active` says what serves on
         finally:
+            if sharing is not None:
+                sharing.share_cores(False)
             self._swap_lock.release()
 
     def count(self, model: str, error: bool) -> dict[str, int]:
