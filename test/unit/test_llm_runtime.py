@@ -373,3 +373,15 @@ def test_a_chat_request_is_answered_in_the_template_and_refused_with_the_reason(
         runtime.start_chat([ChatTurn("user", " ")], max_tokens=4)
     with pytest.raises(SchemaError):
         runtime.start_chat([], "Hello", max_tokens=4, json_schema="{not json")
+
+
+def test_a_quantised_kv_cache_answers_and_an_unknown_type_is_refused_with_the_choices():
+    """q8_0 halves the cache's memory (bench/llm_memory.py measures speed and answers); on a clear continuation
+    the greedy answer stays the f16 one."""
+    quantised = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=256, kv_cache_type="q8_0"))
+    try:
+        assert quantised.generate("1, 2, 3, 4, 5, 6,", max_tokens=3).text.startswith(" 7")
+    finally:
+        quantised.close()
+    with pytest.raises(ModelLoadError, match="kv_cache_type 'q3' is not one of f16, q8_0, q4_0"):
+        LlmRuntime(default_llm_path(), LlmOptions(kv_cache_type="q3"))

@@ -42,6 +42,11 @@ FINISH_CANCELLED = "cancelled"
 FINISH_ERROR = "error"
 
 
+# the KV cache's element type: q8_0 takes about half of f16's memory, q4_0 about a quarter (bench/llm_memory.py
+# measures what that does to the node's memory, speed and answers)
+KV_CACHE_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+
+
 class EngineError(RuntimeError):
     """A request cannot be served (queue full, prompt too long, engine stopped); the message says why."""
 
@@ -143,7 +148,10 @@ class LlamaEngine:
         lora_path: str | None = None,
         max_queue: int = 16,
         draft_max: int = 0,
+        kv_cache_type: str = "f16",
     ) -> None:
+        if kv_cache_type not in KV_CACHE_TYPES:
+            raise EngineError(f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}")
         self.model_path = model_path
         self.draft_max = draft_max
         self.n_parallel = n_parallel
@@ -166,6 +174,9 @@ class LlamaEngine:
         # One KV cache shared by all sequences (the engine enforces n_ctx_per_seq itself): measured faster here
         # than per-sequence streams once sequences of different lengths have come and gone.
         params.kv_unified = True
+        params.type_k = params.type_v = KV_CACHE_TYPES[kv_cache_type]
+        if kv_cache_type != "f16":  # llama.cpp quantises the V cache only with flash attention
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create a context of {params.n_ctx} tokens for {model_path}")

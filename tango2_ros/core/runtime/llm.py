@@ -13,13 +13,15 @@ from tango2_ros.core.runtime.base import (
     HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes, golden_check,
 )
 from tango2_ros.core.runtime.llama_engine import (
-    FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, EngineError, GenerationRequest, GenerationResult, LlamaEngine, RequestError,
+    FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, KV_CACHE_TYPES, EngineError, GenerationRequest, GenerationResult, LlamaEngine,
+    RequestError,
 )
 from tango2_ros.core.runtime.schema import CompiledSchema, compile_schema
 from tango2_ros.core.settings import setting
 
 GGUF_MAGIC = b"GGUF"
-KV_BYTES_PER_TOKEN_ESTIMATE = 64 * 1024  # generous for small models; refuses loads that clearly cannot fit
+KV_BYTES_PER_TOKEN_ESTIMATE = 64 * 1024  # f16, generous for small models; refuses loads that clearly cannot fit
+KV_SHARE = {"f16": 1.0, "q8_0": 34 / 64, "q4_0": 18 / 64}  # bytes per element against f16 (blocks of 32 + scale)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class LlmOptions:
     n_ctx_per_seq: int = setting(2048, "Context length (prompt + output tokens) per request.", 64, 131072)
     n_gpu_layers: int = setting(0, "Layers offloaded to the GPU (needs a CUDA build of llama.cpp).", -1, 1000)
     lora_path: str = ""
+    kv_cache_type: str = setting("f16", "Element type of the KV cache: f16, q8_0 (about half the memory) or q4_0 "
+                                        "(about a quarter); quantised types decode with flash attention.")
     max_queue: int = setting(16, "Requests that may wait beyond the parallel ones; more are refused.", 0, 10000)
     # off by default: on 2 CPU cores a step's time grows with its tokens, so drafts gained 1.04-1.18x on answers
     # that copy their prompts and nothing on free text, and batched logits can flip a near-tie (bench/speculative.py)
@@ -50,7 +54,10 @@ class LlmRuntime(ModelRuntime):
     def __init__(self, path: str | Path, options: LlmOptions = LlmOptions(), *, name: str = "", version: str = ""):
         file = Path(path)
         check_gguf_file(file)
-        needed = file.stat().st_size + options.n_ctx_per_seq * options.n_parallel * KV_BYTES_PER_TOKEN_ESTIMATE
+        if options.kv_cache_type not in KV_CACHE_TYPES:
+            raise ModelLoadError(f"kv_cache_type {options.kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}")
+        kv_bytes = KV_BYTES_PER_TOKEN_ESTIMATE * KV_SHARE[options.kv_cache_type]
+        needed = file.stat().st_size + int(options.n_ctx_per_seq * options.n_parallel * kv_bytes)
         available = available_memory_bytes()
         if needed > available:
             raise ModelLoadError(
@@ -66,6 +73,7 @@ class LlmRuntime(ModelRuntime):
                 n_parallel=options.n_parallel,
                 n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
                 lora_path=options.lora_path or None, max_queue=options.max_queue, draft_max=options.draft_tokens,
+                kv_cache_type=options.kv_cache_type,
             )
         except (ValueError, EngineError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {file}: {exc}") from None
