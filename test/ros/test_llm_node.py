@@ -231,6 +231,13 @@ def test_a_model_that_fails_to_load_then_a_good_one(tmp_path):
             kept = watcher.wait_for(lambda s: s.level == DiagnosticStatus.WARN and "kept SmolLM2" in s.message, 60)
             assert "model file not found" in kept.message
             assert run_goal(action, Generate.Goal(prompt="Hello", max_tokens=4)).result.model.startswith("SmolLM2")
+
+            # an unknown KV cache type is refused with the choices, and the good model serves on
+            assert set_parameter(node, fqn, "kv_cache_type", "q3")
+            (tmp_path / "same.gguf").symlink_to(default_llm_path())  # another path: a load, not the last one again
+            assert set_parameter(node, fqn, "model_path", str(tmp_path / "same.gguf"))
+            kept = watcher.wait_for(lambda s: s.level == DiagnosticStatus.WARN and "kv_cache_type" in s.message, 60)
+            assert "kept SmolLM2" in kept.message and "not one of f16, q8_0, q4_0" in kept.message
             action.destroy()
     finally:
         output = stop(process)
@@ -241,8 +248,8 @@ def test_parameters_are_declared_typed_and_described(client_node):
     from rcl_interfaces.msg import ParameterType
     from rcl_interfaces.srv import DescribeParameters
 
-    names = ["model_path", "n_threads", "n_parallel", "max_queue", "draft_tokens", "stream_interval_tokens",
-             "diagnostics_period_s"]
+    names = ["model_path", "n_threads", "n_parallel", "max_queue", "draft_tokens", "kv_cache_type",
+             "stream_interval_tokens", "diagnostics_period_s"]
     describe = client_node.create_client(DescribeParameters, f"{FQN}/describe_parameters")
     assert describe.wait_for_service(timeout_sec=30)
     descriptors = {d.name: d for d in result_of(describe.call_async(DescribeParameters.Request(names=names)), 30).descriptors}
@@ -252,6 +259,7 @@ def test_parameters_are_declared_typed_and_described(client_node):
     assert descriptors["n_parallel"].integer_range[0].from_value == 1
     assert descriptors["diagnostics_period_s"].floating_point_range[0].to_value == 60.0
     assert descriptors["draft_tokens"].integer_range[0].to_value == 64
+    assert descriptors["kv_cache_type"].type == ParameterType.PARAMETER_STRING
 
 
 def test_out_of_range_and_wrong_type_parameters_are_refused(client_node):
