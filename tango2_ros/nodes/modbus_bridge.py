@@ -42,6 +42,11 @@ class ModbusBridge(Tango2Node):
         self._worker: threading.Thread | None = None
         self._counts = {"commands": 0, "written": 0, "failed_writes": 0, "superseded": 0}
 
+    def executor_threads(self) -> int:
+        """Its callback only hands the command to the writer thread: one executor thread (rclpy's multi-threaded
+        executor delivered some commands 100-1000 ms late here, bench/sdf_controllers.py --through-ros)."""
+        return 1
+
     def configure(self) -> None:
         self._client = ModbusTcpClient(self.param("host"), port=self.param("port"), timeout=self.param("timeout_s"),
                                        retries=0, reconnect_delay=0.1, reconnect_delay_max=2.0)

@@ -43,6 +43,9 @@ class SafetySupervisorNode(Tango2Node):
                                   ("safe_heating_pct", "Heating in the safe state.")):
             self.declare(name, getattr(defaults, name), description, min_value=0.0, max_value=2000.0)
         self._pending: tuple | None = None  # (state, deadline)
+        # a proposal for a state not yet heard: the state and the proposal made from it travel different paths,
+        # so the proposal can come first; it waits for its state instead of being dropped
+        self._early_proposal: ActuatorCommand | None = None
         self._last_state_wall = time.monotonic()
         self._last_stamp_s = 0.0
         self._sequence = 0
@@ -84,12 +87,21 @@ class SafetySupervisorNode(Tango2Node):
             return
         self._watchdog.observe(observation_from_state(state, self.param("utc_offset_h")))
         self._pending = (state, time.monotonic() + self.param("proposal_timeout_s"))
+        early, self._early_proposal = self._early_proposal, None
+        if early is not None:
+            self._on_proposal(early)
 
     def _on_proposal(self, message: ActuatorCommand) -> None:
         pending = self._pending
-        if message.controller != self.param("controller") or pending is None or \
-                abs(stamp_to_seconds(message.header.stamp) - stamp_to_seconds(pending[0].header.stamp)) > 1e-6:
-            self._counts["ignored_proposals"] += 1  # another controller's, or for a state already decided
+        stamp_s = stamp_to_seconds(message.header.stamp)
+        if message.controller != self.param("controller"):
+            self._counts["ignored_proposals"] += 1  # another controller's
+            return
+        if pending is None or abs(stamp_s - stamp_to_seconds(pending[0].header.stamp)) > 1e-6:
+            if stamp_s > self._last_stamp_s:
+                self._early_proposal = message  # ahead of its state
+            else:
+                self._counts["ignored_proposals"] += 1  # for a state already decided
             return
         self._counts["proposals"] += 1
         self._pending = None

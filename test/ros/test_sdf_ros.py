@@ -13,6 +13,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.time import Time
 from std_msgs.msg import Bool
 
 from helpers.diagnostics import DiagnosticsWatcher
@@ -195,6 +196,24 @@ def test_a_broker_restart_loses_no_reading(farm):
     time.sleep(1.0)
     farm.broker.start()
     assert farm.command_for(stamp, timeout=30).controller == "baseline"
+
+
+def test_a_proposal_that_arrives_before_its_state_is_reviewed_not_dropped(farm):
+    """The state reaches the supervisor from the bridge, the proposal made from it from the controller: the
+    proposal can come first (seen as a 10 s watchdog fallback in simulated runs before)."""
+    from tango2_ros.ros.conversions.farm import proposal_message
+
+    stamp = T0 + 2700
+    proposals = farm.node.create_publisher(ActuatorCommand, f"{NS}/sdf/proposal", 10)
+    assert wait_until(lambda: farm.node.count_subscribers(f"{NS}/sdf/proposal") >= 1, 10)
+    setpoints = {name: 0.0 for name in ACTUATORS} | {"heating": 40.0}
+    proposals.publish(proposal_message(setpoints, "lam", "test-model", "a proposal ahead of its state",
+                                       Time(seconds=stamp).to_msg(), 1))
+    time.sleep(0.2)
+    farm.send(stamp)
+    command = farm.command_for(stamp, timeout=10)
+    assert command.controller == "lam" and command.model == "test-model", list(command.reasons)
+    assert next(s.approved_value for s in command.setpoints if s.name == "heating") == pytest.approx(40.0)
 
 
 # -- whole runs ----------------------------------------------------------------------------------------------
