@@ -43,8 +43,8 @@ class ModbusBridge(Tango2Node):
         self._counts = {"commands": 0, "written": 0, "failed_writes": 0, "superseded": 0}
 
     def executor_threads(self) -> int:
-        """Its callback only hands the command to the writer thread: one executor thread (rclpy's multi-threaded
-        executor delivered some commands 100-1000 ms late here, bench/sdf_controllers.py --through-ros)."""
+        """Its callback only hands the command to the writer thread: one executor thread (with rclpy's
+        multi-threaded executor some commands arrived 100-1000 ms after the supervisor sent them)."""
         return 1
 
     def configure(self) -> None:
