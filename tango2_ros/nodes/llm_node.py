@@ -72,7 +72,7 @@ class LlmNode(Tango2Node):
 
     # -- model loading ---------------------------------------------------------------------------------------
     def _open(self, spec: ModelSpec, beside: bool) -> LlmRuntime:
-        """Beside a serving model the new one warms up behind it (LlmOptions.beside)."""
+        """Beside a serving model the new one loads and warms up on half the threads (LlmOptions.beside)."""
         options = self.settings(LlmOptions, lora_path=spec.adapter, beside=beside)
         return LlmRuntime(spec.path, options, name=spec.name, version=spec.version)
 
