@@ -75,7 +75,8 @@ def test_a_model_loaded_beside_the_serving_one_splits_the_threads_and_both_answe
         new.close()
 
 
-def test_a_swap_leaves_the_new_model_half_the_cores_and_a_failed_one_gives_them_back(tmp_path):
+def test_a_swap_leaves_the_new_model_half_the_cores_and_the_cached_prompts_and_a_failed_one_gives_cores_back(
+        tmp_path):
     import time
 
     from tango2_ros.core.runtime.serving import ModelSpec, ServedModel
@@ -91,9 +92,12 @@ def test_a_swap_leaves_the_new_model_half_the_cores_and_a_failed_one_gives_them_
         assert not served.load(ModelSpec(str(tmp_path / "broken.gguf"), "broken", "1")).success
         first.generate("1, 2, 3,", max_tokens=1)
         assert served.slot.active is first and first.engine.n_threads == 2
+        first.generate(chat(first, "Name three kinds of ships."), max_tokens=4)  # kept in its one slot's cache
         assert served.load(ModelSpec(str(default_llm_path()), "second", "1")).success
         second = served.slot.active
         assert second is not first
+        # primed with the prompt the first one kept cached: the same question is read from the cache
+        assert second.generate(chat(second, "Name three kinds of ships."), max_tokens=1).reused_prompt_tokens > 10
 
         deadline = time.monotonic() + 30
         while second.engine.n_threads != 2 and time.monotonic() < deadline:  # once the first has drained and closed
@@ -102,6 +106,24 @@ def test_a_swap_leaves_the_new_model_half_the_cores_and_a_failed_one_gives_them_
         assert second.engine.n_threads == 2
     finally:
         served.close()
+
+
+def test_priming_reads_each_distinct_prompt_once_and_answers_as_without(runtime):
+    """Four slots primed with two prompts: every slot's cache serves its prompt, and the answers are the
+    unprimed ones."""
+    prompts = [chat(runtime, "Name three kinds of ships."), chat(runtime, "What does a lighthouse do?")]
+    fresh = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=4, n_ctx_per_seq=512))
+    try:
+        alone = [fresh.generate(p, max_tokens=12).text for p in prompts]
+        tokens = [fresh.engine.tokenize(p) for p in prompts]
+        assert fresh.engine.prime(tokens * 3) == 4
+        requests = [fresh.start(p, max_tokens=12) for p in prompts * 2]
+        results = [r.wait(60) for r in requests]
+        assert all(r.reused_prompt_tokens >= len(t) - 1 for r, t in zip(results, tokens * 2))
+        assert [r.text for r in results] == alone * 2
+        assert fresh.engine.prime([[]]) == 0  # nothing to prime
+    finally:
+        fresh.close()
 
 
 def test_a_repeated_prompt_prefix_is_served_from_the_kv_cache():

@@ -94,6 +94,10 @@ class ModelRuntime(ABC):
         """Called once it serves alone: the model it replaced has answered its last request and is closed (say, to
         use every thread the two shared)."""
 
+    def prime_from(self, serving: "ModelRuntime") -> None:  # noqa: B027 - an optional hook
+        """Before it replaces `serving`: take on what makes that one fast now (say, the prompts it keeps cached),
+        so the requests right after the switch do not pay for it."""
+
     def share_cores(self, sharing: bool) -> None:  # noqa: B027 - an optional hook, most runtimes need nothing here
         """While `sharing`, a new model is loaded, warmed up and checked beside this serving one: leave it cores."""
 

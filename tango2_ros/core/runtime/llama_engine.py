@@ -249,6 +249,46 @@ class LlamaEngine:
         """Tokenize with the model's vocabulary (read-only, safe from any thread)."""
         return self.llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
 
+    def cached_prompts(self) -> list[list[int]]:
+        """The token lists the slots' KV cache holds (earlier requests' prompts and answers), most recent first:
+        a snapshot another engine can prime its cache with."""
+        with self._cond:
+            return [list(self._cached_tokens[seq_id]) for seq_id in reversed(self._free_seq_ids)
+                    if self._cached_tokens[seq_id]]
+
+    def same_vocabulary(self, other: "LlamaEngine") -> bool:
+        """Whether token ids mean the same here and in `other` (versions of one model share a tokenizer)."""
+        return self.n_vocab == other.n_vocab and all(
+            self._piece(token) == other._piece(token) for token in range(0, self.n_vocab, 97))
+
+    def prime(self, prompts: list[list[int]]) -> int:
+        """Fill the slots' KV cache with `prompts` before serving, so the first requests that start the same way
+        read only the rest: each distinct prompt is decoded once, and its cache copied to the other slots in
+        turn. Only while idle (the lock is held throughout, so no request starts meanwhile); returns the slots
+        filled."""
+        distinct = list(dict.fromkeys(tuple(p) for p in prompts if 0 < len(p) < self.n_ctx_per_seq - 1))
+        with self._cond:
+            if self._running or self._queue or not distinct:
+                return 0
+            slots = list(self._free_seq_ids)
+            for seq_id in slots:
+                llama_cpp.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
+                self._cached_tokens[seq_id] = []
+            for index, seq_id in enumerate(slots):
+                tokens = list(distinct[index % len(distinct)])
+                if index < len(distinct):
+                    for start in range(0, len(tokens), self.n_batch):
+                        self._batch_clear()
+                        for position, token in enumerate(tokens[start:start + self.n_batch], start):
+                            self._batch_add(token, position, seq_id, False)
+                        if llama_cpp.llama_decode(self.ctx, self.batch) != 0:
+                            llama_cpp.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
+                            return index
+                else:
+                    llama_cpp.llama_memory_seq_cp(self.memory, slots[index % len(distinct)], seq_id, 0, -1)
+                self._cached_tokens[seq_id] = tokens
+            return len(slots)
+
     def submit(self, request: GenerationRequest) -> None:
         """Queue a request; raises EngineError when n_parallel run and max_queue wait already."""
         if not request.prompt_tokens:

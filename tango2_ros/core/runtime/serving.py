@@ -98,6 +98,8 @@ class ServedModel:
             if not health.ok and not (health.too_slow_only and not beside):
                 runtime.close()
                 raise ModelLoadError(f"{spec.path} failed its health check: {health.detail}")
+            if sharing is not None:  # last, so the warm-up and the health check do not evict what it primes
+                runtime.prime_from(sharing)
             label = runtime.identity.label
             with self._counter_lock:  # a deployment is judged by its own requests only
                 self._per_model[label] = {"requests": 0, "errors": 0}
