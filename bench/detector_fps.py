@@ -99,11 +99,13 @@ def through_node(model: Path, image: np.ndarray, frames: int, in_flight: int) ->
             wait(lambda label=label: label in answered)
             if label in answered and index >= 3:
                 latencies.append(answered[label] - sent)
+        def streamed() -> list[float]:
+            return [t for k, t in answered.items() if k.startswith("stream-")]
+
         sent_count = 0
         started = time.perf_counter()
         while sent_count < frames:
-            outstanding = sent_count - sum(1 for k in answered if k.startswith("stream-"))
-            if outstanding < in_flight:
+            if sent_count - len(streamed()) < in_flight:
                 send(f"stream-{sent_count}")
                 sent_count += 1
             else:
@@ -111,14 +113,14 @@ def through_node(model: Path, image: np.ndarray, frames: int, in_flight: int) ->
                 wait(lambda before=before: len(answered) > before, 2.0)
                 if len(answered) == before:
                     break  # a frame was dropped: stop rather than wait on it
-        wait(lambda: sum(1 for k in answered if k.startswith("stream-")) >= sent_count, 5.0)
-        streamed = [t for k, t in answered.items() if k.startswith("stream-")]
-        fps = len(streamed) / (max(streamed) - started) if streamed else 0.0
+        wait(lambda: len(streamed()) >= sent_count, 5.0)
+        arrivals = streamed()
+        fps = len(arrivals) / (max(arrivals) - started) if arrivals else 0.0
     finally:
         supervisor.shutdown()
     in_node = {kind: median([ms for k, ms in inference_ms.items() if k.startswith(kind)])
                for kind in ("latency-", "stream-")}
-    return latencies, fps, len(streamed), in_node
+    return latencies, fps, len(arrivals), in_node
 
 
 def main() -> int:

@@ -42,9 +42,15 @@ FINISH_CANCELLED = "cancelled"
 FINISH_ERROR = "error"
 
 
-# the KV cache's element type: q8_0 takes about half of f16's memory, q4_0 about a quarter (bench/llm_memory.py
-# measures what that does to the node's memory, speed and answers)
-KV_CACHE_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+# the KV cache's element type: the ggml type and its bytes per element against f16 (blocks of 32 and a scale);
+# bench/llm_memory.py measures what each does to the node's memory, speed and answers
+KV_CACHE_TYPES = {"f16": (llama_cpp.GGML_TYPE_F16, 1.0), "q8_0": (llama_cpp.GGML_TYPE_Q8_0, 34 / 64),
+                  "q4_0": (llama_cpp.GGML_TYPE_Q4_0, 18 / 64)}
+
+
+def kv_cache_type_problem(name: str) -> str:
+    """Why `name` is not a KV cache type this engine knows; '' when it is one."""
+    return "" if name in KV_CACHE_TYPES else f"kv_cache_type {name!r} is not one of {', '.join(KV_CACHE_TYPES)}"
 
 
 class EngineError(RuntimeError):
@@ -150,8 +156,8 @@ class LlamaEngine:
         draft_max: int = 0,
         kv_cache_type: str = "f16",
     ) -> None:
-        if kv_cache_type not in KV_CACHE_TYPES:
-            raise EngineError(f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}")
+        if problem := kv_cache_type_problem(kv_cache_type):
+            raise EngineError(problem)
         self.model_path = model_path
         self.draft_max = draft_max
         self.n_parallel = n_parallel
@@ -174,7 +180,7 @@ class LlamaEngine:
         # One KV cache shared by all sequences (the engine enforces n_ctx_per_seq itself): measured faster here
         # than per-sequence streams once sequences of different lengths have come and gone.
         params.kv_unified = True
-        params.type_k = params.type_v = KV_CACHE_TYPES[kv_cache_type]
+        params.type_k = params.type_v = KV_CACHE_TYPES[kv_cache_type][0]
         if kv_cache_type != "f16":  # llama.cpp quantises the V cache only with flash attention
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)

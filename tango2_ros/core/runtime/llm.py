@@ -14,14 +14,13 @@ from tango2_ros.core.runtime.base import (
 )
 from tango2_ros.core.runtime.llama_engine import (
     FINISH_CANCELLED, FINISH_ERROR, FINISH_STOP, KV_CACHE_TYPES, EngineError, GenerationRequest, GenerationResult, LlamaEngine,
-    RequestError,
+    RequestError, kv_cache_type_problem,
 )
 from tango2_ros.core.runtime.schema import CompiledSchema, compile_schema
 from tango2_ros.core.settings import setting
 
 GGUF_MAGIC = b"GGUF"
 KV_BYTES_PER_TOKEN_ESTIMATE = 64 * 1024  # f16, generous for small models; refuses loads that clearly cannot fit
-KV_SHARE = {"f16": 1.0, "q8_0": 34 / 64, "q4_0": 18 / 64}  # bytes per element against f16 (blocks of 32 + scale)
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,9 @@ class LlmRuntime(ModelRuntime):
     def __init__(self, path: str | Path, options: LlmOptions = LlmOptions(), *, name: str = "", version: str = ""):
         file = Path(path)
         check_gguf_file(file)
-        if options.kv_cache_type not in KV_CACHE_TYPES:
-            raise ModelLoadError(f"kv_cache_type {options.kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)}")
-        kv_bytes = KV_BYTES_PER_TOKEN_ESTIMATE * KV_SHARE[options.kv_cache_type]
+        if problem := kv_cache_type_problem(options.kv_cache_type):
+            raise ModelLoadError(problem)
+        kv_bytes = KV_BYTES_PER_TOKEN_ESTIMATE * KV_CACHE_TYPES[options.kv_cache_type][1]
         needed = file.stat().st_size + int(options.n_ctx_per_seq * options.n_parallel * kv_bytes)
         available = available_memory_bytes()
         if needed > available:
@@ -70,8 +69,7 @@ class LlmRuntime(ModelRuntime):
         try:
             self.engine = LlamaEngine(
                 str(file), n_threads=_shared_threads(options.n_threads) if options.beside else options.n_threads,
-                n_parallel=options.n_parallel,
-                n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
+                n_parallel=options.n_parallel, n_ctx_per_seq=options.n_ctx_per_seq, n_gpu_layers=options.n_gpu_layers,
                 lora_path=options.lora_path or None, max_queue=options.max_queue, draft_max=options.draft_tokens,
                 kv_cache_type=options.kv_cache_type,
             )
