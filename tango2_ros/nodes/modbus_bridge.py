@@ -44,7 +44,7 @@ class ModbusBridge(Tango2Node):
 
     def executor_threads(self) -> int:
         """Its callback only hands the command to the writer thread: one executor thread (with rclpy's
-        multi-threaded executor some commands arrived 100-1000 ms after the supervisor sent them)."""
+        multi-threaded executor some commands arrived late, which made the simulated farm's week much slower)."""
         return 1
 
     def configure(self) -> None:

@@ -169,7 +169,7 @@ class LlmRuntime(ModelRuntime):
     def prime_from(self, serving: ModelRuntime) -> None:
         """Read the prompts the serving model keeps cached into this one's slots, when the two share a vocabulary:
         otherwise each slot's first request after the switch reads its whole prompt while the running ones wait
-        (130-250 ms a step on 2 cores, bench/model_swap.py)."""
+        (bench/model_swap.py measures what a swap costs the requests in service)."""
         if isinstance(serving, LlmRuntime) and self.engine.same_vocabulary(serving.engine):
             self.engine.prime(serving.engine.cached_prompts())
 
