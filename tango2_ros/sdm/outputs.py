@@ -22,6 +22,8 @@ from tango2_ros.sdm.pipeline import StudyReport
 from tango2_ros.sdm.volume import CtVolume
 
 MANUFACTURER = "TANGO2-ROS"
+DRAFT_SERIES_DESCRIPTION = "AI draft report (unverified)"
+LOINC_FINDINGS, LOINC_IMPRESSION = "59776-5", "19005-8"
 
 
 def structured_report(report: StudyReport, volume: CtVolume, series_number: int = 9001):
@@ -34,9 +36,9 @@ def structured_report(report: StudyReport, volume: CtVolume, series_number: int 
         raise ValueError("a structured report needs the DICOM headers of the source series")
     loinc = "LN"
     items = [
-        hd.sr.TextContentItem(Code("59776-5", loinc, "Procedure Findings"), report.draft.findings_text,
+        hd.sr.TextContentItem(Code(LOINC_FINDINGS, loinc, "Procedure Findings"), report.draft.findings_text,
                               relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(Code("19005-8", loinc, "Radiology Impression"), report.draft.impression,
+        hd.sr.TextContentItem(Code(LOINC_IMPRESSION, loinc, "Radiology Impression"), report.draft.impression,
                               relationship_type="CONTAINS"),
     ]
     for finding in report.findings:
@@ -54,7 +56,7 @@ def structured_report(report: StudyReport, volume: CtVolume, series_number: int 
     return hd.sr.ComprehensiveSR(
         evidence=volume.datasets, content=root, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=False,
-        is_final=False, is_verified=False, series_description="AI draft report (unverified)")
+        is_final=False, is_verified=False, series_description=DRAFT_SERIES_DESCRIPTION)
 
 
 def diagnostic_report(report: StudyReport, issued: datetime.datetime | None = None) -> dict:

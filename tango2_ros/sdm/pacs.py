@@ -134,6 +134,21 @@ class DicomWebClient:
     def series(self, study_uid: str) -> list[dict]:
         return self._json("GET", f"{self.root}/studies/{study_uid}/series")
 
+    def search(self, path: str, **query: str) -> list[dict]:
+        """QIDO-RS: the DICOM JSON of the studies, series or instances under `path` that match `query`."""
+        return self._json("GET", f"{self.root}/{path.strip('/')}", params=query)
+
+    def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str):
+        """WADO-RS: one instance as a pydicom dataset."""
+        import pydicom
+
+        response = self._request("GET", f"{self.root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+                                 headers={"Accept": 'multipart/related; type="application/dicom"'})
+        parts = _multipart_parts(response)
+        if len(parts) != 1:
+            raise PacsError(f"the PACS sent {len(parts)} parts for one instance")
+        return pydicom.dcmread(BytesIO(parts[0]))
+
     def retrieve_series(self, study_uid: str, series_uid: str) -> list:
         """WADO-RS: every instance of a series as pydicom datasets."""
         import pydicom

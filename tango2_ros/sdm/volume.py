@@ -48,8 +48,12 @@ class CtVolume:
 
     def study_key(self, salt: str) -> str:
         """A de-identified key: a salted hash of the Study Instance UID (or of the file's content for files)."""
-        identity = self.study_uid or hashlib.sha256(self.hu.tobytes()).hexdigest()
-        return hashlib.sha256(f"{salt}:{identity}".encode()).hexdigest()[:16]
+        return study_key_of(self.study_uid or hashlib.sha256(self.hu.tobytes()).hexdigest(), salt)
+
+
+def study_key_of(identity: str, salt: str) -> str:
+    """The de-identified key of a study (its Study Instance UID, salted and hashed)."""
+    return hashlib.sha256(f"{salt}:{identity}".encode()).hexdigest()[:16]
 
 
 def load_study(path: str | Path, limits: StudyLimits = StudyLimits()) -> CtVolume:

@@ -24,3 +24,22 @@ def findings_with(*present: str) -> list[Finding]:
 def copy_series(series: Path, target: Path) -> Path:
     shutil.copytree(series, target)
     return target
+
+
+def draft_in_pacs(dicomweb: str, series: Path, fhir_dir: Path | None = None, salt: str = "tango2",
+                  findings: tuple[str, ...] = ("lung-nodule",)) -> str:
+    """Store a phantom CT series and its AI draft report in the PACS as ct_report does; the study UID."""
+    import pydicom
+
+    from tango2_ros.sdm.outputs import Destinations, ReportDelivery
+    from tango2_ros.sdm.pacs import DicomWebClient
+    from tango2_ros.sdm.pipeline import StudyReport
+    from tango2_ros.sdm.report import template_draft
+    from tango2_ros.sdm.volume import load_study
+
+    DicomWebClient(dicomweb).store([pydicom.dcmread(f) for f in sorted(series.iterdir())])
+    volume, found = load_study(series), findings_with(*findings)
+    report = StudyReport(volume.study_key(salt), found, template_draft(found), "ct-findings@1.0.0", volume=volume)
+    delivery = ReportDelivery(Destinations(pacs_dicomweb=dicomweb, fhir_dir=str(fhir_dir) if fhir_dir else ""))
+    assert delivery.deliver(report) == ""
+    return volume.study_uid
