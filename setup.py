@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 PACKAGE = "tango2_ros"
 NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm", "perception_node",
                     "greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge", "mqtt_broker",
-                    "ct_report", "llm_api"]
+                    "ct_report", "llm_api", "console"]
 
 
 def tree(folder: str, pattern: str) -> list[str]:
@@ -27,6 +27,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={f"{PACKAGE}.console": ["static/*"]},  # the console's page, served from the package
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -23,7 +23,12 @@ def run(args) -> int:
         profiles = {name: load_profile(str(path)).description for name, path in available_profiles().items()}
         emit(args, {"profiles": profiles}, "\n".join(f"{n:<12} {d}" for n, d in profiles.items()))
         return 0 if args.list else _missing_profile(profiles)
-    profile = load_profile(args.profile)
+    return run_profile(load_profile(args.profile), args.duration, args if args.graph else None)
+
+
+def run_profile(profile, duration_s: float | None = None, graph_args=None) -> int:
+    """Bring the profile's nodes up, keep them running until Ctrl-C, SIGTERM or `duration_s`, stop them cleanly;
+    with `graph_args`, print the live ROS graph once every node is up (as text, or JSON with --json)."""
     from tango2_ros.bringup.supervisor import Supervisor
 
     supervisor = Supervisor(profile)
@@ -32,11 +37,11 @@ def run(args) -> int:
     try:
         supervisor.say(f"profile '{profile.name}' from {profile.source}: {len(profile.nodes)} node(s)")
         all_up = supervisor.start()
-        if args.graph and not supervisor.stopping:
+        if graph_args is not None and not supervisor.stopping:
             graph = supervisor.graph()
-            emit(args, {"status": supervisor.status(), "graph": graph.as_dict()}, graph.format())
+            emit(graph_args, {"status": supervisor.status(), "graph": graph.as_dict()}, graph.format())
         if not supervisor.stopping:
-            supervisor.watch(args.duration)
+            supervisor.watch(duration_s)
     finally:
         supervisor.shutdown()
     return 0 if all_up else 1

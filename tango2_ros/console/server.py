@@ -144,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the checks, in order ----------------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
-        self.session: Session | None = None
+        self.session: Session | None = self.console.sessions.get(self._cookie())
         self.body_read = False
         url = urlsplit(self.path)
         self.query = {key: values[-1] for key, values in parse_qs(url.query, max_num_fields=20).items()}
@@ -171,7 +171,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(ConsoleError(500, "internal"))
 
     def _authorise(self, permission: str, action: str) -> None:
-        self.session = self.console.sessions.get(self._cookie())
         if self.session is None:
             raise ConsoleError(401, "no_session")
         account = self.session.account
@@ -193,8 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ConsoleError(403, "origin", origin[:100])
 
     def _json_body(self) -> dict:
-        if self.session is None:  # login: only the origin can be checked before a session exists
-            self._check_origin()
+        self._check_origin()  # (again for most routes; the only check of a login's request)
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise ConsoleError(415, "json_only")
         length = self.headers.get("Content-Length")
