@@ -60,7 +60,7 @@ class ConsoleNode(Tango2Node):
         home = Path(self.param("home")) if self.param("home") else console_home()
         manager = self.param("model_manager").rstrip("/")
         group = self.coroutine_group
-        self._clients = {kind: self.create_client(kind, f"{manager}/{name}", callback_group=group)
+        self._manager = {kind: self.create_client(kind, f"{manager}/{name}", callback_group=group)
                          for kind, name in ((ListModels, "list"), (SwapModel, "swap"), (Rollback, "rollback"))}
         self._ask = ActionClient(self, AskBridge, self.param("ask_action"), callback_group=group)
         self._estop = self.create_publisher(Bool, "sdf/emergency_stop", 10)
@@ -98,12 +98,12 @@ class ConsoleNode(Tango2Node):
 
     def activate(self) -> None:
         self._server.start()
-        accounts = len(self._server.accounts.names())
         url = f"http://{self.param('address')}:{self._server.port}/"
-        if accounts == 0:
-            self.set_status(WARN, f"serving {url}, but no account exists: tango2 console adduser NAME --role ...")
+        if self._server.accounts.names():
+            self.set_status(OK, f"serving {url}", url=url)
         else:
-            self.set_status(OK, f"serving {url}", port=self._server.port)
+            self.set_status(WARN, f"serving {url}, but no account exists: tango2 console adduser NAME --role ...",
+                            url=url)
 
     def cleanup(self) -> None:
         if self._server is not None:
@@ -124,7 +124,7 @@ class ConsoleNode(Tango2Node):
 
     # -- the console's backend (tango2_ros.console.server.ConsoleBackend), called from HTTP threads -----------
     def _call(self, kind, request):
-        client = self._clients[kind]
+        client = self._manager[kind]
         if not client.wait_for_service(timeout_sec=SERVICE_WAIT_S):
             raise BackendError(f"the model manager ({client.srv_name}) is not available")
         future = client.call_async(request)
