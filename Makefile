@@ -94,7 +94,8 @@ $(STAMPS)/package: setup.py setup.cfg $(STAMPS)/interfaces $(STAMPS)/llama $(STA
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(STAMPS)/test-tools: requirements/test.txt | $(STAMPS)/venv
+$(STAMPS)/test-tools: requirements/test.txt scripts/system_deps.sh | $(STAMPS)/venv
+	scripts/system_deps.sh test
 	$(BIN)/pip install --quiet -r requirements/test.txt
 	@touch $@
 

@@ -1,6 +1,6 @@
 """`tango2 console`: the operator console in a browser, and its accounts.
 
-    tango2 console [--address A] [--port P] [--namespace NS] [--pacs-dicomweb URL] [--duration S]
+    tango2 console [--address A] [--port P] [--namespace NS] [--name N] [--pacs-dicomweb URL] [--duration S]
     tango2 console adduser NAME --role viewer|operator|radiologist|admin --password-stdin [--language ko]
     tango2 console users [--json]
 
@@ -23,6 +23,8 @@ def register(commands) -> None:
     parser.add_argument("--address", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     parser.add_argument("--namespace", default="/tango2", help="the stack's namespace (default /tango2)")
+    parser.add_argument("--name", default="console", help="the node's name (default console; another name for a "
+                        "second console beside a profile's)")
     parser.add_argument("--pacs-dicomweb", default="", metavar="URL", help="DICOMweb root of the PACS with drafts")
     parser.add_argument("--pacs-rest", default="", metavar="URL", help="Orthanc's REST root (signed drafts deleted)")
     parser.add_argument("--fhir-dir", default="", metavar="DIR", help="ct_report's FHIR folder (made final)")
@@ -76,5 +78,5 @@ def serve(args) -> int:
     parameters = {"address": args.address, "port": args.port, "model_manager": f"{namespace.rstrip('/')}/models",
                   "ask_action": f"{namespace.rstrip('/')}/sds/ask", "pacs_dicomweb": args.pacs_dicomweb,
                   "pacs_rest": args.pacs_rest, "fhir_dir": args.fhir_dir, "study_salt": args.study_salt}
-    node = NodeSpec("console", "console", namespace=namespace, parameters=parameters)
+    node = NodeSpec(args.name, "console", namespace=namespace, parameters=parameters)
     return run_profile(Profile("console", "the operator console", (node,), Path("<tango2 console>")), args.duration)

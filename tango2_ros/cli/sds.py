@@ -8,7 +8,7 @@
                                                         the situation in words at the initial instant, checked
     tango2 sds ask SCENARIO "QUESTION" [--lang en|ko] [--model NAME@SPEC|F.gguf] [--json]
                                                         a watch officer's question answered from that picture
-    tango2 sds demo [--json]                            the sds profile fed with NMEA: decisions and descriptions
+    tango2 sds demo [--console-port P] [--json]         the sds profile fed with NMEA: decisions and descriptions
 
 `simulate` runs the closed loop through real nodes over ROS 2, started here in their own namespace: simulated
 sensors send NMEA 0183 over UDP (AIS, radar TTM with noise, own ship's RMC/HDT) to the nmea_bridge and camera
@@ -63,6 +63,8 @@ def register(commands) -> None:
     ask.set_defaults(handler=_ask)
     demo = sub.add_parser("demo", help="bring up the sds profile, feed it NMEA/AIS over UDP, show what it decides")
     demo.add_argument("--seconds", type=float, default=25.0, help="how long to feed the encounter (default 25)")
+    demo.add_argument("--console-port", type=int, default=0, metavar="P",
+                      help="the operator console's port during the demo (default: a free port, printed)")
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(handler=_demo)
 
@@ -246,7 +248,9 @@ def _demo(args) -> int:
         if not args.json:
             print(f"[{row['t_s']:5.1f} s] decision {row['state']}: {row['rationale']}", flush=True)
 
-    report = run_demo(args.seconds, said)
+    if not 0 <= args.console_port <= 65535:
+        raise UserError(f"--console-port {args.console_port}: use 0 to 65535")
+    report = run_demo(args.seconds, said, args.console_port)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:

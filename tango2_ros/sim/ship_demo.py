@@ -43,11 +43,12 @@ def encounter_datagram(t_s: float) -> bytes:
     ]) + "\r\n").encode()
 
 
-def _demo_profile(port: int) -> Profile:
+def _demo_profile(port: int, console_port: int) -> Profile:
     goal = to_geographic(12.0, 0.0, *ORIGIN)
     profile = load_profile("sds")
     extras = {"nmea_bridge": {"udp_port": port, "udp_address": "127.0.0.1"},
-              "colreg_node": {"goal_lat_deg": goal[0], "goal_lon_deg": goal[1]}, "scene_llm": {"period_s": 8.0}}
+              "colreg_node": {"goal_lat_deg": goal[0], "goal_lon_deg": goal[1]}, "scene_llm": {"period_s": 8.0},
+              "console": {"port": console_port}}
     return replace(profile, nodes=tuple(replace(spec, parameters={**spec.parameters, **extras.get(spec.name, {})})
                                         for spec in profile.nodes))
 
@@ -55,16 +56,18 @@ def _demo_profile(port: int) -> Profile:
 DESCRIPTION_WAIT_S = 90.0  # past `seconds`, how long the encounter goes on while no description has come yet
 
 
-def run_demo(seconds: float, on_decision: Callable[[dict], None]) -> dict:
+def run_demo(seconds: float, on_decision: Callable[[dict], None], console_port: int = 0) -> dict:
     """Bring the profile up, send the encounter once a second for `seconds` (and on until the first description,
     at most DESCRIPTION_WAIT_S more: the model writes it), collect decisions (new ones only), the fused tracks and
-    the descriptions."""
-    port = free_port()
-    supervisor = Supervisor(_demo_profile(port), out=sys.stderr)
+    the descriptions. The profile's operator console serves on `console_port` (0: a free port), said on stderr."""
+    port, console_port = free_port(), console_port or free_port()
+    supervisor = Supervisor(_demo_profile(port, console_port), out=sys.stderr)
     report: dict = {"decisions": [], "scenes": [], "tracks": []}
     try:
         if not supervisor.start():
             raise UserError("the sds profile did not come up")
+        print(f"operator console: http://127.0.0.1:{console_port}/ (accounts: tango2 console adduser)",
+              file=sys.stderr, flush=True)
         node, last, decisions, scenes = supervisor.node, {}, [], []
         # the model manager's first deployments load beside the embedded models: let them finish first
         deployed = wait_for_deployments(node, "/tango2/models/status", ["llm", "detector"], 180.0)
