@@ -1,11 +1,11 @@
-"""The domain packages import no ROS: every module of core, sds, sdf, sdm and builder imports in a process where
+"""The domain packages import no ROS: every module of core, sds, sdf, sdm, builder and console imports in a process where
 rclpy and the message packages cannot be imported (the ROS side lives in tango2_ros.ros, .nodes and .sim)."""
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN_PACKAGES = ("core", "sds", "sdf", "sdm", "builder")
+DOMAIN_PACKAGES = ("core", "sds", "sdf", "sdm", "builder", "console")
 
 PROBE = """
 import importlib, pkgutil, sys
