@@ -53,6 +53,7 @@ class ConsoleNode(Tango2Node):
         self.declare("study_salt", "tango2", "ct_report's salt of the de-identified study key.")
         self.live = LiveState()
         self._slots: dict[str, dict] = {}
+        self._descriptions: dict[str, dict] = {}
         self._server: ConsoleServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ class ConsoleNode(Tango2Node):
                          (TargetArray, "sds/targets", lambda m: self.live.update("ship", targets=view.targets_view(m))),
                          (NavigationDecision, "sds/decision",
                           lambda m: self.live.update("ship", decision=view.decision_view(m))),
-                         (SceneDescription, "sds/scene", lambda m: self.live.update("ship", description=view.scene_view(m))),
+                         (SceneDescription, "sds/scene", self._on_scene),
                          (GreenhouseState, "sdf/state", self._on_greenhouse),
                          (ActuatorCommand, "sdf/command",
                           lambda m: self.live.append("farm", "proposals", view.command_view(m), PROPOSALS_KEPT)),
@@ -117,6 +118,11 @@ class ConsoleNode(Tango2Node):
                                            "humidity": list(preset.rh_band_pct), "co2": list(preset.co2_band_ppm)}
         self.live.append("farm", "history", view.climate_point(message), HISTORY_POINTS)
         self.live.update("farm", state=view.greenhouse_view(message), bands=bands)
+
+    def _on_scene(self, message: SceneDescription) -> None:
+        """The newest description in each language (a scene_llm per language serves crews that read both)."""
+        self._descriptions[message.language or "en"] = view.scene_view(message)
+        self.live.update("ship", descriptions=dict(self._descriptions))
 
     def _on_model_status(self, message: ModelStatus) -> None:
         self._slots[message.slot] = view.status_view(message)

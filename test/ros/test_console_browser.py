@@ -115,6 +115,9 @@ def test_operator_viewer_and_radiologist_in_a_browser(tmp_path, series):
             assert operator.inner_text("#decision-state")
             assert "AIS-440123450" in operator.inner_text("#targets")
             operator.wait_for_selector("#description:not(:empty)", timeout=180000)  # the bridge assistant's words
+            operator.fill("#ask-question", "Which vessels must we give way to?")
+            operator.click("#ask-form button")
+            assert wait_until(lambda: "AIS-" in operator.inner_text("#ask-answer"), 180), operator.inner_text("#ask-answer")
             operator.screenshot(path=str(ARTIFACTS / "ship.png"))
 
             operator.click("nav button[data-tab=models]")

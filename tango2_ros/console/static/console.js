@@ -145,7 +145,8 @@ function renderShip(ship) {
   $("decision-state").textContent = decision.state || t("no_picture");
   $("decision-rules").textContent = (decision.rules || []).join(", ");
   $("decision-rationale").textContent = decision.rationale || decision.status_reason || "";
-  const description = ship.description || {};
+  const descriptions = ship.descriptions || {};  // the account's language first, else what the ship describes in
+  const description = descriptions[state.who.language] || Object.values(descriptions)[0] || {};
   $("description").textContent = description.text || "";
   $("description-model").textContent = description.model ? `${t("model")}: ${description.model}` : "";
   const body = clearBody($("targets"));
