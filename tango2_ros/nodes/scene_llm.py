@@ -3,11 +3,12 @@ colreg decision's facts and the on-device LLM.
 
 Every `period_s` (and when the decision's state changes) it takes the latest `sds/decision`, builds facts per
 target (clock bearing, range from `sds/targets`, encounter, role, rules, CPA/TCPA) and asks the LLM
-(`llm_action`, tango2_msgs/action/Generate) for a description in `language` (en, ko) under a JSON Schema built
-from those facts. What the model says is checked against the facts (tango2_ros.sds.scene) and contradictions
-are replaced and listed in `corrections`; without a model the text is built from the facts. Publishes
-`sds/scene` (SceneDescription). The action `sds/ask` (AskBridge) answers a question about the same picture,
-checked the same way (tango2_ros.sds.questions). The model only describes and answers: the colreg node decides.
+(`llm_action`, tango2_msgs/action/Generate) for a description in `language` (en, ko, or both as "en,ko": one
+message per language, for crews that read both) under a JSON Schema built from those facts. What the model says
+is checked against the facts (tango2_ros.sds.scene) and contradictions are replaced and listed in `corrections`;
+without a model the text is built from the facts. Publishes `sds/scene` (SceneDescription). The action `sds/ask`
+(AskBridge) answers a question about the same picture, checked the same way (tango2_ros.sds.questions). The model
+only describes and answers: the colreg node decides.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class SceneLlm(Tango2Node):
         super().__init__("scene_llm")
         self.declare("period_s", 10.0, "Seconds between descriptions (and one at each change of the decision's state).",
                      min_value=0.5, max_value=3600.0)
-        self.declare("language", "en", "Language of the descriptions: en or ko.")
+        self.declare("language", "en", "Language of the descriptions: en, ko, or en,ko for one in each.")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = templates only.")
         self.declare("max_tokens", 720, "Token budget of one description.", min_value=32, max_value=4096)
         self.declare("timeout_s", 60.0, "Give up on the model after this and describe from the facts.", min_value=1.0,
@@ -50,8 +51,10 @@ class SceneLlm(Tango2Node):
         return 2
 
     def configure(self) -> None:
-        if self.param("language") not in scene.LANGUAGE_NAMES:
-            raise ValueError(f"language must be one of {', '.join(scene.LANGUAGE_NAMES)}, not {self.param('language')!r}")
+        self._languages = [language.strip() for language in self.param("language").split(",")]
+        if not all(language in scene.LANGUAGE_NAMES for language in self._languages):
+            raise ValueError(f"language must be one of {', '.join(scene.LANGUAGE_NAMES)} or several of them separated "
+                             f"by commas, not {self.param('language')!r}")
         self._publisher = self.create_publisher(SceneDescription, "sds/scene", 10)
         self.create_subscription(NavigationDecision, "sds/decision", self._on_decision, 10)
         self.create_subscription(TargetArray, "sds/targets", self._on_targets, 10)
@@ -98,14 +101,15 @@ class SceneLlm(Tango2Node):
         self.in_background(lambda: self._describe(targets, action, ask, []))
 
     def _describe(self, targets, action, ask, reasons: list[str]) -> None:
-        started = time.monotonic()
-        described = scene.describe(targets, action, self.param("language"), ask, self._own)
+        for language in self._languages:
+            started = time.monotonic()
+            described = scene.describe(targets, action, language, ask, self._own)
+            message = SceneDescription(
+                text=described.text, language=language, corrections=reasons + described.corrections,
+                model=described.model, facts=self._fact_pairs(targets, action), latency_s=time.monotonic() - started)
+            message.header.stamp = self.get_clock().now().to_msg()
+            self._publisher.publish(message)
         self._busy_since = None
-        message = SceneDescription(
-            text=described.text, language=self.param("language"), corrections=reasons + described.corrections,
-            model=described.model, facts=self._fact_pairs(targets, action), latency_s=time.monotonic() - started)
-        message.header.stamp = self.get_clock().now().to_msg()
-        self._publisher.publish(message)
         self.set_status(OK if not message.corrections else WARN, f"described {len(targets)} target(s)"
                         + (f", {len(message.corrections)} correction(s)" if message.corrections else ""),
                         model=message.model)

@@ -20,7 +20,8 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
     llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_node", "-r", f"__ns:={ns}",
                  "-p", "n_parallel:=1", "-p", "n_ctx_per_seq:=1024"])
     scene_node = spawn(["-m", "tango2_ros.nodes.scene_llm", "--ros-args", "-r", "__node:=scene_llm", "-r",
-                        f"__ns:={ns}", "-p", f"llm_action:={ns}/llm/generate", "-p", "period_s:=2.0"])
+                        f"__ns:={ns}", "-p", f"llm_action:={ns}/llm/generate", "-p", "period_s:=2.0",
+                        "-p", "language:=en,ko"])
     try:
         with ros_node("scene_probe") as node:
             bring_up(node, f"{ns}/llm_node")
@@ -36,7 +37,7 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
 
             def described():
                 publisher.publish(decision)
-                return any(s.model != "templates" for s in scenes)
+                return {s.language for s in scenes if s.model != "templates"} == {"en", "ko"}
 
             assert wait_until(described, 120, interval=1.0), [(s.model, s.corrections) for s in scenes]
             result = next(s for s in scenes if s.model != "templates")
@@ -45,6 +46,8 @@ def test_scene_llm_describes_a_decision_with_the_real_model():
             assert {kv.key for kv in result.facts} == {"action", "AIS-440123450", *CONCLUSIONS}
             # whatever the small model wrote, nothing in the text contradicts the facts it was checked against
             assert "to port" not in result.text and not math.isnan(result.latency_s)
+            korean = next(s for s in scenes if s.language == "ko")  # the same picture for a crew that reads Korean
+            assert "AIS-440123450" in korean.text and any("\uac00" <= c <= "\ud7a3" for c in korean.text)
 
             ask = ActionClient(node, AskBridge, f"{ns}/sds/ask")
             assert ask.wait_for_server(timeout_sec=10)
