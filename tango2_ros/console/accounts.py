@@ -148,8 +148,9 @@ class SessionStore:
             self._sessions[session.token] = session
         return session
 
-    def get(self, token: str | None) -> Session | None:
-        """The live session of this token (its idle time starts again); None when unknown or expired."""
+    def get(self, token: str | None, touch: bool = True) -> Session | None:
+        """The live session of this token (a request starts its idle time again; `touch=False` only looks: an open
+        live feed is not someone at the keyboard); None when unknown or expired."""
         if not token:
             return None
         now = self.clock()
@@ -160,7 +161,8 @@ class SessionStore:
             if now - session.last_seen > self.idle_s or now - session.opened > self.max_age_s:
                 del self._sessions[token]
                 return None
-            session.last_seen = now
+            if touch:
+                session.last_seen = now
             return session
 
     def close(self, token: str) -> None:

@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         seen: dict[str, int] = {}
         try:
             while not socket_.closed and not self.console.stopping.is_set():
-                if self.console.sessions.get(token) is None:
+                if self.console.sessions.get(token, touch=False) is None:
                     socket_.close(websocket.POLICY_VIOLATION, "session ended")
                     break
                 for channel, data in self.console.live.changed_since(seen, channels, 1.0).items():

@@ -141,7 +141,7 @@ class ConsoleNode(Tango2Node):
     def models(self) -> list[dict]:
         listed = self._call(ListModels, ListModels.Request()).models
         slots = []
-        for slot, event in sorted(self._slots.items()):
+        for slot, event in sorted(dict(self._slots).items()):  # the executor's threads may add a slot meanwhile
             versions = sorted({m.version for m in listed if m.name == event["model"]})
             slots.append({"slot": slot, "model": event["model"], "active_version": event["version"]
                           if event["state"] == "active" else event["previous_version"], "state": event["state"],

@@ -209,6 +209,19 @@ def test_patient_data_only_for_radiologists_and_the_audit_log_only_for_admins(co
         e for e in entries if e["action"] == "sign").items()
 
 
+def test_an_open_live_feed_does_not_keep_an_unattended_session_alive(console):
+    operator = login(console, "otto")
+    with _live(console, operator) as feed:
+        _receive(feed, 1)
+        for _ in range(2):  # no request for longer than the idle time (600 s), only the feed looking each second
+            console.clock.now += 400
+            time.sleep(1.5)
+        with pytest.raises(Exception):  # noqa: B017 - the server closes the feed: any close is the answer
+            for _ in range(20):
+                feed.recv(timeout=1)
+    assert operator.get(f"{console.url}/api/session").status_code == 401
+
+
 def test_sessions_end_after_idle_time_and_at_logout(console):
     operator = login(console, "otto")
     console.clock.now += 300
