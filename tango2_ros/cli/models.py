@@ -12,6 +12,9 @@
     inspect NAME[@VERSION] [--store S]         a version's manifest
     pull    NAME[@VERSION] [--store S]         fetch and verify into the cache (works offline from the cache)
     push    BUNDLE_DIR | NAME@VERSION --store S  publish a bundle folder, or copy a version from --from
+    status  [--manager /tango2/models]         what a running stack's model manager serves, with shadow scores
+    shadow  NAME@SPEC --slot SLOT [--samples N] [--promote]
+                                               a candidate in shadow beside a slot's serving model
 
 Stores are folders, http(s):// URLs of a served store folder, or oci://host:port/prefix.
 """
@@ -23,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from tango2_ros import paths
+from tango2_ros.cli import models_live
 from tango2_ros.cli.output import ProgressBar, emit
 from tango2_ros.core.artifacts.defaults import ensure_signing_key, import_defaults
 from tango2_ros.core.artifacts.cache import ArtifactCache, VerificationError, verify_folder
@@ -93,6 +97,8 @@ def register(commands) -> None:
     push.add_argument("source", help="bundle folder, or NAME@VERSION in the --from store")
     push.add_argument("--from", dest="source_store", default=None, help="store to copy NAME@VERSION from")
     push.add_argument("--tag", action="append", default=[], help="also point this tag at the version")
+
+    models_live.register(sub)  # status and shadow: a running stack's model manager, over ROS
 
 
 def _guarded(handler, args) -> int:

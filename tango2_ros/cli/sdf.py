@@ -99,8 +99,6 @@ def _simulate(args) -> int:
     for option, value in (("--model", args.model), ("--shadow", args.shadow)):
         if value is not None and args.controller != "lam":
             raise UserError(f"{option} is for --controller lam (the {args.controller} controller has no model)")
-    if args.shadow is not None and not args.in_process:
-        raise UserError("--shadow runs with --in-process: the farm's nodes do not run a shadow model yet")
     if not 1 <= args.shadow_decisions <= 100000:
         raise UserError(f"--shadow-decisions {args.shadow_decisions}: use 1 to 100000")
     preset = PRESETS[args.crop]
@@ -121,9 +119,11 @@ def _simulate(args) -> int:
     else:
         from tango2_ros.sim.farm_rig import FarmRig
 
-        rig = FarmRig(args.controller, preset.name, greenhouse, args.model)
+        rig = FarmRig(args.controller, preset.name, greenhouse, args.model, args.shadow, args.shadow_decisions)
         try:
             report = run(greenhouse, rig.loop, args.controller, on_record=records.append)
+            if args.shadow:
+                report["shadow"] = rig.shadow_score() or {"model": args.shadow, "decisions": 0, "asked": 0}
         finally:
             rig.shutdown()
         report["through"] = rig.description

@@ -28,11 +28,12 @@ from tango2_ros.core.artifacts.manifest import Manifest, semver_key
 from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.artifacts.stores import ArtifactError, Store, StoreUnavailable, open_store
 from tango2_ros.core.runtime.serving import HOLD_KEY, LoadOutcome
+from tango2_ros.core.shadow import SHADOW_KEY, shadow_score
 from tango2_ros.core.settings import setting
 
 POLICIES = ("pinned", "latest")
 AVAILABLE, LOADING, ACTIVE, FAILED = "available", "loading", "active", "failed"
-DEFERRABLE = ("swapped", "updated")  # the swaps that change a working model
+DEFERRABLE = ("swapped", "updated", "promoted")  # the swaps that change a working model
 
 
 class SwapError(RuntimeError):
@@ -76,6 +77,10 @@ class SlotConfig:
                                                "(brief outage) instead of refusing.")
     max_deferral_s: float = setting(600.0, "A swap waits at most this long for the nodes' swap holds to end, then it "
                                     "is given up.", 0.0, 86400.0)
+    shadow_of: str = setting("", "This slot serves a candidate in shadow beside that slot (its node is asked after "
+                             "the serving one and judged, never acted on); empty = a serving slot.")
+    promote: bool = setting(False, "A shadow slot: once a judging node reports the candidate promoted by its gate, "
+                            "deploy it to `shadow_of` (waiting for the swap windows like any swap).")
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,8 @@ class Deployer:
         self.retry_after_s, self.clock = retry_after_s, clock
         self.hold_scope, self.hold_alive_s = hold_scope, hold_alive_s
         self.holds: dict[str, tuple[str, float]] = {}  # node -> (reason, when it last said so)
+        self.shadow_scores: dict[str, tuple[str, dict]] = {}  # candidate name@version -> (judging node, its score)
+        self.promoted: set[str] = set()  # candidates already handed to their serving slot
         self.slots: dict[str, Slot] = {}
         self._manifests: dict[str, Manifest] = {}  # manifest digest -> parsed manifest
 
@@ -384,6 +391,9 @@ class Deployer:
                 self.holds[node] = (values[HOLD_KEY], self.clock())
             else:
                 self.holds.pop(node, None)
+            score = shadow_score(values.get(SHADOW_KEY, ""))
+            if score is not None:
+                self.shadow_scores[score["model"]] = (node, score)
         for slot in self.slots.values():
             if slot.config.node == node:
                 slot.consumer_seen = self.clock()
@@ -407,6 +417,9 @@ class Deployer:
             self.swap(slot, slot.active.version, event="restored", requested_by=f"consumer serves {slot.consumer_label}")
         elif slot.deferred is not None:
             self._retry_deferred(slot)
+        elif config.shadow_of and config.promote and slot.active.reference not in self.promoted and \
+                self.shadow_scores.get(slot.active.reference, ("", {}))[1].get("promoted"):
+            self._promote(slot)
         elif config.policy == "latest" and now >= slot.next_poll:
             slot.next_poll = now + config.poll_period_s
             try:
@@ -416,6 +429,22 @@ class Deployer:
                 return
             if semver_key(latest) > semver_key(slot.active.version) and latest not in slot.failed:
                 self.swap(slot, latest, event="updated", requested_by="policy latest")
+
+    def _promote(self, shadow: Slot) -> None:
+        """The shadow slot's candidate passed its gate: deploy it where it was shadowing, once (a deferred promotion
+        waits in the target slot like any deferred swap, and is given up after its `max_deferral_s`)."""
+        candidate = shadow.active.reference
+        judge, score = self.shadow_scores[candidate]
+        target = self.slots.get(shadow.config.shadow_of)
+        self.promoted.add(candidate)
+        if target is None or target.config.model != shadow.active.name:
+            self.log.error(f"slot {shadow.name}: {candidate} passed the gate of {judge}, but slot "
+                           f"{shadow.config.shadow_of!r} does not serve {shadow.active.name}: not promoted")
+            return
+        outcome = self.swap(target, shadow.active.version, event="promoted",
+                            requested_by=f"the shadow gate of {judge} ({score.get('decisions')} decisions, "
+                                         f"{score.get('agreement_pct')} % agreed)")
+        self.log.info(f"slot {target.name}: promotion of {candidate}: {outcome.message}")
 
     def reconcile_all(self, alive_window_s: float) -> None:
         """One pass over every slot; one slot's trouble is logged and never stops the others."""

@@ -8,12 +8,15 @@ agrees with the serving one, what the checker did to it and whether, unchecked, 
 """
 from __future__ import annotations
 
+import json
+import math
 import statistics
 from dataclasses import dataclass, field
 
 from tango2_ros.core.settings import setting
 
 PROMOTE, WATCH = "promote", ""
+SHADOW_KEY = "shadow"  # a judging node's /diagnostics value: the candidate's score (`ShadowScore.as_dict`) as JSON
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class ShadowScore:
     def record(self, answered: bool, latency_s: float, *, agreed: bool = False, refused: bool = False,
                changed: bool = False, would_violate: bool = False) -> None:
         self.asked += 1
-        self.latencies_s.append(latency_s)
+        if math.isfinite(latency_s):  # NaN: no answer came to time
+            self.latencies_s.append(latency_s)
         if answered:
             self.decisions += 1
             self.agreed += agreed
@@ -82,3 +86,14 @@ class ShadowScore:
                 "supervisor_clamps": self.changed, "would_violate": self.would_violate,
                 "latency_s_p50": round(statistics.median(self.latencies_s), 3) if self.latencies_s else None,
                 "promoted": self.promoted, "retired": self.retired}
+
+
+def shadow_score(text: str) -> dict | None:
+    """A node's reported shadow score (JSON with at least `model`), or None when absent or not one."""
+    if not text:
+        return None
+    try:
+        score = json.loads(text)
+    except ValueError:
+        return None
+    return score if isinstance(score, dict) and isinstance(score.get("model"), str) else None

@@ -6,7 +6,9 @@ model's prompt); publishes `ActuatorCommand` proposals (verdict PENDING) on `sdf
 they answer. It never reaches an actuator: only the safety supervisor publishes `sdf/command`. A model answer that
 cannot be used (invalid JSON, unknown tool, out-of-range value, refused or failed request) is counted on
 /diagnostics with the reason, and nothing is proposed for that state; the supervisor's watchdog then hands the
-period to the baseline.
+period to the baseline. With `shadow_llm_action` (a candidate model in an llm_node of its own) the candidate is
+asked the same question after the serving model has answered, and its proposal goes to `sdf/shadow_proposal`,
+where the supervisor judges it and never applies it (an unusable answer goes there too, without set-points).
 """
 from __future__ import annotations
 
@@ -35,11 +37,14 @@ class FarmController(Tango2Node):
         self.declare("utc_offset_h", 0.0, "Local time = stamp + this (hour of day for the rules).", min_value=-14.0,
                      max_value=14.0)
         self.declare("random_seed", 0, "Seed of the random controller.", min_value=0, max_value=2**31 - 1)
+        self.declare("shadow_llm_action", "", "Generate action of a candidate model in shadow (lam only), asked after "
+                     "the serving model; empty = none.")
         self._sequence = 0
         self._counts = {"states": 0, "proposals": 0, "unusable_answers": 0, "no_observation": 0}
         self._history: collections.deque = collections.deque(maxlen=6)
         self._forecast: WeatherForecast | None = None
         self._actuators: dict[str, float] = {}
+        self._shadow_model, self._shadow_busy = "", False
 
     def executor_threads(self) -> int:
         return 1
@@ -54,7 +59,11 @@ class FarmController(Tango2Node):
         self._rules = {"baseline": lambda: BaselineController(self._preset),
                        "random": lambda: RandomController(self.param("random_seed"))}.get(kind, lambda: None)()
         self._llm = LlmClient(self, self.param("llm_action")) if kind == "lam" else None
+        shadow = self.param("shadow_llm_action")
+        self._shadow = LlmClient(self, shadow) if kind == "lam" and shadow else None
+        self._shadow_model = shadow  # until the candidate answers with its name
         self._proposals = self.create_publisher(ActuatorCommand, "sdf/proposal", 10)
+        self._shadow_proposals = self.create_publisher(ActuatorCommand, "sdf/shadow_proposal", 10)
         self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
         self.create_subscription(WeatherForecast, "sdf/forecast", lambda m: setattr(self, "_forecast", m), 10)
         self.create_subscription(ActuatorCommand, "sdf/command", self._on_command, 10)
@@ -78,8 +87,9 @@ class FarmController(Tango2Node):
         if not self._llm.ready():
             self._unusable(f"{self.param('llm_action')} is not available")
             return
-        self._llm.ask(lambda answer: self._on_answer(answer, state.header.stamp), timeout_s=self.param("timeout_s"),
-                      user=text, schema=answer_schema(), max_tokens=self.param("max_tokens"))
+        self._llm.ask(lambda answer: self._on_answer(answer, state.header.stamp, text),
+                      timeout_s=self.param("timeout_s"), user=text, schema=answer_schema(),
+                      max_tokens=self.param("max_tokens"))
 
     def _forecast_pairs(self) -> list[tuple[float, float]]:
         forecast = self._forecast
@@ -87,16 +97,40 @@ class FarmController(Tango2Node):
             return []
         return list(zip(forecast.outside_temperature_c, forecast.global_radiation_w_m2))[:6]
 
-    def _on_answer(self, answer: LlmAnswer, stamp) -> None:
-        if not answer.ok:
-            self._unusable(answer.error)
-            return
+    def _on_answer(self, answer: LlmAnswer, stamp, text: str) -> None:
         try:
-            proposal, rationale = parse_answer(answer.text)
+            proposal, rationale = _usable(answer)
         except LamError as exc:
             self._unusable(str(exc))
+        else:
+            self._publish(proposal, rationale, answer.model, stamp)
+        if self._shadow is not None:
+            self._ask_shadow(text, stamp)
+
+    def _ask_shadow(self, text: str, stamp) -> None:
+        """After the serving answer, so the shadow never delays what is applied; one question at a time, so a slow
+        candidate skips states (counted as unanswered) instead of piling work onto the machine."""
+        if self._shadow_busy or not self._shadow.ready():
+            why = "still answering an earlier state" if self._shadow_busy else "not available"
+            self._on_shadow_answer(LlmAnswer(error=f"{self.param('shadow_llm_action')}: {why}"), stamp)
             return
-        self._publish(proposal, rationale, answer.model, stamp)
+        self._shadow_busy = True
+        self._shadow.ask(lambda shadowed: self._on_shadow_answer(shadowed, stamp, answered=True), user=text,
+                         timeout_s=self.param("timeout_s"), schema=answer_schema(), max_tokens=self.param("max_tokens"))
+
+    def _on_shadow_answer(self, answer: LlmAnswer, stamp, answered: bool = False) -> None:
+        """To the supervisor, under the candidate's name (the last it answered with, for an answer that failed)."""
+        self._shadow_busy = self._shadow_busy and not answered
+        self._shadow_model = answer.model or self._shadow_model
+        try:
+            proposal, rationale = _usable(answer)
+            reasons = []
+        except LamError as exc:
+            proposal, rationale, reasons = {}, "", [f"unusable: {exc}"[:300]]
+        message = proposal_message(proposal, self.param("controller"), self._shadow_model, rationale, stamp,
+                                   self._sequence)
+        message.reasons = reasons
+        self._shadow_proposals.publish(message)
 
     def _unusable(self, reason: str) -> None:
         self._counts["unusable_answers"] += 1
@@ -109,6 +143,13 @@ class FarmController(Tango2Node):
                                                  self._sequence))
         self._counts["proposals"] += 1
         self.set_status(OK, f"{self.param('controller')} controller proposing", **self._counts)
+
+
+def _usable(answer: LlmAnswer) -> tuple[dict, str]:
+    """The proposal and rationale of a model's answer; LamError with the reason when there is none to use."""
+    if not answer.ok:
+        raise LamError(answer.error)
+    return parse_answer(answer.text)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -10,6 +10,9 @@ a model that fails to load leaves the old one serving.
 """
 from __future__ import annotations
 
+import os
+
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.task import Future
 
 from tango2_msgs.action import Generate
@@ -23,6 +26,8 @@ from tango2_ros.nodes.base import Tango2Node, run_node
 from tango2_ros.nodes.serving import ModelService
 from tango2_ros.ros.actions import queue_server
 from tango2_ros.ros.conversions.generation import answer_to_ros, refusal_to_ros
+
+GONE = (_rclpy.RCLError, _rclpy.InvalidHandle)  # what rclpy raises once the action server is destroyed
 
 # a finished goal's counter and how its handle is settled, by finish reason (anything else succeeded)
 SETTLED = {FINISH_CANCELLED: ("cancelled", "canceled"), FINISH_ERROR: ("errors", "abort")}
@@ -41,6 +46,10 @@ class LlmNode(Tango2Node):
                      min_value=0, max_value=10000)
         self.declare("result_timeout_s", 300, "How long a finished goal's result is kept for a client to fetch.",
                      min_value=1, max_value=86400)
+        self.declare("nice", 0, "Run this process this much below normal CPU priority (0-19): the llm_node of a "
+                     "candidate model in shadow, below the serving one.", min_value=0, max_value=19)
+        # before the executor's and the engine's threads exist: they inherit it
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), self.param("nice")))
         self.model = ModelService(self, self._open, 10.0, "golden request")
         self.slot = self.model.served.slot
         self._active_requests: dict[bytes, object] = {}
@@ -94,7 +103,10 @@ class LlmNode(Tango2Node):
         interval = self.param("stream_interval_tokens")
 
         def feedback(text: str, tokens: int) -> None:
-            goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
+            try:
+                goal_handle.publish_feedback(Generate.Feedback(partial_text=text, tokens=tokens))
+            except GONE:  # the node is shutting down: nobody is left to answer, stop
+                self._cancel(goal_handle)
 
         try:
             if not self.is_active:

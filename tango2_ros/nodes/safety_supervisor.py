@@ -7,21 +7,27 @@ reasons. The watchdog: when the controller is silent or late, the built-in basel
 state instead (published with controller "baseline" and the reason). Sensor silence for `stale_after_s`, or a
 state whose air temperature is invalid, gives the safe state. `sdf/emergency_stop` (std_msgs/Bool, true = stop)
 turns every output off until it is released. Counts on /diagnostics; swaps are held (`swap_hold`) while the
-commands are not the controller's own.
+commands are not the controller's own. A candidate model in shadow proposes on `sdf/shadow_proposal`: each such
+proposal is judged as this supervisor was before that period (tango2_ros.sdf.shadowing), never applied, and the
+candidate's score (`shadow` on /diagnostics, JSON) is promoted or retired by the `shadow.*` gate.
 """
 from __future__ import annotations
 
+import copy
+import json
 import time
 
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState
+from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.farm import (command_message, conditions_from_state, observation_from_state,
                                              proposal_from_message)
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.crops import PRESETS
+from tango2_ros.sdf.shadowing import ShadowDesk
 from tango2_ros.sdf.supervisor import SafetySupervisor, SupervisorLimits, Verdict
 from tango2_ros.sdf.watchdog import Watchdog
 
@@ -36,12 +42,8 @@ class SafetySupervisorNode(Tango2Node):
         self.declare("stale_after_s", 180.0, "No sensor state for this long: safe state.", min_value=1.0,
                      max_value=86400.0)
         self.declare("utc_offset_h", 0.0, "Local time = stamp + this.", min_value=-14.0, max_value=14.0)
-        defaults = SupervisorLimits()
-        for name, description in (("co2_max_vent_pct", "No CO2 dosing with vents open beyond this."),
-                                  ("max_vent_while_heating_pct", "Vent opening allowed while heating."),
-                                  ("lamps_off_above_w_m2", "Lamps off in sunlight above this."),
-                                  ("safe_heating_pct", "Heating in the safe state.")):
-            self.declare(name, getattr(defaults, name), description, min_value=0.0, max_value=2000.0)
+        self.declare_settings(SupervisorLimits)
+        self.declare_settings(ShadowGate, "shadow.")
         self._pending: tuple | None = None  # (state, deadline)
         # a proposal for a state not yet heard: the state and the proposal made from it travel different paths,
         # so the proposal can come first; it waits for its state instead of being dropped
@@ -59,13 +61,13 @@ class SafetySupervisorNode(Tango2Node):
         crop = self.param("crop")
         if crop not in PRESETS:
             raise ValueError(f"crop {crop!r}: use one of {', '.join(PRESETS)}")
-        limits = SupervisorLimits(**{name: float(self.param(name)) for name in (
-            "co2_max_vent_pct", "max_vent_while_heating_pct", "lamps_off_above_w_m2", "safe_heating_pct")})
-        self._supervisor = SafetySupervisor(PRESETS[crop], limits)
+        self._supervisor = SafetySupervisor(PRESETS[crop], self.settings(SupervisorLimits))
+        self._shadows = ShadowDesk(self.settings(ShadowGate, "shadow."))
         self._watchdog = Watchdog(PRESETS[crop], self._supervisor)
         self._commands = self.create_publisher(ActuatorCommand, "sdf/command", 10)
         self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
         self.create_subscription(ActuatorCommand, "sdf/proposal", self._on_proposal, 10)
+        self.create_subscription(ActuatorCommand, "sdf/shadow_proposal", self._on_shadow_proposal, 10)
         # volatile, so any publisher is heard (a transient-local subscription would silently ignore volatile ones);
         # publish the stop transient-local (latched) and a restarted supervisor hears it too
         self.create_subscription(Bool, "sdf/emergency_stop", self._on_emergency_stop, 10)
@@ -108,6 +110,15 @@ class SafetySupervisorNode(Tango2Node):
         self._decide(proposal_from_message(message), pending[0], message.controller, message.model,
                      message.rationale)
 
+    def _on_shadow_proposal(self, message: ActuatorCommand) -> None:
+        """A candidate model's proposal (never applied): judged as this supervisor was before that period."""
+        proposal = proposal_from_message(message) if message.setpoints else None  # none: unusable or late
+        self._shadows.gate = self.settings(ShadowGate, "shadow.")  # `tango2 models shadow --samples` sets it live
+        score = self._shadows.review(message.model, stamp_to_seconds(message.header.stamp), proposal,
+                                     time.monotonic())
+        if score is not None:
+            self.set_values(**{SHADOW_KEY: json.dumps(score.as_dict())})
+
     def _on_timer(self) -> None:
         if self._pending is not None and time.monotonic() > self._pending[1]:
             self._fallback(f"no proposal from {self.param('controller')} within {self.param('proposal_timeout_s')} s")
@@ -120,17 +131,22 @@ class SafetySupervisorNode(Tango2Node):
         state = self._pending[0]
         self._pending = None
         self._counts["fallbacks"] += 1
+        before = copy.deepcopy(self._supervisor)
         proposal, verdict = self._watchdog.take_over(conditions_from_state(state), stamp_to_seconds(state.header.stamp))
         self._publish(verdict, proposal, state, "baseline", rationale=f"watchdog: {why}; the baseline controller decides")
+        self._shadows.decided(stamp_to_seconds(state.header.stamp), before, conditions_from_state(state),
+                              verdict.command, self._last_state_wall)
 
     def _decide(self, proposal: dict | None, state: GreenhouseState | None, controller: str, model: str = "",
                 rationale: str = "", stale_for_s: float = 0.0) -> None:
         conditions = conditions_from_state(state) if state is not None else None
         now_s = stamp_to_seconds(state.header.stamp) if state is not None else self._last_stamp_s + stale_for_s
+        before = copy.deepcopy(self._supervisor)  # what a shadow's proposal for this period is judged by
         verdict = self._supervisor.review(proposal, conditions, now_s)
         if state is None and not self._supervisor.emergency_stop:
             verdict.reasons.insert(0, f"no greenhouse state for {stale_for_s:.0f} s")
         self._publish(verdict, proposal, state, controller, model, rationale, now_s)
+        self._shadows.decided(now_s, before, conditions, verdict.command, self._last_state_wall)
 
     def _publish(self, verdict: Verdict, proposal: dict | None, state: GreenhouseState | None, controller: str,
                  model: str = "", rationale: str = "", now_s: float = 0.0) -> None:

@@ -20,12 +20,11 @@ from tango2_ros.sdf.crops import CropPreset
 from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
 from tango2_ros.sdf.simulation import Step, observation
-from tango2_ros.sdf.supervisor import ACTUATORS, CLAMPED, REJECTED, Conditions, SafetySupervisor, SupervisorLimits, \
-    broken_interlocks
+from tango2_ros.sdf.shadowing import judge, settle
+from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
 from tango2_ros.sdf.watchdog import Watchdog
 
 FALLBACK = "fallback"
-AGREE_WITHIN_PCT = 10.0  # a shadow's command agrees when every output is this close to the one applied
 
 
 class LamController:
@@ -99,28 +98,20 @@ class LocalDecider:
         return Step(verdict.command, verdict.verdict, verdict.reasons, verdict.clamps, proposal,
                     getattr(controller, "last_rationale", ""), getattr(controller, "model", ""))
 
-    def _shadow(self, judge: SafetySupervisor, seen: Observation, conditions: Conditions, t_s: float,
+    def _shadow(self, before: SafetySupervisor, seen: Observation, conditions: Conditions, t_s: float,
                 applied: dict[str, float]) -> None:
-        shadow, score = self.shadow, self.score
-        unchecked = {**judge.current}
+        shadow = self.shadow
         started = time.monotonic()
         proposal = shadow.propose(seen)
         latency = time.monotonic() - started
         if hasattr(shadow, "actuators"):
             shadow.actuators = dict(applied)  # the shadow sees the plant as it really is
-        if proposal is None:
-            score.record(False, latency)
-        else:
-            verdict = judge.review(proposal, conditions, t_s)
-            unchecked.update({name: float(value) for name, value in proposal.items() if name in ACTUATORS})
-            score.record(True, latency, refused=verdict.verdict == REJECTED, changed=verdict.verdict == CLAMPED,
-                         agreed=all(abs(verdict.command[n] - applied[n]) <= AGREE_WITHIN_PCT for n in ACTUATORS),
-                         would_violate=bool(broken_interlocks(unchecked, conditions, judge.preset, judge.limits)))
-        outcome = score.verdict(self.gate)
+        judge(self.score, before, proposal, conditions, t_s, applied, latency)
+        outcome = settle(self.score, self.gate)
         if outcome == PROMOTE:
-            score.promoted, self.controller, self.shadow = True, shadow, None
+            self.controller, self.shadow = shadow, None
         elif outcome != WATCH:
-            score.retired, self.shadow = outcome, None
+            self.shadow = None
 
 
 def spin_up(greenhouse) -> None:

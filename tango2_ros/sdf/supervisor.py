@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from tango2_ros.core.settings import setting
 from tango2_ros.sdf.actuators import (ACTUATORS, CO2_DOSING, HEATING, LIGHTS, VENT, Command, all_off)
 from tango2_ros.sdf.crops import CropPreset
 
@@ -22,12 +23,13 @@ ACCEPTED, CLAMPED, REJECTED = "accepted", "clamped", "rejected"
 
 @dataclass(frozen=True)
 class SupervisorLimits:
-    co2_max_vent_pct: float = 20.0  # no CO2 dosing with vents open beyond this (it would blow out)
+    co2_max_vent_pct: float = setting(20.0, "No CO2 dosing with vents open beyond this (it would blow out).", 0.0, 100.0)
     vent_close_below_heating_c: float = 1.0  # vents closed below heating set-point minus this
-    max_vent_while_heating_pct: float = 10.0  # heating with vents open wider is heating and cooling at once
-    lamps_off_above_w_m2: float = 400.0  # sunlight
+    max_vent_while_heating_pct: float = setting(10.0, "Vent opening allowed while heating (wider is heating and "
+                                                "cooling at once).", 0.0, 100.0)
+    lamps_off_above_w_m2: float = setting(400.0, "Lamps off in sunlight above this.", 0.0, 2000.0)
     stale_after_s: float = 900.0  # sensor data older than this puts the greenhouse in the safe state
-    safe_heating_pct: float = 30.0  # frost protection while blind
+    safe_heating_pct: float = setting(30.0, "Heating in the safe state (frost protection while blind).", 0.0, 100.0)
     # readings reach the supervisor rounded (the gateway's 3 decimals, float32 messages): it keeps the thresholds
     # on measured values this much inside, so that the true state keeps them too
     sensor_margin_c: float = 0.05

@@ -153,7 +153,6 @@ def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_d
              ([*lam, str(tmp_path / "absent.gguf")], "no such file"),
              ([*lam, "lam-nothing@1.0.0"], "model lam-nothing@1.0.0"),
              (["simulate", "--controller", "baseline", "--shadow", "lam-tomato@1.0.0"], "--shadow is for --controller lam"),
-             (["simulate", "--controller", "lam", "--shadow", "x@1"], "--shadow runs with --in-process"),
              ([*lam[:-1], "--shadow", "x@1", "--shadow-decisions", "0"], "--shadow-decisions 0: use 1 to 100000"),
              ([*lam[:-1], "--shadow", "lam-nothing@2.0.0"], "model lam-nothing@2.0.0"),
              (["learn", str(tmp_path / "absent.jsonl"), "--held-out", "2009-12-10"], "cannot read"),

@@ -252,6 +252,23 @@ def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_pa
     assert set(records[0]["command"]) == set(ACTUATORS)
 
 
+def test_a_candidate_in_shadow_through_the_nodes_is_judged_by_the_supervisor_and_never_applied(tmp_path):
+    """`sdf simulate --shadow` through every node: the candidate (here the serving model itself, so every answer
+    it gives agrees) runs in an llm_node of its own, is asked after the serving model, and its proposals are judged
+    by the supervisor; what the actuators got are the serving model's commands."""
+    log = tmp_path / "decisions.jsonl"
+    report = _simulate("--controller", "lam", "--days", str(6 * 300 / 86400), "--shadow",
+                       "smollm2-135m-instruct@1.0.0", "--shadow-decisions", "3", "--log", str(log))
+    shadow = report["shadow"]
+    assert shadow["model"] == "smollm2-135m-instruct@1.0.0" and shadow["asked"] >= 1, shadow
+    if shadow["decisions"]:
+        assert shadow["agreement_pct"] == 100.0 and shadow["latency_s_p50"] > 0, shadow
+    if shadow["would_violate"]:
+        assert not shadow["promoted"] and "would have broken a rule" in shadow["retired"], shadow
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 6 and report["interlock_violations"] == 0  # one command per state: the serving one's
+
+
 def test_a_release_published_during_the_run_is_swapped_into_the_farm_by_the_model_manager(tmp_path, monkeypatch):
     """What the sdf profile does when `tango2 sdf learn` publishes: the model manager follows lam-tomato@latest,
     deploys the new release into the llm_node while the farm runs, and the next proposals come from it."""

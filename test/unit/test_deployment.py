@@ -226,3 +226,40 @@ def test_a_hold_that_never_ends_gives_the_swap_up_and_a_silent_node_holds_nothin
                       hold_scope="/t/", clock=rig.clock)
     scoped.observe("/other/colreg_node", {"swap_hold": "altering"})
     assert scoped.holding() == []  # another stack's nodes do not hold this manager's slots
+
+
+def test_a_shadow_slots_candidate_is_promoted_once_its_judge_says_so_and_waits_for_a_window(rig):
+    """A candidate in a shadow slot (its own consumer, never acted on) is deployed to the slot it shadows when a
+    node of the stack reports it promoted by its gate, waiting for the swap windows; not before, not twice, and
+    never when the slot is not set to promote."""
+    import json
+
+    shadow_node, judge = "/t/llm_shadow", "/t/safety_supervisor"
+    shadow_consumer = Consumer()
+    shadow_config = SlotConfig("llm_shadow", MODEL, shadow_node, policy="pinned", version="1.1.0", shadow_of="llm",
+                               promote=False)
+    shadow = rig.deployer.add_slot("llm_shadow", lambda: shadow_config, shadow_consumer)
+    rig.deployer.swap(rig.slot, "1.0.0")
+    rig.deployer.swap(shadow, "1.1.0")
+
+    def reconcile(score: dict, hold: str = "") -> None:  # the judge's report carries its hold and its score
+        rig.deployer.observe(judge, {"shadow": json.dumps(score), "swap_hold": hold})
+        rig.deployer.observe(shadow_node, {"model": shadow_consumer.serving})
+        rig.seen()
+        rig.deployer.reconcile_all(alive_window_s=5)
+
+    watching = {"model": f"{MODEL}@1.1.0", "decisions": 3, "agreement_pct": 100.0, "promoted": False}
+    reconcile(watching)
+    reconcile({**watching, "decisions": 20, "promoted": True})
+    assert rig.slot.active_version == "1.0.0"  # promote is off: the score is only reported
+    shadow_config.promote = True
+    reconcile({**watching, "decisions": 20, "promoted": True}, hold="a greenhouse emergency stop")
+    assert rig.slot.active_version == "1.0.0" and rig.slot.deferred is not None  # waits for the window
+    reconcile({**watching, "decisions": 20, "promoted": True})
+    assert rig.slot.active_version == "1.1.0" and [e.event for e in rig.events].count("promoted") == 1
+    rig.deployer.rollback(rig.slot, "an operator's choice")
+    reconcile({**watching, "decisions": 20, "promoted": True})
+    assert rig.slot.active_version == "1.0.0"  # promoted once; the operator's rollback stands
+    rig.deployer.observe(judge, {"shadow": "not json"})  # a garbled report changes nothing
+    rig.deployer.observe(judge, {"shadow": json.dumps(["a", "list"])})
+    assert rig.deployer.shadow_scores[f"{MODEL}@1.1.0"][1]["promoted"] is True

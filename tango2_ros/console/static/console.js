@@ -369,6 +369,7 @@ async function refreshModels() {
     cell(row, slot.active_version);
     cell(row, slot.state);
     cell(row, slot.event);
+    cell(row, shadowSummary(slot.shadow));
     const choose = document.createElement("select");
     for (const version of slot.versions) choose.add(new Option(version, version, false, version === slot.active_version));
     row.insertCell().appendChild(choose);
@@ -385,6 +386,13 @@ async function refreshModels() {
       actions.appendChild(button);
     }
   }
+}
+
+function shadowSummary(score) {
+  if (!score) return "";
+  const verdict = score.promoted ? t("promoted") : score.retired || t("watching");
+  return `${score.decisions} ${t("decisions")}, ${score.agreement_pct} % ${t("agreed")}, ` +
+    `${score.supervisor_rejections} ${t("refused")}; ${verdict}`;
 }
 
 async function changeModel(path, body) {
