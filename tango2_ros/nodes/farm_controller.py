@@ -7,8 +7,9 @@ they answer. It never reaches an actuator: only the safety supervisor publishes 
 cannot be used (invalid JSON, unknown tool, out-of-range value, refused or failed request) is counted on
 /diagnostics with the reason, and nothing is proposed for that state; the supervisor's watchdog then hands the
 period to the baseline. With `shadow_llm_action` (a candidate model in an llm_node of its own) the candidate is
-asked the same question after the serving model has answered, and its proposal goes to `sdf/shadow_proposal`,
-where the supervisor judges it and never applies it (an unusable answer goes there too, without set-points).
+asked the same question after the serving model has answered (and cancelled when the next state comes first:
+tango2_ros.ros.llm_client.ShadowQuestions), and its proposal goes to `sdf/shadow_proposal`, where the supervisor
+judges it and never applies it (an unusable or missing answer goes there too, without set-points).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import collections
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState, WeatherForecast
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.farm import observation_from_state, proposal_message
-from tango2_ros.ros.llm_client import LlmAnswer, LlmClient
+from tango2_ros.ros.llm_client import LlmAnswer, LlmClient, ShadowQuestions
 from tango2_ros.sdf.controllers import BaselineController, RandomController
 from tango2_ros.sdf.crops import PRESETS
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
@@ -44,7 +45,7 @@ class FarmController(Tango2Node):
         self._history: collections.deque = collections.deque(maxlen=6)
         self._forecast: WeatherForecast | None = None
         self._actuators: dict[str, float] = {}
-        self._shadow_model, self._shadow_busy = "", False
+        self._shadow_model = ""
 
     def executor_threads(self) -> int:
         return 1
@@ -60,7 +61,8 @@ class FarmController(Tango2Node):
                        "random": lambda: RandomController(self.param("random_seed"))}.get(kind, lambda: None)()
         self._llm = LlmClient(self, self.param("llm_action")) if kind == "lam" else None
         shadow = self.param("shadow_llm_action")
-        self._shadow = LlmClient(self, shadow) if kind == "lam" and shadow else None
+        self._shadow = ShadowQuestions(LlmClient(self, shadow), self._on_shadow_answer, timeout_s=self.param(
+            "timeout_s"), max_tokens=self.param("max_tokens")) if kind == "lam" and shadow else None
         self._shadow_model = shadow  # until the candidate answers with its name
         self._proposals = self.create_publisher(ActuatorCommand, "sdf/proposal", 10)
         self._shadow_proposals = self.create_publisher(ActuatorCommand, "sdf/shadow_proposal", 10)
@@ -73,6 +75,8 @@ class FarmController(Tango2Node):
         self._actuators = {s.name: float(s.approved_value) for s in message.setpoints}
 
     def _on_state(self, state: GreenhouseState) -> None:
+        if self._shadow is not None:
+            self._shadow.preempt()  # the serving model goes first
         self._counts["states"] += 1
         seen = observation_from_state(state, self.param("utc_offset_h"))
         if seen is None:
@@ -105,22 +109,10 @@ class FarmController(Tango2Node):
         else:
             self._publish(proposal, rationale, answer.model, stamp)
         if self._shadow is not None:
-            self._ask_shadow(text, stamp)
+            self._shadow.ask(text, answer_schema(), stamp)
 
-    def _ask_shadow(self, text: str, stamp) -> None:
-        """After the serving answer, so the shadow never delays what is applied; one question at a time, so a slow
-        candidate skips states (counted as unanswered) instead of piling work onto the machine."""
-        if self._shadow_busy or not self._shadow.ready():
-            why = "still answering an earlier state" if self._shadow_busy else "not available"
-            self._on_shadow_answer(LlmAnswer(error=f"{self.param('shadow_llm_action')}: {why}"), stamp)
-            return
-        self._shadow_busy = True
-        self._shadow.ask(lambda shadowed: self._on_shadow_answer(shadowed, stamp, answered=True), user=text,
-                         timeout_s=self.param("timeout_s"), schema=answer_schema(), max_tokens=self.param("max_tokens"))
-
-    def _on_shadow_answer(self, answer: LlmAnswer, stamp, answered: bool = False) -> None:
+    def _on_shadow_answer(self, answer: LlmAnswer, stamp) -> None:
         """To the supervisor, under the candidate's name (the last it answered with, for an answer that failed)."""
-        self._shadow_busy = self._shadow_busy and not answered
         self._shadow_model = answer.model or self._shadow_model
         try:
             proposal, rationale = _usable(answer)

@@ -142,3 +142,42 @@ class LlmClient:
                 return Generation(error=f"no answer within {timeout_s:.0f} s", error_code=Generate.Result.ERROR_FAILED)
         r = response.result
         return Generation(r.text, r.tokens, r.prompt_tokens, r.finish_reason, r.model, r.error, r.error_code)
+
+
+class ShadowQuestions:
+    """A candidate model in shadow asked what the serving model was asked, after it and never beside it: one
+    question at a time, and the one still being answered when the next input arrives is cancelled (`preempt`), so
+    the candidate uses the time the serving model leaves idle. A question that cannot be asked now (still busy,
+    candidate unreachable) is answered at once with the reason; `on_answer(answer, tag)` runs in a thread."""
+
+    def __init__(self, client: LlmClient, on_answer: Callable[[LlmAnswer, object], None], *, timeout_s: float,
+                 max_tokens: int) -> None:
+        self.client, self.on_answer, self.timeout_s, self.max_tokens = client, on_answer, timeout_s, max_tokens
+        self._busy = threading.Lock()
+        self._preempted = threading.Event()
+
+    def preempt(self) -> None:
+        if self._busy.locked():
+            self._preempted.set()
+
+    def ask(self, user: str, schema: dict, tag) -> None:
+        if not self.client.ready() or not self._busy.acquire(blocking=False):
+            why = "not reachable" if not self.client.ready() else "still answering an earlier question"
+            self.on_answer(LlmAnswer(error=f"{self.client.action_name}: {why}"), tag)
+            return
+        self._preempted.clear()
+        threading.Thread(target=self._answer, args=(user, schema, tag), name="shadow-question", daemon=True).start()
+
+    def _answer(self, user: str, schema: dict, tag) -> None:
+        try:
+            done = self.client.generate([(ChatMessage.ROLE_USER, user)], timeout_s=self.timeout_s, schema=schema,
+                                        max_tokens=self.max_tokens, gone=self._preempted.is_set)
+        finally:
+            self._busy.release()
+        if self._preempted.is_set():
+            answer = LlmAnswer(model=done.model, error="preempted: the next input came first")
+        elif done.finish_reason not in (Generate.Result.FINISH_STOP, Generate.Result.FINISH_LENGTH) or not done.text:
+            answer = LlmAnswer(model=done.model, error=f"the candidate failed ({done.error or done.finish_reason})")
+        else:
+            answer = LlmAnswer(done.text, done.model, done.tokens)
+        self.on_answer(answer, tag)

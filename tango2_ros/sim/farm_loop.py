@@ -33,14 +33,20 @@ class FarmLoopError(RuntimeError):
 
 class RosFarmLoop:
     def __init__(self, node, namespace: str, greenhouse: Greenhouse, broker_port: int, topic_prefix: str,
-                 controller: str, *, modbus_port: int, timeout_s: float = 120.0) -> None:
+                 controller: str, *, modbus_port: int, timeout_s: float = 120.0, shadow: bool = False) -> None:
+        """With `shadow`, each period also waits (after its actuator write) for the candidate's proposal: simulated
+        periods follow each other at once, a farm's are minutes apart, and the candidate answers in between."""
         self.node, self.greenhouse, self.topic_prefix = node, greenhouse, topic_prefix
-        self.controller, self.timeout_s = controller, timeout_s
+        self.controller, self.timeout_s, self.shadow = controller, timeout_s, shadow
+        self.serving_s: list[float] = []  # per period: the state sent -> its actuator write
+        self._shadowed: set[int] = set()
         self._written: dict[int, Command] = {}
         self._commands: dict[int, ActuatorCommand] = {}
         self._condition = threading.Condition()
         self.modbus = PlantModbusServer(self._on_write, port=modbus_port).start()
         node.create_subscription(ActuatorCommand, f"{namespace.rstrip('/')}/sdf/command", self._on_command, 50)
+        node.create_subscription(ActuatorCommand, f"{namespace.rstrip('/')}/sdf/shadow_proposal",
+                                 lambda m: self._shadowed.add(int(round(stamp_to_seconds(m.header.stamp)))), 50)
         self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tango2-greenhouse-simulator")
         self._bridge_online = threading.Event()
         self.mqtt.on_message = lambda _c, _u, m: self._bridge_online.set() if m.payload == b"online" else None
@@ -81,7 +87,8 @@ class RosFarmLoop:
             "time": utc, "hours_ahead": [f[0] for f in forecast], "outside_temperature_c": [f[1] for f in forecast],
             "global_radiation_w_m2": [f[2] for f in forecast]}), qos=1)
         self.mqtt.publish(f"{self.topic_prefix}/state", sensor_payload(climate, self.greenhouse.actuators, utc), qos=1)
-        deadline = time.monotonic() + self.timeout_s
+        sent = time.monotonic()
+        deadline = sent + self.timeout_s
         command = None
         while command is None:
             rclpy.spin_once(self.node, timeout_sec=0.002)
@@ -90,10 +97,14 @@ class RosFarmLoop:
             if command is None and time.monotonic() > deadline:
                 raise FarmLoopError(f"no actuator write for the state of {self.greenhouse.clock():%Y-%m-%d %H:%M} "
                                     f"within {self.timeout_s:.0f} s")
+        self.serving_s.append(time.monotonic() - sent)
         message = self._commands.pop(utc, None)
         while message is None and time.monotonic() < deadline:  # the command topic may trail the Modbus write
             rclpy.spin_once(self.node, timeout_sec=0.002)
             message = self._commands.pop(utc, None)
+        while self.shadow and utc not in self._shadowed and time.monotonic() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=0.01)
+        self._shadowed.discard(utc)
         return self._step(command, message)
 
     def _step(self, command: Command, message: ActuatorCommand | None) -> Step:

@@ -18,7 +18,7 @@ from tango2_ros.sim import SIM_NAMESPACE
 from tango2_ros.sim.farm_loop import RosFarmLoop
 
 TOPIC_PREFIX = "tango2/greenhouse/sim"
-SHADOW_NICE = 10  # the candidate's llm_node runs below the serving one
+SHADOW_NICE = 10  # the candidate's llm_node runs below the serving one, on one thread (ggml's workers spin)
 DEFAULT_LAM = "smollm2-135m-instruct@1.0.0"  # what the llm_node serves when no --model is given
 
 
@@ -51,7 +51,7 @@ class FarmRig:
         if controller == "lam":
             nodes.insert(0, _llm_node("llm_node", model, deployed.get("lam")))
         if shadow:
-            nodes.insert(1, _llm_node("llm_shadow", shadow, deployed.get("lam_shadow"), nice=SHADOW_NICE,
+            nodes.insert(1, _llm_node("llm_shadow", shadow, deployed.get("lam_shadow"), nice=SHADOW_NICE, threads=1,
                                       remappings={"llm/generate": "llm_shadow/generate"}))
         if deployed:
             nodes.append(_model_manager(deployed))
@@ -64,7 +64,7 @@ class FarmRig:
                 _wait_deployed(self.supervisor.node, deployed)
             self._supervisor_status = DiagnosticsLatest(self.supervisor.node, f"{SIM_NAMESPACE}/safety_supervisor")
             self.loop = RosFarmLoop(self.supervisor.node, SIM_NAMESPACE, greenhouse, self.broker.port, TOPIC_PREFIX,
-                                    controller, modbus_port=modbus_port)
+                                    controller, modbus_port=modbus_port, shadow=bool(shadow))
         except BaseException:
             self.supervisor.shutdown()
             self.broker.stop()
@@ -82,9 +82,10 @@ class FarmRig:
         self.broker.stop()
 
 
-def _llm_node(name: str, model: str | None, deployed: str | None, nice: int = 0, remappings: dict | None = None):
+def _llm_node(name: str, model: str | None, deployed: str | None, nice: int = 0, threads: int = 0,
+              remappings: dict | None = None):
     """An llm_node for the LAM: a GGUF file loaded at start, a registry reference deployed by the model manager."""
-    parameters = {"n_parallel": 1, "n_ctx_per_seq": 1024, "nice": nice}
+    parameters = {"n_parallel": 1, "n_ctx_per_seq": 1024, "nice": nice, **({"n_threads": threads} if threads else {})}
     if model and not deployed:
         parameters["model_path"] = str(Path(model).resolve())
     return NodeSpec(name, "llm_node", SIM_NAMESPACE, parameters=parameters, remappings=remappings or {})

@@ -253,20 +253,67 @@ def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_pa
 
 
 def test_a_candidate_in_shadow_through_the_nodes_is_judged_by_the_supervisor_and_never_applied(tmp_path):
-    """`sdf simulate --shadow` through every node: the candidate (here the serving model itself, so every answer
-    it gives agrees) runs in an llm_node of its own, is asked after the serving model, and its proposals are judged
-    by the supervisor; what the actuators got are the serving model's commands."""
+    """`sdf simulate --shadow` through every node: the candidate (here the serving model itself) runs in an
+    llm_node of its own, is asked after the serving model, and its proposals are judged by the supervisor; what the
+    actuators got are the serving model's commands. (Agreement is not asserted: a first period that the watchdog's
+    baseline decided while DDS discovery was under way is compared with the baseline's command.)"""
     log = tmp_path / "decisions.jsonl"
     report = _simulate("--controller", "lam", "--days", str(6 * 300 / 86400), "--shadow",
                        "smollm2-135m-instruct@1.0.0", "--shadow-decisions", "3", "--log", str(log))
     shadow = report["shadow"]
     assert shadow["model"] == "smollm2-135m-instruct@1.0.0" and shadow["asked"] >= 1, shadow
-    if shadow["decisions"]:
-        assert shadow["agreement_pct"] == 100.0 and shadow["latency_s_p50"] > 0, shadow
+    assert shadow["decisions"] >= 1 and shadow["latency_s_p50"] > 0, shadow  # the simulation waits for its answer
     if shadow["would_violate"]:
         assert not shadow["promoted"] and "would have broken a rule" in shadow["retired"], shadow
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(records) == 6 and report["interlock_violations"] == 0  # one command per state: the serving one's
+
+
+def test_the_next_state_cancels_the_candidates_question_so_it_never_competes_with_the_serving_model():
+    """The farm controller asks the shadow only after the serving answer; a state that arrives while the shadow
+    still answers the previous one cancels that question (counted as unanswered), and the shadow is asked the new
+    state's question after the serving model has answered it."""
+    from tango2_ros.ros.conversions.stamps import seconds_to_stamp
+
+    ns = "/t19preempt"
+    llm = ["--ros-args", "-r", f"__ns:={ns}", "-p", "n_parallel:=1", "-p", "n_ctx_per_seq:=1024"]
+    processes = [
+        spawn(["-m", "tango2_ros.nodes.llm_node", *llm]),
+        spawn(["-m", "tango2_ros.nodes.llm_node", *llm, "-r", "__node:=llm_shadow", "-r",
+               "llm/generate:=llm_shadow/generate", "-p", "nice:=10", "-p", "n_threads:=1"]),
+        spawn(["-m", "tango2_ros.nodes.farm_controller", "--ros-args", "-r", f"__ns:={ns}", "-p", "controller:=lam",
+               "-p", f"llm_action:={ns}/llm/generate", "-p", f"shadow_llm_action:={ns}/llm_shadow/generate"])]
+    try:
+        with ros_node("t19_preempt_probe") as node:
+            for name in ("llm_node", "llm_shadow", "farm_controller"):
+                bring_up(node, f"{ns}/{name}")
+            proposals: list[ActuatorCommand] = []
+            shadows: list[ActuatorCommand] = []
+            node.create_subscription(ActuatorCommand, f"{ns}/sdf/proposal", proposals.append, 10)
+            node.create_subscription(ActuatorCommand, f"{ns}/sdf/shadow_proposal", shadows.append, 10)
+            states = node.create_publisher(GreenhouseState, f"{ns}/sdf/state", 10)
+            assert wait_until(lambda: node.count_subscribers(f"{ns}/sdf/state") >= 1, 10)
+
+            def send(stamp: int) -> None:
+                state = GreenhouseState(air_temperature_c=24.0, relative_humidity_pct=85.0, co2_ppm=700.0,
+                                        crop="tomato", is_day=True, global_radiation_w_m2=300.0)
+                state.header.stamp = seconds_to_stamp(stamp)
+                states.publish(state)
+
+            def stamped(messages, stamp):
+                return next((m for m in messages if stamp_to_seconds(m.header.stamp) == stamp), None)
+
+            send(T0)
+            assert wait_until(lambda: stamped(proposals, T0) is not None, 120)
+            send(T0 + 300)  # at once: the candidate has just started on the first state's question
+            assert wait_until(lambda: stamped(shadows, T0) is not None, 30)
+            first = stamped(shadows, T0)
+            assert not first.setpoints and any("preempted" in r for r in first.reasons), list(first.reasons)
+            assert wait_until(lambda: stamped(shadows, T0 + 300) is not None, 180)
+            assert stamped(proposals, T0 + 300) is not None  # the serving model answered the second state
+    finally:
+        outputs = "".join(stop(process) for process in processes)
+    assert "Traceback" not in outputs, outputs[-4000:]
 
 
 def test_a_release_published_during_the_run_is_swapped_into_the_farm_by_the_model_manager(tmp_path, monkeypatch):
