@@ -147,8 +147,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.session: Session | None = self.console.sessions.get(self._cookie())
         self.body_read = False
         url = urlsplit(self.path)
-        self.query = {key: values[-1] for key, values in parse_qs(url.query, max_num_fields=20).items()}
+        self.query = {}
         try:
+            try:
+                self.query = {key: values[-1] for key, values in parse_qs(url.query, max_num_fields=20).items()}
+            except ValueError:
+                raise ConsoleError(400, "bad_request", "more than 20 query fields") from None
             if method == "GET" and not url.path.startswith("/api/"):
                 self._static(url.path)
                 return

@@ -122,11 +122,11 @@ class SignOff:
             raise NotADraft(f"SR {sr_uid} is already verified")
         now = now or datetime.datetime.now(datetime.timezone.utc)
         signed = signed_report(draft, findings_text, impression, signer, now)
-        self.client.store([signed])
-        replaced = self._delete_draft(sr_uid)
+        self.client.store([signed])  # from here on the report is signed: the rest follows it, the draft goes last
         key = study_key_of(study_uid, self.settings.study_salt)
         fhir = self._finalise_fhir(key, findings_text, impression, signer, now)
         self._log_pair(key, report_texts(draft), findings_text, impression, signer, now)
+        replaced = self._delete_draft(sr_uid)
         return {"study_key": key, "signed_sr": str(signed.SOPInstanceUID), "draft_deleted": replaced, "fhir": fhir}
 
     def _delete_draft(self, sr_uid: str) -> bool:

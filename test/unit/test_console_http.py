@@ -169,6 +169,7 @@ def test_malformed_oversized_and_misaddressed_requests_get_clear_errors_in_the_a
         (operator.delete(f"{console.url}/api/models"), 405, "method"),
         (operator.get(f"{console.url}/static/../accounts.json"), 404, "not_found"),
         (operator.get(f"{console.url}/static/console.py"), 404, "not_found"),
+        (operator.get(f"{console.url}/api/models?" + "&".join(f"k{i}=v" for i in range(30))), 400, "bad_request"),
     ]
     for answer, status, code in cases:
         assert (answer.status_code, answer.json()["error"]) == (status, code), answer.text
