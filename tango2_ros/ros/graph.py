@@ -76,8 +76,22 @@ def settled_snapshot(node: Node, *, min_wait_s: float = 2.0, max_wait_s: float =
         now = time.monotonic()
         if previous is None or current.as_dict() != previous.as_dict():
             previous, stable_since = current, now
-        elif current.nodes and now - started >= min_wait_s and now - stable_since >= settle_s:
+        elif current.nodes and now - started >= min_wait_s and now - stable_since >= settle_s \
+                and _endpoints_known(node, current.nodes):
             return current
         if now - started >= max_wait_s:
             return current
         time.sleep(0.1)
+
+
+def _endpoints_known(node: Node, names: list[str]) -> bool:
+    """Every discovered node's publishers are known too: a node arrives before its endpoints, and every rclpy or
+    rclcpp node publishes at least /rosout, so a node seen without any publisher is still being discovered."""
+    for name in names:
+        namespace, _, base = name.rpartition("/")
+        try:
+            if not node.get_publisher_names_and_types_by_node(base, namespace or "/"):
+                return False
+        except Exception:  # noqa: BLE001 - a node that left meanwhile: its absence is the answer
+            continue
+    return True
