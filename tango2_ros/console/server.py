@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +23,7 @@ from tango2_ros.console.accounts import AccountStore, LoginThrottle, Session, Se
 from tango2_ros.console.audit import AuditLog
 from tango2_ros.console.live import CHANNEL_PERMISSION, CHANNELS, LiveState
 from tango2_ros.console.texts import TEXTS, text
+from tango2_ros.core.net import BackgroundHttpServer
 
 COOKIE = "tango2_session"
 MAX_BODY_BYTES = 64 * 1024
@@ -93,7 +94,7 @@ ROUTES: dict[str, tuple[str, str | None, str]] = {
 }
 
 
-class ConsoleServer:
+class ConsoleServer(BackgroundHttpServer):
     def __init__(self, live: LiveState, backend: ConsoleBackend, accounts: AccountStore, audit: AuditLog,
                  address: str = "127.0.0.1", port: int = 8080, reading_room: ReadingRoom | None = None,
                  sessions: SessionStore | None = None, throttle: LoginThrottle | None = None) -> None:
@@ -101,24 +102,12 @@ class ConsoleServer:
         self.reading_room = reading_room
         self.sessions = sessions or SessionStore()
         self.throttle = throttle or LoginThrottle()
-        self.stopping = threading.Event()
-        handler = type("Handler", (_Handler,), {"console": self})
-        self.httpd = ThreadingHTTPServer((address, port), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="console-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.httpd.server_address[1]
-
-    def start(self) -> "ConsoleServer":
-        self._thread.start()
-        return self
+        self.stopping = threading.Event()  # ends the live feeds, which outlast serve_forever
+        super().__init__(_Handler, "console", self, address, port, "console-http")
 
     def stop(self) -> None:
         self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
 
 
 class _Handler(BaseHTTPRequestHandler):

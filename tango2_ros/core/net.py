@@ -1,11 +1,12 @@
-"""Sockets: a UDP listener for sensor streams, and loopback helpers for the servers the tests and simulators start
-(brokers, PACS, Modbus)."""
+"""Sockets: a UDP listener for sensor streams, an HTTP server in a background thread (the OpenAI-style API, the
+operator console), and loopback helpers for the servers the tests and simulators start (brokers, PACS, Modbus)."""
 from __future__ import annotations
 
 import socket
 import struct
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 
@@ -70,3 +71,26 @@ class UdpListener:
             except OSError:  # closed
                 return
             self._on_datagram(data)
+
+
+class BackgroundHttpServer:
+    """A threading HTTP server (a thread per connection, none kept at exit) served from a thread of its own; the
+    request handler class is made per server with `owner` as its `attribute`, so handlers reach their server."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], attribute: str, owner, address: str, port: int,
+                 name: str) -> None:
+        self.httpd = ThreadingHTTPServer((address, port), type("Handler", (handler,), {attribute: owner}))
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

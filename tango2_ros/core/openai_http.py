@@ -12,10 +12,11 @@ import select
 import socket
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable, Protocol
 
 from tango2_ros.core import openai_api as api
+from tango2_ros.core.net import BackgroundHttpServer
 
 
 @dataclass(frozen=True)
@@ -38,25 +39,10 @@ class Backend(Protocol):
         """One generation; `on_text(text so far)` returning False, or `gone()` turning True, cancels it."""
 
 
-class ApiServer:
+class ApiServer(BackgroundHttpServer):
     def __init__(self, backend: Backend, address: str, port: int, api_keys: tuple[str, ...] = ()) -> None:
         self.backend, self.api_keys = backend, api_keys
-        handler = type("Handler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer((address, port), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="llm-api-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.httpd.server_address[1]
-
-    def start(self) -> "ApiServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(_Handler, "api", self, address, port, "llm-api-http")
 
     def authorized(self, header: str | None) -> bool:
         if not self.api_keys:
