@@ -152,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ConsoleError(405, "method", f"{url.path} takes {route_method}")
             if permission is not None:
                 self._authorise(permission, name)
+            elif method == "POST":
+                self._check_origin()  # a login: no session, so only its origin can be checked
             body = self._json_body() if method == "POST" else {}
             getattr(self, f"_api_{name}")(body)
         except ConsoleError as exc:
@@ -171,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "POST":
                 self.console.audit.record(account.name, account.role, action, "refused", why="role")
             raise ConsoleError(403, "forbidden", f"{action} needs one of the roles allowed to {permission}")
-        if self.command == "POST" and action != "login":
+        if self.command == "POST":
             self._check_origin()
             if self.headers.get("X-CSRF-Token", "") != self.session.csrf:
                 self.console.audit.record(account.name, account.role, action, "refused", why="csrf")
@@ -185,7 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise ConsoleError(403, "origin", origin[:100])
 
     def _json_body(self) -> dict:
-        self._check_origin()  # (again for most routes; the only check of a login's request)
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise ConsoleError(415, "json_only")
         length = self.headers.get("Content-Length")

@@ -102,6 +102,9 @@ def test_login_sets_a_strict_http_only_cookie_and_refuses_wrong_passwords(consol
     wrong = requests.post(f"{console.url}/api/login", json={"user": "otto", "password": "guess"})
     assert wrong.status_code == 401 and wrong.json()["error"] == "wrong_password" and "Set-Cookie" not in wrong.headers
     assert requests.post(f"{console.url}/api/login", json={"user": "nobody", "password": PASSWORD}).status_code == 401
+    cross_site = requests.post(f"{console.url}/api/login", json={"user": "otto", "password": PASSWORD},
+                               headers={"Origin": "http://evil.example"})
+    assert cross_site.status_code == 403 and "Set-Cookie" not in cross_site.headers
     for malformed in ({"user": "otto"}, {"user": 5, "password": PASSWORD}, {"user": "x" * 100, "password": "p"}):
         assert requests.post(f"{console.url}/api/login", json=malformed).status_code == 400
     assert ("otto", "login", "refused") in audit(console) and ("otto", "login", "done") in audit(console)
