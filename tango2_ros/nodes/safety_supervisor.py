@@ -133,9 +133,8 @@ class SafetySupervisorNode(Tango2Node):
         self._counts["fallbacks"] += 1
         before = copy.deepcopy(self._supervisor)
         proposal, verdict = self._watchdog.take_over(conditions_from_state(state), stamp_to_seconds(state.header.stamp))
-        self._publish(verdict, proposal, state, "baseline", rationale=f"watchdog: {why}; the baseline controller decides")
-        self._shadows.decided(stamp_to_seconds(state.header.stamp), before, conditions_from_state(state),
-                              verdict.command, self._last_state_wall)
+        self._publish(verdict, before, proposal, state, "baseline",
+                      rationale=f"watchdog: {why}; the baseline controller decides")
 
     def _decide(self, proposal: dict | None, state: GreenhouseState | None, controller: str, model: str = "",
                 rationale: str = "", stale_for_s: float = 0.0) -> None:
@@ -145,12 +144,17 @@ class SafetySupervisorNode(Tango2Node):
         verdict = self._supervisor.review(proposal, conditions, now_s)
         if state is None and not self._supervisor.emergency_stop:
             verdict.reasons.insert(0, f"no greenhouse state for {stale_for_s:.0f} s")
-        self._publish(verdict, proposal, state, controller, model, rationale, now_s)
-        self._shadows.decided(now_s, before, conditions, verdict.command, self._last_state_wall)
+        self._publish(verdict, before, proposal, state, controller, model, rationale, now_s)
 
-    def _publish(self, verdict: Verdict, proposal: dict | None, state: GreenhouseState | None, controller: str,
-                 model: str = "", rationale: str = "", now_s: float = 0.0) -> None:
+    def _publish(self, verdict: Verdict, before: SafetySupervisor, proposal: dict | None,
+                 state: GreenhouseState | None, controller: str, model: str = "", rationale: str = "",
+                 now_s: float = 0.0) -> None:
+        """Publish a decided command; `before` (the supervisor before this decision) judges a shadow's proposal
+        for the same state."""
         conditions = conditions_from_state(state) if state is not None else None
+        if state is not None:
+            self._shadows.decided(stamp_to_seconds(state.header.stamp), before, conditions, verdict.command,
+                                  self._last_state_wall)
         if conditions is None or self._supervisor.emergency_stop:
             self._counts["safe_states"] += 1
         self._counts[verdict.verdict] += 1

@@ -62,7 +62,8 @@ class FarmRig:
                 raise UserError("the farm's nodes did not come up")
             if deployed:
                 _wait_deployed(self.supervisor.node, deployed)
-            self._supervisor_status = DiagnosticsLatest(self.supervisor.node, f"{SIM_NAMESPACE}/safety_supervisor")
+            self._supervisor_status = DiagnosticsLatest(self.supervisor.node, f"{SIM_NAMESPACE}/safety_supervisor") \
+                if shadow else None  # only a shadow's score is read from it
             self.loop = RosFarmLoop(self.supervisor.node, SIM_NAMESPACE, greenhouse, self.broker.port, TOPIC_PREFIX,
                                     controller, modbus_port=modbus_port, shadow=bool(shadow))
         except BaseException:
@@ -74,6 +75,8 @@ class FarmRig:
 
     def shadow_score(self) -> dict | None:
         """The supervisor's last word on the shadow candidate (tango2_ros.core.shadow.ShadowScore.as_dict)."""
+        if self._supervisor_status is None:
+            return None
         return shadow_score(self._supervisor_status.values().get(SHADOW_KEY, ""))
 
     def shutdown(self) -> None:
