@@ -104,7 +104,7 @@ def _shadow_slot(stack, slot: str) -> str:
 def _set_samples(stack, samples: int) -> list[str]:
     """Set `shadow.decisions` on every node of the manager's namespace that judges shadows."""
     namespace = stack.manager.rsplit("/", 1)[0] or "/"
-    judges = []
+    judges, unreachable = [], []
     for name, node_namespace in stack.node.get_node_names_and_namespaces():
         if node_namespace.rstrip("/") != namespace.rstrip("/"):
             continue
@@ -113,11 +113,13 @@ def _set_samples(stack, samples: int) -> list[str]:
             if stack.parameter(fqn, "shadow.decisions") is None:
                 continue
         except UserError:
-            continue  # a node without parameter services
+            unreachable.append(fqn)  # no parameter services, or not discovered in time
+            continue
         problem = stack.set_parameter(fqn, "shadow.decisions", samples)
         if problem:
             raise UserError(f"{fqn}: cannot set shadow.decisions: {problem}")
         judges.append(fqn)
     if not judges:
-        raise UserError(f"no node in {namespace} judges shadows (none declares shadow.decisions)")
+        raise UserError(f"no node in {namespace} judges shadows (none declares shadow.decisions)"
+                        + (f"; not reachable: {', '.join(unreachable)}" if unreachable else ""))
     return judges

@@ -16,6 +16,8 @@ from tango2_ros.errors import UserError
 from tango2_ros.ros.deployments import reported_shadow_scores, slot_rows
 
 SERVICE_WAIT_S = 5.0
+HEARTBEAT_S = 1.5  # a node's /diagnostics period is 1 s by default
+MAX_LISTEN_S = 10.0
 
 
 class ModelStack:
@@ -25,18 +27,26 @@ class ModelStack:
         self.node, self.manager = node, manager.rstrip("/")
         self.events: dict[str, ModelStatus] = {}
         self.shadows: dict[str, dict] = {}
+        self._heard = 0.0  # when the first /diagnostics message arrived
         latched = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         node.create_subscription(ModelStatus, f"{self.manager}/status",
                                  lambda m: self.events.__setitem__(m.slot, m), latched)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
+        self._heard = self._heard or time.monotonic()
         for judge, score in reported_shadow_scores(message):
             self.shadows[score["model"]] = {**score, "judge": judge}
 
     def listen(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        """At least `seconds`, and on until every node's heartbeat has had a chance to arrive after the first one
+        did (a new process discovers the publishers in its own time; at most MAX_LISTEN_S in all)."""
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            heard_enough = self._heard and now - self._heard >= HEARTBEAT_S
+            if now - started >= MAX_LISTEN_S or (now - started >= seconds and heard_enough):
+                return
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
     def call(self, kind, name: str, request, timeout_s: float = SERVICE_WAIT_S):
