@@ -1,5 +1,6 @@
 """The llama.cpp runtime without ROS: real generation with the embedded SmolLM2 model."""
 import json
+import threading
 
 import pytest
 
@@ -295,6 +296,38 @@ def test_slot_swaps_between_requests_and_closes_the_old_runtime_once_drained():
         slot.replace(new)
         assert slot.active is new and events == ["alone old"]  # the old one is still in use by this request
     assert _eventually(lambda: events == ["alone old", "close old", "alone new"])
+
+
+def test_closing_a_slot_closes_every_runtime_in_the_calling_thread_leases_or_not():
+    """A stopping node closes its models itself: one still draining behind a lease no request will end (the
+    executor has stopped) is closed too, once, and no background thread is left freeing a model at exit."""
+    closed: list[tuple[str, str]] = []
+
+    class Fake:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def close(self):
+            closed.append((self.name, threading.current_thread().name))
+
+        def take_over(self):
+            pass
+
+    slot = RuntimeSlot()
+    old, new = Fake("old"), Fake("new")
+    slot.replace(old)
+    lease = slot.lease()
+    lease.__enter__()  # a request that never ends
+    slot.replace(new)
+    slot.close()
+    me = threading.current_thread().name
+    assert sorted(closed) == [("new", me), ("old", me)] and slot.active is None
+    assert not any(thread.name == "runtime-drain" for thread in threading.enumerate())
+    lease.__exit__(None, None, None)  # the request ends after all: nothing is closed twice
+    assert len(closed) == 2
+    with pytest.raises(NoModelError):
+        with slot.lease():
+            pass
 
 
 def _eventually(predicate, timeout=5.0):

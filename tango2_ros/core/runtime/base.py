@@ -109,6 +109,8 @@ class RuntimeSlot:
         self._lock = threading.Condition()
         self._active: ModelRuntime | None = None
         self._leases: dict[int, int] = {}
+        self._draining: dict[int, ModelRuntime] = {}  # replaced runtimes not yet closed
+        self._drains: list[threading.Thread] = []
 
     @property
     def active(self) -> ModelRuntime | None:
@@ -127,7 +129,8 @@ class RuntimeSlot:
             yield runtime
         finally:
             with self._lock:
-                self._leases[id(runtime)] -= 1
+                if id(runtime) in self._leases:  # not when close() has ended every lease
+                    self._leases[id(runtime)] -= 1
                 self._lock.notify_all()
 
     def replace(self, runtime: ModelRuntime | None, *, drain_timeout_s: float = 600.0) -> ModelRuntime | None:
@@ -135,19 +138,42 @@ class RuntimeSlot:
         `runtime.take_over()` is called (at once when there was none)."""
         with self._lock:
             previous, self._active = self._active, runtime
-        if previous is not None and previous is not runtime:
-            threading.Thread(target=self._close_when_drained, args=(previous, runtime, drain_timeout_s),
-                             name="runtime-drain", daemon=True).start()
-        elif runtime is not None:
+            if previous is not None and previous is not runtime:
+                self._draining[id(previous)] = previous
+                drain = threading.Thread(target=self._close_when_drained, args=(previous, runtime, drain_timeout_s),
+                                         name="runtime-drain", daemon=True)
+                self._drains = [thread for thread in self._drains if thread.is_alive()] + [drain]
+                drain.start()
+        if runtime is not None and (previous is None or previous is runtime):
             runtime.take_over()
         return previous
+
+    def close(self, join_timeout_s: float = 30.0) -> None:
+        """Serve nothing and close every runtime now, in the calling thread, leases or not: a node that stops has
+        cancelled its requests, and its executor no longer resumes the ones that hold a lease. Nothing may be left
+        for a background thread to free while the interpreter exits: a thread that calls back into Python from
+        llama.cpp's destructors then aborts the whole process ("terminate called without an active exception")."""
+        with self._lock:
+            closing = [runtime for runtime in (self._active,) if runtime is not None] + list(self._draining.values())
+            self._active = None
+            self._draining.clear()
+            self._leases.clear()
+            drains = list(self._drains)
+            self._lock.notify_all()
+        for runtime in closing:
+            runtime.close()
+        for drain in drains:  # one may be closing its runtime right now
+            drain.join(join_timeout_s)
 
     def _close_when_drained(self, runtime: ModelRuntime, successor: ModelRuntime | None, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while self._leases.get(id(runtime), 0) > 0 and time.monotonic() < deadline:
+            while self._leases.get(id(runtime), 0) > 0 and id(runtime) in self._draining \
+                    and time.monotonic() < deadline:
                 self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._leases.pop(id(runtime), None)
+            if self._draining.pop(id(runtime), None) is None:
+                return  # the slot was closed meanwhile: close() closed it, and the successor too
         runtime.close()
         if successor is not None:
             successor.take_over()

@@ -134,5 +134,12 @@ class ServedModel:
             current = self._per_model.get(self.label, {"requests": 0, "errors": 0})
             return {"model": self.label, "model_requests": current["requests"], "model_errors": current["errors"]}
 
-    def close(self) -> None:
-        self.slot.replace(None)
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop serving and free the models now; a load under way ends first (up to `timeout_s`), so none starts
+        serving after this."""
+        locked = self._swap_lock.acquire(timeout=timeout_s)
+        try:
+            self.slot.close()
+        finally:
+            if locked:
+                self._swap_lock.release()
