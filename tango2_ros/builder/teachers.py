@@ -31,6 +31,8 @@ TEACHERS = {
     "sds-bridge": Teacher(("en", "ko"), "tango2_ros.sds.teaching:bridge_rows",
                           {"sds-describe": "tango2_ros.sds.teaching:check_describe",
                            "sds-ask": "tango2_ros.sds.questions:check_ask"}),
+    "sdm-report": Teacher(("en",), "tango2_ros.sdm.teaching:report_rows",
+                          {"sdm-report": "tango2_ros.sdm.teaching:check_report"}),
 }
 
 

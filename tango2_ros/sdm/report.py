@@ -121,9 +121,12 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
         draft = template_draft(findings)
         draft.model, draft.corrections = model, [f"the model's answer was unusable ({exc}): standard wording"]
         return draft
-    corrections, chosen = [], {}
+    corrections, chosen, dropped = [], {}, set()
     present = {f.label for f in findings if f.present}
     for item in items:
+        if not isinstance(item, dict):
+            corrections.append(f"ignored {item!r}: not a sentence object")
+            continue
         label, sentence = str(item.get("finding", "")), " ".join(str(item.get("sentence", "")).split())
         if label not in present or label in chosen:
             continue
@@ -132,8 +135,11 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
             problems.append(f"it does not state {label.lower()}")
         if problems:
             corrections.append(f"dropped {sentence!r}: {'; '.join(problems)}")
+            dropped.add(label)
             continue
         chosen[label] = sentence if sentence.endswith(".") else sentence + "."
+    corrections += [f"added the standard sentence for {label.lower()}: the model left it out"
+                    for label in sorted(present - set(chosen) - dropped)]
     impression_problems = disagreements(impression, findings)
     if impression_problems or not impression.strip():
         corrections.append(f"the model's impression was replaced: {'; '.join(impression_problems) or 'empty'}")
