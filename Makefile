@@ -104,6 +104,7 @@ $(STAMPS)/test-tools: requirements/test.txt scripts/system_deps.sh | $(STAMPS)/v
 releases: setup
 	$(BIN)/tango2 learn recipes/ct-findings-phantom/recipe.yaml --store build/rebuilt-store
 	$(BIN)/tango2 learn recipes/sds-bridge/recipe.yaml --store build/rebuilt-store
+	$(BIN)/tango2 learn recipes/sdm-report/recipe.yaml --store build/rebuilt-store
 
 clean:
 	rm -rf $(VENV) build install log

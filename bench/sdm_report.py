@@ -1,6 +1,6 @@
 """Seconds per chest-CT study on this machine, split by stage (loading a 64-slice DICOM series, preprocessing,
-findings model, report text), for the f32 and int8 findings models and for the report text by the embedded LLM
-versus the standard wording, all in one run on the same synthetic studies.
+findings model, report text), for the f32 and int8 findings models and for the report text by the language model
+(the writer the sdm profile deploys) versus the standard wording, all in one run on the same synthetic studies.
 
 Baselines: the int8 model against f32 (ratio of the findings stage), the LLM-written text against the standard
 wording (ratio of whole-study time). Run: .venv/bin/python bench/sdm_report.py [--studies N] [--json]
@@ -14,9 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, parser, report  # noqa: E402
 
-from tango2_ros.cli.model_files import model_file  # noqa: E402
-from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, DEFAULT_REPORT_LLM  # noqa: E402
-from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime  # noqa: E402
+from tango2_ros.cli.model_files import model_file, open_llm, profile_model  # noqa: E402
+from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL  # noqa: E402
 from tango2_ros.sdm.findings import FindingsModel  # noqa: E402
 from tango2_ros.sdm.phantom import random_findings, render  # noqa: E402
 from tango2_ros.sdm.pipeline import STAGES, LlmWriter, ReportPipeline  # noqa: E402
@@ -57,8 +56,7 @@ def main() -> None:
         int8 = FindingsModel(model_file(f"ct-findings-phantom@{release}-int8")[0], name="ct-findings", version="int8")
         results = {"f32 + standard wording": timings(ReportPipeline(f32, template_draft), studies),
                    "int8 + standard wording": timings(ReportPipeline(int8, template_draft), studies)}
-        llm_path = model_file(DEFAULT_REPORT_LLM)[0]
-        runtime = LlmRuntime(llm_path, LlmOptions(n_parallel=1, n_ctx_per_seq=1536), name="smollm2-135m")
+        runtime = open_llm(profile_model("sdm", "llm"), n_ctx_per_seq=1536)  # the writer the sdm profile deploys
         try:
             results["f32 + LLM text"] = timings(ReportPipeline(f32, LlmWriter(runtime)), studies)
         finally:

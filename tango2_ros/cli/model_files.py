@@ -40,3 +40,27 @@ def model_files(reference: str) -> tuple[Path, Path | None, str, str]:
     except (ArtifactError, VerificationError, FileNotFoundError) as exc:
         raise UserError(f"model {reference}: {exc}") from None
     return base.primary_path, pulled.primary_path, manifest.name, manifest.version
+
+
+def open_llm(reference: str, n_ctx_per_seq: int):
+    """An LlmRuntime in this process for a model file or artifact, or an adapter on its base (UserError when it
+    does not load)."""
+    from tango2_ros.core.runtime.base import ModelLoadError
+    from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
+
+    path, adapter, name, version = model_files(reference)
+    try:
+        return LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=n_ctx_per_seq, lora_path=str(adapter or "")),
+                          name=name, version=version)
+    except ModelLoadError as exc:
+        raise UserError(str(exc)) from None
+
+
+def profile_model(profile_name: str, slot: str) -> str:
+    """NAME@VERSION (or @latest) that a profile's model manager deploys to a slot: what a command runs by default."""
+    from tango2_ros.bringup.profiles import load_profile
+
+    manager = next((n for n in load_profile(profile_name).nodes if n.executable == "model_manager"), None)
+    if manager is None or f"{slot}.model" not in manager.parameters:
+        raise UserError(f"the {profile_name} profile deploys no model to a slot {slot!r}: give the model")
+    return f"{manager.parameters[f'{slot}.model']}@{manager.parameters.get(f'{slot}.version') or 'latest'}"

@@ -19,12 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from tango2_ros.cli.model_files import model_file
+from tango2_ros.cli.model_files import model_file, open_llm, profile_model
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
 
 DEFAULT_FINDINGS_MODEL = "ct-findings-phantom@best-hospital-edge-cpu"
-DEFAULT_REPORT_LLM = "smollm2-135m-instruct@1.0.0"
 
 
 def register(commands) -> None:
@@ -58,7 +57,8 @@ def register(commands) -> None:
 def _model_arguments(parser) -> None:
     parser.add_argument("--model", default=DEFAULT_FINDINGS_MODEL,
                         help=f"findings model: an ONNX file or an artifact (default {DEFAULT_FINDINGS_MODEL})")
-    parser.add_argument("--llm", default=DEFAULT_REPORT_LLM, help="report language model: a GGUF file or an artifact")
+    parser.add_argument("--llm", default=None, help="report writer: a GGUF file, a model or an adapter artifact "
+                        "(default: what the sdm profile deploys, the learned writer)")
     parser.add_argument("--no-llm", action="store_true", help="standard wording only, no language model")
 
 
@@ -76,14 +76,7 @@ def open_pipeline(args):
         raise UserError(str(exc)) from None
     if args.no_llm:
         return ReportPipeline(model, template_draft), lambda: None
-    from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
-
-    llm_path, llm_name, llm_version = model_file(args.llm)
-    try:
-        runtime = LlmRuntime(llm_path, LlmOptions(n_parallel=1, n_ctx_per_seq=1536), name=llm_name,
-                             version=llm_version)
-    except ModelLoadError as exc:
-        raise UserError(str(exc)) from None
+    runtime = open_llm(args.llm or profile_model("sdm", "llm"), n_ctx_per_seq=1536)
     return ReportPipeline(model, LlmWriter(runtime)), runtime.close
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tango2_ros.cli.model_files import profile_model
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
 
@@ -164,7 +165,7 @@ def _describe(args) -> int:
     from tango2_ros.sds import scene, teaching
 
     scenarios = _scenarios(args.scenarios)
-    ask = _in_process_model(args.model or _profile_model("sds", "llm"), max_tokens=720)
+    ask = _in_process_model(args.model or profile_model("sds", "llm"), max_tokens=720)
     for scenario in scenarios:
         targets, action = teaching.facts(scenario)
         started = time.monotonic()
@@ -190,7 +191,7 @@ def _ask(args) -> int:
     targets, action = teaching.facts(scenario)
     questions.classify(args.question, args.lang, targets)  # a question that cannot be asked fails before loading
     answered = questions.answer(args.question, args.lang, targets, action,
-                                _in_process_model(args.model or _profile_model("sds", "llm"), max_tokens=256))
+                                _in_process_model(args.model or profile_model("sds", "llm"), max_tokens=256))
     row = {"question": args.question, "lang": args.lang, "model": answered.model, "raw_answer": answered.raw_answer,
            "answer": answered.answer, "ids": answered.ids, "kind": answered.question.kind,
            "corrections": answered.corrections}
@@ -207,17 +208,11 @@ def _in_process_model(reference: str, max_tokens: int):
     (prompt, schema) -> (text, model, error)."""
     import json
 
-    from tango2_ros.cli.model_files import model_files
-    from tango2_ros.core.runtime.base import ModelLoadError
-    from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
+    from tango2_ros.cli.model_files import open_llm
+    from tango2_ros.core.runtime.llm import ChatTurn
     from tango2_ros.core.runtime.schema import compile_schema
 
-    path, adapter, name, version = model_files(reference)
-    try:
-        runtime = LlmRuntime(path, LlmOptions(n_parallel=1, n_ctx_per_seq=2048, lora_path=str(adapter or "")),
-                             name=name, version=version)
-    except ModelLoadError as exc:
-        raise UserError(str(exc)) from None
+    runtime = open_llm(reference, n_ctx_per_seq=2048)
 
     def ask(prompt: str, schema: dict) -> tuple[str, str, str]:
         result = runtime.generate(runtime.chat_prompt([ChatTurn("user", prompt)]), max_tokens=max_tokens,
@@ -226,16 +221,6 @@ def _in_process_model(reference: str, max_tokens: int):
         return result.text, runtime.identity.label, (result.error or result.finish_reason) if failed else ""
 
     return ask
-
-
-def _profile_model(profile_name: str, slot: str) -> str:
-    """NAME@VERSION (or @latest) that a profile's model manager deploys to a slot."""
-    from tango2_ros.bringup.profiles import load_profile
-
-    manager = next((n for n in load_profile(profile_name).nodes if n.executable == "model_manager"), None)
-    if manager is None or f"{slot}.model" not in manager.parameters:
-        raise UserError(f"the {profile_name} profile deploys no model to a slot {slot!r}: give --model")
-    return f"{manager.parameters[f'{slot}.model']}@{manager.parameters.get(f'{slot}.version') or 'latest'}"
 
 
 def _demo(args) -> int:

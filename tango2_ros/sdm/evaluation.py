@@ -93,7 +93,7 @@ def evaluate(pipeline, studies: list[LabelledStudy],
                 counts[finding.label][1] += 1
             elif truth:
                 counts[finding.label][2] += 1
-        text = f"{report.draft.findings_text} {report.draft.impression}"
+        text = f"{report.draft.findings_text}\n{report.draft.impression}"  # the not-assessed list is a line of its own
         agreeing += not disagreements(text, report.findings)
         corrected += bool(report.draft.corrections)
         if study.reference:

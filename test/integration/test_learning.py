@@ -64,3 +64,24 @@ def test_a_recipe_whose_teacher_is_unknown_fails_before_anything_runs(tmp_path):
     done = _learn(recipe, tmp_path / "out", os.environ)
     assert done.returncode == 2 and "unknown teacher 'sds-oracle'" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_report_writer_recipe_at_a_tiny_scale(tmp_path):
+    """The chest-CT report writer goes the same path: findings cases taught, held-out cases judged by the sentence
+    check of the report pipeline, the adapter published."""
+    models = tmp_path / "models"
+    env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
+    subprocess.run([sys.executable, "-m", "tango2_ros.cli", "models", "import-defaults"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE.replace("name: tiny-bridge", "name: tiny-writer").replace(
+        "{name: sds-bridge, train: 1, eval: 1, seed: 5, languages: [en]}", "{name: sdm-report, train: 2, eval: 1, seed: 3}")
+        .replace("beat_base: true", "beat_base: false"))
+    done = _learn(recipe, tmp_path / "out", env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[1/7] teacher sdm-report: 2 scenarios to learn from, 1 held out" in done.stderr
+    lora = next(c for c in json.loads(done.stdout)["candidates"] if c["label"] == "lora")
+    assert set(lora["groups"]) == {"sdm-report/en"}
+    held = [json.loads(line)["check"]["case"] for line in (tmp_path / "out" / "data" / "eval.jsonl").read_text().splitlines()]
+    assert held == ["case-1000003"]
+    assert LocalStore(models / "store").versions("tiny-writer") == ["0.1.0-lora"]

@@ -150,14 +150,20 @@ def test_cli_phantom_report_and_refusals(tmp_path, findings_model):
 
 
 def test_report_llm_writes_within_the_findings(tmp_path, findings_model):
-    """The embedded language model drafts the text; whatever it writes, the result agrees with the findings."""
+    """The learned report writer drafts the text by default, and the sentence check leaves its draft as it is;
+    with the untrained base model the check corrects it, and either way the result agrees with the findings."""
     tango2("sdm", "phantom", str(tmp_path / "study"), "--findings", "lung-nodule,consolidation", "--seed", "21")
-    report = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--json")
-    assert report.returncode == 0, report.stderr
-    data = json.loads(report.stdout)
-    findings = [Finding(f["label"], f["probability"], f["threshold"], f["present"]) for f in data["findings"]]
-    assert "smollm2" in data["model"]
-    assert disagreements(f"{data['findings_text']}\n{data['impression']}", findings) == []
+    for llm in (None, "smollm2-135m-instruct@1.0.0"):
+        report = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--json", *(["--llm", llm] if llm else []))
+        assert report.returncode == 0, report.stderr
+        data = json.loads(report.stdout)
+        findings = [Finding(f["label"], f["probability"], f["threshold"], f["present"]) for f in data["findings"]]
+        assert disagreements(f"{data['findings_text']}\n{data['impression']}", findings) == []
+        if llm is None:
+            assert "sdm-report@" in data["model"] and data["corrections"] == [], data
+            assert "nodule" in data["impression"].lower() and "consolidation" in data["impression"].lower()
+        else:
+            assert "smollm2-135m-instruct@" in data["model"]
 
 
 def test_held_out_accuracy_on_200_studies(tmp_path, findings_model):

@@ -214,37 +214,48 @@ def test_findings_model_swap_at_run_time_and_clean_logs(hospital, findings_model
     assert "PHANTOM" not in log and "PH0000" not in log and "1.2.826.0.1.3680043.8.498" not in log
 
 
-def test_model_manager_deploys_the_findings_model_from_the_registry(tmp_path):
-    """The sdm profile's way: ct_report starts without a model; the manager pulls the builder's best candidate for
-    the hospital edge profile from the signed local registry, verifies it and loads it into the node."""
+def test_model_manager_deploys_the_profiles_models_from_the_registry(tmp_path):
+    """The sdm profile's way: ct_report and llm_node start without their models; the manager pulls the builder's
+    best findings model for the hospital edge profile and the learned report writer (an adapter on its base) from
+    the signed local registry, verifies them and loads them into the nodes, which then draft with them."""
     from tango2_ros import paths
+    from tango2_ros.cli.model_files import profile_model
 
+    writer, _, writer_version = profile_model("sdm", "llm").partition("@")
     ns = "/t7deploy"
+    llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "n_parallel:=1",
+                 "-p", "n_ctx_per_seq:=1536", "-p", "diagnostics_period_s:=0.2"])
     node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}",
-                  "-p", "diagnostics_period_s:=0.2", "-p", "llm_action:=''"])
+                  "-p", "diagnostics_period_s:=0.2", "-p", f"llm_action:={ns}/llm/generate"])
     manager = spawn(["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={ns}",
                      "-p", f"store:={paths.default_store()}", "-p", f"cache_dir:={tmp_path / 'cache'}",
-                     "-p", f"trusted_keys_dir:={paths.trusted_keys_dir()}", "-p", "slots:=[ct_findings]",
+                     "-p", f"trusted_keys_dir:={paths.trusted_keys_dir()}", "-p", "slots:=[ct_findings, llm]",
                      "-p", "ct_findings.model:=ct-findings-phantom", "-p", f"ct_findings.node:={ns}/ct_report",
-                     "-p", "ct_findings.version:=best-hospital-edge-cpu"])
+                     "-p", "ct_findings.version:=best-hospital-edge-cpu", "-p", f"llm.model:={writer}",
+                     "-p", f"llm.version:={writer_version}", "-p", f"llm.node:={ns}/llm_node"])
     try:
         with ros_node("t7_deploy_client") as client:
             watcher = DiagnosticsWatcher(client, f"{ns}/ct_report")
+            writing = DiagnosticsWatcher(client, f"{ns}/llm_node")
+            bring_up(client, f"{ns}/llm_node")
             bring_up(client, f"{ns}/ct_report")
             bring_up(client, f"{ns}/models")
             status = watcher.wait_for(lambda s: watcher.values(s).get("model", "").startswith("ct-findings-phantom@"),
                                       120)
             deployed = watcher.values(status)["model"]
+            writing.wait_for(lambda s: writing.values(s).get("model", "").startswith(f"{writer}@"), 120)
             action = ActionClient(client, ReportCT, f"{ns}/sdm/report_ct")
             assert action.wait_for_server(timeout_sec=20)
             nifti = write_nifti(render(("pleural-effusion",), seed=71), tmp_path / "study.nii.gz")
             result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20),
-                                   60).result
+                                   120).result
             assert result.success and result.report.findings_model == deployed
+            assert result.report.report_model == f"{writer}@{writer_version}"
             assert "Pleural effusion" in {f.label for f in result.report.findings if f.present}
     finally:
         stop(manager)
         stop(node)
+        stop(llm)
 
 
 def test_sr_waits_in_the_outbox_while_the_pacs_is_down(tmp_path, findings_models):
