@@ -80,6 +80,15 @@ class ShadowScore:
     def refused_pct(self) -> float:
         return 100.0 * self.refused / self.decisions if self.decisions else 0.0
 
+    def settle(self, gate: ShadowGate) -> str:
+        """The gate's verdict, written into the score once it is final: PROMOTE, WATCH or why it is retired."""
+        outcome = self.verdict(gate)
+        if outcome == PROMOTE:
+            self.promoted = True
+        elif outcome != WATCH:
+            self.retired = outcome
+        return outcome
+
     def as_dict(self) -> dict:
         return {"model": self.model, "decisions": self.decisions, "asked": self.asked,
                 "agreement_pct": round(self.agreement_pct, 1), "supervisor_rejections": self.refused,

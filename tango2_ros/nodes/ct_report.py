@@ -7,9 +7,15 @@ with stage/progress feedback). One worker thread runs each through tango2_ros.sd
 findings' JSON Schema; empty = standard wording) -> `CTReport` on `sdm/report`, the SR to the PACS over STOW-RS
 (`pacs_dicomweb`, through the `sr_outbox` when the PACS cannot take it) and a FHIR DiagnosticReport (`fhir_dir`).
 Logs and topics carry only a de-identified study key. A bad study fails with its reason on /diagnostics and in
-the action result, and nothing is sent to the PACS for it. See docs/sdm.md.
+the action result, and nothing is sent to the PACS for it. With `shadow_llm_action` a candidate writer in an
+llm_node of its own is asked after each draft is out (tango2_ros.sdm.shadowing): its raw draft is judged by the
+sentence check, never used, and its score (`shadow` on /diagnostics) is promoted or retired by the `shadow.*`
+gate, which a shadow slot of the model manager follows. See docs/sdm.md.
 """
 from __future__ import annotations
+
+import json
+import time
 
 from rclpy.action import ActionServer, GoalResponse
 
@@ -17,16 +23,18 @@ from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTReport
 from tango2_ros.core.runtime.base import NoModelError
 from tango2_ros.core.runtime.serving import ModelSpec, ServingStatus
+from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate, ShadowScore
 from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.nodes.serving import LEVELS, ModelService
 from tango2_ros.ros.conversions.medicine import report_to_ros
-from tango2_ros.ros.llm_client import LlmClient
+from tango2_ros.ros.llm_client import LlmAnswer, LlmClient, ShadowQuestions
 from tango2_ros.sdm.findings import Finding, FindingsModel
 from tango2_ros.sdm.outputs import Destinations, ReportDesk
 from tango2_ros.sdm.pacs import ReceiverSettings, StoreReceiver
 from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
-from tango2_ros.sdm.report import Draft, asked_draft
+from tango2_ros.sdm.report import Draft, asked_draft, prompt, schema
+from tango2_ros.sdm.shadowing import judge_draft
 from tango2_ros.sdm.volume import StudyLimits
 from tango2_ros.sdm.worker import StudyWorker
 
@@ -39,6 +47,9 @@ class CtReportNode(Tango2Node):
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = standard wording.")
         self.declare("llm_timeout_s", 120.0, "Give up on the language model after this; standard wording then.",
                      min_value=1.0, max_value=3600.0)
+        self.declare("shadow_llm_action", "", "Generate action of a candidate writer in shadow, asked after each "
+                     "draft is out; its drafts are judged, never used. Empty = none.")
+        self.declare_settings(ShadowGate, "shadow.")
         self.declare_settings(ReceiverSettings)
         self.declare_settings(Destinations)
         self.declare("study_salt", "tango2", "Salt of the de-identified study key.")
@@ -48,7 +59,9 @@ class CtReportNode(Tango2Node):
                                   30.0, "reading of a blank volume")
         self._worker = StudyWorker(self._process, self._on_failure, on_busy=self.hold_swaps)
         self._desk = ReportDesk()
-        self._receiver = self._llm = self._action = self._publisher = None
+        self._receiver = self._llm = self._action = self._publisher = self._shadow = None
+        self._shadow_scores: dict[str, ShadowScore] = {}
+        self._shadow_model = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -58,6 +71,10 @@ class CtReportNode(Tango2Node):
         self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action"):
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
+        if self.param("shadow_llm_action"):
+            self._shadow_model = self.param("shadow_llm_action")  # until the candidate answers with its name
+            self._shadow = ShadowQuestions(LlmClient(self, self.param("shadow_llm_action")), self._on_shadow_answer,
+                                           timeout_s=self.param("llm_timeout_s"), max_tokens=400)
         self._desk.deliver_to(self.settings(Destinations))
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
                                     goal_callback=self._accept_goal, callback_group=self.coroutine_group)
@@ -79,12 +96,12 @@ class CtReportNode(Tango2Node):
     def cleanup(self) -> None:
         self.deactivate()
         self._worker.stop()
-        for entity in (self._action, self._llm):
+        for entity in (self._action, self._llm, self._shadow and self._shadow.client):
             if entity is not None:
                 entity.destroy()
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
-        self._action = self._llm = self._publisher = None
+        self._action = self._llm = self._publisher = self._shadow = None
         self.model.stop()
 
     # -- inputs ------------------------------------------------------------------------------------------------
@@ -111,6 +128,8 @@ class CtReportNode(Tango2Node):
 
     # -- one study (in the worker's thread) ------------------------------------------------------------------
     def _process(self, source, feedback) -> StudyReport:
+        if self._shadow is not None:
+            self._shadow.preempt()  # the serving writer goes first
         try:
             with self.model.served.slot.lease() as model:
                 pipeline = ReportPipeline(model, self._write, self.settings(StudyLimits), self.param("study_salt"))
@@ -135,8 +154,23 @@ class CtReportNode(Tango2Node):
 
     def _write(self, findings: list[Finding]) -> Draft:
         """The llm_node writes; on no server, a refusal, an error or a timeout the standard wording does."""
-        return asked_draft(findings, self._llm and self._llm.asking(timeout_s=self.param("llm_timeout_s"),
-                                                                    max_tokens=400))
+        draft = asked_draft(findings, self._llm and self._llm.asking(timeout_s=self.param("llm_timeout_s"),
+                                                                     max_tokens=400))
+        if self._shadow is not None:
+            self._shadow.ask(prompt(findings), schema(findings), (findings, time.monotonic()))
+        return draft
+
+    def _on_shadow_answer(self, answer: LlmAnswer, asked) -> None:
+        """Judge the candidate's draft of a study (in the shadow's thread, one at a time); its score goes to
+        /diagnostics until the gate promotes or retires it."""
+        findings, asked_s = asked
+        self._shadow_model = answer.model or self._shadow_model
+        score = self._shadow_scores.setdefault(self._shadow_model, ShadowScore(self._shadow_model))
+        if score.promoted or score.retired:
+            return
+        judge_draft(score, findings, answer.text, time.monotonic() - asked_s, answer.error)
+        score.settle(self.settings(ShadowGate, "shadow."))  # read live: `tango2 models shadow --samples` sets it
+        self.set_values(**{SHADOW_KEY: json.dumps(score.as_dict())})
 
     def _message(self, report: StudyReport) -> CTReport:
         return report_to_ros(report, self.get_clock().now().to_msg())

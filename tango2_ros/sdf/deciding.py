@@ -20,7 +20,7 @@ from tango2_ros.sdf.crops import CropPreset
 from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.lam import ANSWER_TOKENS, LamError, answer_schema, parse_answer, prompt
 from tango2_ros.sdf.simulation import Step, observation
-from tango2_ros.sdf.shadowing import judge, settle
+from tango2_ros.sdf.shadowing import judge
 from tango2_ros.sdf.supervisor import Conditions, SafetySupervisor, SupervisorLimits
 from tango2_ros.sdf.watchdog import Watchdog
 
@@ -107,7 +107,7 @@ class LocalDecider:
         if hasattr(shadow, "actuators"):
             shadow.actuators = dict(applied)  # the shadow sees the plant as it really is
         judge(self.score, before, proposal, conditions, t_s, applied, latency)
-        outcome = settle(self.score, self.gate)
+        outcome = self.score.settle(self.gate)
         if outcome == PROMOTE:
             self.controller, self.shadow = shadow, None
         elif outcome != WATCH:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from tango2_ros.core.shadow import PROMOTE, WATCH, ShadowGate, ShadowScore
+from tango2_ros.core.shadow import ShadowGate, ShadowScore
 from tango2_ros.sdf.supervisor import ACTUATORS, CLAMPED, REJECTED, Conditions, SafetySupervisor, broken_interlocks
 
 AGREE_WITHIN_PCT = 10.0  # a shadow's command agrees when every output is this close to the one applied
@@ -30,16 +30,6 @@ def judge(score: ShadowScore, before: SafetySupervisor, proposal: dict | None, c
     score.record(True, latency_s, refused=verdict.verdict == REJECTED, changed=verdict.verdict == CLAMPED,
                  agreed=all(abs(verdict.command[n] - applied[n]) <= AGREE_WITHIN_PCT for n in ACTUATORS),
                  would_violate=bool(broken_interlocks(unchecked, conditions, before.preset, before.limits)))
-
-
-def settle(score: ShadowScore, gate: ShadowGate) -> str:
-    """The gate's verdict, written into the score once it is final: PROMOTE, WATCH or why it is retired."""
-    outcome = score.verdict(gate)
-    if outcome == PROMOTE:
-        score.promoted = True
-    elif outcome != WATCH:
-        score.retired = outcome
-    return outcome
 
 
 @dataclass
@@ -84,5 +74,5 @@ class ShadowDesk:
         else:
             judge(score, copy.deepcopy(period.before), proposal, period.conditions, stamp_s, period.applied,
                   now_s - period.received_s)
-        settle(score, self.gate)
+        score.settle(self.gate)
         return score

@@ -53,6 +53,8 @@ class Draft:
     impression: str
     model: str  # the language model, or "templates"
     corrections: list[str] = field(default_factory=list)
+    unusable: bool = False  # the model's answer was not the JSON asked for: standard wording throughout
+    contradicted: bool = False  # its raw text stated a finding given as absent or not assessed, or denied a present one
 
 
 def standard_findings_text(findings: list[Finding], positive_sentences: dict[str, str] | None = None) -> str:
@@ -120,8 +122,9 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         draft = template_draft(findings)
         draft.model, draft.corrections = model, [f"the model's answer was unusable ({exc}): standard wording"]
+        draft.unusable = True
         return draft
-    corrections, chosen, dropped = [], {}, set()
+    corrections, chosen, dropped, contradicted = [], {}, set(), False
     present = {f.label for f in findings if f.present}
     for item in items:
         if not isinstance(item, dict):
@@ -131,6 +134,7 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
         if label not in present or label in chosen:
             continue
         problems = disagreements(sentence, findings, only_asserted=True)
+        contradicted = contradicted or bool(problems)
         if not TERM_PATTERNS[label].search(sentence) or NEGATION.search(sentence):
             problems.append(f"it does not state {label.lower()}")
         if problems:
@@ -143,8 +147,10 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
     impression_problems = disagreements(impression, findings)
     if impression_problems or not impression.strip():
         corrections.append(f"the model's impression was replaced: {'; '.join(impression_problems) or 'empty'}")
+        contradicted = contradicted or bool(disagreements(impression, findings, only_asserted=True))
         impression = standard_impression(findings)
-    return Draft(standard_findings_text(findings, chosen), impression.strip(), model, corrections)
+    return Draft(standard_findings_text(findings, chosen), impression.strip(), model, corrections,
+                 contradicted=contradicted)
 
 
 def asked_draft(findings: list[Finding], ask: Callable[[str, dict], tuple[str, str, str]] | None) -> Draft:

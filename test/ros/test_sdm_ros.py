@@ -258,6 +258,55 @@ def test_model_manager_deploys_the_profiles_models_from_the_registry(tmp_path):
         stop(llm)
 
 
+def test_a_candidate_writer_in_shadow_is_judged_and_never_used(tmp_path, findings_models):
+    """The base model writes the drafts; the learned writer, in an llm_node of its own, is asked after each draft
+    is out. Its drafts are judged by the sentence check (never published), and its score on /diagnostics reaches the
+    gate: the learned writer's raw drafts pass, so it is promoted after the gate's decisions."""
+    from tango2_ros.cli.model_files import model_files, profile_model
+
+    candidate = profile_model("sdm", "llm")
+    base_path, adapter, name, version = model_files(candidate)
+    ns = "/t7shadow"
+    serving = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "n_parallel:=1",
+                     "-p", "n_ctx_per_seq:=1536"])
+    shadow = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_shadow", "-r", f"__ns:={ns}",
+                    "-r", "llm/generate:=llm_shadow/generate", "-p", "n_parallel:=1", "-p", "n_ctx_per_seq:=1536",
+                    "-p", "nice:=10", "-p", f"model_path:={base_path}", "-p", f"lora_path:={adapter}",
+                    "-p", f"model_name:={name}", "-p", f"model_version:={version}"])
+    node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}",
+                  "-p", "diagnostics_period_s:=0.2", "-p", f"findings_model:={findings_models[0]}",
+                  "-p", f"llm_action:={ns}/llm/generate", "-p", f"shadow_llm_action:={ns}/llm_shadow/generate",
+                  "-p", "shadow.decisions:=2"])
+    try:
+        with ros_node("t7_shadow_client") as client:
+            reports: list[CTReport] = []
+            client.create_subscription(CTReport, f"{ns}/sdm/report", reports.append, 20)
+            watcher = DiagnosticsWatcher(client, f"{ns}/ct_report")
+            for fqn in (f"{ns}/llm_node", f"{ns}/llm_shadow", f"{ns}/ct_report"):
+                bring_up(client, fqn)
+            action = ActionClient(client, ReportCT, f"{ns}/sdm/report_ct")
+            assert action.wait_for_server(timeout_sec=20)
+            def scored(status) -> dict:
+                return json.loads(watcher.values(status).get("shadow") or "{}")
+
+            for asked, (seed, findings) in enumerate(((81, ("pleural-effusion", "cardiomegaly")),
+                                                      (82, ("lung-nodule",))), 1):
+                nifti = write_nifti(render(findings, seed=seed), tmp_path / f"study{seed}.nii.gz")
+                result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20),
+                                       120).result
+                assert result.success and "smollm2" in result.report.report_model.lower()  # the serving writer's draft
+                # judged after the draft is out, before the next study comes (which would preempt it)
+                watcher.wait_for(lambda s, n=asked: scored(s).get("asked", 0) >= n, 120)
+            score = scored(watcher.wait_for(lambda s: scored(s).get("decisions") == 2, 60))
+            assert score["model"] == candidate and score["would_violate"] == 0, score
+            assert score["promoted"] and score["agreement_pct"] == 100.0, score
+            assert len(reports) == 2 and all("smollm2" in r.report_model.lower() for r in reports)  # nothing from the shadow
+    finally:
+        stop(node)
+        stop(shadow)
+        stop(serving)
+
+
 def test_sr_waits_in_the_outbox_while_the_pacs_is_down(tmp_path, findings_models):
     """Nothing is lost: with the PACS down the report still goes out and its SR waits as a file; once the PACS
     answers again, the next study's store sends the waiting SR too."""

@@ -79,3 +79,27 @@ def test_the_check_catches_wrong_drafts(change, words):
 def test_malformed_drafts_are_corrections_not_crashes(output):
     row = teaching.report_row(teaching.findings_case(5), random.Random(0), "case")
     assert corrections(output, row["check"])
+
+
+def test_a_shadow_writer_is_judged_by_the_sentence_check():
+    """In shadow a writer agrees when its raw draft passes the check, is refused when it is not the JSON asked for,
+    and is retired at once when its raw text states a finding nobody found."""
+    from tango2_ros.core.shadow import PROMOTE, ShadowGate, ShadowScore
+    from tango2_ros.sdm.shadowing import judge_draft
+
+    case = next(c for c in map(teaching.findings_case, range(100))
+                if sum(f.present for f in c) >= 2 and any(f.assessed and not f.present for f in c))
+    good = json.dumps(teaching.teacher_answer(case, random.Random(0)))
+    absent = next(f.label for f in case if f.assessed and not f.present)
+    gate = ShadowGate(decisions=3, min_agreement_pct=60.0, max_refused_pct=40.0, max_unanswered_pct=30.0)
+    score = ShadowScore("writer@2")
+    for answer, error in ((good, ""), (good, ""), ("not json", ""), ("", "no answer within 120 s")):
+        judge_draft(score, case, answer, 0.5, error)
+    assert (score.asked, score.decisions, score.agreed, score.refused) == (4, 3, 2, 1)
+    assert score.settle(gate) == PROMOTE and score.promoted
+
+    wrong = json.loads(good)
+    wrong["impression"] += f" {teaching.BY_NAME[absent].impression}."
+    rogue = ShadowScore("writer@3")
+    judge_draft(rogue, case, json.dumps(wrong), 0.5)
+    assert rogue.would_violate == 1 and rogue.settle(gate).startswith("retired") and rogue.retired
