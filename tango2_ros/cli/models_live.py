@@ -7,10 +7,13 @@ and the manager promotes it into the slot it shadows when `<slot>.promote` is on
 """
 from __future__ import annotations
 
+import time
+
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
 
 LISTEN_S = 2.5  # long enough for the latched events and one /diagnostics heartbeat of every node
+DISCOVERY_S = 10.0  # how long `--samples` looks for the judging nodes of a namespace
 
 
 def register(sub) -> None:
@@ -102,24 +105,34 @@ def _shadow_slot(stack, slot: str) -> str:
 
 
 def _set_samples(stack, samples: int) -> list[str]:
-    """Set `shadow.decisions` on every node of the manager's namespace that judges shadows."""
+    """Set `shadow.decisions` on every node of the manager's namespace that judges shadows. A new process discovers
+    the nodes one by one, so the namespace is looked at again until a judge is found or DISCOVERY_S has passed."""
     namespace = stack.manager.rsplit("/", 1)[0] or "/"
+    deadline = time.monotonic() + DISCOVERY_S
+    judges, unreachable = _judges(stack, namespace)
+    while not judges and time.monotonic() < deadline:
+        time.sleep(0.3)
+        judges, unreachable = _judges(stack, namespace)
+    if not judges:
+        raise UserError(f"no node in {namespace} judges shadows (none declares shadow.decisions)"
+                        + (f"; not reachable: {', '.join(unreachable)}" if unreachable else ""))
+    for fqn in judges:
+        problem = stack.set_parameter(fqn, "shadow.decisions", samples)
+        if problem:
+            raise UserError(f"{fqn}: cannot set shadow.decisions: {problem}")
+    return judges
+
+
+def _judges(stack, namespace: str) -> tuple[list[str], list[str]]:
+    """The nodes of `namespace` that declare `shadow.decisions`, and those whose parameters could not be read."""
     judges, unreachable = [], []
     for name, node_namespace in stack.node.get_node_names_and_namespaces():
         if node_namespace.rstrip("/") != namespace.rstrip("/"):
             continue
         fqn = f"{node_namespace.rstrip('/')}/{name}"
         try:
-            if stack.parameter(fqn, "shadow.decisions") is None:
-                continue
+            if stack.parameter(fqn, "shadow.decisions") is not None:
+                judges.append(fqn)
         except UserError:
             unreachable.append(fqn)  # no parameter services, or not discovered in time
-            continue
-        problem = stack.set_parameter(fqn, "shadow.decisions", samples)
-        if problem:
-            raise UserError(f"{fqn}: cannot set shadow.decisions: {problem}")
-        judges.append(fqn)
-    if not judges:
-        raise UserError(f"no node in {namespace} judges shadows (none declares shadow.decisions)"
-                        + (f"; not reachable: {', '.join(unreachable)}" if unreachable else ""))
-    return judges
+    return judges, unreachable

@@ -139,8 +139,15 @@ publisher = node.create_publisher(__import__("sensor_msgs.msg").msg.Image, "/t5c
 frame = (np.arange(480 * 640 * 3) % 251).astype(np.uint8).reshape(480, 640, 3)
 print("camera up", flush=True)
 while True:
-    publisher.publish(image_to_ros(frame))
-    time.sleep(0.1)
+    try:
+        publisher.publish(image_to_ros(frame))
+        time.sleep(0.1)
+    except KeyboardInterrupt:
+        break
+    except Exception:
+        if rclpy.ok():
+            raise
+        break  # SIGINT shut the context down between two frames: the publisher is gone, not broken
 """
 
 
