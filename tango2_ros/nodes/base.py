@@ -14,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 
@@ -229,6 +230,10 @@ class Tango2Node(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
 
+# What rclpy raises when a publisher, server or handle is used after its context was shut down or it was destroyed
+GONE = (_rclpy.RCLError, _rclpy.InvalidHandle)
+
+
 def run_node(node_class: Callable[[], Tango2Node], args: list[str] | None = None) -> int:
     """Spin a node until SIGINT/SIGTERM; the console-script `main()` of every node calls this.
 
@@ -243,6 +248,10 @@ def run_node(node_class: Callable[[], Tango2Node], args: list[str] | None = None
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except GONE:
+        if rclpy.ok():
+            raise
+        # SIGINT shut the context down while a callback was publishing: it was stopping anyway
     finally:
         node.on_shutdown(None)
         node.destroy_node()

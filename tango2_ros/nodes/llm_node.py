@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.task import Future
 
 from tango2_msgs.action import Generate
@@ -22,12 +21,11 @@ from tango2_ros.core.runtime.llama_engine import FINISH_CANCELLED, FINISH_ERROR,
 from tango2_ros.core.runtime.llm import ChatTurn, LlmOptions, LlmRuntime
 from tango2_ros.core.runtime.schema import SchemaError
 from tango2_ros.core.runtime.serving import ModelSpec
-from tango2_ros.nodes.base import Tango2Node, run_node
+from tango2_ros.nodes.base import GONE, Tango2Node, run_node
 from tango2_ros.nodes.serving import ModelService
 from tango2_ros.ros.actions import queue_server
 from tango2_ros.ros.conversions.generation import answer_to_ros, refusal_to_ros
 
-GONE = (_rclpy.RCLError, _rclpy.InvalidHandle)  # what rclpy raises once the action server is destroyed
 
 # a finished goal's counter and how its handle is settled, by finish reason (anything else succeeded)
 SETTLED = {FINISH_CANCELLED: ("cancelled", "canceled"), FINISH_ERROR: ("errors", "abort")}
