@@ -59,13 +59,13 @@ def main() -> int:
     return 0
 
 
-def evaluate(references: dict[str, str], rows: list[dict], max_tokens: int) -> dict:
+def evaluate(models: dict[str, str], rows: list[dict], max_tokens: int) -> dict:
     """Each model's answers to the held-out rows, in its own process, judged by the teacher's check."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="tango2-domain-bench-") as scratch:
         held_out = Path(scratch) / "held-out.jsonl"
         held_out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        for label, reference in references.items():
+        for label, reference in models.items():
             model, adapter, _, _ = model_files(reference)
             results[label] = evaluate_in_subprocess(model, adapter, held_out, "fact_check", max_tokens, timeout_s=7200)
     return results

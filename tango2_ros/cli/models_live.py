@@ -2,8 +2,9 @@
 deployed in shadow, over ROS (the rest of `tango2 models` works on files and stores).
 
 A shadow slot is a manager slot with `<slot>.shadow_of` set: its node (an llm_node of its own) serves the
-candidate, a domain node asks it beside the serving model and judges its answers (the farm's safety supervisor, ct_report),
-and the manager promotes it into the slot it shadows when `<slot>.promote` is on and the judge's gate passes.
+candidate, a domain node asks it beside the serving model and judges its answers (the farm's safety supervisor,
+ct_report), and the manager promotes it into the slot it shadows when `<slot>.promote` is on and the judge's gate
+passes.
 """
 from __future__ import annotations
 

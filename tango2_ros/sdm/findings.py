@@ -36,6 +36,11 @@ class Finding:
         return {"label": self.label, "probability": None if self.probability is None else round(self.probability, 4),
                 "threshold": self.threshold, "present": self.present, "assessed": self.assessed}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Finding":
+        """The inverse of `as_dict` (a teaching row's check, a report's JSON)."""
+        return cls(data["label"], data["probability"], data["threshold"], data["present"])
+
 
 class FindingsModel(ModelRuntime):
     def __init__(self, path: str | Path, *, threads: int = 2, name: str = "", version: str = "") -> None:

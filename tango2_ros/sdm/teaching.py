@@ -123,10 +123,6 @@ def report_rows(seeds, languages: tuple[str, ...], rng: random.Random) -> list[d
     return [report_row(findings_case(seed), rng, f"case-{seed}") for seed in seeds]
 
 
-def findings_from_check(check: dict) -> list[Finding]:
-    return [Finding(f["label"], f["probability"], f["threshold"], f["present"]) for f in check["findings"]]
-
-
 def check_report(output: str, check: dict) -> list[str]:
     """The corrections the sentence check makes to a model's draft (empty: the raw draft passed)."""
-    return checked_draft(output, findings_from_check(check), "candidate").corrections
+    return checked_draft(output, [Finding.from_dict(f) for f in check["findings"]], "candidate").corrections

@@ -157,7 +157,7 @@ def test_report_llm_writes_within_the_findings(tmp_path, findings_model):
         report = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--json", *(["--llm", llm] if llm else []))
         assert report.returncode == 0, report.stderr
         data = json.loads(report.stdout)
-        findings = [Finding(f["label"], f["probability"], f["threshold"], f["present"]) for f in data["findings"]]
+        findings = [Finding.from_dict(f) for f in data["findings"]]
         assert disagreements(f"{data['findings_text']}\n{data['impression']}", findings) == []
         if llm is None:
             assert "sdm-report@" in data["model"] and data["corrections"] == [], data

@@ -20,6 +20,7 @@ from rclpy.action import ActionClient
 
 from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up
+from helpers.registry import llm_arguments
 from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
 from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTReport
@@ -33,6 +34,7 @@ from tango2_ros.sdm.study_files import write_dicom_series, write_nifti
 
 pytestmark = pytest.mark.ros
 NS = "/t7sdm"
+WRITER = ("n_parallel:=1", "n_ctx_per_seq:=1536")  # an llm_node for the report writer
 STORESCU = "/usr/bin/storescu"
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 
@@ -78,8 +80,7 @@ def hospital(tmp_path_factory, findings_models):
     folder = tmp_path_factory.mktemp("hospital")
     orthanc = OrthancServer(folder / "orthanc").start()
     port = free_port()
-    llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={NS}", "-p", "n_parallel:=1",
-                 "-p", "n_ctx_per_seq:=1536"])
+    llm = spawn(llm_arguments(NS, *WRITER))
     node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={NS}",
                   "-p", "diagnostics_period_s:=0.2", "-p", f"findings_model:={findings_models[0]}",
                   "-p", f"llm_action:={NS}/llm/generate", "-p", f"dicom_port:={port}", "-p", "allowed_aets:=[SCANNER]",
@@ -223,8 +224,7 @@ def test_model_manager_deploys_the_profiles_models_from_the_registry(tmp_path):
 
     writer, _, writer_version = profile_model("sdm", "llm").partition("@")
     ns = "/t7deploy"
-    llm = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "n_parallel:=1",
-                 "-p", "n_ctx_per_seq:=1536", "-p", "diagnostics_period_s:=0.2"])
+    llm = spawn(llm_arguments(ns, *WRITER, "diagnostics_period_s:=0.2"))
     node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}",
                   "-p", "diagnostics_period_s:=0.2", "-p", f"llm_action:={ns}/llm/generate"])
     manager = spawn(["-m", "tango2_ros.nodes.model_manager", "--ros-args", "-r", "__node:=models", "-r", f"__ns:={ns}",
@@ -267,8 +267,7 @@ def test_a_candidate_writer_in_shadow_is_judged_and_never_used(tmp_path, finding
     candidate = profile_model("sdm", "llm")
     base_path, adapter, name, version = model_files(candidate)
     ns = "/t7shadow"
-    serving = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "n_parallel:=1",
-                     "-p", "n_ctx_per_seq:=1536"])
+    serving = spawn(llm_arguments(ns, *WRITER))
     shadow = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_shadow", "-r", f"__ns:={ns}",
                     "-r", "llm/generate:=llm_shadow/generate", "-p", "n_parallel:=1", "-p", "n_ctx_per_seq:=1536",
                     "-p", "nice:=10", "-p", f"model_path:={base_path}", "-p", f"lora_path:={adapter}",
