@@ -46,6 +46,8 @@ def main() -> int:
     p.add_argument("--studies", type=int, default=200, help="held-out phantom chest CTs (default 200)")
     p.add_argument("--seed", type=int, default=0, help="of the turns and moves, the questions and the references")
     args = p.parse_args()
+    if args.cases < 1 or args.studies < 1:
+        p.error("--cases and --studies need at least 1")
     data, lines = {}, []
     try:
         for domain, part in (("sds", ship), ("sdm", medicine)):
