@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,13 +74,22 @@ class UdpListener:
             self._on_datagram(data)
 
 
+class _QuietOnHangUps(ThreadingHTTPServer):
+    """A client that closes its connection (a browser tab closed, a page left) is no fault of the server: the
+    standard server prints a traceback for it; this one says nothing. Other errors are still printed."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe, aborted
+            super().handle_error(request, client_address)
+
+
 class BackgroundHttpServer:
     """A threading HTTP server (a thread per connection, none kept at exit) served from a thread of its own; the
     request handler class is made per server with `owner` as its `attribute`, so handlers reach their server."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], attribute: str, owner, address: str, port: int,
                  name: str) -> None:
-        self.httpd = ThreadingHTTPServer((address, port), type("Handler", (handler,), {attribute: owner}))
+        self.httpd = _QuietOnHangUps((address, port), type("Handler", (handler,), {attribute: owner}))
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
 

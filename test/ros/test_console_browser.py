@@ -93,7 +93,7 @@ def test_operator_viewer_and_radiologist_in_a_browser(tmp_path, series):
     fhir = tmp_path / "fhir"
     study_uid = draft_in_pacs(orthanc.dicomweb, series, fhir)
     ship_port, reading_port = free_port(), free_port()
-    demo = spawn(["-m", "tango2_ros.cli", "sds", "demo", "--seconds", "90", "--console-port", str(ship_port)], env=env)
+    demo = spawn(["-m", "tango2_ros.cli", "sds", "demo", "--seconds", "900", "--console-port", str(ship_port)], env=env)
     reading = spawn(["-m", "tango2_ros.cli", "console", "--name", "reading_console", "--port", str(reading_port),
                      "--pacs-dicomweb", orthanc.dicomweb, "--pacs-rest", orthanc.url, "--fhir-dir", str(fhir),
                      "--duration", "600"], env=env)
