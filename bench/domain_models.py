@@ -12,7 +12,15 @@ Medicine: the report writer (`sdm-report`) and the base model draft the reports 
 the pipeline's JSON Schema. Reported per writer: drafts that pass the sentence check raw, drafts that agree with
 the findings after the check (always 100 %: the check guarantees it), and BLEU-4 / ROUGE-L of the checked text
 against three varied teacher drafts of the same findings, beside the standard wording's.
-Run: .venv/bin/python bench/domain_models.py [--json] [--domain sds|sdm|all] [--cases N] [--studies N]
+The farm: the tomato greenhouse's action model (`lam-tomato`) steers GreenLight through the three held-out days of
+its teacher (a cold clear night, a bright day, an overcast day; never simulated for training) behind the safety
+supervisor, one decision every 15 minutes, after 24 h of spin-up under the baseline; the baseline controller runs
+the same days. Reported per day and model: temperature, humidity and CO2 in band over the periods it steered
+itself, heating and electricity and their ratios to the baseline's, watchdog fallback, supervisor rejections and
+clamps, and the raw agreement: the share of its proposals on which every actuator agrees with what the baseline
+proposes for the same state (the teacher's check, tango2_ros.sdf.teaching).
+Run: .venv/bin/python bench/domain_models.py [--json] [--domain sds|sdm|sdf|all] [--cases N] [--studies N]
+     [--days N]
 """
 from __future__ import annotations
 
@@ -38,19 +46,21 @@ BASE = "smollm2-135m-instruct@1.0.0"
 
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--domain", choices=("sds", "sdm", "all"), default="all")
+    p.add_argument("--domain", choices=("sds", "sdm", "sdf", "all"), default="all")
     p.add_argument("--release", default="sds-bridge@1.0.0-lora", help="the learned bridge assistant (NAME@SPEC)")
     p.add_argument("--writer", default="sdm-report@1.0.0-lora", help="the learned report writer (NAME@SPEC)")
+    p.add_argument("--lam", default="lam-tomato@1.1.0-lora", help="the learned tomato action model (NAME@SPEC)")
+    p.add_argument("--days", type=int, default=3, help="how many of the 3 held-out farm days (default all)")
     p.add_argument("--base", default=BASE, help="the model in service before them")
     p.add_argument("--cases", type=int, default=27, help="how many of the 27 held-out ship cases (default all)")
     p.add_argument("--studies", type=int, default=200, help="held-out phantom chest CTs (default 200)")
     p.add_argument("--seed", type=int, default=0, help="of the turns and moves, the questions and the references")
     args = p.parse_args()
-    if args.cases < 1 or args.studies < 1:
-        p.error("--cases and --studies need at least 1")
+    if args.cases < 1 or args.studies < 1 or args.days < 1:
+        p.error("--cases, --studies and --days need at least 1")
     data, lines = {}, []
     try:
-        for domain, part in (("sds", ship), ("sdm", medicine)):
+        for domain, part in (("sds", ship), ("sdm", medicine), ("sdf", farm)):
             if args.domain in (domain, "all"):
                 data[domain], more = part(args)
                 lines += more
@@ -151,6 +161,46 @@ def medicine(args) -> tuple[dict, list[str]]:
                                  "tokens_per_s": e.tokens_per_s, "latency_s": e.latency_s}
         lines.append(f"{reference:<30} {e.metric:8.0%} {scored['agreement_after_check']:6.0%} {scored['bleu4']:7.1f} "
                      f"{scored['rouge_l']:8.1f} {e.tokens_per_s:6.1f} {e.latency_s:9.2f}")
+    return data, lines
+
+
+def farm(args) -> tuple[dict, list[str]]:
+    from tango2_ros.sdf import teaching as lam_teaching
+    from tango2_ros.sdf.controllers import BaselineController
+    from tango2_ros.sdf.crops import PRESETS
+    from tango2_ros.sdf.learning import CycleOptions, evaluate_in_simulator, observation_of
+
+    preset = PRESETS["tomato"]
+    model, adapter, _, _ = model_files(args.lam)
+    data, lines = {"model": args.lam, "period_s": lam_teaching.PERIOD_S, "days": {}}, [
+        f"sdf action model {args.lam} against the baseline on held-out days (a decision every "
+        f"{lam_teaching.PERIOD_S / 60:.0f} min)",
+        f"{'day':<29} {'controller':<10} {'temp %':>6} {'RH %':>5} {'CO2 %':>5} {'heat x':>6} {'elec x':>6} "
+        f"{'fallback s':>10} {'rejected':>8} {'agree raw':>9}"]
+    with tempfile.TemporaryDirectory(prefix="tango2-farm-bench-") as scratch:
+        for kind, day in list(lam_teaching.HELD_OUT_DAYS.items())[:args.days]:
+            options = CycleOptions(name="", version="", current="", held_out_start=day,
+                                   period_s=lam_teaching.PERIOD_S)
+            runs = {}
+            for label, files in (("baseline", (None, None)), ("learned", (model, adapter))):
+                log = Path(scratch) / f"{day}-{label}.jsonl"
+                runs[label] = evaluate_in_simulator(files[0], preset, options, log, adapter=files[1])
+                records = [json.loads(line) for line in log.read_text().splitlines()]
+                teacher = BaselineController(preset)
+                wanted = [teacher.propose(observation_of(r)) for r in records]  # in order: irrigation's hysteresis
+                proposed = [(r["proposal"], w) for r, w in zip(records, wanted) if r["proposal"] is not None]
+                runs[label]["agreement_raw"] = round(sum(not lam_teaching.departures(p, w) for p, w in proposed)
+                                                     / max(len(proposed), 1), 3)
+            base = runs["baseline"]
+            for label, run in runs.items():
+                run["ratios"] = {key: round(run[key] / base[key], 3) if base[key] else None
+                                 for key in ("heating_mj_m2", "electricity_kwh_m2")}
+                steered = run["steered_in_band_pct"]
+                lines.append(f"{f'{kind} {day}':<29} {label:<10} {steered['temperature']:6.1f} "
+                             f"{steered['humidity']:5.1f} {steered['co2']:5.1f} "
+                             f"{run['ratios']['heating_mj_m2'] or 0:6.2f} {run['ratios']['electricity_kwh_m2'] or 0:6.2f} "
+                             f"{run['fallback_s']:10.0f} {run['supervisor_rejections']:8d} {run['agreement_raw']:9.0%}")
+            data["days"][f"{kind} {day}"] = runs
     return data, lines
 
 

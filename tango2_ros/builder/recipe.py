@@ -178,6 +178,9 @@ def load_recipe(path: Path) -> Recipe:
     defaults = DEFAULTS[fmt]
     train = folder / data_section["train"] if data_section.get("train") else None
     finetune = _finetune(data.get("finetune"), fail)
+    if teacher is not None and fmt != "gguf":
+        raise fail(f"teacher {teacher.name} teaches a language model's answers; the base {data['base']} is an encoder, "
+                   "not a GGUF language model")
     if finetune and fmt != "gguf":
         raise fail("finetune is for GGUF language models; an encoder folder is exported and quantised as it is")
     if finetune and train is None and teacher is None:

@@ -33,6 +33,8 @@ TEACHERS = {
                            "sds-ask": "tango2_ros.sds.questions:check_ask"}),
     "sdm-report": Teacher(("en",), "tango2_ros.sdm.teaching:report_rows",
                           {"sdm-report": "tango2_ros.sdm.teaching:check_report"}),
+    **{f"sdf-lam-{crop}": Teacher(("en",), f"tango2_ros.sdf.teaching:{crop}_rows",
+                                  {"sdf-lam": "tango2_ros.sdf.teaching:check_lam"}) for crop in ("tomato", "lettuce")},
 }
 
 

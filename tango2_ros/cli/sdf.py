@@ -10,10 +10,11 @@ the real nodes, after `--spin-up-h` hours under the baseline (so the measured da
 The nodes start here in their own namespace with a mosquitto broker: sensors over MQTT -> greenhouse_bridge ->
 farm_controller (the chosen controller; `lam` also starts the llm_node) -> safety_supervisor -> modbus_bridge ->
 the simulator's Modbus TCP server -> the actuators. `--in-process` runs the same controller and supervisor code
-without ROS, MQTT or Modbus. `--model` gives the LAM another model than the embedded SmolLM2-135M-Instruct: a
-registry reference (through ROS a model manager deploys it into the llm_node before the first period, as on the
-farm) or a GGUF file. `--log` writes the decision log (JSON Lines, schema in tango2_ros/sdf/simulation.py).
-Exit code 1 when any interlock was broken at the actuators.
+without ROS, MQTT or Modbus. The LAM is the crop's latest learned release (lam-tomato, lam-lettuce) where the
+registry has one, else the embedded untrained SmolLM2-135M-Instruct (the report's `model` says which); `--model`
+gives it another: a registry reference (through ROS a model manager deploys it into the llm_node before the first
+period, as on the farm) or a GGUF file. `--log` writes the decision log (JSON Lines, schema in
+tango2_ros/sdf/simulation.py). Exit code 1 when any interlock was broken at the actuators.
 
 `learn` runs one continual-learning cycle (tango2_ros/sdf/learning.py): a fine-tuning set from the logs, the
 model-lifecycle builder, the current model and the candidate in the simulator on held-out days, and publication of
@@ -45,7 +46,8 @@ def register(commands) -> None:
                           help="first measured day, YYYY-MM-DD (default: the first day after the spin-up)")
     simulate.add_argument("--controller", choices=("lam", "baseline", "random"), default="baseline")
     simulate.add_argument("--model", default=None,
-                          help="lam only: NAME@VERSION|TAG from the registry (e.g. lam-tomato@latest) or a GGUF file")
+                          help="lam only: NAME@VERSION|TAG from the registry or a GGUF file (default: lam-CROP@latest "
+                               "where the registry has it, else the embedded untrained model)")
     simulate.add_argument("--shadow", default=None, metavar="NAME@SPEC",
                           help="lam only, with --in-process: a candidate action model that proposes beside the "
                                "serving one, judged by the supervisor, never applied; promoted when its gate holds")
@@ -108,6 +110,8 @@ def _simulate(args) -> int:
     from tango2_ros.sdf.deciding import spin_up
 
     spin_up(greenhouse)
+    if args.controller == "lam" and args.model is None:
+        args.model = _learned_lam(preset.name)
     records: list[dict] = []
     started = time.monotonic()
     if args.in_process:
@@ -127,6 +131,8 @@ def _simulate(args) -> int:
         finally:
             rig.shutdown()
         report["through"] = rig.description
+    if args.controller == "lam":
+        report["model"] = args.model or "embedded SmolLM2-135M-Instruct (untrained)"
     report["wall_s"] = round(time.monotonic() - started, 1)
     if args.log:
         args.log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
@@ -152,10 +158,20 @@ def _learn(args) -> int:
                            held_out_days=args.held_out_days, period_s=args.period_s, steps=args.steps,
                            publish=not args.no_publish)
     work = args.work or paths.share_dir() / "build" / "learn" / f"{name}-{args.version}"
-    report = learning_cycle(read_logs(args.logs), PRESETS[args.crop], options, work,
+    report = learning_cycle(read_logs(args.logs, args.crop), PRESETS[args.crop], options, work,
                             lambda line: print(line, file=sys.stderr, flush=True))
     emit(args, report, f"{report['decision']}" + (f": published {report['published']}" if report["published"] else ""))
     return 0
+
+
+def _learned_lam(crop: str) -> str | None:
+    """lam-CROP@latest when the registry holds a release of the crop's action model (set-up imports the shipped
+    ones), else None: the embedded untrained model serves."""
+    from tango2_ros import paths
+    from tango2_ros.core.artifacts.stores import open_store
+
+    name = f"lam-{crop}"
+    return f"{name}@latest" if open_store(paths.default_store()).versions(name) else None
 
 
 def _local_decider(controller: str, preset, greenhouse, model: str | None = None, shadow: str | None = None,

@@ -38,12 +38,12 @@ def _ramp(value: float, start: float, full: float) -> float:
 
 class BaselineController:
     """Proportional heating and ventilation around the crop's set-points, CO2 in the light period, screens by
-    outside temperature and sun, lamps in the photoperiod when the sun is weak, irrigation by slab water content."""
+    outside temperature and sun, lamps in the crop's lamp hours when the sun is weak, irrigation by slab water content."""
 
     name = "baseline"
 
-    def __init__(self, preset: CropPreset, photoperiod_h: tuple[float, float] = (2.0, 18.0)) -> None:
-        self.preset, self.photoperiod_h = preset, photoperiod_h
+    def __init__(self, preset: CropPreset) -> None:
+        self.preset = preset
         self._irrigating = False
 
     def propose(self, o: Observation) -> dict[str, float]:
@@ -61,8 +61,7 @@ class BaselineController:
         cold_outside = o.outside_temperature_c < (5.0 if o.is_day else 10.0)
         thermal = 100.0 if cold_outside and o.global_radiation_w_m2 < 50.0 else 0.0
         shade = 50.0 if o.global_radiation_w_m2 > 500.0 else 0.0
-        in_photoperiod = self.photoperiod_h[0] <= o.hour < self.photoperiod_h[1]
-        lights = 100.0 if in_photoperiod and o.global_radiation_w_m2 < 200.0 and o.air_temperature_c < vent_sp else 0.0
+        lights = 100.0 if p.in_lamp_hours(o.hour) and o.global_radiation_w_m2 < 200.0 and o.air_temperature_c < vent_sp else 0.0
         co2 = 0.0
         if (o.is_day or lights) and vent <= 10.0:
             co2 = _ramp(o.co2_ppm, p.co2_day_ppm, p.co2_day_ppm - 200.0)

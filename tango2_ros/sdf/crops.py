@@ -20,6 +20,10 @@ class CropPreset:
     co2_band_ppm: tuple[float, float]  # in band, light period only
     ec_supply_ds_m: float
     ph_supply: float
+    lamp_hours: tuple[float, float] = (2.0, 18.0)  # the photoperiod the lamps may extend: [from, to) local hours
+
+    def in_lamp_hours(self, hour: float) -> bool:
+        return self.lamp_hours[0] <= hour < self.lamp_hours[1]
 
     def heating_setpoint(self, is_day: bool) -> float:
         return self.heating_day_c if is_day else self.heating_night_c

@@ -43,8 +43,9 @@ class Dataset:
     from_teacher: int
 
 
-def read_logs(paths: list[Path]) -> list[dict]:
-    """The records of decision logs; malformed lines are refused with file and line."""
+def read_logs(paths: list[Path], crop: str | None = None) -> list[dict]:
+    """The records of decision logs; malformed lines, and with `crop` a decision from another crop's greenhouse
+    (its set-points are not this crop's), are refused with file and line."""
     records = []
     for path in paths:
         try:
@@ -61,6 +62,9 @@ def read_logs(paths: list[Path]) -> list[dict]:
             missing = REQUIRED - set(record) if isinstance(record, dict) else REQUIRED
             if missing:
                 raise UserError(f"{path}:{number}: not a decision-log record (missing {', '.join(sorted(missing))})")
+            if crop is not None and record.get("crop") != crop:
+                raise UserError(f"{path}:{number}: a decision of a {record.get('crop')} greenhouse cannot teach the "
+                                f"{crop} action model (its set-points differ): give the {crop} logs")
             records.append(record)
     if not records:
         raise UserError("the decision logs hold no records")
@@ -278,10 +282,11 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     return report
 
 
-def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: CycleOptions, log: Path) -> dict:
-    """The model as the greenhouse's action model, behind the supervisor, on the held-out days (in process);
-    `model` None: the baseline controller, the reference. The run's decision log goes to `log` (why a candidate
-    was refused is read there)."""
+def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: CycleOptions, log: Path,
+                          adapter: Path | None = None) -> dict:
+    """The model (with its LoRA `adapter`, if any) as the greenhouse's action model, behind the supervisor, on the
+    held-out days (in process); `model` None: the baseline controller, the reference. The run's decision log goes
+    to `log` (why a candidate was refused is read there)."""
     from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
     from tango2_ros.sdf.deciding import LamController, LocalDecider, spin_up
     from tango2_ros.sdf.simulation import run
@@ -294,7 +299,8 @@ def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: Cycle
 
         if model is None:
             return run(plant, LocalDecider(preset, BaselineController(preset)), "baseline", on_record=record)
-        runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024))
+        runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024,
+                                               lora_path=str(adapter) if adapter else ""))
         try:
             lam = LamController(runtime, preset, lambda: [(t, sun) for _, t, sun in plant.forecast()])
             return run(plant, LocalDecider(preset, lam), "lam", on_record=record)

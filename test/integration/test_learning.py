@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tango2_ros.core.artifacts.stores import LocalStore
 
 RECIPE = """name: tiny-bridge
@@ -66,22 +68,26 @@ def test_a_recipe_whose_teacher_is_unknown_fails_before_anything_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_report_writer_recipe_at_a_tiny_scale(tmp_path):
-    """The chest-CT report writer goes the same path: findings cases taught, held-out cases judged by the sentence
-    check of the report pipeline, the adapter published."""
+@pytest.mark.parametrize("teacher, held_out_case, group", [
+    ("sdm-report", "case-1000003", "sdm-report/en"),  # findings cases, judged by the report's sentence check
+    ("sdf-lam-tomato", "tomato-2010-01-26-37", "sdf-lam/en"),  # a held-out day's period, judged against the baseline
+])
+def test_the_report_writer_and_farm_recipes_at_a_tiny_scale(tmp_path, teacher, held_out_case, group):
+    """The chest-CT report writer and the farm's action model go the same path: teacher cases taught, held-out
+    cases judged by the domain's check, the adapter published."""
     models = tmp_path / "models"
     env = {**os.environ, "TANGO2_MODELS_DIR": str(models)}
     subprocess.run([sys.executable, "-m", "tango2_ros.cli", "models", "import-defaults"], env=env, check=True,
                    capture_output=True, timeout=120)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.replace("name: tiny-bridge", "name: tiny-writer").replace(
-        "{name: sds-bridge, train: 1, eval: 1, seed: 5, languages: [en]}", "{name: sdm-report, train: 2, eval: 1, seed: 3}")
+    recipe.write_text(RECIPE.replace("name: tiny-bridge", "name: tiny-model").replace(
+        "{name: sds-bridge, train: 1, eval: 1, seed: 5, languages: [en]}", f"{{name: {teacher}, train: 2, eval: 1, seed: 3}}")
         .replace("beat_base: true", "beat_base: false"))
     done = _learn(recipe, tmp_path / "out", env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "[1/7] teacher sdm-report: 2 scenarios to learn from, 1 held out" in done.stderr
+    assert f"[1/7] teacher {teacher}: 2 scenarios to learn from, 1 held out" in done.stderr
     lora = next(c for c in json.loads(done.stdout)["candidates"] if c["label"] == "lora")
-    assert set(lora["groups"]) == {"sdm-report/en"}
+    assert set(lora["groups"]) == {group}
     held = [json.loads(line)["check"]["case"] for line in (tmp_path / "out" / "data" / "eval.jsonl").read_text().splitlines()]
-    assert held == ["case-1000003"]
-    assert LocalStore(models / "store").versions("tiny-writer") == ["0.1.0-lora"]
+    assert held == [held_out_case]
+    assert LocalStore(models / "store").versions("tiny-model") == ["0.1.0-lora"]

@@ -108,9 +108,10 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
         answer = json.loads(example["messages"][1]["content"])
         assert list(answer) == ["rationale", "calls"] and [c["tool"] for c in answer["calls"]] == list(TOOLS)
         assert all(c["value"] in range(0, 101, 10) for c in answer["calls"])
-        # the rationale restates the prompt's errors, so that each value follows the words that decide it
+        # the rationale restates the prompt's errors, so that each value follows the words that decide it (in the
+        # dark it says that CO2 is not dosed)
         assert all(part.removeprefix("RH ").removeprefix("CO2 ") in example["messages"][0]["content"]
-                   for part in answer["rationale"].split("; "))
+                   for part in answer["rationale"].split("; ") if part != "CO2 not dosed in the dark")
     baseline = []
     _day("baseline", one_day, days=0.25, records=baseline)
     taught = build_dataset(baseline, TOMATO)
@@ -130,6 +131,9 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
     bad.write_text(json.dumps({"state": {}}) + "\n")
     with pytest.raises(UserError, match="not a decision-log record"):
         read_logs([bad])
+    bad.write_text(json.dumps({**records[0], "crop": "lettuce"}) + "\n")
+    with pytest.raises(UserError, match="bad.jsonl:1: a decision of a lettuce greenhouse cannot teach the tomato"):
+        read_logs([bad], "tomato")
 
 
 def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_day):

@@ -197,8 +197,10 @@ gates: {beat_base: true}
     (("metric: fact_check", "metric: contains"), "metric fact_check is the teacher's check"),
     (("teacher: {", "data: {eval: e.jsonl}\nteacher: {"), "either 'data'"),
     (("teacher: {name", "teacher: {wisdom: 1, name"), "unknown teacher key(s) wisdom"),
+    (("base: smollm2-135m-instruct@1.0.0", "base: encoder"), "teacher sds-bridge teaches a language model's answers"),
 ])
 def test_teacher_recipe_errors(tmp_path, change, words):
+    (tmp_path / "encoder").mkdir()  # an encoder folder (ONNX), not a language model
     path = tmp_path / "recipe.yaml"
     path.write_text(TEACHER_RECIPE.replace(*change))
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
