@@ -14,21 +14,18 @@ gate, which a shadow slot of the model manager follows. See docs/sdm.md.
 """
 from __future__ import annotations
 
-import json
-import time
-
 from rclpy.action import ActionServer, GoalResponse
 
 from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTReport
 from tango2_ros.core.runtime.base import NoModelError
 from tango2_ros.core.runtime.serving import ModelSpec, ServingStatus
-from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate, ShadowScore
+from tango2_ros.core.shadow import ShadowGate
 from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.nodes.serving import LEVELS, ModelService
 from tango2_ros.ros.conversions.medicine import report_to_ros
-from tango2_ros.ros.llm_client import LlmAnswer, LlmClient, ShadowQuestions
+from tango2_ros.ros.llm_client import LlmClient, ShadowCandidate
 from tango2_ros.sdm.findings import Finding, FindingsModel
 from tango2_ros.sdm.outputs import Destinations, ReportDesk
 from tango2_ros.sdm.pacs import ReceiverSettings, StoreReceiver
@@ -60,8 +57,6 @@ class CtReportNode(Tango2Node):
         self._worker = StudyWorker(self._process, self._on_failure, on_busy=self.hold_swaps)
         self._desk = ReportDesk()
         self._receiver = self._llm = self._action = self._publisher = self._shadow = None
-        self._shadow_scores: dict[str, ShadowScore] = {}
-        self._shadow_model = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -72,8 +67,7 @@ class CtReportNode(Tango2Node):
         if self.param("llm_action"):
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
         if self.param("shadow_llm_action"):
-            self._shadow_model = self.param("shadow_llm_action")  # until the candidate answers with its name
-            self._shadow = ShadowQuestions(LlmClient(self, self.param("shadow_llm_action")), self._on_shadow_answer,
+            self._shadow = ShadowCandidate(self, self.param("shadow_llm_action"), judge_draft,
                                            timeout_s=self.param("llm_timeout_s"), max_tokens=400)
         self._desk.deliver_to(self.settings(Destinations))
         self._action = ActionServer(self, ReportCT, "sdm/report_ct", execute_callback=self._execute,
@@ -96,7 +90,7 @@ class CtReportNode(Tango2Node):
     def cleanup(self) -> None:
         self.deactivate()
         self._worker.stop()
-        for entity in (self._action, self._llm, self._shadow and self._shadow.client):
+        for entity in (self._action, self._llm, self._shadow):
             if entity is not None:
                 entity.destroy()
         if self._publisher is not None:
@@ -157,20 +151,8 @@ class CtReportNode(Tango2Node):
         draft = asked_draft(findings, self._llm and self._llm.asking(timeout_s=self.param("llm_timeout_s"),
                                                                      max_tokens=400))
         if self._shadow is not None:
-            self._shadow.ask(prompt(findings), schema(findings), (findings, time.monotonic()))
+            self._shadow.ask(prompt(findings), schema(findings), findings)  # judged against the same findings
         return draft
-
-    def _on_shadow_answer(self, answer: LlmAnswer, asked) -> None:
-        """Judge the candidate's draft of a study (in the shadow's thread, one at a time); its score goes to
-        /diagnostics until the gate promotes or retires it."""
-        findings, asked_s = asked
-        self._shadow_model = answer.model or self._shadow_model
-        score = self._shadow_scores.setdefault(self._shadow_model, ShadowScore(self._shadow_model))
-        if score.promoted or score.retired:
-            return
-        judge_draft(score, findings, answer.text, time.monotonic() - asked_s, answer.error)
-        score.settle(self.settings(ShadowGate, "shadow."))  # read live: `tango2 models shadow --samples` sets it
-        self.set_values(**{SHADOW_KEY: json.dumps(score.as_dict())})
 
     def _message(self, report: StudyReport) -> CTReport:
         return report_to_ros(report, self.get_clock().now().to_msg())

@@ -7,8 +7,11 @@ target (clock bearing, range from `sds/targets`, encounter, role, rules, CPA/TCP
 message per language, for crews that read both) under a JSON Schema built from those facts. What the model says
 is checked against the facts (tango2_ros.sds.scene) and contradictions are replaced and listed in `corrections`;
 without a model the text is built from the facts. Publishes `sds/scene` (SceneDescription). The action `sds/ask`
-(AskBridge) answers a question about the same picture, checked the same way (tango2_ros.sds.questions). The model
-only describes and answers: the colreg node decides.
+(AskBridge) answers a question about the same picture, checked the same way (tango2_ros.sds.questions). With
+`shadow_llm_action` a candidate describer in an llm_node of its own is asked after each description is out
+(tango2_ros.sds.shadowing): its raw description is judged by the fact check, never published, and its score
+(`shadow` on /diagnostics) is promoted or retired by the `shadow.*` gate, which a shadow slot of the model manager
+follows. The model only describes and answers: the colreg node decides.
 """
 from __future__ import annotations
 
@@ -20,12 +23,14 @@ from rclpy.action import ActionServer
 
 from tango2_msgs.action import AskBridge
 from tango2_msgs.msg import NavigationDecision, OwnShipState, SceneDescription, TargetArray
+from tango2_ros.core.shadow import ShadowGate
 from tango2_ros.errors import UserError
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
 from tango2_ros.ros.conversions.ship import scene_facts_from_ros
-from tango2_ros.ros.llm_client import LlmClient
+from tango2_ros.ros.llm_client import LlmClient, ShadowCandidate
 from tango2_ros.sds import questions, scene
 from tango2_ros.sds.geometry import NM_M
+from tango2_ros.sds.shadowing import judge_description
 
 
 class SceneLlm(Tango2Node):
@@ -38,6 +43,10 @@ class SceneLlm(Tango2Node):
         self.declare("max_tokens", 720, "Token budget of one description.", min_value=32, max_value=4096)
         self.declare("timeout_s", 60.0, "Give up on the model after this and describe from the facts.", min_value=1.0,
                      max_value=600.0)
+        self.declare("shadow_llm_action", "", "Generate action of a candidate describer in shadow, asked after each "
+                     "description is out (in the first language); its descriptions are judged, never published. "
+                     "Empty = none.")
+        self.declare_settings(ShadowGate, "shadow.")
         self._decision: NavigationDecision | None = None
         self._ranges: dict[str, float] = {}
         self._own = scene.OwnShipFact()
@@ -45,6 +54,7 @@ class SceneLlm(Tango2Node):
         self._next_due = 0.0
         self._busy_since: float | None = None
         self._client: LlmClient | None = None
+        self._shadow: ShadowCandidate | None = None
         self._ask_server: ActionServer | None = None
 
     def executor_threads(self) -> int:
@@ -61,6 +71,9 @@ class SceneLlm(Tango2Node):
         self.create_subscription(OwnShipState, "sds/own_ship", self._on_own_ship, 10)
         if self.param("llm_action"):
             self._client = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
+        if self.param("shadow_llm_action"):
+            self._shadow = ShadowCandidate(self, self.param("shadow_llm_action"), judge_description,
+                                           timeout_s=self.param("timeout_s"), max_tokens=self.param("max_tokens"))
         self._ask_server = ActionServer(self, AskBridge, "sds/ask", execute_callback=self._answer,
                                         callback_group=self.coroutine_group)
         self.create_timer(0.5, self._tick)
@@ -95,6 +108,8 @@ class SceneLlm(Tango2Node):
         targets, action = scene_facts_from_ros(decision, self._ranges)
         ask = self._ask(self.param("max_tokens"))
         self._busy_since = now
+        if self._shadow is not None:
+            self._shadow.preempt()  # the serving describer goes first
         if self._client is not None and ask is None:
             self._describe(targets, action, None, ["the language model is not reachable: described from the facts"])
             return
@@ -110,6 +125,10 @@ class SceneLlm(Tango2Node):
             message.header.stamp = self.get_clock().now().to_msg()
             self._publisher.publish(message)
         self._busy_since = None
+        if self._shadow is not None and ask is not None:
+            first = self._languages[0]
+            self._shadow.ask(scene.prompt(targets, action, self._own, first), scene.schema(targets),
+                             (targets, action, first))
         self.set_status(OK if not message.corrections else WARN, f"described {len(targets)} target(s)"
                         + (f", {len(message.corrections)} correction(s)" if message.corrections else ""),
                         model=message.model)
@@ -141,9 +160,10 @@ class SceneLlm(Tango2Node):
         return [KeyValue(key=k, value=v) for k, v in scene.facts_as_pairs(targets, action, self._own)]
 
     def cleanup(self) -> None:
-        if self._ask_server is not None:
-            self._ask_server.destroy()
-            self._ask_server = None
+        for entity in (self._ask_server, self._shadow):
+            if entity is not None:
+                entity.destroy()
+        self._ask_server = self._shadow = None
 
 
 def main(args: list[str] | None = None) -> int:

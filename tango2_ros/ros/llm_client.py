@@ -18,6 +18,7 @@ from rclpy.action import ActionClient
 
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ChatMessage
+from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate, ShadowScore
 from tango2_ros.ros.actions import goal_result, threaded_wait
 
 SERVER_WAIT_S = 2.0
@@ -181,3 +182,37 @@ class ShadowQuestions:
         else:
             answer = LlmAnswer(done.text, done.model, done.tokens)
         self.on_answer(answer, tag)
+
+
+class ShadowCandidate:
+    """A node's candidate model in shadow: asked what the serving model was asked, after it (`ShadowQuestions`),
+    each answer judged by the domain's `judge(score, context, text, latency_s, error)`, settled by the node's
+    `shadow.*` gate (read live: `tango2 models shadow --samples` sets it) and reported as `shadow` on /diagnostics.
+    A candidate's score is final once promoted or retired; its name is the action's until it answers with its own."""
+
+    def __init__(self, node, action_name: str, judge: Callable[..., None], *, timeout_s: float,
+                 max_tokens: int) -> None:
+        self.node, self.judge, self.model = node, judge, action_name
+        self.scores: dict[str, ShadowScore] = {}
+        self.questions = ShadowQuestions(LlmClient(node, action_name), self._on_answer, timeout_s=timeout_s,
+                                         max_tokens=max_tokens)
+
+    def preempt(self) -> None:
+        """The serving model goes first: a question still being answered is cancelled."""
+        self.questions.preempt()
+
+    def ask(self, user: str, schema: dict, context) -> None:
+        self.questions.ask(user, schema, (context, time.monotonic()))
+
+    def destroy(self) -> None:
+        self.questions.client.destroy()
+
+    def _on_answer(self, answer: LlmAnswer, asked) -> None:
+        context, asked_s = asked
+        self.model = answer.model or self.model
+        score = self.scores.setdefault(self.model, ShadowScore(self.model))
+        if score.promoted or score.retired:
+            return
+        self.judge(score, context, answer.text, time.monotonic() - asked_s, answer.error)
+        score.settle(self.node.settings(ShadowGate, "shadow."))
+        self.node.set_values(**{SHADOW_KEY: json.dumps(score.as_dict())})

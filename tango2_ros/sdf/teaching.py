@@ -15,7 +15,8 @@ simulated for training, and the learned model is measured on them in the closed 
 a few thousand seeds simulates a few dozen days); a held-out seed picks a period spread over the three days.
 
 The check (`check_lam`) is agreement with the baseline, action by action: the on/off tools must match, the other
-values lie within one step (10 points) of the baseline's; an answer that is not usable counts as one correction.
+values lie within one step (10 points) of the value taught (the baseline's, in steps of 10); an answer that is not
+usable counts as one correction.
 """
 from __future__ import annotations
 
@@ -143,10 +144,10 @@ def check_lam(output: str, check: dict) -> list[str]:
 
 def departures(proposal: dict[str, float], wanted: dict[str, float]) -> list[str]:
     """Each tool on which `proposal` departs from the baseline's `wanted`: not called, the other side of an on/off,
-    or more than one step (10 points) away."""
+    or more than one step (10 points) away from the value taught for it (the baseline's, in steps of 10)."""
     found = []
     for tool in TOOLS.values():
-        target = float(wanted[tool.actuator])
+        target = VALUE_STEP * round(float(wanted[tool.actuator]) / VALUE_STEP)
         if tool.actuator not in proposal:
             found.append(f"{tool.name} not called")
             continue

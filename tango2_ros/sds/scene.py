@@ -266,10 +266,7 @@ def checked_text(model_json: str, targets: list[TargetFact], action: ActionFact,
             corrections.append(f"dropped a description of {item.get('id')!r}: no such target (or described twice)")
             continue
         described.add(fact.id)
-        wrong = [f"{key} {item.get(key)!r} (fact: {getattr(fact, key)})" for key in ("encounter", "side")
-                 if item.get(key) != getattr(fact, key)]
-        wrong += contradictions(str(item.get("description", "")), fact.numbers())
-        wrong += contradicting_words(str(item.get("description", "")), fact)
+        wrong = claims_against(item, fact) + contradictions(str(item.get("description", "")), fact.numbers())
         if wrong:
             corrections.append(f"{fact.id}: replaced, the model said " + ", ".join(wrong))
             parts.append(target_sentence(fact, language))
@@ -301,6 +298,14 @@ FORBIDDEN_WORDS = {
 # what claims a role for own ship (English and Korean): a description may only claim the target's role
 ROLE_CLAIMS = {"give-way": ("give way", "give-way", "keep out of", "피항"),
                "stand-on": ("stand on", "stand-on", "keep course and speed", "유지")}
+
+
+def claims_against(item: dict, fact: TargetFact) -> list[str]:
+    """What a model's description of a target says against the navigator's picture: its encounter, its side, or
+    our role towards it (numbers aside)."""
+    wrong = [f"{key} {item.get(key)!r} (fact: {getattr(fact, key)})" for key in ("encounter", "side")
+             if item.get(key) != getattr(fact, key)]
+    return wrong + contradicting_words(str(item.get("description", "")), fact)
 
 
 def contradicting_words(description: str, fact: TargetFact) -> list[str]:

@@ -44,6 +44,18 @@ def llm_arguments(namespace: str, *extra: str) -> list[str]:
             *[item for parameter in extra for item in ("-p", parameter)]]
 
 
+def shadow_llm_arguments(namespace: str, reference: str, n_ctx_per_seq: int) -> list[str]:
+    """An llm_node `llm_shadow` serving the registry model `reference` on `llm_shadow/generate`, one sequence at
+    `nice` 10: a candidate in shadow beside the serving llm_node."""
+    from tango2_ros.cli.model_files import model_files
+
+    path, adapter, name, version = model_files(reference)
+    return ["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_shadow", "-r", f"__ns:={namespace}",
+            "-r", "llm/generate:=llm_shadow/generate", "-p", "n_parallel:=1", "-p", f"n_ctx_per_seq:={n_ctx_per_seq}",
+            "-p", "nice:=10", "-p", f"model_path:={path}", "-p", f"lora_path:={adapter or ''}",
+            "-p", f"model_name:={name}", "-p", f"model_version:={version}"]
+
+
 def make_lora_adapter(path: Path, rank: int = 2, seed: int = 0) -> Path:
     """A real GGUF LoRA adapter for SmolLM2-135M (one attention matrix of the first layer), written directly with
     the `gguf` package, so registry tests need no fine-tuning run."""

@@ -20,7 +20,7 @@ from rclpy.action import ActionClient
 
 from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up
-from helpers.registry import llm_arguments
+from helpers.registry import llm_arguments, shadow_llm_arguments
 from helpers.ros import goal_response, result_of, ros_node, spawn, stop, wait_until
 from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTReport
@@ -262,16 +262,12 @@ def test_a_candidate_writer_in_shadow_is_judged_and_never_used(tmp_path, finding
     """The base model writes the drafts; the learned writer, in an llm_node of its own, is asked after each draft
     is out. Its drafts are judged by the sentence check (never published), and its score on /diagnostics reaches the
     gate: the learned writer's raw drafts pass, so it is promoted after the gate's decisions."""
-    from tango2_ros.cli.model_files import model_files, profile_model
+    from tango2_ros.cli.model_files import profile_model
 
     candidate = profile_model("sdm", "llm")
-    base_path, adapter, name, version = model_files(candidate)
     ns = "/t7shadow"
     serving = spawn(llm_arguments(ns, *WRITER))
-    shadow = spawn(["-m", "tango2_ros.nodes.llm_node", "--ros-args", "-r", "__node:=llm_shadow", "-r", f"__ns:={ns}",
-                    "-r", "llm/generate:=llm_shadow/generate", "-p", "n_parallel:=1", "-p", "n_ctx_per_seq:=1536",
-                    "-p", "nice:=10", "-p", f"model_path:={base_path}", "-p", f"lora_path:={adapter}",
-                    "-p", f"model_name:={name}", "-p", f"model_version:={version}"])
+    shadow = spawn(shadow_llm_arguments(ns, candidate, 1536))
     node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}",
                   "-p", "diagnostics_period_s:=0.2", "-p", f"findings_model:={findings_models[0]}",
                   "-p", f"llm_action:={ns}/llm/generate", "-p", f"shadow_llm_action:={ns}/llm_shadow/generate",

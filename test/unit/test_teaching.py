@@ -218,3 +218,27 @@ def test_a_teacher_recipe_loads(tmp_path):
 def test_unknown_check_tasks_are_refused():
     with pytest.raises(UserError, match="no teacher checks answers of task 'poetry'"):
         corrections("{}", {"task": "poetry"})
+
+
+def test_a_shadow_describer_is_judged_by_the_fact_check_and_retired_for_contradicting_the_decision():
+    """Agrees: the raw description passes unchanged; changed: a number or a left-out target; would violate: the
+    advice's direction, a target's side or our role against the decision; refused: not a JSON object."""
+    from tango2_ros.core.shadow import ShadowScore
+    from tango2_ros.sds.shadowing import judge_description
+
+    answer, check = _describe_check()
+    targets, action = teaching.facts_from_check(check)
+    score = ShadowScore("candidate@1")
+    wrong_number = replace_description(answer, 0, answer["targets"][0]["description"] + " 9.9 NM")
+    left_out = {**answer, "targets": answer["targets"][1:]}
+    for raw, error in ((answer, ""), (wrong_number, ""), (left_out, ""), ("not json", ""), (answer, "timed out")):
+        judge_description(score, (targets, action, "en"), raw if isinstance(raw, str) else json.dumps(raw), 0.5, error)
+    assert (score.asked, score.decisions, score.agreed, score.changed, score.refused) == (5, 4, 1, 2, 1)
+    assert score.would_violate == 0
+    wrong_way = {**answer, "advice": {**answer["advice"], "direction": "port" if action.direction != "port" else "none"}}
+    wrong_side = json.loads(json.dumps(answer))
+    wrong_side["targets"][0]["side"] = "astern" if answer["targets"][0]["side"] != "astern" else "ahead"
+    for raw in (wrong_way, wrong_side):
+        judged = ShadowScore("candidate@1")
+        judge_description(judged, (targets, action, "en"), json.dumps(raw), 0.5)
+        assert judged.would_violate == 1 and judged.changed == 1
