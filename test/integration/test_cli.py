@@ -76,3 +76,29 @@ def test_every_commands_help_keeps_its_usage_lines_apart():
         description = helps[command].split("positional arguments")[0]
         usage_lines = [line for line in description.splitlines() if line.startswith("    ")]
         assert len(usage_lines) >= 3, helps[command]  # one per subcommand, not run together
+
+
+def test_console_accounts_are_added_from_standard_input_hashed_and_refused_clearly(tmp_path):
+    """`tango2 console adduser NAME --role R --password-stdin`: the password never on the command line nor in the
+    file; a name taken, a short password or an unknown role is refused with the reason; `users` lists them."""
+    import os
+
+    env = {**os.environ, "TANGO2_CONSOLE_HOME": str(tmp_path / "console")}
+
+    def console(*args: str, password: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([*TANGO2, "console", *args], input=password + "\n", capture_output=True, text=True,
+                              timeout=60, env=env)
+
+    added = console("adduser", "minji", "--role", "radiologist", "--password-stdin", "--language", "ko",
+                    password="correct horse battery")
+    assert added.returncode == 0 and "account minji (radiologist, ko) saved" in added.stdout, added.stderr
+    stored = "".join(p.read_text() for p in (tmp_path / "console").rglob("*") if p.is_file())
+    assert "minji" in stored and "correct horse battery" not in stored
+    assert_user_error(console("adduser", "minji", "--role", "viewer", "--password-stdin", password="another long one"),
+                      "account 'minji' exists")
+    assert_user_error(console("adduser", "otto", "--role", "operator", "--password-stdin", password="short"),
+                      "a password needs")
+    unknown = console("adduser", "otto", "--role", "captain", "--password-stdin", password="correct horse battery")
+    assert unknown.returncode == 2 and "invalid choice: 'captain'" in unknown.stderr
+    listed = console("users", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"accounts": {"minji": "radiologist"}}
