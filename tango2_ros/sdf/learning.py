@@ -130,7 +130,7 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 
             taught += 1
         cases = [(seen, record["actuators"], target, copies)]
         for _ in range(counterfactuals):
-            moved, positions = _counterfactual(seen, record["actuators"], rng)
+            moved, positions = counterfactual(seen, record["actuators"], rng)
             cases.append((moved, positions, baseline.propose(moved), 1))
         for state, before, wanted, times in cases:
             text = prompt(preset, state, history[-6:][::2], forecast, before)
@@ -146,7 +146,7 @@ def build_dataset(records: list[dict], preset: CropPreset, eval_examples: int = 
     return Dataset(train, unique[:held], approved, taught)
 
 
-def _counterfactual(seen: Observation, logged: dict[str, float], rng: random.Random) -> tuple[Observation, dict]:
+def counterfactual(seen: Observation, logged: dict[str, float], rng: random.Random) -> tuple[Observation, dict]:
     """(state, actuator positions): readings moved, positions drawn at random but irrigation's (the baseline's
     hysteresis follows the logged sequence, not a random position); the state's lamps and vents are the drawn ones
     (the lamps decide the light period, hence the set-point and the errors)."""
@@ -154,11 +154,11 @@ def _counterfactual(seen: Observation, logged: dict[str, float], rng: random.Ran
     for name, (low, high) in COUNTERFACTUAL_SHIFTS.items():
         floor, ceiling = READING_LIMITS[name]
         moved[name] = min(ceiling, max(floor, getattr(seen, name) + rng.uniform(low, high)))
-    positions = {**_random_positions(rng), IRRIGATION: logged.get(IRRIGATION, 0.0)}
+    positions = {**random_positions(rng), IRRIGATION: logged.get(IRRIGATION, 0.0)}
     return dataclasses.replace(seen, **moved, vent_pct=positions[VENT], lights_on=positions[LIGHTS] >= 50.0), positions
 
 
-def _random_positions(rng: random.Random) -> dict[str, float]:
+def random_positions(rng: random.Random) -> dict[str, float]:
     return {name: rng.choice((0.0, 100.0)) if spec.binary else float(rng.randrange(0, 101, 10))
             for name, spec in ACTUATORS.items()}
 

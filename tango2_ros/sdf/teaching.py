@@ -29,7 +29,7 @@ from tango2_ros.sdf.actuators import ACTUATORS, IRRIGATION
 from tango2_ros.sdf.controllers import BaselineController, Observation
 from tango2_ros.sdf.crops import PRESETS, CropPreset
 from tango2_ros.sdf.lam import TOOLS, LamError, answer_schema, parse_answer, prompt
-from tango2_ros.sdf.learning import VALUE_STEP, _counterfactual, _random_positions, answer
+from tango2_ros.sdf.learning import VALUE_STEP, counterfactual, random_positions, answer
 
 HELD_OUT_DAYS = {"cold clear night": datetime.date(2010, 1, 26), "bright day": datetime.date(2009, 10, 23),
                  "overcast day": datetime.date(2009, 12, 10)}
@@ -73,7 +73,7 @@ class _Exploring:
 
     def propose(self, seen: Observation) -> dict[str, float]:
         self.label = self.baseline.propose(seen)
-        return _random_positions(self.rng) if self.rng.random() < EXPLORE else self.label
+        return random_positions(self.rng) if self.rng.random() < EXPLORE else self.label
 
 
 @functools.lru_cache(maxsize=4)
@@ -122,7 +122,7 @@ def lam_rows(crop: str, seeds, languages: tuple[str, ...], rng: random.Random) -
         case = f"{crop}-{day.isoformat()}-{period:02d}"
         rows.append(lam_row(preset, seen, history, forecast, positions, wanted, case))
         if seed < HELD_OUT_SEED_OFFSET:
-            moved, moved_positions = _counterfactual(seen, positions, rng)
+            moved, moved_positions = counterfactual(seen, positions, rng)
             # the slab water is not moved, so irrigation stays what the day's baseline (with its hysteresis) said
             label = {**BaselineController(preset).propose(moved), IRRIGATION: wanted[IRRIGATION]}
             rows.append(lam_row(preset, moved, history, forecast, moved_positions, label, case + "-counterfactual"))
