@@ -242,3 +242,13 @@ def test_a_shadow_describer_is_judged_by_the_fact_check_and_retired_for_contradi
         judged = ShadowScore("candidate@1")
         judge_description(judged, (targets, action, "en"), json.dumps(raw), 0.5)
         assert judged.would_violate == 1 and judged.changed == 1
+
+
+def test_every_recipe_in_the_repository_loads():
+    """A recipe that `tango2 learn` would refuse must not sit in recipes/ (released or not yet)."""
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*/recipe.yaml"))
+    assert len(recipes) >= 6
+    for path in recipes:
+        assert load_recipe(path).name == path.parent.name
