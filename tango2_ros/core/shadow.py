@@ -97,6 +97,13 @@ class ShadowScore:
                 "promoted": self.promoted, "retired": self.retired}
 
 
+def open_score(scores: dict[str, ShadowScore], model: str) -> ShadowScore | None:
+    """The score a judge records the model's next answer in (made at its first), or None once it is final: a
+    promoted or retired candidate is judged no more."""
+    score = scores.setdefault(model, ShadowScore(model))
+    return None if score.promoted or score.retired else score
+
+
 def shadow_score(text: str) -> dict | None:
     """A node's reported shadow score (JSON with at least `model`), or None when absent or not one."""
     if not text:

@@ -18,7 +18,7 @@ from rclpy.action import ActionClient
 
 from tango2_msgs.action import Generate
 from tango2_msgs.msg import ChatMessage
-from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate, ShadowScore
+from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate, ShadowScore, open_score
 from tango2_ros.ros.actions import goal_result, threaded_wait
 
 SERVER_WAIT_S = 2.0
@@ -210,8 +210,8 @@ class ShadowCandidate:
     def _on_answer(self, answer: LlmAnswer, asked) -> None:
         context, asked_s = asked
         self.model = answer.model or self.model
-        score = self.scores.setdefault(self.model, ShadowScore(self.model))
-        if score.promoted or score.retired:
+        score = open_score(self.scores, self.model)
+        if score is None:
             return
         self.judge(score, context, answer.text, time.monotonic() - asked_s, answer.error)
         score.settle(self.node.settings(ShadowGate, "shadow."))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from tango2_ros.core.shadow import ShadowGate, ShadowScore
+from tango2_ros.core.shadow import ShadowGate, ShadowScore, open_score
 from tango2_ros.sdf.supervisor import ACTUATORS, CLAMPED, REJECTED, Conditions, SafetySupervisor, broken_interlocks
 
 AGREE_WITHIN_PCT = 10.0  # a shadow's command agrees when every output is this close to the one applied
@@ -63,8 +63,8 @@ class ShadowDesk:
         counted from the state: the shadow is asked after the serving model has answered). An answer for a period
         older than those kept counts as none in time. None when the period is not one decided here or the model's
         score is already final."""
-        score = self.scores.setdefault(model, ShadowScore(model))
-        if score.promoted or score.retired:
+        score = open_score(self.scores, model)
+        if score is None:
             return None
         period = self._periods.get(stamp_s)
         if period is None:
