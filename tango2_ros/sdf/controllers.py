@@ -29,6 +29,27 @@ class Observation:
     lights_on: bool = False
 
 
+# The baseline's limits on the sun outside (global radiation, W/m2) and the outside temperature under which the
+# thermal screen closes. The action model's prompt names the same limits (sdf.lam), so a model reads what the rule
+# decides by instead of guessing thresholds from examples.
+SCREEN_SUN_BELOW_W_M2 = 50.0
+LAMPS_SUN_BELOW_W_M2 = 200.0
+SHADE_SUN_ABOVE_W_M2 = 500.0
+
+
+def screen_cold_c(is_day: bool) -> float:
+    """Outside temperature under which the thermal screen closes in the dark (a night loses more heat)."""
+    return 5.0 if is_day else 10.0
+
+
+def lamps_wanted(preset: CropPreset, o: Observation) -> bool:
+    """The lamps extend the photoperiod: in the crop's lamp hours, with a weak sun, while the greenhouse is below
+    the vents' start (lamps heat)."""
+    vents_from = preset.heating_setpoint(o.is_day or o.lights_on) + preset.vent_offset_c
+    return preset.in_lamp_hours(o.hour) and o.global_radiation_w_m2 < LAMPS_SUN_BELOW_W_M2 \
+        and o.air_temperature_c < vents_from
+
+
 def _ramp(value: float, start: float, full: float) -> float:
     """0 % at `start`, 100 % at `full` (either direction), linear between."""
     if full == start:
@@ -58,10 +79,10 @@ class BaselineController:
             vent = min(vent, 10.0)  # a humidity gap while heating, never more
         if o.air_temperature_c < heating_sp - 0.5:
             vent = 0.0
-        cold_outside = o.outside_temperature_c < (5.0 if o.is_day else 10.0)
-        thermal = 100.0 if cold_outside and o.global_radiation_w_m2 < 50.0 else 0.0
-        shade = 50.0 if o.global_radiation_w_m2 > 500.0 else 0.0
-        lights = 100.0 if p.in_lamp_hours(o.hour) and o.global_radiation_w_m2 < 200.0 and o.air_temperature_c < vent_sp else 0.0
+        cold_outside = o.outside_temperature_c < screen_cold_c(o.is_day)
+        thermal = 100.0 if cold_outside and o.global_radiation_w_m2 < SCREEN_SUN_BELOW_W_M2 else 0.0
+        shade = 50.0 if o.global_radiation_w_m2 > SHADE_SUN_ABOVE_W_M2 else 0.0
+        lights = 100.0 if lamps_wanted(p, o) else 0.0
         co2 = 0.0
         if (o.is_day or lights) and vent <= 10.0:
             co2 = _ramp(o.co2_ppm, p.co2_day_ppm, p.co2_day_ppm - 200.0)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from tango2_ros.sdf.actuators import (CO2_DOSING, FAN, HEATING, IRRIGATION, LIGHTS, SHADE_SCREEN, THERMAL_SCREEN,
                                       VENT)
-from tango2_ros.sdf.controllers import Observation
+from tango2_ros.sdf.controllers import (LAMPS_SUN_BELOW_W_M2, SCREEN_SUN_BELOW_W_M2, SHADE_SUN_ABOVE_W_M2,
+                                        Observation, lamps_wanted, screen_cold_c)
 from tango2_ros.sdf.crops import CropPreset
 
 
@@ -40,8 +41,8 @@ TOOLS = {tool.name: tool for tool in (  # in the order a taught answer sets them
 MAX_CALLS = len(TOOLS)  # one per actuator; an actuator left out keeps its present position
 
 
-RATIONALE_CHARS = 160
-ANSWER_TOKENS = 384  # a taught answer (the rationale and eight calls) is about 175 tokens; the untrained model's
+RATIONALE_CHARS = 200
+ANSWER_TOKENS = 384  # a taught answer (the rationale and eight calls) is about 190 tokens; the untrained model's
 # ran past 256 in 40 of 96 periods of a held-out day (an unterminated string)
 
 
@@ -92,7 +93,9 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
     sets both the decision time on the device and the cost of each fine-tuning step (with the chat template, 514
     tokens became 299 for the same facts). The set-points are those of this moment, resolved for day or night, and
     whether the lamps' hours have begun is said, not left to be worked out from the clock (the first learned
-    model kept the lamps on through the night)."""
+    model kept the lamps on through the night). Likewise the outside temperature and the sun are named against the
+    limits the screens and lamps go by (the second candidate, taught without them, missed the lamps, the CO2 that
+    follows them, and the thermal screen in 16 of 30 held-out periods)."""
     light_period = now.is_day or now.lights_on
     heating = preset.heating_setpoint(light_period)
     vent_from = heating + preset.vent_offset_c
@@ -107,7 +110,8 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
         f"Inside {now.air_temperature_c:.1f} C ({temperature_errors(preset, now)}), RH "
         f"{now.relative_humidity_pct:.0f} % ({humidity_error(preset, now)}), CO2 {now.co2_ppm:.0f} ppm "
         f"({co2_error(preset, now)}), slab water {now.substrate_water_pct:.0f} %.",
-        f"Outside {now.outside_temperature_c:.1f} C, sun {now.global_radiation_w_m2:.0f} W/m2"
+        f"Outside {now.outside_temperature_c:.1f} C ({outside_facts(now)}), sun {now.global_radiation_w_m2:.0f} "
+        f"W/m2 ({sun_facts(now.global_radiation_w_m2)})"
         + ("; next hours " + " ".join(f"{t:.0f}C/{sun:.0f}" for t, sun in forecast[::2]) if forecast else "") + ".",
     ]
     if history:
@@ -121,12 +125,48 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
     return "\n".join(lines)
 
 
-def control_errors(preset: CropPreset, now: Observation) -> str:
-    """The errors that decide heating, vents and CO2 dosing, in the order of the calls: what a taught answer's
-    rationale says before it gives their values. In the dark there is no CO2 target, and the rationale says so
-    (the first learned model dosed 20 % in 86 of 96 periods, night or day)."""
-    co2 = co2_error(preset, now) if now.is_day or now.lights_on else "not dosed in the dark"
-    return f"{temperature_errors(preset, now)}; RH {humidity_error(preset, now)}; CO2 {co2}"
+def outside_facts(now: Observation) -> str:
+    below = now.outside_temperature_c < screen_cold_c(now.is_day)
+    return f"{'under' if below else 'not under'} the screen's {screen_cold_c(now.is_day):g} C"
+
+
+def sun_facts(sun_w_m2: float) -> str:
+    """The sun against the screen's, the lamps' and the shade's limits, in words."""
+    if sun_w_m2 < SCREEN_SUN_BELOW_W_M2:
+        return f"dark, under {SCREEN_SUN_BELOW_W_M2:g}"
+    if sun_w_m2 < LAMPS_SUN_BELOW_W_M2:
+        return f"weak, under {LAMPS_SUN_BELOW_W_M2:g}"
+    if sun_w_m2 <= SHADE_SUN_ABOVE_W_M2:
+        return f"bright, {LAMPS_SUN_BELOW_W_M2:g}-{SHADE_SUN_ABOVE_W_M2:g}"
+    return f"strong, over {SHADE_SUN_ABOVE_W_M2:g}"
+
+
+def taught_rationale(preset: CropPreset, now: Observation, target: dict[str, float]) -> str:
+    """What a taught answer's rationale says before the calls, in their order: the errors that decide heating and
+    vents, then the decisions that hang on conditions (lamps, CO2 after the lamps, the thermal screen) with the
+    reason, so that each call's value follows the words that decide it. In the dark there is no CO2 target (the
+    first learned model dosed 20 % in 86 of 96 periods, night or day)."""
+    parts = [temperature_errors(preset, now), f"RH {humidity_error(preset, now)}"]
+    lamps_on = target[LIGHTS] >= 50.0
+    parts.append("lamps on" if lamps_on else f"lamps off{_lamps_off_reason(preset, now)}")
+    if not (now.is_day or lamps_on):
+        parts.append("CO2 not dosed in the dark")
+    elif target[VENT] > 10.0:
+        parts.append("CO2 not dosed, vents open")
+    else:
+        parts.append(f"CO2 {co2_error(preset, now)}")
+    parts.append("thermal screen " + ("shut" if target[THERMAL_SCREEN] >= 50.0 else "open"))
+    return "; ".join(parts)
+
+
+def _lamps_off_reason(preset: CropPreset, now: Observation) -> str:
+    if not preset.in_lamp_hours(now.hour):
+        return ", outside lamp hours"
+    if now.global_radiation_w_m2 >= LAMPS_SUN_BELOW_W_M2:
+        return ", sun too bright"
+    if not lamps_wanted(preset, now):
+        return ", above vents' start"
+    return ""  # a field decision taught as approved may differ from the rule
 
 
 def temperature_errors(preset: CropPreset, now: Observation) -> str:

@@ -30,7 +30,7 @@ from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import ACTUATORS, IRRIGATION, LIGHTS, VENT
 from tango2_ros.sdf.controllers import BaselineController, Observation, RandomController
 from tango2_ros.sdf.crops import CropPreset
-from tango2_ros.sdf.lam import ANSWER_TOKENS, RATIONALE_CHARS, TOOLS, control_errors, prompt
+from tango2_ros.sdf.lam import ANSWER_TOKENS, RATIONALE_CHARS, TOOLS, prompt, taught_rationale
 
 REQUIRED = {"controller", "state", "actuators", "forecast", "command", "verdict", "in_band"}
 
@@ -86,10 +86,10 @@ VALUE_STEP = 10.0
 
 
 def answer(target: dict[str, float], seen: Observation, preset: CropPreset) -> str:
-    """The taught answer: the control errors as the rationale, then every actuator in the tools' order."""
+    """The taught answer: the rationale (errors and conditions), then every actuator in the tools' order."""
     calls = [{"tool": tool.name, "value": int(VALUE_STEP * round(target[tool.actuator] / VALUE_STEP))}
              for tool in TOOLS.values()]
-    return json.dumps({"rationale": control_errors(preset, seen)[:RATIONALE_CHARS], "calls": calls})
+    return json.dumps({"rationale": taught_rationale(preset, seen, target)[:RATIONALE_CHARS], "calls": calls})
 
 
 # How far a counterfactual state's readings are moved from the logged ones (uniformly): from a frosty to a hot

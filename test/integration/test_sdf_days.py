@@ -108,10 +108,16 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
         answer = json.loads(example["messages"][1]["content"])
         assert list(answer) == ["rationale", "calls"] and [c["tool"] for c in answer["calls"]] == list(TOOLS)
         assert all(c["value"] in range(0, 101, 10) for c in answer["calls"])
-        # the rationale restates the prompt's errors, so that each value follows the words that decide it (in the
-        # dark it says that CO2 is not dosed)
-        assert all(part.removeprefix("RH ").removeprefix("CO2 ") in example["messages"][0]["content"]
-                   for part in answer["rationale"].split("; ") if part != "CO2 not dosed in the dark")
+        # the rationale restates the prompt's errors, then the conditional decisions in the calls' order, so that
+        # each value follows the words that decide it
+        errors, decisions = answer["rationale"].split("; lamps ")
+        assert all(part.removeprefix("RH ") in example["messages"][0]["content"] for part in errors.split("; "))
+        lamps, co2, screen = decisions.split("; ")
+        calls = {c["tool"]: c["value"] for c in answer["calls"]}
+        assert lamps.startswith("on") == (calls["set_lamps"] == 100)
+        assert co2.startswith("CO2 not dosed") <= (calls["dose_co2"] == 0)
+        assert co2.startswith("CO2 not dosed") or co2.removeprefix("CO2 ") in example["messages"][0]["content"]
+        assert screen == "thermal screen " + ("shut" if calls["set_thermal_screen"] == 100 else "open")
     baseline = []
     _day("baseline", one_day, days=0.25, records=baseline)
     taught = build_dataset(baseline, TOMATO)

@@ -47,11 +47,23 @@ def test_the_teachers_answer_passes_its_check_and_departures_are_named():
     assert check_lam("no JSON here", row["check"])[0].startswith("unusable")
 
 
-def test_the_rationale_says_when_co2_is_not_dosed_and_the_prompt_when_the_lamps_may_run():
-    night = _state(hour=1.0, is_day=False, global_radiation_w_m2=0.0)
-    row = lam_row(TOMATO, night, [], [], {}, BaselineController(TOMATO).propose(night), "night")
-    assert "CO2 not dosed in the dark" in json.loads(row["messages"][1]["content"])["rationale"]
-    assert "outside lamp hours 02-18" in row["messages"][0]["content"]
+def _rationale_and_prompt(seen: Observation) -> tuple[str, str]:
+    row = lam_row(TOMATO, seen, [], [], {}, BaselineController(TOMATO).propose(seen), "case")
+    return json.loads(row["messages"][1]["content"])["rationale"], row["messages"][0]["content"]
+
+
+def test_the_rationale_gives_the_reason_of_each_conditional_decision_and_the_prompt_the_limits():
+    rationale, text = _rationale_and_prompt(_state(hour=1.0, is_day=False, global_radiation_w_m2=0.0))
+    assert "lamps off, outside lamp hours; CO2 not dosed in the dark; thermal screen shut" in rationale
+    assert "outside lamp hours 02-18" in text and "(under the screen's 10 C)" in text and "(dark, under 50)" in text
+    # in the lamp hours of a dark morning the lamps go on, and so CO2 is dosed by the lamps' light
+    rationale, text = _rationale_and_prompt(_state(hour=3.0, is_day=False, global_radiation_w_m2=0.0))
+    assert "lamps on; CO2 300 ppm below target" in rationale
+    rationale, text = _rationale_and_prompt(_state(global_radiation_w_m2=600.0, outside_temperature_c=8.0))
+    assert "lamps off, sun too bright;" in rationale and "thermal screen open" in rationale
+    assert "(not under the screen's 5 C)" in text and "(strong, over 500)" in text
+    rationale, _ = _rationale_and_prompt(_state(air_temperature_c=30.0))
+    assert "lamps off, above vents' start; CO2 not dosed, vents open" in rationale
 
 
 def test_both_crops_have_a_teacher_and_share_the_check():
