@@ -1,0 +1,130 @@
+"""The fleet's messages and the canary rollout, without brokers (tango2_ros.core.fleet)."""
+import json
+import math
+
+import pytest
+
+from tango2_ros.core.fleet.messages import (DeviceState, FleetMessageError, Telemetry, parse_desired, parse_state,
+                                            parse_telemetry, topic)
+from tango2_ros.core.fleet.rollout import CanaryPolicy, Phase, Rollout
+
+OLD, NEW = "tiny-llm@1.0.0", "tiny-llm@1.1.0"
+DEVICES = ["vessel-a", "vessel-b", "vessel-c"]
+POLICY = CanaryPolicy(window_s=10.0, min_requests=4, max_error_pct=10.0, max_checker_pct=20.0,
+                      max_latency_ratio=2.0, silent_after_s=5.0, load_timeout_s=30.0)
+
+
+def _report(device: str, sequence: int, release: str = NEW, requests: int = 4, errors: int = 0, latency: float = 0.5,
+            rejections: int = 0) -> Telemetry:
+    return Telemetry(device=device, sequence=sequence, release=release, slot="llm", window_s=2.0, requests=requests,
+                     errors=errors, latency_p50_s=latency, supervisor_rejections=rejections)
+
+
+def _rollout(now: float = 0.0, **changes) -> Rollout:
+    states = {d: DeviceState(device=d, release=OLD, slot="llm") for d in DEVICES}
+    return Rollout(NEW, "llm", DEVICES, states, now, policy=CanaryPolicy(**{**POLICY.__dict__, **changes}))
+
+
+def _serve(rollout: Rollout, device: str, release: str, now: float, failed: str = "") -> None:
+    rollout.observe_state(DeviceState(device=device, release=release, slot="llm", failed=failed), now)
+
+
+def test_messages_round_trip_and_bad_ones_are_refused_with_the_reason():
+    report = _report("vessel-a", 7, latency=math.nan, requests=0)
+    parsed = parse_telemetry(topic("vessel-a", "telemetry"), report.encode())
+    assert parsed.sequence == 7 and parsed.release == NEW and math.isnan(parsed.latency_p50_s)
+    state = DeviceState(device="vessel-b", release="", slot="llm", failed="registry unreachable")
+    assert parse_state(topic("vessel-b", "state"), state.encode()) == state
+    bad = {
+        b"{not json": "not JSON",
+        b"[1]": "not a JSON object",
+        json.dumps({**json.loads(report.encode()), "device": "vessel-b"}).encode(): "in a message on vessel-a",
+        json.dumps({**json.loads(report.encode()), "errors": 5, "requests": 1}).encode(): "errors 5 > requests 1",
+        json.dumps({**json.loads(report.encode()), "requests": -1}).encode(): "not a count",
+        json.dumps({**json.loads(report.encode()), "requests": True}).encode(): "not a count",
+        json.dumps({**json.loads(report.encode()), "release": "../etc"}).encode(): "NAME@VERSION",
+        json.dumps({**json.loads(report.encode()), "window_s": 0}).encode(): "window_s",
+        b" " * 70000: "more than",
+    }
+    for payload, reason in bad.items():
+        with pytest.raises(FleetMessageError, match=reason):
+            parse_telemetry(topic("vessel-a", "telemetry"), payload)
+    for name in ("tango2/fleet/vessel-a/state", "tango2/fleet/../telemetry", "other/vessel-a/telemetry"):
+        with pytest.raises(FleetMessageError):
+            parse_telemetry(name, report.encode())
+    with pytest.raises(FleetMessageError, match="device id"):
+        topic("Vessel A", "telemetry")
+    with pytest.raises(FleetMessageError, match="rollout"):
+        parse_desired(b'{"release": "tiny-llm@1.1.0", "slot": "llm"}')
+
+
+def test_a_healthy_canary_widens_the_rollout_and_it_is_done_when_every_device_serves_the_release():
+    rollout = _rollout()
+    assert rollout.canary == "vessel-a" and rollout.phase is Phase.CANARY
+    assert {d: w.release for d, w in rollout.desired().items()} == {"vessel-a": NEW}  # the others keep what they have
+    rollout.observe_telemetry(_report("vessel-a", 1, release=OLD, latency=0.4), 1.0)
+    _serve(rollout, "vessel-a", NEW, 2.0)
+    for second in range(3, 12, 2):
+        rollout.observe_telemetry(_report("vessel-a", second, latency=0.6), float(second))
+        assert rollout.step(float(second)) is Phase.CANARY  # its window has not passed
+    assert rollout.step(12.0) is Phase.WIDENING
+    assert {w.release for w in rollout.desired().values()} == {NEW} and len(rollout.desired()) == 3
+    _serve(rollout, "vessel-b", NEW, 13.0)
+    assert rollout.step(14.0) is Phase.WIDENING  # vessel-c is offline: its desired release is retained for it
+    _serve(rollout, "vessel-c", NEW, 40.0)
+    assert rollout.step(40.0) is Phase.DONE
+    report = rollout.report()
+    assert not report["rolled_back"] and [d["updated_at_s"] for d in report["devices"]] == [2.0, 13.0, 40.0]
+    assert report["canary_counts"]["latency_p50_s"] == pytest.approx(0.6)
+    assert report["canary_counts"]["latency_p50_s_before"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("reports, reason", [
+    ([_report("vessel-a", 1, errors=2)], "2 of 4 requests failed"),
+    ([_report("vessel-a", 1, rejections=3)], "checker refused or corrected 3 of 4"),
+    ([_report("vessel-a", 0, release=OLD, latency=0.2), _report("vessel-a", 1, latency=0.9)], "4.5x its 0.200 s"),
+])
+def test_an_unhealthy_canary_is_rolled_back_and_no_other_device_gets_the_release(reports, reason):
+    rollout = _rollout()
+    _serve(rollout, "vessel-a", NEW, 1.0)
+    for report in reports:
+        rollout.observe_telemetry(report, 2.0)
+    assert rollout.step(2.0) is Phase.ROLLED_BACK and reason in rollout.reason
+    assert {d: w.release for d, w in rollout.desired().items()} == {"vessel-a": OLD}
+    assert rollout.step(100.0) is Phase.ROLLED_BACK  # final
+
+
+def test_a_silent_canary_a_canary_that_cannot_load_and_one_that_never_serves_are_rolled_back():
+    silent = _rollout()
+    _serve(silent, "vessel-a", NEW, 1.0)
+    silent.observe_telemetry(_report("vessel-a", 1, requests=1), 2.0)
+    assert silent.step(6.9) is Phase.CANARY and silent.step(7.1) is Phase.ROLLED_BACK
+    assert "sent nothing for 5 s" in silent.reason
+    failing = _rollout()
+    _serve(failing, "vessel-a", OLD, 1.0, failed="signature does not verify")
+    assert failing.step(1.0) is Phase.ROLLED_BACK and "signature does not verify" in failing.reason
+    late = _rollout()
+    assert late.step(29.0) is Phase.CANARY and late.step(31.0) is Phase.ROLLED_BACK
+    assert "did not serve tiny-llm@1.1.0 within 30 s" in late.reason
+
+
+def test_repeated_telemetry_counts_once_and_other_slots_and_devices_are_ignored():
+    rollout = _rollout()
+    _serve(rollout, "vessel-a", NEW, 1.0)
+    for _ in range(3):  # QoS 1 delivers at least once
+        rollout.observe_telemetry(_report("vessel-a", 1, errors=1), 2.0)
+    rollout.observe_telemetry(_report("stranger", 2, errors=4), 2.0)
+    rollout.observe_telemetry(Telemetry(device="vessel-a", sequence=3, release=NEW, slot="other", window_s=1.0,
+                                        requests=4, errors=4, latency_p50_s=0.1), 2.0)
+    rollout.observe_telemetry(_report("vessel-a", 4, requests=8), 3.0)
+    assert rollout.canary_counts.requests == 12 and rollout.canary_counts.errors == 1
+    assert rollout.step(3.0) is Phase.CANARY  # 1 of 12 failed: under the 10 % (counted three times: 25 %)
+
+
+def test_a_rollout_needs_a_canary_with_a_release_to_go_back_to():
+    with pytest.raises(ValueError, match="no device is online"):
+        Rollout(NEW, "llm", ["vessel-a"], {}, 0.0)
+    with pytest.raises(ValueError, match="not one of the devices"):
+        Rollout(NEW, "llm", ["vessel-a"], {"vessel-a": DeviceState("vessel-a", OLD, "llm")}, 0.0, canary="x")
+    with pytest.raises(ValueError, match="another release"):
+        Rollout(NEW, "llm", ["vessel-a"], {"vessel-a": DeviceState("vessel-a", NEW, "llm")}, 0.0)
