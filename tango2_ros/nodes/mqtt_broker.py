@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from tango2_ros.nodes.base import ERROR, OK, Tango2Node, run_node
-from tango2_ros.sdf.field import MqttBroker
+from tango2_ros.core.mqtt import MqttBroker
 
 
 class MqttBrokerNode(Tango2Node):

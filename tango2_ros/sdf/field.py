@@ -1,61 +1,18 @@
-"""The greenhouse's field side, as real hardware speaks it: a mosquitto MQTT broker process and the greenhouse
-controller's Modbus TCP server (pymodbus), which is the plant simulator's end of the actuator link.
+"""The greenhouse's field side, as real hardware speaks it: the greenhouse controller's Modbus TCP server
+(pymodbus), which is the plant simulator's end of the actuator link (the sensors' MQTT broker is
+tango2_ros.core.mqtt's).
 """
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import tempfile
 import threading
-from pathlib import Path
 from typing import Callable
 
 from pymodbus.constants import ExcCodes
 
 from tango2_ros.core.net import free_port, wait_for_port
-from tango2_ros.core.processes import die_with_parent
 from tango2_ros.errors import UserError
 from tango2_ros.sdf.actuators import REGISTER_COUNT, Command, command_from_registers
-
-
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
-    if found is None:
-        raise UserError("mosquitto (the MQTT broker) is not installed: apt-get install mosquitto")
-    return found
-
-
-class MqttBroker:
-    """mosquitto (loopback by default) with persistence: QoS 1 sessions survive a restart of the broker.
-    Anonymous access: put it on a trusted network or add mosquitto's password file for a real farm."""
-
-    def __init__(self, port: int | None = None, folder: Path | None = None, address: str = "127.0.0.1") -> None:
-        self.port, self.address = port or free_port(), address
-        self.folder = folder or Path(tempfile.mkdtemp(prefix="tango2-mosquitto-"))
-        self.config = self.folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} {address}\nallow_anonymous true\npersistence true\n"
-                               f"persistence_location {self.folder}/\nautosave_interval 1\nuser root\n")
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "MqttBroker":
-        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], preexec_fn=die_with_parent,
-                                        stdout=subprocess.DEVNULL,
-                                        stderr=(self.folder / "mosquitto.log").open("ab"))
-        if not wait_for_port(self.port, 5.0):
-            self.stop()
-            raise UserError(f"mosquitto did not start on port {self.port} (see {self.folder}/mosquitto.log)")
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
 
 
 class PlantModbusServer:

@@ -13,7 +13,7 @@ from tango2_ros.core.net import free_port
 from tango2_ros.errors import UserError
 from tango2_ros.ros.deployments import wait_for_deployments
 from tango2_ros.ros.diagnostics import DiagnosticsLatest
-from tango2_ros.sdf.field import MqttBroker
+from tango2_ros.core.mqtt import MqttBroker
 from tango2_ros.sim import SIM_NAMESPACE
 from tango2_ros.sim.farm_loop import RosFarmLoop
 

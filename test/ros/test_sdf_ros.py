@@ -22,7 +22,8 @@ from helpers.ros import ros_node, spawn, stop, wait_until
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.actuators import ACTUATORS, all_off
-from tango2_ros.sdf.field import MqttBroker, PlantModbusServer
+from tango2_ros.core.mqtt import MqttBroker
+from tango2_ros.sdf.field import PlantModbusServer
 from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.payloads import sensor_payload
 

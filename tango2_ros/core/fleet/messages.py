@@ -31,6 +31,11 @@ def topic(device: str, kind: str) -> str:
     return f"{TOPIC_ROOT}/{_device_id(device)}/{kind}"
 
 
+def every_device(kind: str) -> str:
+    """The subscription to one kind of message from every device."""
+    return f"{TOPIC_ROOT}/+/{kind}"
+
+
 def device_of(topic_name: str, kind: str) -> str:
     """The device a topic belongs to; FleetMessageError for a topic of another shape."""
     parts = topic_name.split("/")

@@ -1,0 +1,77 @@
+"""A device's broker bridged to the fleet broker, both real mosquitto processes on loopback: telemetry goes up with
+QoS 1 and waits in the device broker while the fleet broker is down; the retained desired release comes down to a
+device that was away (tango2_ros.core.mqtt.Bridge)."""
+import queue
+import time
+
+import paho.mqtt.client as mqtt
+
+from tango2_ros.core.fleet.messages import Desired, Telemetry, every_device, parse_desired, parse_telemetry, topic
+from tango2_ros.core.mqtt import Bridge, MqttBroker
+
+DEVICE = "vessel-a"
+
+
+def _client(port: int, name: str, subscribe: str | None = None) -> tuple[mqtt.Client, queue.Queue]:
+    received: queue.Queue = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, clean_session=False)
+    client.on_message = lambda _c, _u, message: received.put(message)
+    if subscribe:
+        client.on_connect = lambda c, *_: c.subscribe(subscribe, qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client, received
+
+
+def _drain(received: queue.Queue, count: int, timeout_s: float) -> list:
+    got, deadline = [], time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        try:
+            got.append(received.get(timeout=0.1))
+        except queue.Empty:
+            pass
+    return got
+
+
+def _report(sequence: int) -> bytes:
+    return Telemetry(device=DEVICE, sequence=sequence, release="tiny-llm@1.0.0", slot="llm", window_s=1.0,
+                     requests=3, errors=0, latency_p50_s=0.2).encode()
+
+
+def test_telemetry_waits_out_a_fleet_broker_restart_and_the_desired_release_reaches_a_returning_device(tmp_path):
+    fleet = MqttBroker(folder=tmp_path / "fleet").start()
+    bridge = Bridge(name=f"bridge-{DEVICE}", remote=f"127.0.0.1:{fleet.port}",
+                    out=(topic(DEVICE, "telemetry"), topic(DEVICE, "state")), into=(topic(DEVICE, "desired"),))
+    device = MqttBroker(folder=tmp_path / DEVICE, bridges=(bridge,)).start()
+    clients = []
+    try:
+        controller, up = _client(fleet.port, "fleet-controller", every_device("telemetry"))
+        agent, _ = _client(device.port, "agent")
+        clients += [controller, agent]
+        time.sleep(1.0)  # the bridge connects and subscribes
+        agent.publish(topic(DEVICE, "telemetry"), _report(1), qos=1)
+        first = _drain(up, 1, 10.0)
+        assert [parse_telemetry(m.topic, m.payload).sequence for m in first] == [1]
+
+        fleet.stop()  # the link is down: the device keeps reporting
+        for sequence in range(2, 7):
+            agent.publish(topic(DEVICE, "telemetry"), _report(sequence), qos=1)
+        time.sleep(0.5)
+        fleet.start()  # persistence: the controller's session and the bridge's come back
+        came = _drain(up, 5, 20.0)
+        assert sorted({parse_telemetry(m.topic, m.payload).sequence for m in came}) == [2, 3, 4, 5, 6]
+
+        device.stop()  # the device is away while the fleet decides
+        controller.publish(topic(DEVICE, "desired"), Desired("tiny-llm@1.1.0", "llm", "r1").encode(), qos=1,
+                           retain=True).wait_for_publish(5.0)
+        device.start()
+        listener, down = _client(device.port, "agent-after", topic(DEVICE, "desired"))
+        clients.append(listener)
+        wanted = _drain(down, 1, 20.0)
+        assert [parse_desired(m.payload).release for m in wanted] == ["tiny-llm@1.1.0"]
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+        device.stop()
+        fleet.stop()
