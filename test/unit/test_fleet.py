@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from tango2_ros.core.fleet.messages import (DeviceState, FleetMessageError, Telemetry, parse_desired, parse_state,
+from tango2_ros.core.fleet.agent import DesiredFollower, SwapRequest, TelemetryWindow
+from tango2_ros.core.fleet.messages import (Desired, DeviceState, FleetMessageError, Telemetry, parse_desired, parse_state,
                                             parse_telemetry, topic)
 from tango2_ros.core.fleet.rollout import CanaryPolicy, Phase, Rollout
 
@@ -128,3 +129,38 @@ def test_a_rollout_needs_a_canary_with_a_release_to_go_back_to():
         Rollout(NEW, "llm", ["vessel-a"], {"vessel-a": DeviceState("vessel-a", OLD, "llm")}, 0.0, canary="x")
     with pytest.raises(ValueError, match="another release"):
         Rollout(NEW, "llm", ["vessel-a"], {"vessel-a": DeviceState("vessel-a", NEW, "llm")}, 0.0)
+
+
+def test_a_window_sends_the_differences_of_the_cumulative_counters_numbered():
+    window = TelemetryWindow("vessel-a", "llm")
+    window.counters(OLD, 10, 1)
+    first = window.close(OLD, 2.0, clock=1e9)
+    window.counters(OLD, 14, 1)
+    window.answered(0.3)
+    window.answered(0.5, refused=True)
+    window.answered(math.nan, corrected=True)
+    second = window.close(OLD, 2.0, clock=1e9 + 2)
+    assert (first.sequence, first.requests, first.errors) == (1, 10, 1)
+    assert (second.sequence, second.requests, second.errors, second.latency_p50_s) == (2, 4, 0, 0.4)
+    assert (second.supervisor_rejections, second.check_corrections) == (1, 1)
+    window.counters(NEW, 3, 0)  # the new release's counters start at 0
+    assert window.close(NEW, 2.0, clock=0.0).requests == 3
+    window.counters(NEW, 2, 0)  # loaded again: its counters started over
+    third = window.close(NEW, 2.0, clock=0.0)
+    assert third.requests == 2 and math.isnan(third.latency_p50_s)
+    # the message survives the wire
+    assert parse_telemetry(topic("vessel-a", "telemetry"), third.encode()).sequence == 4
+
+
+def test_the_follower_asks_once_per_wish_and_again_after_a_pause_when_the_swap_did_not_happen():
+    follower = DesiredFollower("llm", retry_s=10.0)
+    assert follower.next_swap(OLD, 0.0) is None
+    follower.want(Desired(NEW, "other-slot", "r1"))
+    assert follower.next_swap(OLD, 0.0) is None
+    follower.want(Desired(NEW, "llm", "r1"))
+    assert follower.next_swap(OLD, 1.0) == SwapRequest("tiny-llm", "1.1.0", "llm")
+    assert follower.next_swap(OLD, 5.0) is None  # asked; the registry may be down: not again at once
+    assert follower.next_swap(OLD, 11.5) is not None
+    assert follower.next_swap(NEW, 30.0) is None  # it serves the wish
+    follower.want(Desired(OLD, "llm", "r1-back"))  # rolled back
+    assert follower.next_swap(NEW, 31.0) == SwapRequest("tiny-llm", "1.0.0", "llm")
