@@ -49,7 +49,7 @@ def main() -> int:
     p.add_argument("--domain", choices=("sds", "sdm", "sdf", "all"), default="all")
     p.add_argument("--release", default="sds-bridge@1.0.0-lora", help="the learned bridge assistant (NAME@SPEC)")
     p.add_argument("--writer", default="sdm-report@1.0.0-lora", help="the learned report writer (NAME@SPEC)")
-    p.add_argument("--lam", default="lam-tomato@1.1.0-lora", help="the learned tomato action model (NAME@SPEC)")
+    p.add_argument("--lam", default="lam-tomato@2.0.0-lora", help="the learned tomato action model (NAME@SPEC)")
     p.add_argument("--days", type=int, default=3, help="how many of the 3 held-out farm days (default all)")
     p.add_argument("--base", default=BASE, help="the model in service before them")
     p.add_argument("--cases", type=int, default=27, help="how many of the 27 held-out ship cases (default all)")

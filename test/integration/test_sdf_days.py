@@ -228,8 +228,9 @@ def test_a_shadow_action_model_proposes_beside_the_serving_one_and_is_never_appl
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    alone = simulate()
-    shadowed = simulate("--shadow", "smollm2-135m-instruct@1.0.0", "--shadow-decisions", "2")
+    alone = simulate("--model", "smollm2-135m-instruct@1.0.0")
+    shadowed = simulate("--model", "smollm2-135m-instruct@1.0.0", "--shadow", "smollm2-135m-instruct@1.0.0",
+                        "--shadow-decisions", "2")
     shadow = shadowed.pop("shadow")
     for report in (alone, shadowed):
         report.pop("wall_s")

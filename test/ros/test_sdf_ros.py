@@ -248,7 +248,9 @@ def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_pa
     assert report["interlock_violations"] == 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(records) == 4 and all(r["verdict"] in ("accepted", "clamped", "rejected", "fallback") for r in records)
-    assert any(r["model"].lower().startswith("smollm2") for r in records if r["verdict"] != "fallback") or \
+    # by default the crop's latest learned release, which set-up imports from models/releases
+    assert report["model"] == "lam-tomato@latest"
+    assert any(r["model"].startswith("lam-tomato@") for r in records if r["verdict"] != "fallback") or \
         all(r["verdict"] == "fallback" for r in records)
     assert set(records[0]["command"]) == set(ACTUATORS)
 
