@@ -40,7 +40,8 @@ def run_status(args) -> int:
 
     with ros_session("tango2_cli_models_status") as node:
         stack = ModelStack(node, args.manager)
-        stack.listen(LISTEN_S)
+        shadow_slots = tuple(slot for slot, shadowed in stack.shadowed_slots().items() if shadowed)
+        stack.listen(LISTEN_S, shadow_slots)
         rows = stack.rows()
     emit(args, {"manager": args.manager, "slots": rows}, _table(rows))
     return 0
@@ -92,13 +93,12 @@ def run_shadow(args) -> int:
 
 def _shadow_slot(stack, slot: str) -> str:
     """`slot` itself when it is a shadow slot, else the manager's shadow slot of `slot`."""
-    slots = stack.parameter(stack.manager, "slots") or []
-    if slot not in slots:
-        raise UserError(f"{stack.manager} has no slot {slot!r} (slots: {', '.join(slots) or 'none'})")
-    shadows_of = {s: stack.parameter(stack.manager, f"{s}.shadow_of") for s in slots}
+    shadows_of = stack.shadowed_slots()
+    if slot not in shadows_of:
+        raise UserError(f"{stack.manager} has no slot {slot!r} (slots: {', '.join(shadows_of) or 'none'})")
     if shadows_of[slot]:
         return slot
-    shadows = [s for s in slots if shadows_of[s] == slot]
+    shadows = [s for s in shadows_of if shadows_of[s] == slot]
     if not shadows:
         raise UserError(f"slot {slot!r} has no shadow slot: configure one with `<name>.shadow_of: {slot}` and a node "
                         "that serves the candidate (see docs/models.md)")

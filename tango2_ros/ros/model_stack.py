@@ -10,7 +10,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
-from tango2_msgs.msg import ModelStatus
+from tango2_msgs.msg import ModelInfo, ModelStatus
 from tango2_msgs.srv import ListModels
 from tango2_ros.errors import UserError
 from tango2_ros.ros.deployments import reported_shadow_scores, slot_rows
@@ -38,16 +38,31 @@ class ModelStack:
         for judge, score in reported_shadow_scores(message):
             self.shadows[score["model"]] = {**score, "judge": judge}
 
-    def listen(self, seconds: float) -> None:
+    def listen(self, seconds: float, shadow_slots: tuple[str, ...] = ()) -> None:
         """At least `seconds`, and on until every node's heartbeat has had a chance to arrive after the first one
-        did (a new process discovers the publishers in its own time; at most MAX_LISTEN_S in all)."""
+        did and each of `shadow_slots` that serves a candidate has its score (a new process discovers the publishers
+        one by one, and on a busy machine the judge's may come seconds after the manager's); at most MAX_LISTEN_S in
+        all."""
         started = time.monotonic()
         while True:
             now = time.monotonic()
             heard_enough = self._heard and now - self._heard >= HEARTBEAT_S
-            if now - started >= MAX_LISTEN_S or (now - started >= seconds and heard_enough):
+            if now - started >= MAX_LISTEN_S or (now - started >= seconds and heard_enough
+                                                 and all(self._scored(slot) for slot in shadow_slots)):
                 return
             rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def _scored(self, slot: str) -> bool:
+        """Whether the candidate `slot` serves has a score (a slot serving nothing needs none)."""
+        event = self.events.get(slot)
+        if event is None or event.model.state != ModelInfo.STATE_ACTIVE:
+            return True
+        return f"{event.model.name}@{event.model.version}" in self.shadows
+
+    def shadowed_slots(self) -> dict[str, str]:
+        """Each of the manager's slots -> the slot it shadows ('' for a serving slot)."""
+        slots = self.parameter(self.manager, "slots") or []
+        return {slot: self.parameter(self.manager, f"{slot}.shadow_of") or "" for slot in slots}
 
     def call(self, kind, name: str, request, timeout_s: float = SERVICE_WAIT_S):
         client = self.node.create_client(kind, name)
