@@ -94,8 +94,8 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
     tokens became 299 for the same facts). The set-points are those of this moment, resolved for day or night, and
     whether the lamps' hours have begun is said, not left to be worked out from the clock (the first learned
     model kept the lamps on through the night). Likewise the outside temperature and the sun are named against the
-    limits the screens and lamps go by (the second candidate, taught without them, missed the lamps, the CO2 that
-    follows them, and the thermal screen in 16 of 30 held-out periods)."""
+    limits the screens and lamps go by (the teacher's first candidate, taught without them, missed CO2 dosing in 7,
+    the lamps in 5 and the thermal screen in 4 of 30 held-out periods)."""
     light_period = now.is_day or now.lights_on
     heating = preset.heating_setpoint(light_period)
     vent_from = heating + preset.vent_offset_c
