@@ -12,6 +12,7 @@ latency against its own latency on the previous release (devices differ; a fleet
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 from tango2_ros.core.fleet.messages import DeviceState, Desired, Telemetry
@@ -53,7 +54,7 @@ class _Counts:
         self.requests += report.requests
         self.errors += report.errors
         self.checker += report.supervisor_rejections + report.check_corrections
-        if report.requests and report.latency_p50_s == report.latency_p50_s:  # not NaN
+        if report.requests and not math.isnan(report.latency_p50_s):
             self.latency_weighted_s += report.latency_p50_s * report.requests
             self.latency_requests += report.requests
 
