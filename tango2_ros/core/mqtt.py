@@ -33,13 +33,14 @@ class Bridge:
 
     def config(self) -> str:
         lines = [f"connection {self.name}", f"address {self.remote}", f"remote_clientid {self.name}",
-                 "cleansession false", "restart_timeout 1 5", "try_private true"]
+                 "cleansession false", "restart_timeout 1 5"]
         lines += [f"topic {pattern} out 1" for pattern in self.out]
         lines += [f"topic {pattern} in 1" for pattern in self.into]
         return "\n".join(lines) + "\n"
 
 
 QUEUED_MESSAGES = 100000  # per client, the bridge included: a day of telemetry at one message every few seconds
+
 
 class MqttBroker:
     """mosquitto (loopback by default) with persistence: QoS 1 sessions survive a restart of the broker.
