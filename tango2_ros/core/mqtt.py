@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tango2_ros.core.net import free_port, wait_for_port
-from tango2_ros.core.processes import die_with_parent
+from tango2_ros.core.processes import die_with_parent, stop_process
 from tango2_ros.errors import UserError
 
 
@@ -68,13 +68,7 @@ class MqttBroker:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace_s=5.0)
         self.process = None
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 import requests
 
 from tango2_ros.core.net import free_port, wait_for_port
-from tango2_ros.core.processes import die_with_parent
+from tango2_ros.core.processes import die_with_parent, stop_process
 from tango2_ros.core.settings import setting
 from tango2_ros.errors import UserError
 from tango2_ros.sdm.volume import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE
@@ -282,11 +282,5 @@ class OrthancServer:
         raise UserError(f"Orthanc did not answer within {timeout_s:.0f} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace_s=10)
         self.process = None
