@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from tango2_ros.core.json_payload import json_object
 from tango2_ros.sdf.actuators import ACTUATORS, IRRIGATION, LIGHTS, Command
 from tango2_ros.sdf.greenhouse import Climate
 
@@ -53,19 +54,9 @@ def _time(data: dict) -> float | None:
     return float(moment) if valid else None
 
 
-def _object(payload: bytes) -> dict:
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
-
-
 def readings_from_payload(payload: bytes) -> Readings:
     """ValueError when the payload is not a JSON object; bad readings become NaN and are listed."""
-    data = _object(payload)
+    data = json_object(payload)
     values, invalid = {}, []
     for name, (low, high) in RANGES.items():
         value = data.get(name)
@@ -79,7 +70,7 @@ def readings_from_payload(payload: bytes) -> Readings:
 
 def forecast_from_payload(payload: bytes) -> Forecast:
     """ValueError unless it holds three series of equal length and finite numbers."""
-    data = _object(payload)
+    data = json_object(payload)
     try:
         series = [[float(v) for v in data[key]] for key in
                   ("hours_ahead", "outside_temperature_c", "global_radiation_w_m2")]

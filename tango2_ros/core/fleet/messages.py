@@ -16,6 +16,8 @@ import math
 import re
 from dataclasses import asdict, dataclass
 
+from tango2_ros.core.json_payload import json_object
+
 TOPIC_ROOT = "tango2/fleet"
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 RELEASE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}@[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
@@ -124,13 +126,7 @@ def parse_desired(payload: bytes) -> Desired:
 def _object(payload: bytes) -> dict:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise FleetMessageError(f"{len(payload)} bytes: more than {MAX_PAYLOAD_BYTES}")
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FleetMessageError(f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise FleetMessageError("not a JSON object")
-    return body
+    return json_object(payload, FleetMessageError)
 
 
 def _matching_device(topic_name: str, kind: str, body: dict) -> str:
