@@ -126,8 +126,8 @@ def prompt(preset: CropPreset, now: Observation, history: list[Observation], for
 
 
 def outside_facts(now: Observation) -> str:
-    below = now.outside_temperature_c < screen_cold_c(now.is_day)
-    return f"{'under' if below else 'not under'} the screen's {screen_cold_c(now.is_day):g} C"
+    limit = screen_cold_c(now.is_day)
+    return f"{'under' if now.outside_temperature_c < limit else 'not under'} the screen's {limit:g} C"
 
 
 def sun_facts(sun_w_m2: float) -> str:
