@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 PACKAGE = "tango2_ros"
 NODE_EXECUTABLES = ["llm_node", "model_manager", "colreg_node", "nmea_bridge", "tracker_node", "scene_llm", "perception_node",
                     "greenhouse_bridge", "farm_controller", "safety_supervisor", "modbus_bridge", "mqtt_broker",
-                    "ct_report", "llm_api", "console", "foxglove_server"]
+                    "ct_report", "llm_api", "console", "foxglove_server", "fleet_agent"]
 
 
 def tree(folder: str, pattern: str) -> list[str]:

@@ -22,11 +22,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tango2_ros.cli import build, console, demo, launch, models, ros_tools, sdf, sdm, sds
+    from tango2_ros.cli import build, console, demo, fleet, launch, models, ros_tools, sdf, sdm, sds
 
     parser = _Parser(prog="tango2", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (launch, ros_tools, models, build, sds, sdf, sdm, demo, console):
+    for module in (launch, ros_tools, models, build, sds, sdf, sdm, demo, console, fleet):
         module.register(commands)
     return parser
 

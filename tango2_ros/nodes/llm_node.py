@@ -11,6 +11,7 @@ a model that fails to load leaves the old one serving.
 from __future__ import annotations
 
 import os
+import time
 
 from rclpy.task import Future
 
@@ -96,6 +97,7 @@ class LlmNode(Tango2Node):
     async def _execute(self, goal_handle) -> Generate.Result:
         """A coroutine: while the engine decodes, the goal waits on a future, not in a blocked thread."""
         self._count("goals")
+        started = time.monotonic()
         goal = goal_handle.request
         key = bytes(goal_handle.goal_id.uuid)
         interval = self.param("stream_interval_tokens")
@@ -130,14 +132,15 @@ class LlmNode(Tango2Node):
         finally:
             self._active_requests.pop(key, None)
         outcome, settle = SETTLED.get(result.finish_reason, ("succeeded", "succeed"))
-        self._count(outcome, result.model)
+        self._count(outcome, result.model, time.monotonic() - started)
         getattr(goal_handle, settle)()
         return result
 
-    def _count(self, outcome: str, model: str = "") -> None:
+    def _count(self, outcome: str, model: str = "", seconds: float = 0.0) -> None:
         """Outcomes a model produced also count for that model, so the model manager can judge a new version by
-        its own requests only (model_requests / model_errors on /diagnostics)."""
-        self.model.count(model, outcome == "errors", outcome, rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
+        its own requests only (model_requests / model_errors / model_seconds on /diagnostics)."""
+        self.model.count(model, outcome == "errors", outcome, seconds,
+                         rss_mb=f"{resident_memory_bytes() / 2**20:.1f}")
 
     def publish_diagnostics(self) -> None:
         """With the engine's load of this moment (running and waiting requests), not that of the last answer."""

@@ -66,14 +66,14 @@ class ModelService:
 
         self.owner.add_on_set_parameters_callback(on_set)
 
-    def count(self, model: str, error: bool, outcome: str = "", **values) -> None:
-        """One request answered by `model` ('' = refused before any model answered): the serving model's
-        counters, the running total of each `outcome` the node names, and `values` go to /diagnostics."""
+    def count(self, model: str, error: bool, outcome: str = "", seconds: float = 0.0, **values) -> None:
+        """One request answered by `model` in `seconds` ('' = refused before any model answered): the serving
+        model's counters, the running total of each `outcome` the node names, and `values` go to /diagnostics."""
         with self._outcome_lock:
             if outcome:
                 self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             totals = dict(self.outcomes)
-        self.owner.set_values(**self.served.count(model, error), **totals, **values)
+        self.owner.set_values(**self.served.count(model, error, seconds), **totals, **values)
 
     def _report(self, status: ServingStatus) -> None:
         self.owner.set_status(LEVELS[status.level], status.message, **status.values)

@@ -7,60 +7,30 @@ from __future__ import annotations
 
 import http.server
 import random
-import shutil
 import socket
-import subprocess
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
 
 from tango2_ros.core.net import free_port  # noqa: F401 - the tests import it from here
-from tango2_ros.core.processes import die_with_parent
+from tango2_ros.core.oci_registry import OciRegistry
+from tango2_ros.errors import UserError
 
 
 @contextmanager
 def oci_registry(folder: Path) -> Iterator[str]:
     """Debian's docker-registry (distribution 2.8) on a free loopback port; yields host:port."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is not installed (scripts/system_deps.sh installs it)")
-    port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               preexec_fn=die_with_parent)
-    host = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"docker-registry exited: {process.stderr.read().decode()[-500:]}")
-            try:
-                if requests.get(f"http://{host}/v2/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("docker-registry did not start")
-            time.sleep(0.05)
-        yield host
+        registry = OciRegistry(folder).start()
+    except UserError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield registry.host
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        registry.stop()
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,12 +1,17 @@
 """A device's broker bridged to the fleet broker, both real mosquitto processes on loopback: telemetry goes up with
 QoS 1 and waits in the device broker while the fleet broker is down; the retained desired release comes down to a
-device that was away (tango2_ros.core.mqtt.Bridge)."""
+device that was away (tango2_ros.core.mqtt.Bridge). The fleet controller and `tango2 fleet status` on a real
+broker, with devices that send garbage."""
+import json
 import queue
 import time
 
 import paho.mqtt.client as mqtt
 
-from tango2_ros.core.fleet.messages import Desired, Telemetry, every_device, parse_desired, parse_telemetry, topic
+from helpers.sdm import tango2
+from tango2_ros.core.fleet.controller import FleetController
+from tango2_ros.core.fleet.messages import (DeviceState, Desired, Telemetry, every_device, parse_desired,
+                                            parse_telemetry, topic)
 from tango2_ros.core.mqtt import Bridge, MqttBroker
 
 DEVICE = "vessel-a"
@@ -35,7 +40,7 @@ def _drain(received: queue.Queue, count: int, timeout_s: float) -> list:
 
 def _report(sequence: int) -> bytes:
     return Telemetry(device=DEVICE, sequence=sequence, release="tiny-llm@1.0.0", slot="llm", window_s=1.0,
-                     requests=3, errors=0, latency_p50_s=0.2).encode()
+                     requests=3, errors=0, latency_s=0.2).encode()
 
 
 def test_telemetry_waits_out_a_fleet_broker_restart_and_the_desired_release_reaches_a_returning_device(tmp_path):
@@ -75,3 +80,61 @@ def test_telemetry_waits_out_a_fleet_broker_restart_and_the_desired_release_reac
             client.disconnect()
         device.stop()
         fleet.stop()
+
+
+def test_the_controller_drops_repeats_and_garbage_starts_a_canary_and_fleet_status_reads_it_back(tmp_path):
+    fleet = MqttBroker(folder=tmp_path / "fleet").start()
+    controller = FleetController("127.0.0.1", fleet.port).start()
+    device, _ = _client(fleet.port, "devices")
+    watcher, desired = _client(fleet.port, "watcher", every_device("desired"))
+    try:
+        for name in ("vessel-a", "vessel-b"):
+            device.publish(topic(name, "state"), DeviceState(name, "tiny-llm@1.0.0", "llm").encode(), qos=1,
+                           retain=True)
+        device.publish(topic(DEVICE, "telemetry"), _report(1), qos=1)
+        device.publish(topic(DEVICE, "telemetry"), _report(1), qos=1)  # QoS 1 may deliver twice
+        device.publish(topic("vessel-c", "state"), b"\xff not json", qos=1, retain=True)
+        device.publish(topic("vessel-b", "telemetry"), _report(2), qos=1)  # vessel-a's report on vessel-b's topic
+        device.publish(topic("vessel-d", "state"), json.dumps({"device": "vessel-d", "release": "x; rm -rf /",
+                                                                 "slot": "llm"}).encode(), qos=1,
+                       retain=True).wait_for_publish(5)
+        assert _settled(lambda: controller.counts == {"telemetry": 1, "repeats": 1, "rejected": 3}), controller.counts
+        assert "vessel-b" in controller.last_rejected or "release" in controller.last_rejected
+
+        rollout = controller.begin("tiny-llm@1.1.0", "llm", ["vessel-a", "vessel-b"])
+        assert rollout.canary == "vessel-a"
+        wanted = _drain(desired, 1, 10.0)
+        assert [(m.topic, parse_desired(m.payload).release) for m in wanted] == [
+            (topic("vessel-a", "desired"), "tiny-llm@1.1.0")]
+        controller.step()
+        assert _drain(desired, 1, 1.0) == []  # nothing changed: nothing published again
+
+        status = tango2("fleet", "status", "--broker", f"127.0.0.1:{fleet.port}", "--json", timeout=60)
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert {d: s["release"] for d, s in shown["devices"].items()} == {"vessel-a": "tiny-llm@1.0.0",
+                                                                          "vessel-b": "tiny-llm@1.0.0"}
+        assert [(r["release"], r["phase"], r["canary"]) for r in shown["rollouts"].values()] == [
+            ("tiny-llm@1.1.0", "canary", "vessel-a")]
+        assert len(shown["unreadable"]) == 2  # vessel-c's and vessel-d's retained states
+    finally:
+        for client in (device, watcher):
+            client.loop_stop()
+            client.disconnect()
+        controller.stop()
+        fleet.stop()
+
+
+def test_fleet_status_says_what_is_wrong_with_the_broker_it_was_given():
+    for broker, expected in (("no-port", "use HOST:PORT"), ("127.0.0.1:1", "cannot reach the fleet broker")):
+        result = tango2("fleet", "status", "--broker", broker, timeout=60)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+
+
+def _settled(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -18,7 +18,7 @@ POLICY = CanaryPolicy(window_s=10.0, min_requests=4, max_error_pct=10.0, max_che
 def _report(device: str, sequence: int, release: str = NEW, requests: int = 4, errors: int = 0, latency: float = 0.5,
             rejections: int = 0) -> Telemetry:
     return Telemetry(device=device, sequence=sequence, release=release, slot="llm", window_s=2.0, requests=requests,
-                     errors=errors, latency_p50_s=latency, supervisor_rejections=rejections)
+                     errors=errors, latency_s=latency, supervisor_rejections=rejections)
 
 
 def _rollout(now: float = 0.0, **changes) -> Rollout:
@@ -33,7 +33,7 @@ def _serve(rollout: Rollout, device: str, release: str, now: float, failed: str 
 def test_messages_round_trip_and_bad_ones_are_refused_with_the_reason():
     report = _report("vessel-a", 7, latency=math.nan, requests=0)
     parsed = parse_telemetry(topic("vessel-a", "telemetry"), report.encode())
-    assert parsed.sequence == 7 and parsed.release == NEW and math.isnan(parsed.latency_p50_s)
+    assert parsed.sequence == 7 and parsed.release == NEW and math.isnan(parsed.latency_s)
     state = DeviceState(device="vessel-b", release="", slot="llm", failed="registry unreachable")
     assert parse_state(topic("vessel-b", "state"), state.encode()) == state
     bad = {
@@ -76,8 +76,8 @@ def test_a_healthy_canary_widens_the_rollout_and_it_is_done_when_every_device_se
     assert rollout.step(40.0) is Phase.DONE
     report = rollout.report()
     assert not report["rolled_back"] and [d["updated_at_s"] for d in report["devices"]] == [2.0, 13.0, 40.0]
-    assert report["canary_counts"]["latency_p50_s"] == pytest.approx(0.6)
-    assert report["canary_counts"]["latency_p50_s_before"] == pytest.approx(0.4)
+    assert report["canary_counts"]["latency_s"] == pytest.approx(0.6)
+    assert report["canary_counts"]["latency_s_before"] == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize("reports, reason", [
@@ -116,7 +116,7 @@ def test_repeated_telemetry_counts_once_and_other_slots_and_devices_are_ignored(
         rollout.observe_telemetry(_report("vessel-a", 1, errors=1), 2.0)
     rollout.observe_telemetry(_report("stranger", 2, errors=4), 2.0)
     rollout.observe_telemetry(Telemetry(device="vessel-a", sequence=3, release=NEW, slot="other", window_s=1.0,
-                                        requests=4, errors=4, latency_p50_s=0.1), 2.0)
+                                        requests=4, errors=4, latency_s=0.1), 2.0)
     rollout.observe_telemetry(_report("vessel-a", 4, requests=8), 3.0)
     assert rollout.canary_counts.requests == 12 and rollout.canary_counts.errors == 1
     assert rollout.step(3.0) is Phase.CANARY  # 1 of 12 failed: under the 10 % (counted three times: 25 %)
@@ -133,23 +133,25 @@ def test_a_rollout_needs_a_canary_with_a_release_to_go_back_to():
 
 def test_a_window_sends_the_differences_of_the_cumulative_counters_numbered():
     window = TelemetryWindow("vessel-a", "llm")
-    window.counters(OLD, 10, 1)
+    window.counters(OLD, 10, 1, 5.0)
     first = window.close(OLD, 2.0, clock=1e9)
-    window.counters(OLD, 14, 1)
-    window.answered(0.3)
-    window.answered(0.5, refused=True)
-    window.answered(math.nan, corrected=True)
+    window.counters(OLD, 14, 1, 6.6)
+    window.checked()
+    window.checked(refused=True)
+    window.checked(corrected=True)
     second = window.close(OLD, 2.0, clock=1e9 + 2)
-    assert (first.sequence, first.requests, first.errors) == (1, 10, 1)
-    assert (second.sequence, second.requests, second.errors, second.latency_p50_s) == (2, 4, 0, 0.4)
+    assert (first.sequence, first.requests, first.errors, first.latency_s) == (1, 10, 1, 0.5)
+    assert (second.sequence, second.requests, second.errors) == (2, 4, 0)
+    assert second.latency_s == pytest.approx(0.4)
     assert (second.supervisor_rejections, second.check_corrections) == (1, 1)
-    window.counters(NEW, 3, 0)  # the new release's counters start at 0
+    assert math.isnan(window.close(OLD, 2.0, clock=0.0).latency_s)  # no request in the window
+    window.counters(NEW, 3, 0, 0.3)  # the new release's counters start at 0
     assert window.close(NEW, 2.0, clock=0.0).requests == 3
-    window.counters(NEW, 2, 0)  # loaded again: its counters started over
+    window.counters(NEW, 2, 0, 0.4)  # loaded again: its counters started over
     third = window.close(NEW, 2.0, clock=0.0)
-    assert third.requests == 2 and math.isnan(third.latency_p50_s)
+    assert third.requests == 2 and third.latency_s == pytest.approx(0.2)
     # the message survives the wire
-    assert parse_telemetry(topic("vessel-a", "telemetry"), third.encode()).sequence == 4
+    assert parse_telemetry(topic("vessel-a", "telemetry"), third.encode()).sequence == 5
 
 
 def test_the_follower_asks_once_per_wish_and_again_after_a_pause_when_the_swap_did_not_happen():

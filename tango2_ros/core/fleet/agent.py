@@ -1,17 +1,24 @@
 """A device's side of the fleet, without ROS or MQTT: the telemetry of each window from the serving node's
 cumulative counters, and what to do about the release the fleet wants.
 
-The serving node reports, per model it serves, cumulative request and error counts on /diagnostics
-(`model_requests`, `model_errors`; they start at 0 when a model is loaded). The device agent closes a window every
-few seconds and sends the differences, numbered, so the fleet controller can drop what QoS 1 delivers twice.
+The serving node reports, per model it serves, cumulative counts on /diagnostics (`model_requests`, `model_errors`,
+`model_seconds`: the time spent answering; they start at 0 when a model is loaded). The device agent closes a
+window every few seconds and sends the differences, numbered, so the fleet controller can drop what QoS 1 delivers
+twice.
 """
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 
 from tango2_ros.core.fleet.messages import Desired, Telemetry
+
+
+@dataclass(frozen=True)
+class _Cumulative:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
 
 
 class TelemetryWindow:
@@ -19,37 +26,35 @@ class TelemetryWindow:
 
     def __init__(self, device: str, slot: str) -> None:
         self.device, self.slot, self.sequence = device, slot, 0
-        self._seen: dict[str, tuple[int, int]] = {}  # release -> cumulative (requests, errors) at the last window
-        self._now: dict[str, tuple[int, int]] = {}
-        self._latencies: list[float] = []
+        self._seen: dict[str, _Cumulative] = {}  # release -> its cumulative counters at the last window
+        self._now: dict[str, _Cumulative] = {}
         self._rejections = self._corrections = 0
 
-    def counters(self, release: str, requests: int, errors: int) -> None:
-        """The serving node's cumulative counters for `release` (a smaller number: it was loaded again)."""
-        self._now[release] = (requests, errors)
+    def counters(self, release: str, requests: int, errors: int, seconds: float) -> None:
+        """The serving node's cumulative counters for `release` (smaller numbers: it was loaded again)."""
+        self._now[release] = _Cumulative(requests, errors, seconds)
 
-    def answered(self, latency_s: float, *, refused: bool = False, corrected: bool = False) -> None:
-        """One answer seen by the domain's checker: its latency and what the checker did."""
-        if math.isfinite(latency_s):
-            self._latencies.append(latency_s)
+    def checked(self, *, refused: bool = False, corrected: bool = False) -> None:
+        """One answer seen by the domain's checker, and what the checker did."""
         self._rejections += refused
         self._corrections += corrected
 
     def close(self, release: str, window_s: float, clock: float) -> Telemetry:
         """The window's telemetry for `release`, and a new window."""
-        requests, errors = self._now.get(release, (0, 0))
-        before_requests, before_errors = self._seen.get(release, (0, 0))
-        if requests < before_requests:  # loaded again: its counters started over
-            before_requests = before_errors = 0
-        self._seen[release] = (requests, errors)
+        now = self._now.get(release, _Cumulative())
+        before = self._seen.get(release, _Cumulative())
+        if now.requests < before.requests:  # loaded again: its counters started over
+            before = _Cumulative()
+        self._seen[release] = now
         self.sequence += 1
+        requests = now.requests - before.requests
+        seconds = now.seconds - before.seconds
         report = Telemetry(device=self.device, sequence=self.sequence, release=release, slot=self.slot,
-                           window_s=window_s, requests=requests - before_requests,
-                           errors=max(0, min(errors - before_errors, requests - before_requests)),
-                           latency_p50_s=statistics.median(self._latencies) if self._latencies else math.nan,
+                           window_s=window_s, requests=requests, errors=max(0, min(now.errors - before.errors, requests)),
+                           latency_s=seconds / requests if requests and seconds >= 0 else math.nan,
                            supervisor_rejections=self._rejections, check_corrections=self._corrections,
                            sent_at=clock)
-        self._latencies, self._rejections, self._corrections = [], 0, 0
+        self._rejections = self._corrections = 0
         return report
 
 

@@ -57,14 +57,14 @@ class Telemetry:
     window_s: float
     requests: int
     errors: int  # requests that failed (no answer, an exception, a time-out)
-    latency_p50_s: float  # NaN when there were no requests
+    latency_s: float  # mean seconds per answered request over the window; NaN when there were none
     supervisor_rejections: int = 0  # answers the domain's checker refused
     check_corrections: int = 0  # ... or corrected
     sent_at: float = 0.0  # the device's clock (reported, not trusted)
 
     def encode(self) -> bytes:
         body = asdict(self)
-        body["latency_p50_s"] = None if math.isnan(self.latency_p50_s) else self.latency_p50_s
+        body["latency_s"] = None if math.isnan(self.latency_s) else self.latency_s
         return json.dumps(body).encode()
 
 
@@ -100,10 +100,10 @@ def parse_telemetry(topic_name: str, payload: bytes) -> Telemetry:
                                                     "check_corrections")}
     if counts["errors"] > counts["requests"]:
         raise FleetMessageError(f"errors {counts['errors']} > requests {counts['requests']}")
-    latency = body.get("latency_p50_s")
-    latency = math.nan if latency is None else _number(body, "latency_p50_s", 0.0, 3600.0)
+    latency = body.get("latency_s")
+    latency = math.nan if latency is None else _number(body, "latency_s", 0.0, 3600.0)
     return Telemetry(device=device, release=_release(body.get("release")), slot=_name(body, "slot"),
-                     window_s=_number(body, "window_s", 0.001, 86400.0), latency_p50_s=latency,
+                     window_s=_number(body, "window_s", 0.001, 86400.0), latency_s=latency,
                      sent_at=_number(body, "sent_at", 0.0, math.inf) if "sent_at" in body else 0.0, **counts)
 
 

@@ -28,7 +28,7 @@ class CanaryPolicy:
     max_error_pct: float = setting(5.0, "Roll back when more of the canary's requests fail.", 0.0, 100.0)
     max_checker_pct: float = setting(20.0, "Roll back when the domain's checker refuses or corrects more of the "
                                            "canary's answers.", 0.0, 100.0)
-    max_latency_ratio: float = setting(2.0, "Roll back when the canary's median latency exceeds its own on the "
+    max_latency_ratio: float = setting(2.0, "Roll back when the canary's mean latency exceeds its own on the "
                                             "previous release by this factor.", 1.0, 100.0)
     silent_after_s: float = setting(60.0, "Roll back when the canary sends no telemetry this long.", 1.0, 86400.0)
     load_timeout_s: float = setting(300.0, "Roll back when the canary does not serve the release this long after "
@@ -47,20 +47,20 @@ class _Counts:
     requests: int = 0
     errors: int = 0
     checker: int = 0  # refused or corrected
-    latency_weighted_s: float = 0.0  # sum of window p50 x requests
+    latency_weighted_s: float = 0.0  # sum of window mean latency x requests
     latency_requests: int = 0
 
     def add(self, report: Telemetry) -> None:
         self.requests += report.requests
         self.errors += report.errors
         self.checker += report.supervisor_rejections + report.check_corrections
-        if report.requests and not math.isnan(report.latency_p50_s):
-            self.latency_weighted_s += report.latency_p50_s * report.requests
+        if report.requests and not math.isnan(report.latency_s):
+            self.latency_weighted_s += report.latency_s * report.requests
             self.latency_requests += report.requests
 
     @property
-    def latency_p50_s(self) -> float | None:
-        """The windows' medians weighted by their requests (None without any)."""
+    def latency_s(self) -> float | None:
+        """The mean latency over all windows' requests (None without any)."""
         return self.latency_weighted_s / self.latency_requests if self.latency_requests else None
 
     def pct(self, count: int) -> float:
@@ -159,9 +159,9 @@ class Rollout:
         if counts.pct(counts.checker) > policy.max_checker_pct:
             return (f"the checker refused or corrected {counts.checker} of {counts.requests} answers on the canary "
                     f"({counts.pct(counts.checker):.0f} % > {policy.max_checker_pct:g} %)")
-        before, after = self.canary_before.latency_p50_s, counts.latency_p50_s
+        before, after = self.canary_before.latency_s, counts.latency_s
         if before and after and after > policy.max_latency_ratio * before:
-            return (f"the canary's median latency {after:.3f} s is {after / before:.1f}x its {before:.3f} s on "
+            return (f"the canary's mean latency {after:.3f} s is {after / before:.1f}x its {before:.3f} s on "
                     f"{self.previous[self.canary]}")
         return ""
 
@@ -186,8 +186,8 @@ class Rollout:
         return {"release": self.release, "slot": self.slot, "canary": self.canary, "phase": self.phase.value,
                 "rolled_back": self.phase is Phase.ROLLED_BACK, "reason": self.reason,
                 "canary_counts": {"requests": counts.requests, "errors": counts.errors, "checker": counts.checker,
-                                  "latency_p50_s": counts.latency_p50_s,
-                                  "latency_p50_s_before": self.canary_before.latency_p50_s},
+                                  "latency_s": counts.latency_s,
+                                  "latency_s_before": self.canary_before.latency_s},
                 "devices": [{"id": device, "previous_version": self.previous[device], "final_version": d.serving,
                              "updated_at_s": None if d.updated_at is None else round(d.updated_at - self.started_at, 3),
                              "failed": d.failed}

@@ -56,7 +56,7 @@ class ServedModel:
         self.open_model, self.default_budget_s, self.on_status = open_model, default_budget_s, on_status
         self._swap_lock = threading.Lock()
         self._counter_lock = threading.Lock()
-        self._per_model: dict[str, dict[str, int]] = {}  # model label -> requests, errors
+        self._per_model: dict[str, dict[str, float]] = {}  # model label -> requests, errors, seconds answering
         self._last: tuple[ModelSpec, LoadOutcome] | None = None
 
     @property
@@ -102,7 +102,7 @@ class ServedModel:
                 runtime.prime_from(sharing)
             label = runtime.identity.label
             with self._counter_lock:  # a deployment is judged by its own requests only
-                self._per_model[label] = {"requests": 0, "errors": 0}
+                self._per_model[label] = _new_counts()
             self.slot.replace(runtime)
             sharing = None
             outcome = LoadOutcome(True, f"serving {label}", previous, label, loaded - started, warmed - loaded,
@@ -123,16 +123,19 @@ class ServedModel:
                 sharing.share_cores(False)
             self._swap_lock.release()
 
-    def count(self, model: str, error: bool) -> dict[str, int]:
-        """Count one request answered by `model`; returns the counters of the model serving now, for
-        /diagnostics (`model_requests`, `model_errors`), which the model manager's rollback rule reads."""
+    def count(self, model: str, error: bool, seconds: float = 0.0) -> dict[str, int | str]:
+        """Count one request answered by `model` in `seconds`; returns the counters of the model serving now, for
+        /diagnostics (`model_requests`, `model_errors`, which the model manager's rollback rule reads, and
+        `model_seconds`, the time spent answering, from which a fleet agent reports the mean latency)."""
         with self._counter_lock:
             if model:
-                counts = self._per_model.setdefault(model, {"requests": 0, "errors": 0})
+                counts = self._per_model.setdefault(model, _new_counts())
                 counts["requests"] += 1
                 counts["errors"] += int(error)
-            current = self._per_model.get(self.label, {"requests": 0, "errors": 0})
-            return {"model": self.label, "model_requests": current["requests"], "model_errors": current["errors"]}
+                counts["seconds"] += max(0.0, seconds)
+            current = self._per_model.get(self.label, _new_counts())
+            return {"model": self.label, "model_requests": int(current["requests"]),
+                    "model_errors": int(current["errors"]), "model_seconds": f"{current['seconds']:.3f}"}
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Stop serving and free the models now; a load under way ends first (up to `timeout_s`), so none starts
@@ -143,3 +146,7 @@ class ServedModel:
         finally:
             if locked:
                 self._swap_lock.release()
+
+
+def _new_counts() -> dict[str, float]:
+    return {"requests": 0, "errors": 0, "seconds": 0.0}
