@@ -6,6 +6,8 @@ Over the device's own MQTT broker (mosquitto bridges it to the fleet broker, tan
   /diagnostics) and why the last swap to the wanted release failed;
 - `tango2/fleet/<device_id>/telemetry` every `telemetry_period_s`: the window's requests, errors and mean latency
   for that release, from the serving node's cumulative `model_requests` / `model_errors` / `model_seconds`;
+- `tango2/fleet/<device_id>/decisions`: the new lines of the decision logs in `decision_logs` (JSON Lines files the
+  domain's nodes append to), each batch once the broker has taken the previous one;
 - it subscribes `tango2/fleet/<device_id>/desired` (retained, QoS 1, persistent session) and calls the manager's
   `~/swap` when the slot serves another release; a failed swap (registry down, a release that does not load) is
   reported and asked again after `retry_s`, and the slot serves on meanwhile.
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from diagnostic_msgs.msg import DiagnosticArray
 
 from tango2_msgs.srv import SwapModel
-from tango2_ros.core.fleet.agent import DesiredFollower, TelemetryWindow
+from tango2_ros.core.fleet.agent import DecisionLogShipper, DesiredFollower, TelemetryWindow
 from tango2_ros.core.fleet.messages import DEVICE_ID, DeviceState, FleetMessageError, parse_desired, topic
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
 
@@ -38,6 +41,8 @@ class FleetAgent(Tango2Node):
         self.declare("mqtt_host", "127.0.0.1", "The device's MQTT broker (bridged to the fleet broker).")
         self.declare("mqtt_port", 1883, "Its port.", min_value=1, max_value=65535)
         self.declare("telemetry_period_s", 5.0, "Telemetry window.", min_value=0.5, max_value=3600.0)
+        self.declare("decision_logs", "", "Folder of the domain's decision logs (*.jsonl) to send to the fleet; "
+                     "empty = none.", read_only=True)
         self.declare("retry_s", 30.0, "Ask again this long after a swap to the wanted release failed.",
                      min_value=1.0, max_value=86400.0)
         self._lock = threading.Lock()  # paho's thread hands desired messages to the executor's
@@ -49,7 +54,9 @@ class FleetAgent(Tango2Node):
         self._fleet_timers: list = []  # not `_timers`: rclpy's Node keeps its own timers there
         self._window_started = time.monotonic()
         self._counts = {"telemetry_sent": 0, "desired_received": 0, "desired_rejected": 0, "swaps_asked": 0,
-                        "swaps_failed": 0}
+                        "swaps_failed": 0, "decision_lines_sent": 0}
+        self._shipper: DecisionLogShipper | None = None
+        self._batches: dict[str, tuple[mqtt.MQTTMessageInfo, int]] = {}  # file -> its batch in flight, its lines
 
     def executor_threads(self) -> int:
         return 1
@@ -61,6 +68,11 @@ class FleetAgent(Tango2Node):
         self._window = TelemetryWindow(device, self.param("slot"))
         self._follower = DesiredFollower(self.param("slot"), retry_s=self.param("retry_s"))
         self._swap = self.create_client(SwapModel, f"{self.param('manager')}/swap")
+        if self.param("decision_logs"):
+            folder = Path(self.param("decision_logs"))
+            if not folder.is_dir():
+                raise ValueError(f"decision_logs {folder}: not a folder")
+            self._shipper = DecisionLogShipper(device, folder)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"tango2-fleet-agent-{device}",
                              clean_session=False)
@@ -169,9 +181,26 @@ class FleetAgent(Tango2Node):
             self._published_state = state
             self.set_values(serving=state.release, failed=state.failed[:200])
 
+    def _send_decisions(self) -> None:
+        """Batches the broker has taken count as shipped; then the next ones go out. (Polled here, not in paho's
+        on_publish: that runs under paho's own lock, which publish() takes too.)"""
+        for name, (sent, lines) in list(self._batches.items()):
+            if sent.is_published():
+                self._shipper.delivered(name)
+                self._counts["decision_lines_sent"] += lines
+                del self._batches[name]
+        for batch in self._shipper.batches():
+            sent = self._client.publish(topic(batch.device, "decisions"), batch.encode(), qos=1)
+            if sent.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # paho sends it once it is connected
+                self._batches[batch.file] = (sent, len(batch.lines))
+            else:
+                self._shipper.undelivered(batch.file)
+
     def _send_telemetry(self) -> None:
         now = time.monotonic()
         window_s, self._window_started = now - self._window_started, now
+        if self._shipper is not None:
+            self._send_decisions()
         if not self._serving:
             return
         report = self._window.close(self._serving, window_s, clock=time.time())

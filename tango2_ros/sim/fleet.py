@@ -102,7 +102,8 @@ class DeviceStack:
         self.link = TcpLink(fleet_broker_port)
         self.broker = MqttBroker(folder=folder / "broker", bridges=(Bridge(
             name=f"{device_id}-uplink", remote=f"127.0.0.1:{self.link.port}",
-            out=(topic(device_id, "telemetry"), topic(device_id, "state")), into=(topic(device_id, "desired"),)),))
+            out=tuple(topic(device_id, kind) for kind in ("telemetry", "state", "decisions")),
+            into=(topic(device_id, "desired"),)),))
         self.api_port = free_port()
         self.profile = folder / "fleet-device.yaml"
         self.profile.write_text(yaml.safe_dump(self._profile(registry, trusted_keys, plan)))

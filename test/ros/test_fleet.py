@@ -3,7 +3,6 @@ stacks on DDS domains of their own, an OCI registry, bridged brokers, a link tha
 a release that fails on the canary)."""
 import json
 import os
-import queue
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from lifecycle_msgs.msg import Transition
 from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up, change_state
 from helpers.ros import REPO, ros_node, spawn, stop, wait_until
-from tango2_ros.core.fleet.messages import Desired, parse_state, parse_telemetry, topic
+from tango2_ros.core.fleet.messages import Desired, parse_decisions, parse_state, parse_telemetry, topic
 from tango2_ros.core.mqtt import MqttBroker
 
 pytestmark = pytest.mark.ros
@@ -26,11 +25,11 @@ DEVICE = "t19-dev"
 SERVING = "tiny-llm@1.0.0"
 
 
-def _agent(broker_port: int, device_id: str = DEVICE, name: str = "fleet_agent"):
+def _agent(broker_port: int, device_id: str = DEVICE, name: str = "fleet_agent", decision_logs: str = ""):
     return spawn(["-m", "tango2_ros.nodes.fleet_agent", "--ros-args", "-r", f"__ns:={NS}", "-r", f"__node:={name}",
                   "-p", f"device_id:={device_id}", "-p", f"manager:={NS}/models", "-p", f"serving_node:={NS}/llm_node",
                   "-p", f"mqtt_port:={broker_port}", "-p", "telemetry_period_s:=0.5", "-p", "retry_s:=1.0",
-                  "-p", "diagnostics_period_s:=0.2"])
+                  "-p", "diagnostics_period_s:=0.2", *(["-p", f"decision_logs:={decision_logs}"] if decision_logs else [])])
 
 
 def _status(name: str, **values) -> DiagnosticArray:
@@ -38,26 +37,31 @@ def _status(name: str, **values) -> DiagnosticArray:
                                                                        for k, v in values.items()])])
 
 
-def test_the_agent_reports_state_and_telemetry_refuses_hostile_desired_messages_and_says_why_a_swap_failed():
+def test_the_agent_reports_state_telemetry_and_decisions_refuses_hostile_desired_messages_and_says_why_a_swap_failed(
+        tmp_path):
     broker = MqttBroker().start()
-    agent = _agent(broker.port)
-    received: queue.Queue = queue.Queue()
+    log = tmp_path / "2026-12-07.jsonl"
+    log.write_text('{"period": 0}\n{"period": 1}\n')
+    agent = _agent(broker.port, decision_logs=str(tmp_path))
+    received: list = []  # every message, in order; each kind is read from where its last match was
     fleet = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    fleet.on_message = lambda _c, _u, message: received.put(message)
+    fleet.on_message = lambda _c, _u, message: received.append(message)
     fleet.on_connect = lambda c, *_: c.subscribe(f"tango2/fleet/{DEVICE}/+", qos=1)
     fleet.connect("127.0.0.1", broker.port)
     fleet.loop_start()
+    cursor = {"state": 0, "telemetry": 0, "decisions": 0}
 
     def next_message(kind: str, predicate=lambda parsed: True, timeout_s: float = 15.0):
+        parse = {"state": parse_state, "telemetry": parse_telemetry, "decisions": parse_decisions}[kind]
         deadline = time.monotonic() + timeout_s
-        parse = parse_state if kind == "state" else parse_telemetry
         while time.monotonic() < deadline:
-            try:
-                message = received.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if message.topic == topic(DEVICE, kind) and predicate(parsed := parse(message.topic, message.payload)):
-                return parsed
+            while cursor[kind] < len(received):
+                message = received[cursor[kind]]
+                cursor[kind] += 1
+                if message.topic == topic(DEVICE, kind) and predicate(parsed := parse(message.topic,
+                                                                                      message.payload)):
+                    return parsed
+            time.sleep(0.05)
         raise AssertionError(f"no matching {kind} message")
 
     try:
@@ -81,6 +85,13 @@ def test_the_agent_reports_state_and_telemetry_refuses_hostile_desired_messages_
             serve(6, 1, 3.0)  # two more requests, no error, 0.5 s each
             report = next_message("telemetry", lambda t: t.requests > 0)
             assert (report.requests, report.errors, report.latency_s) == (2, 0, 0.5)
+
+            # the decision log's lines go to the fleet in order, each batch after the broker took the one before
+            first = next_message("decisions")
+            assert (first.file, first.first_line, first.lines) == (log.name, 0, ('{"period": 0}', '{"period": 1}'))
+            with log.open("a") as appending:
+                appending.write('{"period": 2}\n')
+            assert next_message("decisions").first_line == 2
 
             # hostile and broken desired messages: dropped, counted, the agent goes on
             desired = topic(DEVICE, "desired")

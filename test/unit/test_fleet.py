@@ -1,12 +1,14 @@
-"""The fleet's messages and the canary rollout, without brokers (tango2_ros.core.fleet)."""
+"""The fleet's messages, the canary rollout and the decision logs' way to the fleet, without brokers
+(tango2_ros.core.fleet)."""
 import json
 import math
 
 import pytest
 
-from tango2_ros.core.fleet.agent import DesiredFollower, SwapRequest, TelemetryWindow
-from tango2_ros.core.fleet.messages import (Desired, DeviceState, FleetMessageError, Telemetry, parse_desired, parse_state,
-                                            parse_telemetry, topic)
+from tango2_ros.core.fleet.agent import DecisionLogShipper, DesiredFollower, SwapRequest, TelemetryWindow
+from tango2_ros.core.fleet.controller import DecisionLogCollector
+from tango2_ros.core.fleet.messages import (DecisionBatch, Desired, DeviceState, FleetMessageError, Telemetry,
+                                            parse_decisions, parse_desired, parse_state, parse_telemetry, topic)
 from tango2_ros.core.fleet.rollout import CanaryPolicy, Phase, Rollout
 
 OLD, NEW = "tiny-llm@1.0.0", "tiny-llm@1.1.0"
@@ -166,3 +168,58 @@ def test_the_follower_asks_once_per_wish_and_again_after_a_pause_when_the_swap_d
     assert follower.next_swap(NEW, 30.0) is None  # it serves the wish
     follower.want(Desired(OLD, "llm", "r1-back"))  # rolled back
     assert follower.next_swap(NEW, 31.0) == SwapRequest("tiny-llm", "1.0.0", "llm")
+
+
+def test_decision_logs_ship_in_order_once_delivered_and_the_collector_drops_repeats(tmp_path):
+    logs, fleet = tmp_path / "device", tmp_path / "fleet"
+    logs.mkdir()
+    day = logs / "2026-12-07.jsonl"
+    day.write_text('{"period": 0}\n{"period": 1}\nnot json\n{"period": 3')  # the last line is being written
+    shipper = DecisionLogShipper("vessel-a", logs)
+    (first,) = shipper.batches()
+    assert (first.file, first.first_line, len(first.lines)) == (day.name, 0, 3)
+    assert json.loads(first.lines[2]) == {"unreadable": "not json"}  # numbering holds
+    assert shipper.batches() == []  # one batch in flight per file
+    shipper.undelivered(day.name)  # the broker did not take it: the same lines again
+    assert shipper.batches() == [first]
+    shipper.delivered(day.name)
+    with day.open("a") as log:
+        log.write('}\n{"period": 4}\n')
+    (second,) = shipper.batches()
+    assert (second.first_line, second.lines) == (3, ('{"period": 3}', '{"period": 4}'))
+
+    # an agent that restarts before the second batch was delivered sends it again; the collector drops the repeat
+    again = DecisionLogShipper("vessel-a", logs).batches()
+    assert again == [second]
+    collector = DecisionLogCollector(fleet)
+    for batch in (first, second, *again):
+        collector.add(parse_decisions(topic("vessel-a", "decisions"), batch.encode()))
+    assert (fleet / "vessel-a" / day.name).read_text().splitlines()[3:] == ['{"period": 3}', '{"period": 4}']
+    assert collector.counts == {"lines": 5, "repeated_lines": 2, "missing_lines": 0}
+    # a batch after a gap is kept, the gap counted; a fresh collector goes on from the file's length
+    later = DecisionLogCollector(fleet)
+    later.add(DecisionBatch("vessel-a", day.name, 7, ('{"period": 7}',)))
+    assert later.counts["missing_lines"] == 2 and len((fleet / "vessel-a" / day.name).read_text().splitlines()) == 6
+
+
+def test_a_small_batch_size_splits_a_long_log(tmp_path):
+    (tmp_path / "run.jsonl").write_text("".join(json.dumps({"period": i, "pad": "x" * 50}) + "\n" for i in range(10)))
+    shipper = DecisionLogShipper("vessel-a", tmp_path, max_bytes=200)
+    lines = []
+    while batches := shipper.batches():
+        lines += batches[0].lines
+        shipper.delivered("run.jsonl")
+    assert [json.loads(line)["period"] for line in lines] == list(range(10))
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"device": "vessel-a", "file": "../../etc/passwd", "first_line": 0, "lines": ["{}"]}, "NAME.jsonl"),
+    ({"device": "vessel-a", "file": "a.jsonl", "first_line": -1, "lines": ["{}"]}, "not a count"),
+    ({"device": "vessel-a", "file": "a.jsonl", "first_line": 0, "lines": []}, "non-empty"),
+    ({"device": "vessel-a", "file": "a.jsonl", "first_line": 0, "lines": ["{}\n{}"]}, "one line"),
+    ({"device": "vessel-a", "file": "a.jsonl", "first_line": 0, "lines": ["[1]"]}, "not a JSON object"),
+    ({"device": "vessel-b", "file": "a.jsonl", "first_line": 0, "lines": ["{}"]}, "vessel-b"),
+])
+def test_decision_batches_that_cannot_be_written_are_refused(body, words):
+    with pytest.raises(FleetMessageError, match=words):
+        parse_decisions(topic("vessel-a", "decisions"), json.dumps(body).encode())

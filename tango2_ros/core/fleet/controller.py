@@ -1,6 +1,7 @@
 """The fleet controller: on the fleet broker, it hears every device's state and telemetry, drives one `Rollout` at a
 time and publishes what each device should serve (retained `desired`), and the rollout's report (retained on
-`tango2/rollouts/<id>`, which `tango2 fleet status` reads).
+`tango2/rollouts/<id>`, which `tango2 fleet status` reads). Given a folder, it also writes the devices' decision
+logs there (`DecisionLogCollector`), the field data the learning path reads.
 
 Without ROS: a fleet is MQTT and an OCI registry. Messages that cannot be used are counted with the last reason
 and never stop it. Everything is timed by the controller's own monotonic clock at arrival.
@@ -12,11 +13,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from tango2_ros.core.fleet.messages import (DeviceState, Desired, FleetMessageError, Telemetry, every_device,
-                                            parse_state, parse_telemetry, topic)
+from tango2_ros.core.fleet.messages import (DecisionBatch, DeviceState, Desired, FleetMessageError, Telemetry,
+                                            every_device, parse_decisions, parse_state, parse_telemetry, topic)
 from tango2_ros.core.fleet.rollout import CanaryPolicy, Phase, Rollout
 
 ROLLOUT_TOPIC_ROOT = "tango2/rollouts"
@@ -43,12 +45,47 @@ class DeviceRecord:
         return max(self.sequences, default=0) - len(self.sequences)
 
 
+class DecisionLogCollector:
+    """The devices' decision log lines in `folder/<device>/<file>`, in order: a repeat (QoS 1, an agent that
+    restarted) is dropped by its line numbers, a gap is counted and the lines after it kept."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.counts = {"lines": 0, "repeated_lines": 0, "missing_lines": 0}
+        self._next: dict[Path, int] = {}
+
+    def add(self, batch: DecisionBatch) -> None:
+        path = self.folder / batch.device / batch.file
+        if path not in self._next:
+            self._next[path] = _line_count(path)
+        skip = self._next[path] - batch.first_line
+        if skip < 0:
+            self.counts["missing_lines"] += -skip
+        fresh = batch.lines[max(0, skip):]
+        self.counts["repeated_lines"] += len(batch.lines) - len(fresh)
+        if fresh:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as log:
+                log.write("".join(line + "\n" for line in fresh))
+            self._next[path] = batch.first_line + len(batch.lines)
+            self.counts["lines"] += len(fresh)
+
+
+def _line_count(path: Path) -> int:
+    try:
+        with path.open("rb") as log:
+            return sum(1 for _ in log)
+    except FileNotFoundError:
+        return 0
+
+
 class FleetController:
     """Connects to the fleet broker as `client_id` (a persistent session: what devices send while it is down waits)."""
 
     def __init__(self, host: str, port: int, client_id: str = "tango2-fleet-controller",
-                 policy: CanaryPolicy | None = None) -> None:
+                 policy: CanaryPolicy | None = None, decisions_dir: Path | None = None) -> None:
         self.host, self.port, self.policy = host, port, policy or CanaryPolicy()
+        self.decisions = DecisionLogCollector(decisions_dir) if decisions_dir else None
         self.devices: dict[str, DeviceRecord] = {}
         self.rollout: Rollout | None = None
         self.counts = {"telemetry": 0, "repeats": 0, "rejected": 0}
@@ -76,7 +113,8 @@ class FleetController:
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _properties=None) -> None:
         if not reason_code.is_failure:
-            client.subscribe([(every_device("state"), 1), (every_device("telemetry"), 1)])
+            client.subscribe([(every_device("state"), 1), (every_device("telemetry"), 1)]
+                             + ([(every_device("decisions"), 1)] if self.decisions else []))
             self._connected.set()
 
     def _on_message(self, _client, _userdata, message) -> None:
@@ -84,6 +122,11 @@ class FleetController:
         try:
             if message.topic.endswith("/state"):
                 self._state(parse_state(message.topic, message.payload), now)
+            elif message.topic.endswith("/decisions"):
+                batch = parse_decisions(message.topic, message.payload)
+                with self._lock:
+                    if self.decisions is not None:  # else a subscription of an earlier session delivered it
+                        self.decisions.add(batch)
             else:
                 self._telemetry(parse_telemetry(message.topic, message.payload), now)
         except FleetMessageError as exc:

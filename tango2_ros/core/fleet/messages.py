@@ -1,9 +1,10 @@
 """What devices and the fleet controller say to each other over MQTT: the topics and the JSON they carry.
 
 Every device has its own broker; mosquitto bridges it to the fleet broker, so these topics travel with QoS 1 and
-wait in the bridge's queue while a link is down. Device -> fleet: `telemetry` (per-deployment counts over a window)
-and `state` (what it serves, retained). Fleet -> device: `desired` (the release the device should serve,
-retained, so a device that was offline finds it when it returns).
+wait in the bridge's queue while a link is down. Device -> fleet: `telemetry` (per-deployment counts over a window),
+`state` (what it serves, retained) and `decisions` (new lines of the device's decision logs, the learning path's
+field data). Fleet -> device: `desired` (the release the device should serve, retained, so a device that was
+offline finds it when it returns).
 
 A message is checked field by field and refused with the reason (ValueError subclass `FleetMessageError`): the
 fleet controller logs it and goes on. A device's clock is only reported, never used to judge it (a device clock
@@ -21,6 +22,7 @@ from tango2_ros.core.json_payload import json_object
 TOPIC_ROOT = "tango2/fleet"
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 RELEASE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}@[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+LOG_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.jsonl$")
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 
@@ -93,6 +95,19 @@ class Desired:
         return json.dumps(asdict(self)).encode()
 
 
+@dataclass(frozen=True)
+class DecisionBatch:
+    """Lines `first_line`, `first_line + 1`, ... (0-based) of one decision log file of a device; each a JSON object."""
+
+    device: str
+    file: str
+    first_line: int
+    lines: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return json.dumps({**asdict(self), "lines": list(self.lines)}).encode()
+
+
 def parse_telemetry(topic_name: str, payload: bytes) -> Telemetry:
     body = _object(payload)
     device = _matching_device(topic_name, "telemetry", body)
@@ -121,6 +136,21 @@ def parse_state(topic_name: str, payload: bytes) -> DeviceState:
 def parse_desired(payload: bytes) -> Desired:
     body = _object(payload)
     return Desired(release=_release(body.get("release")), slot=_name(body, "slot"), rollout=_name(body, "rollout"))
+
+
+def parse_decisions(topic_name: str, payload: bytes) -> DecisionBatch:
+    body = _object(payload)
+    device = _matching_device(topic_name, "decisions", body)
+    name, lines = body.get("file"), body.get("lines")
+    if not isinstance(name, str) or not LOG_FILE.match(name):
+        raise FleetMessageError(f"file {name!r}: a plain NAME.jsonl")
+    if not isinstance(lines, list) or not lines:
+        raise FleetMessageError("lines: a non-empty list")
+    for number, line in enumerate(lines):
+        if not isinstance(line, str) or "\n" in line:
+            raise FleetMessageError(f"line {number}: one line of text")
+        json_object(line.encode(), FleetMessageError)
+    return DecisionBatch(device=device, file=name, first_line=_count(body, "first_line"), lines=tuple(lines))
 
 
 def _object(payload: bytes) -> dict:
