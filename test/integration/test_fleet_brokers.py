@@ -1,17 +1,18 @@
 """A device's broker bridged to the fleet broker, both real mosquitto processes on loopback: telemetry goes up with
 QoS 1 and waits in the device broker while the fleet broker is down; the retained desired release comes down to a
 device that was away (tango2_ros.core.mqtt.Bridge). The fleet controller and `tango2 fleet status` on a real
-broker, with devices that send garbage."""
+broker, with devices that send garbage; `tango2 fleet rollout` against devices that speak the fleet's MQTT."""
 import json
 import queue
+import threading
 import time
 
 import paho.mqtt.client as mqtt
 
 from helpers.sdm import tango2
 from tango2_ros.core.fleet.controller import FleetController
-from tango2_ros.core.fleet.messages import (DeviceState, Desired, Telemetry, every_device, parse_desired,
-                                            parse_telemetry, topic)
+from tango2_ros.core.fleet.messages import (DecisionBatch, DeviceState, Desired, Telemetry, every_device,
+                                            parse_desired, parse_telemetry, topic)
 from tango2_ros.core.mqtt import Bridge, MqttBroker
 
 DEVICE = "vessel-a"
@@ -138,3 +139,84 @@ def _settled(condition, timeout_s: float = 10.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+class _Device:
+    """A device as the fleet broker sees it: it says what it serves, takes the desired release (or fails to, for
+    the releases in `refuses`) and sends a decision log line with it, and reports a window of 2 requests every
+    0.2 s. The
+    fleet_agent node that does this on a real device is tested in test/ros/test_fleet.py."""
+
+    def __init__(self, port: int, name: str, serving: str, refuses: tuple[str, ...] = ()) -> None:
+        self.name, self.serving, self.refuses, self.failed = name, serving, refuses, ""
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic(name, "desired"), qos=1)
+        self.client.on_message = self._on_desired
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._say()
+        self.decisions = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._report, daemon=True)
+        self._thread.start()
+
+    def _on_desired(self, _client, _userdata, message) -> None:
+        wanted = parse_desired(message.payload).release
+        if wanted in self.refuses:
+            self.failed = f"{wanted} could not be loaded"
+        else:
+            self.serving, self.failed = wanted, ""
+        self._say()
+        self.client.publish(topic(self.name, "decisions"), DecisionBatch(
+            self.name, "day.jsonl", self.decisions, (json.dumps({"period": self.decisions}),)).encode(), qos=1)
+        self.decisions += 1
+
+    def _say(self) -> None:
+        self.client.publish(topic(self.name, "state"), DeviceState(self.name, self.serving, "llm", self.failed).encode(),
+                            qos=1, retain=True)
+
+    def _report(self) -> None:
+        sequence = 0
+        while not self._stop.wait(0.2):
+            sequence += 1
+            self.client.publish(topic(self.name, "telemetry"), Telemetry(
+                device=self.name, sequence=sequence, release=self.serving, slot="llm", window_s=0.2, requests=2,
+                errors=0, latency_s=0.1).encode(), qos=1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_fleet_rollout_widens_after_a_healthy_canary_rolls_a_failing_one_back_and_keeps_the_decision_logs(tmp_path):
+    fleet = MqttBroker(folder=tmp_path / "fleet").start()
+    devices = [_Device(fleet.port, "vessel-a", "tiny-llm@1.0.0", refuses=("tiny-llm@2.0.0",)),
+               _Device(fleet.port, "vessel-b", "tiny-llm@1.0.0")]
+    broker = f"127.0.0.1:{fleet.port}"
+    try:
+        done = tango2("fleet", "rollout", "tiny-llm@1.1.0", "--broker", broker, "--devices", "vessel-a,vessel-b",
+                      "--window-s", "1", "--decisions", str(tmp_path / "decisions"), "--json", timeout=120)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["phase"] == "done" and report["canary"] == "vessel-a"
+        assert [d["final_version"] for d in report["devices"]] == ["tiny-llm@1.1.0"] * 2
+        assert (tmp_path / "decisions" / "vessel-b" / "day.jsonl").read_text() == '{"period": 0}\n'
+
+        failed = tango2("fleet", "rollout", "tiny-llm@2.0.0", "--broker", broker, "--devices", "vessel-a,vessel-b",
+                        "--window-s", "1", "--json", timeout=120)
+        assert failed.returncode == 1, failed.stderr
+        report = json.loads(failed.stdout)
+        assert report["rolled_back"] and "could not be loaded" in report["reason"]
+        assert [d["final_version"] for d in report["devices"]] == ["tiny-llm@1.1.0"] * 2
+
+        for arguments, words in ((["nonsense", "--devices", "vessel-a"], "NAME@VERSION"),
+                                 (["tiny-llm@3.0.0", "--devices", "Vessel A"], "--devices"),
+                                 (["tiny-llm@3.0.0", "--devices", "vessel-z"], "no device is online")):
+            refused = tango2("fleet", "rollout", *arguments, "--broker", broker, timeout=60)
+            assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+    finally:
+        for device in devices:
+            device.stop()
+        fleet.stop()
