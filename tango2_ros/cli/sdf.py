@@ -4,6 +4,8 @@
                         [--model NAME@SPEC|GGUF] [--json] [--plot FILE.png] [--log FILE.jsonl] [--in-process]
                         [--period-s S]
     tango2 sdf learn LOG.jsonl [...] --held-out YYYY-MM-DD [--current MODEL] [--version V] [--steps N] [--json]
+    tango2 sdf sweep --days YYYY-MM-DD,... [--model NAME@SPEC] [--hours H] [--cluster local:N|auto|ray://HOST:PORT]
+                     [--json]
 
 `simulate` runs the GreenLight greenhouse on the Bleiswijk weather (2009-10-20 to 2010-02-07) in closed loop with
 the real nodes, after `--spin-up-h` hours under the baseline (so the measured days start from a settled climate).
@@ -22,6 +24,10 @@ the candidate (signed, to the model registry) only if it beats the current model
 manager slot that follows `latest` then swaps it in at run time. The working folder (`--work`) keeps the
 fine-tuning set, the recipe, the built files and the held-out runs' decision logs (held-out-reference.jsonl,
 held-out-current.jsonl, held-out-candidate.jsonl).
+
+`sweep` runs the baseline controller, or `--model` behind the supervisor, on many held-out days, each an
+independent run in process: one after the other here, or as Ray tasks with `--cluster` (tango2_ros/builder/sweep.py).
+It prints each day's report (and the worker that ran it) and the mean steered in-band shares.
 """
 from __future__ import annotations
 
@@ -77,6 +83,15 @@ def register(commands) -> None:
     learn.add_argument("--no-publish", action="store_true")
     learn.add_argument("--json", action="store_true")
     learn.set_defaults(handler=_learn)
+    sweep = sub.add_parser("sweep", help="held-out days in parallel: here, or on a Ray cluster")
+    sweep.add_argument("--days", type=_dates, required=True, help="comma-separated YYYY-MM-DD")
+    sweep.add_argument("--model", default="", help="an action model from the registry (default: the baseline)")
+    sweep.add_argument("--crop", choices=("tomato", "lettuce"), default="tomato")
+    sweep.add_argument("--hours", type=float, default=24.0, help="hours per run")
+    sweep.add_argument("--period-s", type=float, default=900.0)
+    sweep.add_argument("--cluster", default="", help="local:N, auto or ray://HOST:PORT (default: this machine)")
+    sweep.add_argument("--json", action="store_true")
+    sweep.set_defaults(handler=_sweep)
 
 
 def _date(text: str) -> datetime.date:
@@ -84,6 +99,29 @@ def _date(text: str) -> datetime.date:
         return datetime.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _dates(text: str) -> list[datetime.date]:
+    return [_date(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def _sweep(args) -> int:
+    from tango2_ros.builder.sweep import FarmDay, evaluate_farm_day, run_sweep
+
+    if not args.days or not 0 < args.hours <= 24 * 30 or not 60 <= args.period_s <= 3600:
+        raise UserError("give --days, --hours in 0-720 and --period-s in 60-3600")
+    # a Ray task has one CPU: llama.cpp's spinning workers must not outnumber it
+    runs = [FarmDay(day, args.model, args.hours, args.crop, args.period_s, threads=1 if args.cluster else 2)
+            for day in args.days]
+    reports = run_sweep(runs, evaluate_farm_day, args.cluster)
+    means = {key: round(sum(r["steered_in_band_pct"][key] for r in reports) / len(reports), 1)
+             for key in ("temperature", "humidity", "co2")}
+    lines = [f"{r['run']['day']} {r['controller']:<9} temperature {r['steered_in_band_pct']['temperature']:5.1f} % "
+             f"humidity {r['steered_in_band_pct']['humidity']:5.1f} % CO2 {r['steered_in_band_pct']['co2']:5.1f} % "
+             f"in band (steered), on {r['worker']}" for r in reports]
+    emit(args, {"model": args.model or "baseline", "cluster": args.cluster or "this machine", "runs": reports,
+                "mean_steered_in_band_pct": means}, "\n".join(lines + [f"mean: {means}"]))
+    return 0
 
 
 def _simulate(args) -> int:

@@ -283,10 +283,10 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
 
 
 def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: CycleOptions, log: Path,
-                          adapter: Path | None = None) -> dict:
+                          adapter: Path | None = None, threads: int = 2) -> dict:
     """The model (with its LoRA `adapter`, if any) as the greenhouse's action model, behind the supervisor, on the
-    held-out days (in process); `model` None: the baseline controller, the reference. The run's decision log goes
-    to `log` (why a candidate was refused is read there)."""
+    held-out days (in process, llama.cpp on `threads`); `model` None: the baseline controller, the reference. The
+    run's decision log goes to `log` (why a candidate was refused is read there)."""
     from tango2_ros.core.runtime.llm import LlmOptions, LlmRuntime
     from tango2_ros.sdf.deciding import LamController, LocalDecider, spin_up
     from tango2_ros.sdf.simulation import run
@@ -299,7 +299,7 @@ def evaluate_in_simulator(model: Path | None, preset: CropPreset, options: Cycle
 
         if model is None:
             return run(plant, LocalDecider(preset, BaselineController(preset)), "baseline", on_record=record)
-        runtime = LlmRuntime(model, LlmOptions(n_parallel=1, n_ctx_per_seq=1024,
+        runtime = LlmRuntime(model, LlmOptions(n_threads=threads, n_parallel=1, n_ctx_per_seq=1024,
                                                lora_path=str(adapter) if adapter else ""))
         try:
             lam = LamController(runtime, preset, lambda: [(t, sun) for _, t, sun in plant.forecast()])
