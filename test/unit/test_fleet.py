@@ -1,5 +1,6 @@
 """The fleet's messages, the canary rollout and the decision logs' way to the fleet, without brokers
 (tango2_ros.core.fleet)."""
+import dataclasses
 import json
 import math
 
@@ -223,3 +224,14 @@ def test_a_small_batch_size_splits_a_long_log(tmp_path):
 def test_decision_batches_that_cannot_be_written_are_refused(body, words):
     with pytest.raises(FleetMessageError, match=words):
         parse_decisions(topic("vessel-a", "decisions"), json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("sent_at", [0.0, 4e9])  # a device clock at 1970 or in 2096
+def test_a_device_clock_that_is_wrong_changes_nothing_the_controller_judges_by_arrival(sent_at):
+    states = {device: DeviceState(device, OLD, "llm") for device in DEVICES}
+    rollout = Rollout(NEW, "llm", DEVICES, states, 0.0, POLICY)
+    rollout.observe_state(DeviceState("vessel-a", NEW, "llm"), 1.0)
+    for sequence in range(1, 6):
+        report = dataclasses.replace(_report("vessel-a", sequence), sent_at=sent_at)
+        rollout.observe_telemetry(parse_telemetry(topic("vessel-a", "telemetry"), report.encode()), 1.0 + 2 * sequence)
+    assert rollout.step(12.0) is Phase.WIDENING
