@@ -5,7 +5,9 @@ Over the device's own MQTT broker (mosquitto bridges it to the fleet broker, tan
 - `tango2/fleet/<device_id>/state` (retained): the release the manager's slot serves (its `slot.<slot>` on
   /diagnostics) and why the last swap to the wanted release failed;
 - `tango2/fleet/<device_id>/telemetry` every `telemetry_period_s`: the window's requests, errors and mean latency
-  for that release, from the serving node's cumulative `model_requests` / `model_errors` / `model_seconds`;
+  for that release, from the serving node's cumulative `model_requests` / `model_errors` / `model_seconds`, and
+  the answers the domain's checker refused and corrected (`checker_node`'s cumulative counts, e.g. the farm's
+  safety_supervisor's `rejected` and `clamped`);
 - `tango2/fleet/<device_id>/decisions`: the new lines of the decision logs in `decision_logs` (JSON Lines files the
   domain's nodes append to), each batch once the broker has taken the previous one;
 - it subscribes `tango2/fleet/<device_id>/desired` (retained, QoS 1, persistent session) and calls the manager's
@@ -37,6 +39,12 @@ class FleetAgent(Tango2Node):
         self.declare("slot", "llm", "The model manager's slot the fleet rolls releases out to.", read_only=True)
         self.declare("manager", "/tango2/models", "Fully qualified name of the model manager.", read_only=True)
         self.declare("serving_node", "/tango2/llm_node", "The node serving the slot (its /diagnostics counts).",
+                     read_only=True)
+        self.declare("checker_node", "", "The domain's checker (its cumulative refusals and corrections on "
+                     "/diagnostics), e.g. /tango2/safety_supervisor; empty = none.", read_only=True)
+        self.declare("checker_refused_key", "rejected", "Its /diagnostics key counting refused answers.",
+                     read_only=True)
+        self.declare("checker_corrected_key", "clamped", "Its /diagnostics key counting corrected answers.",
                      read_only=True)
         self.declare("mqtt_host", "127.0.0.1", "The device's MQTT broker (bridged to the fleet broker).")
         self.declare("mqtt_port", 1883, "Its port.", min_value=1, max_value=65535)
@@ -111,12 +119,15 @@ class FleetAgent(Tango2Node):
                 if serving is not None and serving != self._serving:
                     self._serving = serving
                     self._publish_state()
-            elif status.name == self.param("serving_node") and values.get("model"):
-                try:
+            try:
+                if status.name == self.param("serving_node") and values.get("model"):
                     self._window.counters(values["model"], int(values.get("model_requests", 0)),
                                           int(values.get("model_errors", 0)), float(values.get("model_seconds", 0)))
-                except ValueError:
-                    self.get_logger().warning(f"unreadable counters from {status.name}: {values}")
+                elif status.name == self.param("checker_node"):
+                    self._window.checker_counters(int(values.get(self.param("checker_refused_key"), 0)),
+                                                  int(values.get(self.param("checker_corrected_key"), 0)))
+            except ValueError:
+                self.get_logger().warning(f"unreadable counters from {status.name}: {values}")
 
     # -- the fleet -------------------------------------------------------------------------------------------
     def _on_connect(self, client, _userdata, _flags, reason_code, _properties=None) -> None:

@@ -29,7 +29,8 @@ def _agent(broker_port: int, device_id: str = DEVICE, name: str = "fleet_agent",
     return spawn(["-m", "tango2_ros.nodes.fleet_agent", "--ros-args", "-r", f"__ns:={NS}", "-r", f"__node:={name}",
                   "-p", f"device_id:={device_id}", "-p", f"manager:={NS}/models", "-p", f"serving_node:={NS}/llm_node",
                   "-p", f"mqtt_port:={broker_port}", "-p", "telemetry_period_s:=0.5", "-p", "retry_s:=1.0",
-                  "-p", "diagnostics_period_s:=0.2", *(["-p", f"decision_logs:={decision_logs}"] if decision_logs else [])])
+                  "-p", "diagnostics_period_s:=0.2", "-p", f"checker_node:={NS}/safety_supervisor",
+                  *(["-p", f"decision_logs:={decision_logs}"] if decision_logs else [])])
 
 
 def _status(name: str, **values) -> DiagnosticArray:
@@ -71,20 +72,28 @@ def test_the_agent_reports_state_telemetry_and_decisions_refuses_hostile_desired
             watcher.wait_for(lambda s: s.message.startswith("connected to"), 15)
             diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-            def serve(requests: int, errors: int, seconds: float) -> None:
+            def serve(requests: int, errors: int, seconds: float, refused: int) -> None:
                 diagnostics.publish(_status(f"{NS}/models", **{"slot.llm": SERVING}))
+                diagnostics.publish(_status(f"{NS}/safety_supervisor", rejected=refused, clamped=1))
                 diagnostics.publish(_status(f"{NS}/llm_node", model=SERVING, model_requests=requests,
                                             model_errors=errors, model_seconds=seconds))
 
+            def checked() -> tuple[int, int]:
+                """The checker's refusals and corrections over all telemetry so far."""
+                reports = [parse_telemetry(m.topic, m.payload) for m in list(received)
+                           if m.topic == topic(DEVICE, "telemetry")]
+                return (sum(r.supervisor_rejections for r in reports), sum(r.check_corrections for r in reports))
+
             assert wait_until(lambda: node.count_subscribers("/diagnostics") >= 1, 10)
-            serve(4, 1, 2.0)
+            serve(4, 1, 2.0, refused=1)
             state = next_message("state", lambda s: s.release == SERVING)
             assert state.failed == "" and state.slot == "llm"
             report = next_message("telemetry", lambda t: t.requests == 4)
             assert (report.errors, report.latency_s, report.release) == (1, 0.5, SERVING)
-            serve(6, 1, 3.0)  # two more requests, no error, 0.5 s each
+            serve(6, 1, 3.0, refused=3)  # two more requests, no error, 0.5 s each; two more refused by the checker
             report = next_message("telemetry", lambda t: t.requests > 0)
             assert (report.requests, report.errors, report.latency_s) == (2, 0, 0.5)
+            assert wait_until(lambda: checked() == (3, 1), 5), checked()
 
             # the decision log's lines go to the fleet in order, each batch after the broker took the one before
             first = next_message("decisions")

@@ -138,23 +138,26 @@ def test_a_window_sends_the_differences_of_the_cumulative_counters_numbered():
     window = TelemetryWindow("vessel-a", "llm")
     window.counters(OLD, 10, 1, 5.0)
     first = window.close(OLD, 2.0, clock=1e9)
+    window.checker_counters(3, 5)
+    window.close(OLD, 0.0, clock=1e9 + 1)
     window.counters(OLD, 14, 1, 6.6)
-    window.checked()
-    window.checked(refused=True)
-    window.checked(corrected=True)
+    window.checker_counters(4, 6)
     second = window.close(OLD, 2.0, clock=1e9 + 2)
     assert (first.sequence, first.requests, first.errors, first.latency_s) == (1, 10, 1, 0.5)
-    assert (second.sequence, second.requests, second.errors) == (2, 4, 0)
+    assert (second.sequence, second.requests, second.errors) == (3, 4, 0)
     assert second.latency_s == pytest.approx(0.4)
     assert (second.supervisor_rejections, second.check_corrections) == (1, 1)
-    assert math.isnan(window.close(OLD, 2.0, clock=0.0).latency_s)  # no request in the window
+    quiet = window.close(OLD, 2.0, clock=0.0)
+    assert math.isnan(quiet.latency_s) and (quiet.supervisor_rejections, quiet.check_corrections) == (0, 0)
+    window.checker_counters(1, 0)  # the checker restarted: its counts began again
+    assert window.close(OLD, 2.0, clock=0.0).supervisor_rejections == 1
     window.counters(NEW, 3, 0, 0.3)  # the new release's counters start at 0
     assert window.close(NEW, 2.0, clock=0.0).requests == 3
     window.counters(NEW, 2, 0, 0.4)  # loaded again: its counters started over
     third = window.close(NEW, 2.0, clock=0.0)
     assert third.requests == 2 and third.latency_s == pytest.approx(0.2)
     # the message survives the wire
-    assert parse_telemetry(topic("vessel-a", "telemetry"), third.encode()).sequence == 5
+    assert parse_telemetry(topic("vessel-a", "telemetry"), third.encode()).sequence == 7
 
 
 def test_the_follower_asks_once_per_wish_and_again_after_a_pause_when_the_swap_did_not_happen():

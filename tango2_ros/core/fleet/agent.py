@@ -2,9 +2,10 @@
 cumulative counters, what to do about the release the fleet wants, and the new lines of the decision logs.
 
 The serving node reports, per model it serves, cumulative counts on /diagnostics (`model_requests`, `model_errors`,
-`model_seconds`: the time spent answering; they start at 0 when a model is loaded). The device agent closes a
-window every few seconds and sends the differences, numbered, so the fleet controller can drop what QoS 1 delivers
-twice.
+`model_seconds`: the time spent answering; they start at 0 when a model is loaded), and the domain's checker its
+cumulative refusals and corrections (the farm's safety supervisor: `rejected`, `clamped`). The device agent closes
+a window every few seconds and sends the differences, numbered, so the fleet controller can drop what QoS 1
+delivers twice.
 """
 from __future__ import annotations
 
@@ -31,16 +32,15 @@ class TelemetryWindow:
         self.device, self.slot, self.sequence = device, slot, 0
         self._seen: dict[str, _Cumulative] = {}  # release -> its cumulative counters at the last window
         self._now: dict[str, _Cumulative] = {}
-        self._rejections = self._corrections = 0
+        self._checker_now = self._checker_seen = (0, 0)  # the checker's cumulative (refused, corrected)
 
     def counters(self, release: str, requests: int, errors: int, seconds: float) -> None:
         """The serving node's cumulative counters for `release` (smaller numbers: it was loaded again)."""
         self._now[release] = _Cumulative(requests, errors, seconds)
 
-    def checked(self, *, refused: bool = False, corrected: bool = False) -> None:
-        """One answer seen by the domain's checker, and what the checker did."""
-        self._rejections += refused
-        self._corrections += corrected
+    def checker_counters(self, refused: int, corrected: int) -> None:
+        """The domain checker's cumulative counts of answers it refused and corrected (smaller: it restarted)."""
+        self._checker_now = (refused, corrected)
 
     def close(self, release: str, window_s: float, clock: float) -> Telemetry:
         """The window's telemetry for `release`, and a new window."""
@@ -52,12 +52,13 @@ class TelemetryWindow:
         self.sequence += 1
         requests = now.requests - before.requests
         seconds = now.seconds - before.seconds
+        refused, corrected = (now_count - (seen if now_count >= seen else 0)
+                              for now_count, seen in zip(self._checker_now, self._checker_seen))
+        self._checker_seen = self._checker_now
         report = Telemetry(device=self.device, sequence=self.sequence, release=release, slot=self.slot,
                            window_s=window_s, requests=requests, errors=max(0, min(now.errors - before.errors, requests)),
                            latency_s=seconds / requests if requests and seconds >= 0 else math.nan,
-                           supervisor_rejections=self._rejections, check_corrections=self._corrections,
-                           sent_at=clock)
-        self._rejections = self._corrections = 0
+                           supervisor_rejections=refused, check_corrections=corrected, sent_at=clock)
         return report
 
 
