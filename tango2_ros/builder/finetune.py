@@ -3,10 +3,18 @@
 The GGUF is loaded into transformers (de-quantised to float32), LoRA matrices are trained on the recipe's
 chats with the loss on the assistant's answers only, then exported both merged (a full model) and alone (an
 adapter). Imports of torch/transformers/peft stay inside the functions: the rest of TANGO2 runs without them.
+
+With `workers` > 1 the training is data-parallel through torch.distributed (DistributedDataParallel; gloo on CPU,
+NCCL on CUDA with one GPU per worker): that many processes on this machine, each taking its share of every batch,
+their gradients averaged at each step, so all of them hold the same LoRA weights; rank 0's are exported.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +33,10 @@ class FinetuneResult:
     seconds: float
 
 
-def _batches(tokenizer, examples: list[Example], batch_size: int, steps: int, seed: int):
-    """Token ids and labels with everything but the answers masked (-100), cycling through shuffled examples."""
+def _batches(tokenizer, examples: list[Example], batch_size: int, steps: int, seed: int, rank: int = 0,
+             world: int = 1):
+    """Token ids and labels with everything but the answers masked (-100), cycling through shuffled examples; a
+    data-parallel worker `rank` of `world` takes rows rank, rank + world, ... of every batch."""
     import torch
 
     encoded = []
@@ -46,6 +56,7 @@ def _batches(tokenizer, examples: list[Example], batch_size: int, steps: int, se
             if not order:
                 order = _length_grouped(encoded, batch_size, rng)
             batch.append(encoded[order.pop()])
+        batch = batch[rank::world]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
@@ -83,37 +94,15 @@ def _bfloat16(precision: str, device: str) -> bool:
 
 def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, out_dir: Path, device: str = "cpu",
              progress: Callable[[int, int, float], None] | None = None) -> FinetuneResult:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     started = time.monotonic()
-    torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name, dtype=torch.float32)
-    model.to(device)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
-                      target_modules=list(config.target_modules))
-    peft_model = get_peft_model(model, lora)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=config.learning_rate)
-    # the learning rate falls linearly to a tenth over the run: the last steps settle instead of jumping about
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * step / max(config.steps, 1))
-    losses = []
-    autocast = _bfloat16(config.precision, device)
-    peft_model.train()
-    for step, (ids, labels, mask) in enumerate(_batches(tokenizer, examples, config.batch_size, config.steps, config.seed)):
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
-            loss = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        losses.append(float(loss.item()))
-        if progress:
-            progress(step + 1, config.steps, losses[-1])
+    if config.workers > 1:
+        lora_state, losses = _data_parallel(base_gguf, examples, config, device)
+        _tokenizer, peft_model = _load(base_gguf, config, "cpu")
+        if peft_model.load_state_dict(lora_state, strict=False).unexpected_keys:
+            raise RuntimeError("the workers' LoRA weights do not fit the model")
+    else:
+        tokenizer, peft_model = _load(base_gguf, config, device)
+        losses = _train(peft_model, tokenizer, examples, config, device, progress)
     peft_model.eval()
     peft_model.to("cpu")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,3 +111,96 @@ def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, o
     merged_path = out_dir / "merged-f16.gguf"
     export_model(peft_model.merge_and_unload(), base_gguf, merged_path)
     return FinetuneResult(merged_path, adapter, losses, time.monotonic() - started)
+
+
+def _load(base_gguf: Path, config: FinetuneConfig, device: str):
+    """The tokenizer, and the base model with fresh LoRA matrices (seeded: every worker starts from the same)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name, dtype=torch.float32)
+    model.to(device)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
+                      target_modules=list(config.target_modules))
+    return tokenizer, get_peft_model(model, lora)
+
+
+def _train(model, tokenizer, examples: list[Example], config: FinetuneConfig, device: str,
+           progress: Callable[[int, int, float], None] | None = None, rank: int = 0, world: int = 1) -> list[float]:
+    """The training loop; `model` is the peft model or its DistributedDataParallel wrapper. The losses: this
+    worker's share of each batch."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    # the learning rate falls linearly to a tenth over the run: the last steps settle instead of jumping about
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * step / max(config.steps, 1))
+    losses = []
+    autocast = _bfloat16(config.precision, device)
+    model.train()
+    batches = _batches(tokenizer, examples, config.batch_size, config.steps, config.seed, rank, world)
+    for step, (ids, labels, mask) in enumerate(batches):
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+            loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.item()))
+        if progress:
+            progress(step + 1, config.steps, losses[-1])
+    return losses
+
+
+def _data_parallel(base_gguf: Path, examples: list[Example], config: FinetuneConfig, device: str) -> tuple[dict, list]:
+    """Train in `config.workers` processes; rank 0's LoRA weights and the mean of the workers' losses per step.
+    The workers' final weights are compared: DDP keeps them equal, and a run where they differ is refused."""
+    import torch
+    import torch.multiprocessing as spawning
+
+    from tango2_ros.core.net import free_port
+
+    world = config.workers
+    if device.startswith("cuda") and torch.cuda.device_count() < world:
+        raise RuntimeError(f"{world} workers on CUDA need {world} GPUs; {torch.cuda.device_count()} found")
+    with tempfile.TemporaryDirectory(prefix="tango2-ddp-") as scratch:
+        spawning.spawn(_worker, args=(world, free_port(), base_gguf, examples, config, device, Path(scratch)),
+                       nprocs=world, join=True)
+        reports = [json.loads((Path(scratch) / f"rank{rank}.json").read_text()) for rank in range(world)]
+        if len({report["lora_sha256"] for report in reports}) != 1:
+            raise RuntimeError("the data-parallel workers ended with different LoRA weights")
+        state = torch.load(Path(scratch) / "lora.pt")
+    losses = [sum(step) / world for step in zip(*(report["losses"] for report in reports))]
+    return state, losses
+
+
+def _worker(rank: int, world: int, port: int, base_gguf: Path, examples: list[Example], config: FinetuneConfig,
+            device: str, scratch: Path) -> None:
+    """One data-parallel process (torch.multiprocessing.spawn's entry point)."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cuda = device.startswith("cuda")
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        device = f"cuda:{rank}" if cuda else device
+        tokenizer, peft_model = _load(base_gguf, config, device)
+        parallel = DistributedDataParallel(peft_model, device_ids=[rank] if cuda else None)
+        losses = _train(parallel, tokenizer, examples, config, device, rank=rank, world=world)
+        lora = {name: tensor.detach().cpu() for name, tensor in peft_model.state_dict().items() if "lora_" in name}
+        digest = hashlib.sha256()
+        for name in sorted(lora):
+            digest.update(name.encode() + lora[name].numpy().tobytes())
+        if rank == 0:
+            torch.save(lora, scratch / "lora.pt")
+        (scratch / f"rank{rank}.json").write_text(json.dumps({"losses": losses, "lora_sha256": digest.hexdigest()}))
+    finally:
+        dist.destroy_process_group()

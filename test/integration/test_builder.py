@@ -65,6 +65,7 @@ device_profile_budgets:
     (("[edge-cpu-2c-4gb, small-disk]", "[edge-cpu-2c-4gb, toaster]"), "unknown device profile 'toaster'"),
     (("min_metric: 0.0", "min_metric: 2"), "gates.min_metric must be a number in [0, 1]"),
     (("steps: 4", "steps: -1"), "finetune.steps"),
+    (("batch_size: 2", "batch_size: 2, workers: 3"), "finetune.workers 3 > batch_size 2"),
     (("data: {train: train.jsonl, eval: eval.jsonl}", "data: {eval: eval.jsonl}"), "finetune needs data.train"),
     (("base: smollm2-135m-instruct@1.0.0\n", ""), "'base' is required"),
     (("gates:", "gatez:"), "unknown key(s) gatez"),
@@ -136,6 +137,29 @@ def test_gates_and_device_budgets_pick_the_best_fitting_candidate(tmp_path):
     assert best["edge-cpu-2c-4gb"] is small  # same quality, smaller
     assert best["small-disk"] is small
     assert DeviceBudget("x", max_memory_mb=100).violations(10, 300, 1) == ["memory 300 MB > 100"]
+
+
+@pytest.mark.slow
+def test_a_data_parallel_fine_tune_keeps_its_two_workers_in_step_and_its_adapter_changes_the_answers(tmp_path):
+    """torch.distributed with two processes (gloo): the run is refused unless both workers end with the same LoRA
+    weights; the exported adapter loads into llama.cpp and changes what the base model says."""
+    import math
+
+    from tango2_ros.builder.dataset import Example
+    from tango2_ros.builder.finetune import finetune
+    from tango2_ros.builder.recipe import FinetuneConfig
+    from tango2_ros.core.runtime.default_models import default_llm_path
+
+    examples = [Example((("user", question), ("assistant", answer))) for question, answer in TRAIN]
+    config = FinetuneConfig(rank=4, alpha=8, steps=3, batch_size=2, learning_rate=0.01, workers=2)
+    result = finetune(default_llm_path(), examples, config, tmp_path)
+    assert len(result.losses) == 3 and all(math.isfinite(loss) and loss > 0 for loss in result.losses)
+    answers = []
+    for lora in ("", str(result.adapter_gguf)):
+        runtime = LlmRuntime(str(default_llm_path()), LlmOptions(n_parallel=1, n_ctx_per_seq=512, lora_path=lora))
+        answers.append(runtime.generate(runtime.chat_prompt([ChatTurn("user", TRAIN[0][0])]), max_tokens=16).text)
+        runtime.close()
+    assert answers[0] != answers[1], answers
 
 
 @pytest.mark.slow
