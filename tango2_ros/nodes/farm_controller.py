@@ -17,7 +17,7 @@ import collections
 
 from tango2_msgs.msg import ActuatorCommand, GreenhouseState, WeatherForecast
 from tango2_ros.nodes.base import OK, WARN, Tango2Node, run_node
-from tango2_ros.ros.conversions.farm import observation_from_state, proposal_message
+from tango2_ros.ros.conversions.farm import forecast_pairs, observation_from_state, proposal_message
 from tango2_ros.ros.llm_client import LlmAnswer, LlmClient, ShadowQuestions
 from tango2_ros.sdf.controllers import BaselineController, RandomController
 from tango2_ros.sdf.crops import PRESETS
@@ -86,7 +86,7 @@ class FarmController(Tango2Node):
         if self._rules is not None:
             self._publish(self._rules.propose(seen), "", "", state.header.stamp)
             return
-        text = prompt(self._preset, seen, list(self._history)[::2], self._forecast_pairs(), self._actuators)
+        text = prompt(self._preset, seen, list(self._history)[::2], forecast_pairs(self._forecast), self._actuators)
         self._history.append(seen)
         if not self._llm.ready():
             self._unusable(f"{self.param('llm_action')} is not available")
@@ -94,12 +94,6 @@ class FarmController(Tango2Node):
         self._llm.ask(lambda answer: self._on_answer(answer, state.header.stamp, text),
                       timeout_s=self.param("timeout_s"), user=text, schema=answer_schema(),
                       max_tokens=self.param("max_tokens"))
-
-    def _forecast_pairs(self) -> list[tuple[float, float]]:
-        forecast = self._forecast
-        if forecast is None:
-            return []
-        return list(zip(forecast.outside_temperature_c, forecast.global_radiation_w_m2))[:6]
 
     def _on_answer(self, answer: LlmAnswer, stamp, text: str) -> None:
         try:

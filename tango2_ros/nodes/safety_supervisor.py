@@ -9,24 +9,29 @@ state whose air temperature is invalid, gives the safe state. `sdf/emergency_sto
 turns every output off until it is released. Counts on /diagnostics; swaps are held (`swap_hold`) while the
 commands are not the controller's own. A candidate model in shadow proposes on `sdf/shadow_proposal`: each such
 proposal is judged as this supervisor was before that period (tango2_ros.sdf.shadowing), never applied, and the
-candidate's score (`shadow` on /diagnostics, JSON) is promoted or retired by the `shadow.*` gate.
+candidate's score (`shadow` on /diagnostics, JSON) is promoted or retired by the `shadow.*` gate. With
+`decision_log_dir` every decided period is written to the farm's decision log (tango2_ros.sdf.decision_log) once
+the next state shows its outcome: the continual-learning input, and what a fleet_agent sends to the fleet.
 """
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import time
+from pathlib import Path
 
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
-from tango2_msgs.msg import ActuatorCommand, GreenhouseState
+from tango2_msgs.msg import ActuatorCommand, GreenhouseState, WeatherForecast
 from tango2_ros.core.shadow import SHADOW_KEY, ShadowGate
 from tango2_ros.nodes.base import ERROR, OK, WARN, Tango2Node, run_node
-from tango2_ros.ros.conversions.farm import (command_message, conditions_from_state, observation_from_state,
-                                             proposal_from_message)
+from tango2_ros.ros.conversions.farm import (command_message, conditions_from_state, forecast_pairs,
+                                             observation_from_state, proposal_from_message)
 from tango2_ros.ros.conversions.stamps import stamp_to_seconds
 from tango2_ros.sdf.crops import PRESETS
+from tango2_ros.sdf.decision_log import DecisionLog
 from tango2_ros.sdf.shadowing import ShadowDesk
 from tango2_ros.sdf.supervisor import SafetySupervisor, SupervisorLimits, Verdict
 from tango2_ros.sdf.watchdog import Watchdog
@@ -42,6 +47,8 @@ class SafetySupervisorNode(Tango2Node):
         self.declare("stale_after_s", 180.0, "No sensor state for this long: safe state.", min_value=1.0,
                      max_value=86400.0)
         self.declare("utc_offset_h", 0.0, "Local time = stamp + this.", min_value=-14.0, max_value=14.0)
+        self.declare("decision_log_dir", "", "Write the decision log (one JSON Lines file per local day) here; "
+                     "empty = none.", read_only=True)
         self.declare_settings(SupervisorLimits)
         self.declare_settings(ShadowGate, "shadow.")
         self._pending: tuple | None = None  # (state, deadline)
@@ -51,6 +58,9 @@ class SafetySupervisorNode(Tango2Node):
         self._last_state_wall = time.monotonic()
         self._last_stamp_s = 0.0
         self._sequence = 0
+        self._decision_log: DecisionLog | None = None
+        self._forecast: WeatherForecast | None = None
+        self._actuators: dict[str, float] = {}  # what the last command set
         self._counts = {"states": 0, "proposals": 0, "accepted": 0, "clamped": 0, "rejected": 0, "fallbacks": 0,
                         "safe_states": 0, "ignored_proposals": 0}
 
@@ -68,6 +78,9 @@ class SafetySupervisorNode(Tango2Node):
         self.create_subscription(GreenhouseState, "sdf/state", self._on_state, 10)
         self.create_subscription(ActuatorCommand, "sdf/proposal", self._on_proposal, 10)
         self.create_subscription(ActuatorCommand, "sdf/shadow_proposal", self._on_shadow_proposal, 10)
+        if self.param("decision_log_dir"):
+            self._decision_log = DecisionLog(Path(self.param("decision_log_dir")), PRESETS[crop])
+            self.create_subscription(WeatherForecast, "sdf/forecast", lambda m: setattr(self, "_forecast", m), 10)
         # volatile, so any publisher is heard (a transient-local subscription would silently ignore volatile ones);
         # publish the stop transient-local (latched) and a restarted supervisor hears it too
         self.create_subscription(Bool, "sdf/emergency_stop", self._on_emergency_stop, 10)
@@ -87,7 +100,10 @@ class SafetySupervisorNode(Tango2Node):
         if conditions_from_state(state) is None:
             self._decide(None, state, "supervisor")
             return
-        self._watchdog.observe(observation_from_state(state, self.param("utc_offset_h")))
+        seen = observation_from_state(state, self.param("utc_offset_h"))
+        self._watchdog.observe(seen)
+        if self._decision_log is not None and seen is not None:
+            self._decision_log.observed(seen)  # the outcome of the period before
         self._pending = (state, time.monotonic() + self.param("proposal_timeout_s"))
         early, self._early_proposal = self._early_proposal, None
         if early is not None:
@@ -164,6 +180,9 @@ class SafetySupervisorNode(Tango2Node):
         stamp = state.header.stamp if state is not None else Time(nanoseconds=round(now_s * 1e9)).to_msg()
         self._commands.publish(command_message(verdict.command, proposal, verdict.verdict, verdict.reasons,
                                                controller, model, stamp, self._sequence, rationale))
+        if self._decision_log is not None and state is not None:
+            self._log_decision(state, proposal, verdict, controller, model, rationale)
+        self._actuators = dict(verdict.command)
         if self._supervisor.emergency_stop:
             level, text = ERROR, "EMERGENCY STOP: every output off"
         elif conditions is None:
@@ -172,6 +191,20 @@ class SafetySupervisorNode(Tango2Node):
             level, text = (OK if controller == self.param("controller") else WARN), f"commands from {controller}"
         self.set_status(level, text, **self._counts, last_reasons="; ".join(verdict.reasons)[:300])
         self.hold_swaps(text if level != OK else "")  # no model changes in an emergency stop, safe state or fallback
+
+
+    def _log_decision(self, state: GreenhouseState, proposal: dict | None, verdict: Verdict, controller: str,
+                      model: str, rationale: str) -> None:
+        seen = observation_from_state(state, self.param("utc_offset_h"))
+        if seen is None:  # readings a controller needs are invalid: nothing a model could learn from
+            return
+        t_s = stamp_to_seconds(state.header.stamp)
+        moment = datetime.datetime.fromtimestamp(t_s, datetime.timezone.utc) + \
+            datetime.timedelta(hours=self.param("utc_offset_h"))
+        self._decision_log.decided(t_s, moment, seen, self._actuators, forecast_pairs(self._forecast),
+                                   controller=controller, model=model, proposal=proposal, rationale=rationale,
+                                   verdict=verdict.verdict, reasons=verdict.reasons, command=verdict.command)
+        self._counts["decisions_logged"] = self._decision_log.written
 
 
 def main(args: list[str] | None = None) -> int:

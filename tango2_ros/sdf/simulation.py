@@ -23,6 +23,7 @@ from typing import Callable
 
 from tango2_ros.sdf.actuators import LIGHTS, Command
 from tango2_ros.sdf.controllers import Observation
+from tango2_ros.sdf.crops import CropPreset
 from tango2_ros.sdf.greenhouse import Climate, Greenhouse
 from tango2_ros.sdf.supervisor import CLAMPED, REJECTED, Conditions, broken_interlocks
 
@@ -54,11 +55,15 @@ def observation(greenhouse: Greenhouse, climate: Climate) -> Observation:
 
 
 def in_band(greenhouse: Greenhouse, climate: Climate) -> dict:
-    preset, lit = greenhouse.preset, climate.is_day or greenhouse.actuators[LIGHTS] >= 50.0
+    return band_flags(greenhouse.preset, climate, lit=climate.is_day or greenhouse.actuators[LIGHTS] >= 50.0)
+
+
+def band_flags(preset: CropPreset, reading: Climate | Observation, lit: bool) -> dict:
+    """Whether the reading's temperature, humidity and CO2 are in the crop's bands (CO2 None in the dark)."""
     low, high = preset.temp_band(lit)
-    co2 = None if not lit else preset.co2_band_ppm[0] <= climate.co2_ppm <= preset.co2_band_ppm[1]
-    return {"temperature": low <= climate.air_temperature_c <= high,
-            "humidity": preset.rh_band_pct[0] <= climate.relative_humidity_pct <= preset.rh_band_pct[1], "co2": co2}
+    co2 = None if not lit else preset.co2_band_ppm[0] <= reading.co2_ppm <= preset.co2_band_ppm[1]
+    return {"temperature": low <= reading.air_temperature_c <= high,
+            "humidity": preset.rh_band_pct[0] <= reading.relative_humidity_pct <= preset.rh_band_pct[1], "co2": co2}
 
 
 def run(greenhouse: Greenhouse, decide: Decide, controller: str, *,
@@ -111,15 +116,15 @@ def _record(greenhouse: Greenhouse, controller: str, seen: Observation, step: St
             band: dict, before: dict) -> dict:
     clock = greenhouse.clock()
     return {"t_s": greenhouse.t_s - greenhouse.period_s, "time": clock.isoformat(), "crop": greenhouse.preset.name,
-            "controller": controller, "model": step.model, "state": _state(seen, seen.hour),
+            "controller": controller, "model": step.model, "state": state_record(seen, seen.hour),
             "actuators": {k: round(v, 2) for k, v in before["actuators"].items()},
             "forecast": [[round(t, 1), round(sun)] for _, t, sun in before["forecast"]],
-            "proposal": _finite(step.proposal), "rationale": step.rationale, "verdict": step.verdict,
+            "proposal": finite_proposal(step.proposal), "rationale": step.rationale, "verdict": step.verdict,
             "reasons": step.reasons, "command": {k: round(v, 2) for k, v in step.command.items()},
-            "outcome": _state(outcome, clock.hour + clock.minute / 60.0), "in_band": band}
+            "outcome": state_record(outcome, clock.hour + clock.minute / 60.0), "in_band": band}
 
 
-def _state(reading: Climate | Observation, hour: float) -> dict:
+def state_record(reading: Climate | Observation, hour: float) -> dict:
     return {"air_temperature_c": round(reading.air_temperature_c, 2),
             "relative_humidity_pct": round(reading.relative_humidity_pct, 1), "co2_ppm": round(reading.co2_ppm),
             "outside_temperature_c": round(reading.outside_temperature_c, 2),
@@ -128,7 +133,7 @@ def _state(reading: Climate | Observation, hour: float) -> dict:
             "hour": round(hour, 2)}
 
 
-def _finite(proposal: dict | None) -> dict | None:
+def finite_proposal(proposal: dict | None) -> dict | None:
     """JSON has no NaN: hostile values are logged as strings."""
     if proposal is None:
         return None

@@ -25,6 +25,7 @@ from tango2_ros.sdf.actuators import ACTUATORS, all_off
 from tango2_ros.core.mqtt import MqttBroker
 from tango2_ros.sdf.field import PlantModbusServer
 from tango2_ros.sdf.greenhouse import Climate
+from tango2_ros.sdf.learning import observation_of, read_logs
 from tango2_ros.sdf.payloads import sensor_payload
 
 pytestmark = pytest.mark.ros
@@ -67,8 +68,9 @@ class Farm:
 
 
 @pytest.fixture(scope="module")
-def farm():
+def farm(tmp_path_factory):
     broker = MqttBroker().start()
+    decisions = tmp_path_factory.mktemp("decisions")
     written: list[tuple[dict, int]] = []
     plant = PlantModbusServer(lambda command, stamp: written.append((command, stamp))).start()
     plant.written = written
@@ -79,7 +81,7 @@ def farm():
         spawn(["-m", "tango2_ros.nodes.farm_controller", *common, "-p", "controller:=lam",
                "-p", "llm_action:=/nowhere/generate"]),
         spawn(["-m", "tango2_ros.nodes.safety_supervisor", *common, "-p", "controller:=lam",
-               "-p", "proposal_timeout_s:=0.5", "-p", "stale_after_s:=3.0"]),
+               "-p", "proposal_timeout_s:=0.5", "-p", "stale_after_s:=3.0", "-p", f"decision_log_dir:={decisions}"]),
         spawn(["-m", "tango2_ros.nodes.modbus_bridge", *common, "-p", f"port:={plant.port}", "-p", "timeout_s:=0.3",
                "-p", "alarm_after_failures:=2"]),
     ]
@@ -90,6 +92,7 @@ def farm():
                 bring_up(node, f"{NS}/{name}")
             bridge.wait_for(lambda s: s.message.startswith("connected to"), 15)  # subscribed to the sensors
             harness = Farm(node, broker, plant)
+            harness.decisions = decisions
             assert wait_until(lambda: node.count_subscribers(f"{NS}/sdf/state") >= 3, 10)
             yield harness
             harness.sensors.loop_stop()
@@ -110,6 +113,28 @@ def test_a_silent_model_hands_the_period_to_the_baseline_and_the_command_reaches
     registers = next(c for c, s in farm.plant.written if s == stamp)
     assert registers == pytest.approx({s.name: s.approved_value for s in command.setpoints}, abs=0.01)
     assert registers["heating"] > 0  # 18 C at night is below the 18.5 C set-point
+
+
+def test_the_supervisor_writes_the_decision_log_the_learning_path_reads_once_the_outcome_is_known(farm):
+    first, second = T0 + 3000, T0 + 3300
+    farm.send(first, air_temperature_c=16.0)
+    decided = farm.command_for(first)
+    farm.send(second, air_temperature_c=16.5)
+    farm.command_for(second)
+
+    def logged() -> dict | None:
+        records = read_logs(sorted(farm.decisions.glob("*.jsonl")), "tomato")
+        return next((r for r in records if r["t_s"] == first), None)
+
+    assert wait_until(lambda: logged() is not None, 5)
+    record = logged()
+    assert record["time"].startswith("2009-11-02T00:50") and record["controller"] == "baseline"
+    assert record["verdict"] == {decided.VERDICT_ACCEPTED: "accepted", decided.VERDICT_CLAMPED: "clamped"}[
+        decided.verdict] and "watchdog" in record["rationale"]
+    assert record["command"] == pytest.approx({s.name: s.approved_value for s in decided.setpoints}, abs=0.01)
+    assert (record["state"]["air_temperature_c"], record["outcome"]["air_temperature_c"]) == (16.0, 16.5)
+    assert record["in_band"]["temperature"] is False and record["in_band"]["co2"] is None  # under 17 C, dark
+    assert observation_of(record).air_temperature_c == 16.0
 
 
 @pytest.mark.parametrize("reading, value", [("air_temperature_c", 999.0), ("air_temperature_c", math.nan),

@@ -78,6 +78,13 @@ def state_to_ros(readings: Readings, crop: str, stage: str) -> GreenhouseState:
     return message
 
 
+def forecast_pairs(forecast: WeatherForecast | None, hours: int = 6) -> list[tuple[float, float]]:
+    """The next `hours` of a forecast message as (outside C, sun W/m2); none before the first forecast."""
+    if forecast is None:
+        return []
+    return list(zip(forecast.outside_temperature_c, forecast.global_radiation_w_m2))[:hours]
+
+
 def forecast_to_ros(forecast: Forecast) -> WeatherForecast:
     return WeatherForecast(hours_ahead=forecast.hours_ahead, outside_temperature_c=forecast.outside_temperature_c,
                            global_radiation_w_m2=forecast.global_radiation_w_m2)
