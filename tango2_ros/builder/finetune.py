@@ -5,8 +5,10 @@ chats with the loss on the assistant's answers only, then exported both merged (
 adapter). Imports of torch/transformers/peft stay inside the functions: the rest of TANGO2 runs without them.
 
 With `workers` > 1 the training is data-parallel through torch.distributed (DistributedDataParallel; gloo on CPU,
-NCCL on CUDA with one GPU per worker): that many processes on this machine, each taking its share of every batch,
-their gradients averaged at each step, so all of them hold the same LoRA weights; rank 0's are exported.
+NCCL on CUDA with one GPU per worker), each worker taking its share of every batch, their gradients averaged at
+each step, so all of them hold the same LoRA weights; rank 0's are exported. The workers are processes on this
+machine, or, given a Ray cluster, Ray actors wherever the cluster places them (rank 0's node is the rendezvous;
+every node needs the base model at the same path).
 """
 from __future__ import annotations
 
@@ -93,10 +95,10 @@ def _bfloat16(precision: str, device: str) -> bool:
 
 
 def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, out_dir: Path, device: str = "cpu",
-             progress: Callable[[int, int, float], None] | None = None) -> FinetuneResult:
+             progress: Callable[[int, int, float], None] | None = None, cluster: str = "") -> FinetuneResult:
     started = time.monotonic()
-    if config.workers > 1:
-        lora_state, losses = _data_parallel(base_gguf, examples, config, device)
+    if config.workers > 1 or cluster:
+        lora_state, losses = _data_parallel(base_gguf, examples, config, device, cluster)
         _tokenizer, peft_model = _load(base_gguf, config, "cpu")
         if peft_model.load_state_dict(lora_state, strict=False).unexpected_keys:
             raise RuntimeError("the workers' LoRA weights do not fit the model")
@@ -157,50 +159,99 @@ def _train(model, tokenizer, examples: list[Example], config: FinetuneConfig, de
     return losses
 
 
-def _data_parallel(base_gguf: Path, examples: list[Example], config: FinetuneConfig, device: str) -> tuple[dict, list]:
-    """Train in `config.workers` processes; rank 0's LoRA weights and the mean of the workers' losses per step.
+def _data_parallel(base_gguf: Path, examples: list[Example], config: FinetuneConfig, device: str,
+                   cluster: str) -> tuple[dict, list]:
+    """Train in `config.workers` workers; rank 0's LoRA weights and the mean of the workers' losses per step.
     The workers' final weights are compared: DDP keeps them equal, and a run where they differ is refused."""
+    import torch
+
+    world = config.workers
+    if not cluster and device.startswith("cuda") and torch.cuda.device_count() < world:
+        raise RuntimeError(f"{world} workers on CUDA need {world} GPUs; {torch.cuda.device_count()} found")
+    ran = _on_ray(cluster, world, base_gguf, examples, config, device) if cluster else \
+        _on_this_machine(world, base_gguf, examples, config, device)
+    reports = [report for _, report in ran]
+    if len({report["lora_sha256"] for report in reports}) != 1:
+        raise RuntimeError("the data-parallel workers ended with different LoRA weights")
+    losses = [sum(step) / world for step in zip(*(report["losses"] for report in reports))]
+    return ran[0][0], losses
+
+
+def _on_this_machine(world: int, base_gguf: Path, examples: list[Example], config: FinetuneConfig,
+                     device: str) -> list[tuple[dict | None, dict]]:
     import torch
     import torch.multiprocessing as spawning
 
     from tango2_ros.core.net import free_port
 
-    world = config.workers
-    if device.startswith("cuda") and torch.cuda.device_count() < world:
-        raise RuntimeError(f"{world} workers on CUDA need {world} GPUs; {torch.cuda.device_count()} found")
     with tempfile.TemporaryDirectory(prefix="tango2-ddp-") as scratch:
-        spawning.spawn(_worker, args=(world, free_port(), base_gguf, examples, config, device, Path(scratch)),
+        spawning.spawn(_spawned, args=(world, free_port(), base_gguf, examples, config, device, Path(scratch)),
                        nprocs=world, join=True)
         reports = [json.loads((Path(scratch) / f"rank{rank}.json").read_text()) for rank in range(world)]
-        if len({report["lora_sha256"] for report in reports}) != 1:
-            raise RuntimeError("the data-parallel workers ended with different LoRA weights")
-        state = torch.load(Path(scratch) / "lora.pt")
-    losses = [sum(step) / world for step in zip(*(report["losses"] for report in reports))]
-    return state, losses
+        return [(torch.load(Path(scratch) / "lora.pt"), reports[0]), *((None, report) for report in reports[1:])]
 
 
-def _worker(rank: int, world: int, port: int, base_gguf: Path, examples: list[Example], config: FinetuneConfig,
-            device: str, scratch: Path) -> None:
-    """One data-parallel process (torch.multiprocessing.spawn's entry point)."""
+def _spawned(rank: int, world: int, port: int, base_gguf: Path, examples: list[Example], config: FinetuneConfig,
+             device: str, scratch: Path) -> None:
+    """torch.multiprocessing.spawn's entry point: one worker, its results left in `scratch`."""
+    import torch
+
+    local = f"cuda:{rank}" if device.startswith("cuda") else device
+    lora, report = _rank(rank, world, "127.0.0.1", port, base_gguf, examples, config, local)
+    if lora is not None:
+        torch.save(lora, scratch / "lora.pt")
+    (scratch / f"rank{rank}.json").write_text(json.dumps(report))
+
+
+def _on_ray(cluster: str, world: int, base_gguf: Path, examples: list[Example], config: FinetuneConfig,
+            device: str) -> list[tuple[dict | None, dict]]:
+    from tango2_ros.builder.sweep import connect
+
+    ray = connect(cluster)
+    try:
+        cuda = device.startswith("cuda")
+        worker = ray.remote(num_cpus=1, num_gpus=1 if cuda else 0)(_RayWorker)
+        workers = [worker.remote() for _ in range(world)]
+        address, port = ray.get(workers[0].rendezvous.remote())
+        return ray.get([w.train.remote(rank, world, address, port, base_gguf, examples, config,
+                                       "cuda:0" if cuda else device) for rank, w in enumerate(workers)])
+    finally:
+        ray.shutdown()
+
+
+class _RayWorker:
+    """A Ray actor hosting one worker; rank 0's names the rendezvous (its node's address and a free port)."""
+
+    def rendezvous(self) -> tuple[str, int]:
+        import ray
+
+        from tango2_ros.core.net import free_port
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def train(self, *arguments) -> tuple[dict | None, dict]:
+        return _rank(*arguments)
+
+
+def _rank(rank: int, world: int, address: str, port: int, base_gguf: Path, examples: list[Example],
+          config: FinetuneConfig, device: str) -> tuple[dict | None, dict]:
+    """One data-parallel worker: (rank 0's LoRA weights, else None; {"losses", "lora_sha256"})."""
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
     cuda = device.startswith("cuda")
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     try:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        device = f"cuda:{rank}" if cuda else device
         tokenizer, peft_model = _load(base_gguf, config, device)
-        parallel = DistributedDataParallel(peft_model, device_ids=[rank] if cuda else None)
+        parallel = DistributedDataParallel(peft_model, device_ids=[torch.device(device).index] if cuda else None)
         losses = _train(parallel, tokenizer, examples, config, device, rank=rank, world=world)
         lora = {name: tensor.detach().cpu() for name, tensor in peft_model.state_dict().items() if "lora_" in name}
         digest = hashlib.sha256()
         for name in sorted(lora):
             digest.update(name.encode() + lora[name].numpy().tobytes())
-        if rank == 0:
-            torch.save(lora, scratch / "lora.pt")
-        (scratch / f"rank{rank}.json").write_text(json.dumps({"losses": losses, "lora_sha256": digest.hexdigest()}))
+        return (lora if rank == 0 else None), {"losses": losses, "lora_sha256": digest.hexdigest()}
     finally:
         dist.destroy_process_group()

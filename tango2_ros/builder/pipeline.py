@@ -79,7 +79,7 @@ def version_of(recipe: Recipe, label: str) -> str:
 
 def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore, key: Path, work_dir: Path,
           say: Callable[[str], None], train_progress: Callable[[int, int, float], None] | None = None,
-          device: str = "cpu", publish: bool = True) -> BuildResult:
+          device: str = "cpu", publish: bool = True, cluster: str = "") -> BuildResult:
     steps = (3 if recipe.trained_from_scratch else 4 + bool(recipe.finetune)) + bool(publish) + bool(recipe.teacher)
     step = iter(range(1, steps + 1))
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
         eval_count = len(load_pairs(recipe.eval) if recipe.format == "onnx" else load_examples(recipe.eval))
         data_fingerprint = fingerprint(recipe.train, recipe.eval)
         baseline, candidates, losses, finetune_s = _base_candidates(recipe, base_path, work_dir, say, step, steps,
-                                                                    device, train_progress)
+                                                                    device, train_progress, cluster)
 
     say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
         f"({recipe.metric})")
@@ -155,14 +155,16 @@ def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress):
 
 
 def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step, steps: int, device: str,
-                     train_progress):
+                     train_progress, cluster: str = ""):
     """Fine-tune (optional) and quantise a base model: (baseline, candidates, losses, fine-tune seconds)."""
     train_examples = load_examples(recipe.train) if recipe.train else []
     source, adapter, losses, finetune_s = base_path, None, [], 0.0
     if recipe.finetune:
         say(f"[{next(step)}/{steps}] LoRA fine-tune: rank {recipe.finetune.rank}, {recipe.finetune.steps} steps on "
-            f"{len(train_examples)} examples ({device})")
-        tuned = _finetuned(recipe, base_path, train_examples, work_dir, device, train_progress, say)
+            f"{len(train_examples)} examples ({device}" + (f", {recipe.finetune.workers} workers" if
+                                                           recipe.finetune.workers > 1 else "")
+            + (f" on the Ray cluster {cluster}" if cluster else "") + ")")
+        tuned = _finetuned(recipe, base_path, train_examples, work_dir, device, train_progress, say, cluster)
         source, adapter, losses, finetune_s = tuned.merged_gguf, tuned.adapter_gguf, tuned.losses, tuned.seconds
         say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} in {finetune_s:.0f} s; "
             f"adapter {adapter.stat().st_size / MB:.1f} MB")
@@ -177,7 +179,8 @@ def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step,
     return baseline, candidates, losses, finetune_s
 
 
-def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device: str, progress, say):
+def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device: str, progress, say,
+               cluster: str = ""):
     """The LoRA fine-tune, or the one a previous run of the same recipe left in the work folder: a build that
     was interrupted later (evaluating, publishing) resumes without training again. The stamp is written last,
     so an interrupted fine-tune is redone."""
@@ -193,7 +196,7 @@ def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device
             say(f"      reusing the fine-tune of a previous run ({stamp})")
             return FinetuneResult(files[0], files[1], done["losses"], done["seconds"])
     stamp.unlink(missing_ok=True)
-    tuned = finetune(base_path, examples, recipe.finetune, work_dir, device, progress)
+    tuned = finetune(base_path, examples, recipe.finetune, work_dir, device, progress, cluster)
     stamp.write_text(json.dumps({"key": key, "merged_gguf": str(tuned.merged_gguf),
                                  "adapter_gguf": str(tuned.adapter_gguf), "losses": tuned.losses,
                                  "seconds": tuned.seconds}))

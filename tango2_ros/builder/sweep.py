@@ -55,7 +55,7 @@ def run_sweep(runs: Sequence, evaluate: Callable[[object], dict], cluster: str =
     """`evaluate(run)` for every run, in the runs' order; on Ray when `cluster` names one."""
     if not cluster:
         return [evaluate(run) for run in runs]
-    ray = _connect(cluster)
+    ray = connect(cluster)
     try:
         remote = ray.remote(num_cpus=1)(evaluate)
         return ray.get([remote.remote(run) for run in runs])
@@ -63,7 +63,8 @@ def run_sweep(runs: Sequence, evaluate: Callable[[object], dict], cluster: str =
         ray.shutdown()
 
 
-def _connect(cluster: str):
+def connect(cluster: str):
+    """Ray, initialised on `cluster` (the module's docstring says which); UserError for one it cannot use."""
     try:
         import ray
     except ImportError as exc:

@@ -20,6 +20,8 @@ def register(commands) -> None:
     parser.add_argument("--out", type=Path, default=None, help="work folder for files and the report "
                                                                 "(default: build/models/NAME-VERSION)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the fine-tune runs")
+    parser.add_argument("--cluster", default="", help="run the fine-tune's finetune.workers as Ray actors on this "
+                                                       "cluster: local:N, auto or ray://HOST:PORT")
     parser.add_argument("--no-publish", action="store_true", help="build and evaluate only")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=run)
@@ -54,7 +56,7 @@ def run(args) -> int:
     try:
         result = build(recipe, store, ArtifactCache(paths.cache_dir(), trust), trust, key, work_dir, say,
                        train_progress=lambda step, total, _loss: bar.update(step, total), device=args.device,
-                       publish=not args.no_publish)
+                       publish=not args.no_publish, cluster=args.cluster)
     except (ArtifactError, ManifestError, SignatureError, VerificationError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     finally:

@@ -140,9 +140,11 @@ def test_gates_and_device_budgets_pick_the_best_fitting_candidate(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_data_parallel_fine_tune_keeps_its_two_workers_in_step_and_its_adapter_changes_the_answers(tmp_path):
-    """torch.distributed with two processes (gloo): the run is refused unless both workers end with the same LoRA
-    weights; the exported adapter loads into llama.cpp and changes what the base model says."""
+@pytest.mark.parametrize("cluster", ["", "local:2"])
+def test_a_data_parallel_fine_tune_keeps_its_two_workers_in_step_and_its_adapter_changes_the_answers(tmp_path, cluster):
+    """torch.distributed with two workers (gloo), processes of this machine or actors of a local Ray cluster: the
+    run is refused unless both end with the same LoRA weights; the exported adapter loads into llama.cpp and changes
+    what the base model says."""
     import math
 
     from tango2_ros.builder.dataset import Example
@@ -152,7 +154,7 @@ def test_a_data_parallel_fine_tune_keeps_its_two_workers_in_step_and_its_adapter
 
     examples = [Example((("user", question), ("assistant", answer))) for question, answer in TRAIN]
     config = FinetuneConfig(rank=4, alpha=8, steps=3, batch_size=2, learning_rate=0.01, workers=2)
-    result = finetune(default_llm_path(), examples, config, tmp_path)
+    result = finetune(default_llm_path(), examples, config, tmp_path, cluster=cluster)
     assert len(result.losses) == 3 and all(math.isfinite(loss) and loss > 0 for loss in result.losses)
     answers = []
     for lora in ("", str(result.adapter_gguf)):
