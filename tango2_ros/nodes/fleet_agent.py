@@ -156,17 +156,18 @@ class FleetAgent(Tango2Node):
         self.set_values(**self._counts, desired=desired.release)
 
     def _follow(self) -> None:
-        """Ask the manager for the wanted release (one request at a time)."""
+        """Ask the manager for the wanted release (one request at a time). A manager that is not there (yet, or
+        restarting) is waited for, not counted as a failed swap: the rollout would take it for a bad release."""
         if self._swap_future is not None and not self._swap_future.done():
+            return
+        if not self._swap.service_is_ready():
+            self.set_values(waiting=f"{self.param('manager')}/swap is not available")
             return
         with self._lock:
             request = self._follower.next_swap(self._serving, time.monotonic())
         if request is None:
             return
-        if not self._swap.service_is_ready():
-            self._failed = f"{self.param('manager')}/swap is not available"
-            self._publish_state()
-            return
+        self.set_values(waiting="")
         self._counts["swaps_asked"] += 1
         self.get_logger().info(f"the fleet wants {request.name}@{request.version}: asking for the swap")
         self._swap_future = self._swap.call_async(SwapModel.Request(name=request.name, version=request.version,

@@ -15,6 +15,7 @@ from lifecycle_msgs.msg import Transition
 from helpers.diagnostics import DiagnosticsWatcher
 from helpers.lifecycle import bring_up, change_state
 from helpers.ros import REPO, ros_node, spawn, stop, wait_until
+from tango2_msgs.srv import SwapModel
 from tango2_ros.core.fleet.messages import Desired, parse_decisions, parse_state, parse_telemetry, topic
 from tango2_ros.core.mqtt import MqttBroker
 
@@ -111,10 +112,22 @@ def test_the_agent_reports_state_telemetry_and_decisions_refuses_hostile_desired
             assert "release" in watcher.values(rejected)["last_rejected"] or \
                 "bytes" in watcher.values(rejected)["last_rejected"]
             fleet.publish(desired, Desired("tiny-llm@2.0.0", "another-slot", "r1").encode(), qos=1)  # not ours
-            # a wish it cannot fulfil (no model manager answers here): it says why, and keeps what it serves
+            # a wish while no model manager is there: it waits for one, and fails nothing
             fleet.publish(desired, Desired("tiny-llm@1.1.0", "llm", "r1").encode(), qos=1, retain=True)
+            waiting = watcher.wait_for(lambda s: "not available" in watcher.values(s).get("waiting", ""), 10)
+            assert watcher.values(waiting)["swaps_asked"] == "0"
+            # the manager comes and cannot do it: the agent says why, keeps what it serves, and asks again later
+            asked = []
+
+            def refuse(request, response):
+                asked.append(f"{request.name}@{request.version}")
+                response.success, response.message = False, "the registry cannot be reached; 1.0.0 still serving"
+                return response
+
+            node.create_service(SwapModel, f"{NS}/models/swap", refuse)
             failed = next_message("state", lambda s: s.failed != "")
-            assert failed.release == SERVING and "swap is not available" in failed.failed
+            assert failed.release == SERVING and "registry cannot be reached" in failed.failed
+            assert wait_until(lambda: len(asked) >= 2, 10) and set(asked) == {"tiny-llm@1.1.0"}  # retry_s is 1 s
             assert agent.poll() is None
             values = watcher.values(watcher.statuses[-1])
             assert values["desired"] == "tiny-llm@1.1.0" and values["desired_received"] == "2"
