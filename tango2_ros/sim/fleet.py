@@ -156,6 +156,7 @@ class FleetSimulation:
         self.plan, self.say = plan, say
         self.folder = folder or Path(tempfile.mkdtemp(prefix="tango2-fleet-"))
         self.registry: OciRegistry | None = None
+        self.store = ""  # the registry as the devices' model managers name it
         self.fleet_broker: MqttBroker | None = None
         self.controller: FleetController | None = None
         self.devices: list[DeviceStack] = []
