@@ -31,6 +31,7 @@ class FarmDay:
     crop: str = "tomato"
     period_s: float = 900.0
     threads: int = 2
+    spin_up_h: float = 24.0
 
 
 def evaluate_farm_day(run: FarmDay) -> dict:
@@ -43,7 +44,7 @@ def evaluate_farm_day(run: FarmDay) -> dict:
     if run.model:
         model, adapter, _, _ = model_files(run.model)
     options = CycleOptions(name="", version="", current=run.model, held_out_start=run.day,
-                           held_out_days=run.hours / 24.0, period_s=run.period_s)
+                           held_out_days=run.hours / 24.0, period_s=run.period_s, spin_up_h=run.spin_up_h)
     with tempfile.TemporaryDirectory(prefix="tango2-sweep-") as scratch:
         report = evaluate_in_simulator(model, PRESETS[run.crop], options, Path(scratch) / "decisions.jsonl",
                                        adapter=adapter, threads=run.threads)

@@ -4,8 +4,8 @@
                         [--model NAME@SPEC|GGUF] [--json] [--plot FILE.png] [--log FILE.jsonl] [--in-process]
                         [--period-s S]
     tango2 sdf learn LOG.jsonl [...] --held-out YYYY-MM-DD [--current MODEL] [--version V] [--steps N] [--json]
-    tango2 sdf sweep --days YYYY-MM-DD,... [--model NAME@SPEC] [--hours H] [--cluster local:N|auto|ray://HOST:PORT]
-                     [--json]
+    tango2 sdf sweep --days YYYY-MM-DD,... [--model NAME@SPEC] [--hours H] [--spin-up-h H]
+                     [--cluster local:N|auto|ray://HOST:PORT] [--json]
 
 `simulate` runs the GreenLight greenhouse on the Bleiswijk weather (2009-10-20 to 2010-02-07) in closed loop with
 the real nodes, after `--spin-up-h` hours under the baseline (so the measured days start from a settled climate).
@@ -79,6 +79,8 @@ def register(commands) -> None:
     learn.add_argument("--period-s", type=float, default=900.0,
                        help="decision period in the held-out runs (default 900 s; an hour's hold overshoots)")
     learn.add_argument("--steps", type=int, default=30, help="LoRA steps")
+    learn.add_argument("--spin-up-h", type=float, default=24.0,
+                        help="hours under the baseline before each held-out run (default 24)")
     learn.add_argument("--work", type=Path, default=None, help="working folder (default build/learn/NAME-VERSION)")
     learn.add_argument("--no-publish", action="store_true")
     learn.add_argument("--json", action="store_true")
@@ -89,6 +91,8 @@ def register(commands) -> None:
     sweep.add_argument("--crop", choices=("tomato", "lettuce"), default="tomato")
     sweep.add_argument("--hours", type=float, default=24.0, help="hours per run")
     sweep.add_argument("--period-s", type=float, default=900.0)
+    sweep.add_argument("--spin-up-h", type=float, default=24.0,
+                        help="hours under the baseline before each held-out run (default 24)")
     sweep.add_argument("--cluster", default="", help="local:N, auto or ray://HOST:PORT (default: this machine)")
     sweep.add_argument("--json", action="store_true")
     sweep.set_defaults(handler=_sweep)
@@ -108,11 +112,12 @@ def _dates(text: str) -> list[datetime.date]:
 def _sweep(args) -> int:
     from tango2_ros.builder.sweep import FarmDay, evaluate_farm_day, run_sweep
 
-    if not args.days or not 0 < args.hours <= 24 * 30 or not 60 <= args.period_s <= 3600:
-        raise UserError("give --days, --hours in 0-720 and --period-s in 60-3600")
+    if not args.days or not 0 < args.hours <= 24 * 30 or not 60 <= args.period_s <= 3600 or \
+            not 0 <= args.spin_up_h <= 240:
+        raise UserError("give --days, --hours in 0-720, --period-s in 60-3600 and --spin-up-h in 0-240")
     # a Ray task has one CPU: llama.cpp's spinning workers must not outnumber it
-    runs = [FarmDay(day, args.model, args.hours, args.crop, args.period_s, threads=1 if args.cluster else 2)
-            for day in args.days]
+    runs = [FarmDay(day, args.model, args.hours, args.crop, args.period_s, threads=1 if args.cluster else 2,
+                    spin_up_h=args.spin_up_h) for day in args.days]
     reports = run_sweep(runs, evaluate_farm_day, args.cluster)
     means = {key: round(sum(r["steered_in_band_pct"][key] for r in reports) / len(reports), 1)
              for key in ("temperature", "humidity", "co2")}
@@ -191,10 +196,12 @@ def _learn(args) -> int:
         raise UserError(f"--steps {args.steps}: use 1 to 10000")
     if not 0 < args.held_out_days <= 30:
         raise UserError(f"--held-out-days {args.held_out_days:g}: use more than 0 and at most 30")
+    if not 0 <= args.spin_up_h <= 240:
+        raise UserError(f"--spin-up-h {args.spin_up_h:g}: use 0 to 240")
     name = args.name or f"lam-{args.crop}"
     options = CycleOptions(name=name, version=args.version, current=args.current, held_out_start=args.held_out,
                            held_out_days=args.held_out_days, period_s=args.period_s, steps=args.steps,
-                           publish=not args.no_publish)
+                           publish=not args.no_publish, spin_up_h=args.spin_up_h)
     work = args.work or paths.share_dir() / "build" / "learn" / f"{name}-{args.version}"
     report = learning_cycle(read_logs(args.logs, args.crop), PRESETS[args.crop], options, work,
                             lambda line: print(line, file=sys.stderr, flush=True))

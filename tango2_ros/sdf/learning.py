@@ -205,6 +205,7 @@ class CycleOptions:
     held_out_start: datetime.date
     held_out_days: float = 1.0
     period_s: float = 900.0  # the action model's decision period in the evaluation
+    spin_up_h: float = 24.0  # hours under the baseline before each held-out run, so it starts from a settled climate
     steps: int = 30
     publish: bool = True
 
@@ -312,4 +313,4 @@ def _held_out_greenhouse(preset: CropPreset, options: CycleOptions):
     from tango2_ros.sdf.greenhouse import Greenhouse
 
     return Greenhouse(preset, options.held_out_start, days=options.held_out_days, period_s=options.period_s,
-                      spin_up_h=24.0)
+                      spin_up_h=options.spin_up_h)

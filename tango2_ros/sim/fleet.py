@@ -120,7 +120,7 @@ class DeviceStack:
                                     trusted_keys_dir=str(trusted_keys), reconcile_period_s=1.0, retry_after_s=5.0)
         parameters["models"]["llm"].update(version=SERVING)
         parameters["fleet_agent"].update(device_id=self.id, mqtt_port=self.broker.port,
-                                         telemetry_period_s=plan.telemetry_period_s, retry_s=10.0)
+                                         telemetry_period_s=plan.telemetry_period_s, retry_s=5.0)
         return profile
 
     def start(self) -> None:

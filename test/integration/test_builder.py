@@ -140,11 +140,12 @@ def test_gates_and_device_budgets_pick_the_best_fitting_candidate(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cluster", ["", "local:2"])
-def test_a_data_parallel_fine_tune_keeps_its_two_workers_in_step_and_its_adapter_changes_the_answers(tmp_path, cluster):
-    """torch.distributed with two workers (gloo), processes of this machine or actors of a local Ray cluster: the
-    run is refused unless both end with the same LoRA weights; the exported adapter loads into llama.cpp and changes
-    what the base model says."""
+def test_a_data_parallel_fine_tune_keeps_its_two_workers_in_step_and_its_adapter_changes_the_answers(tmp_path):
+    """torch.distributed with two workers (gloo) as actors of a local Ray cluster: the run is refused unless both
+    end with the same LoRA weights; the exported adapter loads into llama.cpp and changes what the base model says.
+    (Without a cluster the same workers are processes of this machine, torch.multiprocessing's spawn: the one
+    difference is how they are started.)"""
+    cluster = "local:2"
     import math
 
     from tango2_ros.builder.dataset import Example

@@ -198,7 +198,7 @@ def test_one_continual_learning_cycle_from_logs_to_a_published_or_refused_model(
     subprocess.run([*tango2, "sdf", "simulate", "--in-process", "--days", "0.5", "--start", "2009-11-03",
                     "--spin-up-h", "0", "--log", str(log)], env=env, check=True, capture_output=True, timeout=300)
     done = subprocess.run([*tango2, "sdf", "learn", str(log), "--held-out", "2009-11-25", "--held-out-days", "0.08",
-                           "--steps", "10", "--period-s", "3600", "--version", "1.1.0", "--work",
+                           "--steps", "10", "--period-s", "3600", "--spin-up-h", "2", "--version", "1.1.0", "--work",
                            str(tmp_path / "work"), "--json"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

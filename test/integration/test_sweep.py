@@ -10,7 +10,8 @@ COMPARED = ("steered_in_band_pct", "heating_mj_m2", "electricity_kwh_m2", "co2_k
 
 
 def _sweep(*arguments: str) -> dict:
-    done = tango2("sdf", "sweep", "--days", DAYS, "--hours", "2", "--json", *arguments, timeout=600)
+    done = tango2("sdf", "sweep", "--days", DAYS, "--hours", "2", "--spin-up-h", "2", "--json", *arguments,
+                  timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
