@@ -212,7 +212,10 @@ class FleetAgent(Tango2Node):
         now = time.monotonic()
         window_s, self._window_started = now - self._window_started, now
         if self._shipper is not None:
-            self._send_decisions()
+            try:
+                self._send_decisions()
+            except OSError as exc:  # the log folder or the position file: the telemetry still goes
+                self.get_logger().warning(f"decision logs not sent: {exc}")
         if not self._serving:
             return
         report = self._window.close(self._serving, window_s, clock=time.time())

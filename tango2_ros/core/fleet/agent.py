@@ -127,9 +127,12 @@ class DecisionLogShipper:
             if path.name in self._in_flight or not LOG_FILE.match(path.name):
                 continue
             start = self._positions.get(path.name, _Position())
-            if path.stat().st_size < start.offset:  # replaced by a shorter file: from its start
-                start = _Position()
-            lines, size = self._read(path, start.offset)
+            try:
+                if path.stat().st_size < start.offset:  # replaced by a shorter file: from its start
+                    start = _Position()
+                lines, size = self._read(path, start.offset)
+            except OSError:  # removed or unreadable since the listing: next time
+                continue
             if lines:
                 self._in_flight[path.name] = _Position(start.offset + size, start.line + len(lines))
                 found.append(DecisionBatch(self.device, path.name, start.line, tuple(lines)))
