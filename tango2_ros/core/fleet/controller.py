@@ -129,7 +129,7 @@ class FleetController:
                         self.decisions.add(batch)
             else:
                 self._telemetry(parse_telemetry(message.topic, message.payload), now)
-        except FleetMessageError as exc:
+        except (FleetMessageError, OSError) as exc:  # OSError: a decision log that cannot be written (disk full)
             with self._lock:
                 self.counts["rejected"] += 1
                 self.last_rejected = f"{message.topic}: {exc}"[:300]
