@@ -53,22 +53,14 @@ class TcpLink:
             pass
         finally:
             for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                end.close()
+                _hang_up(end)
 
     def cut(self) -> None:
         self.up = False
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            connection.close()
+            _hang_up(connection)
 
     def restore(self) -> None:
         self.up = True
@@ -77,3 +69,12 @@ class TcpLink:
         self._closed = True
         self.cut()
         self._listener.close()
+
+
+def _hang_up(connection: socket.socket) -> None:
+    """Shut both directions (the other end sees the link drop) and close; one already closed is no error."""
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    connection.close()
