@@ -16,6 +16,20 @@ def model_file(reference: str) -> tuple[Path, str, str]:
     return path, name, version
 
 
+def model_folder(reference: str) -> tuple[Path, str, str]:
+    """A model of several files (a VLM bundle): a folder, or an artifact pulled and verified, (folder, name,
+    version)."""
+    path = Path(reference)
+    if path.is_dir():
+        return path, path.name, ""
+    if path.is_file():
+        raise UserError(f"model {reference} is one file; this needs a bundle folder or an artifact NAME@VERSION|TAG")
+    primary, adapter, name, version = model_files(reference)
+    if adapter is not None:
+        raise UserError(f"model {reference} is a LoRA adapter: this needs a bundle")
+    return primary.parent, name, version
+
+
 def model_files(reference: str) -> tuple[Path, Path | None, str, str]:
     """Like model_file, but an adapter artifact is welcome: (base model path, adapter path or None, name,
     version), the base pulled and verified as the model manager does."""

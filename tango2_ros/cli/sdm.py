@@ -1,12 +1,17 @@
 """`tango2 sdm ...`: the software-defined medicine pipeline on chest CT.
 
-    tango2 sdm report PATH [--json] [--model ONNX|NAME@SPEC] [--llm GGUF|NAME@SPEC | --no-llm]
+    tango2 sdm report PATH [--json] [--model ONNX|NAME@SPEC] [--writer llm|vlm|standard]
+                     [--llm GGUF|NAME@SPEC] [--vlm BUNDLE|NAME@SPEC]
     tango2 sdm phantom OUT_DIR --findings lung-nodule,pleural-effusion|none [--seed N] [--format dicom|nifti]
     tango2 sdm phantom OUT_DIR --dataset N [--seed N]          (a CT-RATE-style evaluation set)
     tango2 sdm evaluate DATASET [--json] [--limit N] [--no-llm]
 
 `report` reads a DICOM series folder, a .nii.gz or a .mha file and prints the draft report (FINDINGS,
-IMPRESSION, the AI-draft notice); `--json` gives the 18 findings with probabilities and the texts. `phantom`
+IMPRESSION, the AI-draft notice); `--json` gives the 18 findings with probabilities and the texts. The text comes
+from the learned writer reading the findings (`--writer llm`, the default), from the vision-language model reading
+the volume itself (`--writer vlm`; `--json` adds its raw text, the findings it asserts and where they differ from the
+findings model), or from standard wording alone (`--writer standard`, or `--no-llm`); every sentence a model writes
+is checked against the findings model. `phantom`
 writes a synthetic chest CT (tango2_ros/sdm/phantom.py) and its ground truth. `evaluate` runs the pipeline over a
 dataset laid out like CT-RATE's: `volumes/NAME.nii.gz` (or a DICOM folder per study), `labels.csv` (VolumeName and
 the 18 label columns) and `reports.csv` (VolumeName, Findings_EN, Impressions_EN).
@@ -19,11 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from tango2_ros.cli.model_files import model_file, open_llm, profile_model
+from tango2_ros.cli.model_files import model_file, model_folder, open_llm, profile_model
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
 
 DEFAULT_FINDINGS_MODEL = "ct-findings-phantom@best-hospital-edge-cpu"
+DEFAULT_VLM = "ct-report-vlm@latest"
+WRITERS = ("llm", "vlm", "standard")
 
 
 def register(commands) -> None:
@@ -59,7 +66,12 @@ def _model_arguments(parser) -> None:
                         help=f"findings model: an ONNX file or an artifact (default {DEFAULT_FINDINGS_MODEL})")
     parser.add_argument("--llm", default=None, help="report writer: a GGUF file, a model or an adapter artifact "
                         "(default: what the sdm profile deploys, the learned writer)")
-    parser.add_argument("--no-llm", action="store_true", help="standard wording only, no language model")
+    parser.add_argument("--no-llm", action="store_true", help="standard wording only (the same as --writer standard)")
+    parser.add_argument("--writer", choices=WRITERS, default="llm",
+                        help="who writes the text: the language model from the findings (llm), the vision-language "
+                             "model from the volume (vlm), or standard wording")
+    parser.add_argument("--vlm", default=DEFAULT_VLM,
+                        help=f"the vision-language model: a bundle folder or an artifact (default {DEFAULT_VLM})")
 
 
 def open_pipeline(args):
@@ -68,14 +80,19 @@ def open_pipeline(args):
     from tango2_ros.sdm.findings import FindingsModel
     from tango2_ros.sdm.pipeline import LlmWriter, ReportPipeline
     from tango2_ros.sdm.report import template_draft
+    from tango2_ros.sdm.vlm import VlmWriter
 
     path, name, version = model_file(args.model)
     try:
         model = FindingsModel(path, name=name, version=version)
     except ModelLoadError as exc:
         raise UserError(str(exc)) from None
-    if args.no_llm:
+    writer = "standard" if args.no_llm else args.writer
+    if writer == "standard":
         return ReportPipeline(model, template_draft), lambda: None
+    if writer == "vlm":
+        vlm = open_vlm(args.vlm)
+        return ReportPipeline(model, VlmWriter(vlm)), vlm.close
     runtime = open_llm(args.llm or profile_model("sdm", "llm"), n_ctx_per_seq=1536)
     return ReportPipeline(model, LlmWriter(runtime)), runtime.close
 
@@ -88,10 +105,35 @@ def _report(args) -> int:
         close()
     data = report.as_dict()
     data["model"] = f"{report.findings_model} + {report.draft.model}"
+    data["writer"] = "standard" if args.no_llm else args.writer
+    if data["writer"] == "vlm":
+        data["vlm"] = vlm_summary(pipeline.writer, report.findings)
     if data["skipped_files"]:
         print(f"skipped (not DICOM): {', '.join(data['skipped_files'])}", file=sys.stderr)
     emit(args, data, report.text())
     return 0
+
+
+def open_vlm(reference: str):
+    """The VLM bundle and the base language model it names, loaded in this process (UserError when not)."""
+    from tango2_ros.core.runtime.base import ModelLoadError
+    from tango2_ros.sdm.vlm import CtReportVlm, read_conventions
+
+    folder, name, version = model_folder(reference)
+    try:
+        base, *_ = model_file(read_conventions(folder).base_model)
+        return CtReportVlm(folder, base, name=name, version=version)
+    except ModelLoadError as exc:
+        raise UserError(str(exc)) from None
+
+
+def vlm_summary(writer, findings) -> dict:
+    """What the VLM itself wrote, before the check: its raw text, the labels it states, where it differs."""
+    from tango2_ros.sdm.vlm import disagreements_with
+
+    answer = writer.last_answer
+    return {"model": writer.vlm.identity.label, "raw_text": answer.raw_text, "asserted": answer.asserted,
+            "disagreements": disagreements_with(answer.asserted, findings)}
 
 
 def _phantom(args) -> int:

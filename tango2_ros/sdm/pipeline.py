@@ -1,8 +1,8 @@
 """One study to one report draft: load -> preprocess -> findings -> report text, each stage timed.
 
 Shared by `tango2 sdm report|evaluate`, the ct_report node and the bench. The report writer is pluggable: the
-language model in this process (`LlmWriter`), the llm_node over ROS (in the node), or the standard wording
-alone (`template_draft`).
+language model in this process (`LlmWriter`), the llm_node over ROS (in the node), the vision-language model that
+reads the volume itself (`tango2_ros.sdm.vlm.VlmWriter`), or the standard wording alone (`template_draft`).
 """
 from __future__ import annotations
 
@@ -91,6 +91,8 @@ class ReportPipeline:
         seconds["findings"] = time.monotonic() - mark
         on_stage("report", 0.6)
         mark = time.monotonic()
-        draft = self.writer(findings)
+        # a writer that reads the image (the VLM) is given the volume as the findings model saw it
+        draft = self.writer(findings, model_input) if getattr(self.writer, "reads_the_volume", False) \
+            else self.writer(findings)
         seconds["report"] = time.monotonic() - mark
         return StudyReport(volume.study_key(self.salt), findings, draft, self.model.label, seconds, volume=volume)

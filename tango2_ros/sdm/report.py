@@ -126,12 +126,19 @@ def checked_draft(model_json: str, findings: list[Finding], model: str) -> Draft
         return draft
     corrections, chosen, dropped, contradicted = [], {}, set(), False
     present = {f.label for f in findings if f.present}
+    assessed = {f.label for f in findings if f.assessed}
     for item in items:
         if not isinstance(item, dict):
             corrections.append(f"ignored {item!r}: not a sentence object")
             continue
         label, sentence = str(item.get("finding", "")), " ".join(str(item.get("sentence", "")).split())
-        if label not in present or label in chosen:
+        if label in chosen:
+            continue
+        if label not in present:  # a writer that reads the image files its sentences under any label
+            state = "not a CT-RATE label" if label not in TERMS else \
+                "given as not assessed" if label not in assessed else "given as absent"
+            corrections.append(f"dropped {sentence!r}: {label.lower()} is {state} by the findings model")
+            contradicted = contradicted or label in TERMS
             continue
         problems = disagreements(sentence, findings, only_asserted=True)
         contradicted = contradicted or bool(problems)
@@ -172,10 +179,9 @@ def written_draft(findings: list[Finding], text: str, model: str, error: str = "
     return checked_draft(text, findings, model)
 
 
-def disagreements(text: str, findings: list[Finding], only_asserted: bool = False) -> list[str]:
-    """Where `text` contradicts the findings: a finding asserted that is absent or not assessed, one denied that
-    is present, and (unless `only_asserted`) a present finding never stated."""
-    by_label = {f.label: f for f in findings}
+def asserted_and_denied(text: str) -> tuple[set[str], set[str]]:
+    """The labels free text states as present and those it denies (clause by clause where a sentence negates);
+    the not-assessed line states nothing."""
     asserted, denied = set(), set()
     sentences = [sentence for line in text.splitlines() if not line.strip().startswith(NOT_ASSESSED_PREFIX)
                  for sentence in re.split(r"(?<=[.;])\s+", line)]
@@ -184,6 +190,14 @@ def disagreements(text: str, findings: list[Finding], only_asserted: bool = Fals
             for label, pattern in TERM_PATTERNS.items():
                 if pattern.search(clause):
                     (denied if NEGATION.search(clause) else asserted).add(label)
+    return asserted, denied
+
+
+def disagreements(text: str, findings: list[Finding], only_asserted: bool = False) -> list[str]:
+    """Where `text` contradicts the findings: a finding asserted that is absent or not assessed, one denied that
+    is present, and (unless `only_asserted`) a present finding never stated."""
+    by_label = {f.label: f for f in findings}
+    asserted, denied = asserted_and_denied(text)
     problems = []
     for label in sorted(asserted):
         finding = by_label.get(label)

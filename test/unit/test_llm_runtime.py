@@ -440,3 +440,54 @@ def test_a_quantised_kv_cache_answers_and_an_unknown_type_is_refused_with_the_ch
         quantised.close()
     with pytest.raises(ModelLoadError, match="kv_cache_type 'q3' is not one of f16, q8_0, q4_0"):
         LlmRuntime(default_llm_path(), LlmOptions(kv_cache_type="q3"))
+
+
+def _token_embedding_rows(tokens):
+    """The model's own input-embedding rows for these tokens (the GGUF's token_embd, dequantised)."""
+    import numpy
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    tensor = next(t for t in GGUFReader(str(default_llm_path())).tensors if t.name == "token_embd.weight")
+    table = dequantize(tensor.data, tensor.tensor_type).reshape(-1, 576)
+    return numpy.ascontiguousarray(table[tokens], dtype=numpy.float32)
+
+
+def test_soft_tokens_go_before_the_text_and_answer_as_the_tokens_they_stand_for(runtime):
+    """The first tokens of a prompt given as their embedding rows (what an encoder's projector produces) give the
+    same greedy answer as the prompt given as tokens, beside a plain request and with a JSON Schema alike."""
+    prompt = chat(runtime, "Name three colours of the sea, in one sentence.")
+    tokens = runtime.engine.tokenize(prompt)
+    split = 7
+    soft = _token_embedding_rows(tokens[:split])
+    text = runtime.engine.llama.detokenize(tokens[split:], special=True).decode()
+    plain = runtime.start(prompt, max_tokens=24)
+    assert runtime.engine.tokenize(text, add_special=False) == tokens[split:]
+    mixed = llama_engine.GenerationRequest(prompt_tokens=tokens[split:], prefix_embeddings=soft, max_tokens=24)
+    runtime.engine.submit(mixed)
+    assert mixed.wait(60).text == plain.wait(60).text and plain.result.tokens > 3
+    assert mixed.result.prompt_tokens == len(tokens)
+    schema = compile_schema('{"type": "object", "properties": {"colour": {"type": "string", "maxLength": 20}}, '
+                            '"required": ["colour"]}')
+    constrained = runtime.start(prompt, max_tokens=24, schema=schema).wait(60)
+    soft_constrained = llama_engine.GenerationRequest(prompt_tokens=tokens[split:], prefix_embeddings=soft,
+                                                      max_tokens=24, grammar=schema.grammar)
+    runtime.engine.submit(soft_constrained)
+    assert soft_constrained.wait(60).text == constrained.text
+    again = runtime.start(prompt, max_tokens=24).wait(60)  # a soft-token sequence's cache is not reused as text
+    assert again.text == plain.result.text
+
+
+@pytest.mark.parametrize("soft, words", [
+    ("not an array", "shape \\(n, 576\\)"), ("a list", "shape \\(n, 576\\)"),
+    ("zeros-575", "not \\(2, 575\\)"), ("empty", "empty"), ("nan", "NaN"), ("long", "context overflow"),
+])
+def test_soft_tokens_that_do_not_fit_the_model_are_refused_with_the_reason(runtime, soft, words):
+    import numpy
+
+    soft = {"zeros-575": numpy.zeros((2, 575), numpy.float32), "empty": numpy.zeros((0, 576), numpy.float32),
+            "nan": numpy.full((2, 576), numpy.nan, numpy.float32),
+            "long": numpy.zeros((1020, 576), numpy.float32), "a list": [[0.0] * 576]}.get(soft, soft)
+    with pytest.raises(EngineError, match=words):
+        runtime.start("Hello", max_tokens=8, prefix_embeddings=soft)
+    assert runtime.generate(chat(runtime, "Say hi."), max_tokens=4).tokens > 0

@@ -17,6 +17,10 @@ llama.cpp's logits for a token decoded in a batch differ from those of the token
 on CPU: none up to 128 tokens of context, up to 0.85 from 256 on), which flips a near-tie as batching requests
 together does.
 The draft length follows the step cost measured at load (`lookup.DraftLength`): a draft only where it pays.
+A request may start with soft tokens (`prefix_embeddings`: vectors of the model's input size, an encoder's view of
+an image or a volume, `tango2_ros.sdm.vlm`): they are decoded as llama.cpp embedding batches at the sequence's first
+positions, then its text tokens follow in the same sequence. Such a sequence's cache is not offered to later
+requests (its text sits at other positions than a plain prompt's).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import llama_cpp
+import numpy
 
 from tango2_ros.core.runtime.lookup import DraftLength, PromptLookup, StepCost
 from tango2_ros.core.runtime.sampling import TokenSampler
@@ -96,6 +101,7 @@ class GenerationRequest:
 
     prompt_tokens: list[int]
     max_tokens: int
+    prefix_embeddings: numpy.ndarray | None = None  # (n, n_embd) float32 soft tokens before prompt_tokens
     temperature: float = 0.0
     grammar: str | None = None
     seed: int = 0
@@ -125,6 +131,7 @@ class _Sequence:
     decoder: codecs.IncrementalDecoder
     n_past: int = 0
     pending: list[int] = field(default_factory=list)  # tokens still to feed to the model
+    soft: numpy.ndarray | None = None  # soft tokens still to feed, before `pending`
     fed: list[int] = field(default_factory=list)  # tokens whose KV cache entries this sequence holds
     lookup: PromptLookup | None = None  # the prompt and answer so far, for drafts
     draft: list[int] = field(default_factory=list)  # guessed tokens fed after pending, each with its logits
@@ -170,6 +177,7 @@ class LlamaEngine:
         )
         self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.n_embd = llama_cpp.llama_model_n_embd_inp(self.llama.model)  # what a soft token must measure
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx_per_seq * n_parallel
         params.n_batch = self.n_batch
@@ -194,6 +202,7 @@ class LlamaEngine:
             raise
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._embd_batch = None  # allocated by the first request with soft tokens (n_batch x n_embd floats)
         try:
             self.step_cost = self._step_cost() if draft_max else None
         except EngineError as exc:
@@ -299,9 +308,11 @@ class LlamaEngine:
         """Queue a request; raises EngineError when n_parallel run and max_queue wait already."""
         if not request.prompt_tokens:
             raise RequestError("the prompt is empty")
-        if len(request.prompt_tokens) >= self.n_ctx_per_seq:
+        if problem := self.soft_token_problem(request.prefix_embeddings):
+            raise RequestError(problem)
+        if _prompt_length(request) >= self.n_ctx_per_seq:
             raise RequestError(
-                f"the prompt has {len(request.prompt_tokens)} tokens; the context holds {self.n_ctx_per_seq} per request"
+                f"the prompt has {_prompt_length(request)} tokens; the context holds {self.n_ctx_per_seq} per request"
             )
         with self._cond:
             if self._stopping:
@@ -313,6 +324,19 @@ class LlamaEngine:
                 )
             self._queue.append(request)
             self._cond.notify()
+
+    def soft_token_problem(self, embeddings: numpy.ndarray | None) -> str:
+        """Why these soft tokens cannot go into this model ('' when they can, or when there are none)."""
+        if embeddings is None:
+            return ""
+        if not isinstance(embeddings, numpy.ndarray) or embeddings.ndim != 2 or embeddings.shape[1] != self.n_embd:
+            shape = getattr(embeddings, "shape", type(embeddings).__name__)
+            return f"soft tokens must be an array of shape (n, {self.n_embd}) for this model, not {shape}"
+        if len(embeddings) == 0:
+            return "the soft-token array is empty"
+        if not numpy.isfinite(embeddings).all():
+            return "the soft tokens hold NaN or infinite values"
+        return ""
 
     def set_threads(self, n_threads: int) -> None:
         """Decode with `n_threads` CPU threads from the next step on (the engine thread applies it between steps)."""
@@ -342,6 +366,8 @@ class LlamaEngine:
         if self._thread.is_alive():
             return
         llama_cpp.llama_batch_free(self.batch)
+        if self._embd_batch is not None:
+            llama_cpp.llama_batch_free(self._embd_batch)
         llama_cpp.llama_free(self.ctx)
         if self._adapter is not None:
             llama_cpp.llama_adapter_lora_free(self._adapter)
@@ -381,7 +407,8 @@ class LlamaEngine:
             if sampler is None:
                 self._finish_unstarted(request, FINISH_ERROR, error)
                 continue
-            seq_id, reuse = self._take_slot(request.prompt_tokens)
+            soft = request.prefix_embeddings
+            seq_id, reuse = self._take_slot(request.prompt_tokens if soft is None else [])
             sequence = _Sequence(
                 request=request,
                 seq_id=seq_id,
@@ -390,6 +417,7 @@ class LlamaEngine:
                 n_past=reuse,
                 reused=reuse,
                 pending=list(request.prompt_tokens[reuse:]),
+                soft=None if soft is None else numpy.ascontiguousarray(soft, dtype=numpy.float32),
                 fed=list(request.prompt_tokens[:reuse]),
                 lookup=PromptLookup(request.prompt_tokens) if self.draft_max else None,
                 draft_length=DraftLength(self.step_cost, self.draft_max) if self.draft_max else None,
@@ -399,7 +427,8 @@ class LlamaEngine:
         return admitted
 
     def _take_slot(self, prompt: list[int]) -> tuple[int, int]:
-        """The free sequence whose cached tokens share the longest prefix with prompt, and how many to reuse."""
+        """The free sequence whose cached tokens share the longest prefix with prompt, and how many to reuse (an
+        empty prompt, as for soft tokens, takes the slot whose cache is least worth keeping)."""
         def shared(seq_id: int) -> int:
             n = 0
             for cached, token in zip(self._cached_tokens[seq_id], prompt):
@@ -408,16 +437,20 @@ class LlamaEngine:
                 n += 1
             return n
 
-        seq_id = max(self._free_seq_ids, key=shared)
+        if prompt:
+            seq_id = max(self._free_seq_ids, key=shared)
+        else:
+            seq_id = min(self._free_seq_ids, key=lambda free: len(self._cached_tokens[free]))
         self._free_seq_ids.remove(seq_id)
-        reuse = min(shared(seq_id), len(prompt) - 1)  # feed at least one token to get logits
+        reuse = max(0, min(shared(seq_id), len(prompt) - 1))  # feed at least one token to get logits
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, reuse, -1)
         self._cached_tokens[seq_id] = []
         return seq_id, reuse
 
     def _release_slot(self, sequence: _Sequence) -> None:
-        """Give the slot back, remembering which tokens its KV cache holds."""
-        self._cached_tokens[sequence.seq_id] = sequence.fed
+        """Give the slot back, remembering which tokens its KV cache holds (none that another prompt could reuse
+        after soft tokens)."""
+        self._cached_tokens[sequence.seq_id] = sequence.fed if sequence.request.prefix_embeddings is None else []
         self._free_seq_ids.append(sequence.seq_id)
 
     def _make_sampler(self, request: GenerationRequest) -> tuple[TokenSampler | None, str]:
@@ -432,7 +465,10 @@ class LlamaEngine:
             return None, f"internal error: {exc}"
 
     def _prefill_prefix(self, sequence: _Sequence) -> None:
-        """Feed all but the last n_batch/2 prompt tokens alone, so the rest fits in the shared step batch."""
+        """Feed the soft tokens, then all but the last n_batch/2 prompt tokens alone, so the rest fits in the shared
+        step batch."""
+        if sequence.soft is not None and not self._prefill_soft(sequence):
+            return
         keep = max(1, self.n_batch // 2)
         while len(sequence.pending) > keep:
             chunk = sequence.pending[: min(self.n_batch, len(sequence.pending) - keep)]
@@ -446,6 +482,27 @@ class LlamaEngine:
                 return
             sequence.fed += chunk
             del sequence.pending[: len(chunk)]
+
+    def _prefill_soft(self, sequence: _Sequence) -> bool:
+        """Decode the sequence's soft tokens as embedding batches at its first positions; False if that failed."""
+        if self._embd_batch is None:
+            self._embd_batch = llama_cpp.llama_batch_init(self.n_batch, self.n_embd, 1)
+        batch, soft, sequence.soft = self._embd_batch, sequence.soft, None
+        for start in range(0, len(soft), self.n_batch):
+            chunk = soft[start:start + self.n_batch]
+            ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+            for i in range(len(chunk)):
+                batch.pos[i] = sequence.n_past + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = sequence.seq_id
+                batch.logits[i] = False
+            batch.n_tokens = len(chunk)
+            if llama_cpp.llama_decode(self.ctx, batch) != 0:
+                sequence.fed = []
+                self._finish(sequence, FINISH_ERROR, "llama_decode failed while reading the soft tokens")
+                return False
+            sequence.n_past += len(chunk)
+        return True
 
     def _decode_step(self) -> None:
         """One llama_decode for every running sequence's pending tokens (logits for the last one) and its draft
@@ -554,7 +611,7 @@ class LlamaEngine:
             tokens=sequence.generated,
             finish_reason=reason,
             error=error,
-            prompt_tokens=len(request.prompt_tokens),
+            prompt_tokens=_prompt_length(request),
             reused_prompt_tokens=sequence.reused,
             time_to_first_token_s=(sequence.first_token_at or now) - request.submitted_at,
             generation_s=now - sequence.started_at,
@@ -569,7 +626,7 @@ class LlamaEngine:
 
     def _finish_unstarted(self, request: GenerationRequest, reason: str, error: str = "") -> None:
         request.result = GenerationResult(text="", tokens=0, finish_reason=reason, error=error,
-                                          prompt_tokens=len(request.prompt_tokens))
+                                          prompt_tokens=_prompt_length(request))
         self._notify_finished(request)
 
     @staticmethod
@@ -589,6 +646,12 @@ class LlamaEngine:
         self.batch.seq_id[i][0] = seq_id
         self.batch.logits[i] = logits
         self.batch.n_tokens = i + 1
+
+
+def _prompt_length(request: GenerationRequest) -> int:
+    """The positions a request's prompt takes: its soft tokens and its text tokens."""
+    soft = request.prefix_embeddings
+    return len(request.prompt_tokens) + (len(soft) if soft is not None and getattr(soft, "ndim", 0) == 2 else 0)
 
 
 def _call_safely(callback: Callable, *args) -> None:

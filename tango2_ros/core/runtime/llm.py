@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy
+
 from tango2_ros.core.runtime.base import (
     HealthReport, ModelIdentity, ModelLoadError, ModelRuntime, available_memory_bytes, golden_check,
 )
@@ -108,12 +110,15 @@ class LlmRuntime(ModelRuntime):
         on_partial: Callable[[str, int], None] | None = None,
         on_finished: Callable[[], None] | None = None,
         seed: int = 0,
+        prefix_embeddings: numpy.ndarray | None = None,
     ) -> GenerationRequest:
-        """Queue a generation and return its handle (wait(), cancel()); raises EngineError if it cannot queue."""
+        """Queue a generation and return its handle (wait(), cancel()); raises EngineError if it cannot queue.
+        `prefix_embeddings` are soft tokens (an encoder's output) decoded before the prompt's text."""
         if not prompt.strip():
             raise RequestError("the prompt is empty")
         request = GenerationRequest(
             prompt_tokens=self.engine.tokenize(prompt),
+            prefix_embeddings=prefix_embeddings,
             max_tokens=max_tokens,
             temperature=temperature,
             grammar=schema.grammar if schema else None,
@@ -122,9 +127,12 @@ class LlmRuntime(ModelRuntime):
             on_partial=on_partial,
             on_finished=on_finished,
         )
-        if len(request.prompt_tokens) + max_tokens > self.options.n_ctx_per_seq:
+        if problem := self.engine.soft_token_problem(prefix_embeddings):
+            raise RequestError(problem)
+        prompt_length = len(request.prompt_tokens) + (0 if prefix_embeddings is None else len(prefix_embeddings))
+        if prompt_length + max_tokens > self.options.n_ctx_per_seq:
             raise RequestError(
-                f"context overflow: prompt of {len(request.prompt_tokens)} tokens plus max_tokens={max_tokens} "
+                f"context overflow: prompt of {prompt_length} tokens plus max_tokens={max_tokens} "
                 f"exceeds the context of {self.options.n_ctx_per_seq} tokens per request"
             )
         self.engine.submit(request)
