@@ -39,6 +39,7 @@ class VlmTrainingOptions:
     rank: int = 8
     alpha: int = 16
     seed: int = 0
+    precision: str = "auto"  # as for the LoRA fine-tune: bfloat16 autocast where the CPU or GPU has it natively
 
 
 def extract_encoder(findings_onnx: Path, out: Path, conventions: VlmConventions) -> Path:
@@ -79,10 +80,23 @@ def truth_findings(targets: numpy.ndarray) -> list[Finding]:
     return [Finding(label, float(value), 0.5, bool(value > 0.5)) for label, value in zip(LABEL_NAMES, targets)]
 
 
+def classifier_head(findings_onnx: Path) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The findings network's last linear layer (labels x features, labels): what its features mean."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(findings_onnx))
+    head = next(node for node in reversed(model.graph.node) if node.op_type in ("Gemm", "MatMul"))
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return weights[head.input[1]], weights[head.input[2]]
+
+
 def projector(features: int, options: VlmTrainingOptions, hidden_size: int, mean: numpy.ndarray,
-              std: numpy.ndarray):
+              std: numpy.ndarray, head: tuple[numpy.ndarray, numpy.ndarray] | None = None):
     """Standardise the features (the training set's mean and spread, kept in the module), two layers to
-    `soft_tokens` x `hidden_size`."""
+    `soft_tokens` x `hidden_size`. With the classifier's `head`, the first units of the hidden layer start as its
+    label logits: the projector starts from what the findings network reads out of the features, and the language
+    model learns to read those units within a few hundred steps instead of thousands."""
     import torch
     from torch import nn
 
@@ -93,6 +107,11 @@ def projector(features: int, options: VlmTrainingOptions, hidden_size: int, mean
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
             self.layers = nn.Sequential(nn.Linear(features, options.projector_hidden), nn.GELU(),
                                         nn.Linear(options.projector_hidden, options.soft_tokens * hidden_size))
+            if head is not None:  # W f + b on the raw features = (W * std) z + (W mean + b) on the standardised
+                weight, bias = head
+                with torch.no_grad():
+                    self.layers[0].weight[:len(weight)] = torch.as_tensor(weight * std, dtype=torch.float32)
+                    self.layers[0].bias[:len(weight)] = torch.as_tensor(weight @ mean + bias, dtype=torch.float32)
             # soft tokens on the scale of the token embeddings the model knows (their spread is about 0.14)
             nn.init.normal_(self.layers[2].weight, std=0.01)
             nn.init.zeros_(self.layers[2].bias)
@@ -110,14 +129,15 @@ def _encoded_prompt(tokenizer, prompt: str) -> list[int]:
 
 
 def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, options: VlmTrainingOptions,
-          conventions: VlmConventions, progress: Callable[[int, int, float], None] | None = None):
+          conventions: VlmConventions, progress: Callable[[int, int, float], None] | None = None,
+          head: tuple[numpy.ndarray, numpy.ndarray] | None = None):
     """(projector, peft model, losses): AdamW over projector and LoRA, the loss on the answer's tokens; each step
     draws `batch_size` phantoms and a fresh teacher wording for each. The first `align_steps` train the projector
     alone, as LLaVA aligns its projector first: trained together from the start, the LoRA learns the answers'
     most common findings and the model never learns to look at the soft tokens."""
     import torch
 
-    from tango2_ros.builder.finetune import _load
+    from tango2_ros.builder.finetune import _bfloat16, _load
     from tango2_ros.builder.recipe import FinetuneConfig
 
     config = FinetuneConfig(rank=options.rank, alpha=options.alpha, steps=options.steps,
@@ -126,7 +146,7 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
                                             "down_proj"))
     tokenizer, model = _load(base_gguf, config, "cpu")
     hidden = model.get_base_model().config.hidden_size
-    project = projector(features.shape[1], options, hidden, features.mean(0), features.std(0) + 1e-6)
+    project = projector(features.shape[1], options, hidden, features.mean(0), features.std(0) + 1e-6, head)
     embed = model.get_base_model().get_input_embeddings()
     prompt_ids = _encoded_prompt(tokenizer, conventions.prompt)
     end = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
@@ -136,6 +156,7 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * step / max(options.steps, 1))
     rng, order, losses = random.Random(options.seed), [], []
+    autocast = _bfloat16(options.precision, "cpu")
     model.train()
     for step in range(options.steps):
         for parameter in lora:
@@ -151,9 +172,9 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
             width - len(prompt_ids) - len(a)) for a in answers])
         mask = torch.tensor([[1] * (options.soft_tokens + len(prompt_ids) + len(a)) + [0] * (
             width - len(prompt_ids) - len(a)) for a in answers])
-        soft = project(torch.from_numpy(features[batch]))
-        inputs = torch.cat([soft, embed(ids)], dim=1)
-        loss = model(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            inputs = torch.cat([project(torch.from_numpy(features[batch])), embed(ids)], dim=1)
+            loss = model(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -200,9 +221,10 @@ class VlmEvaluation:
     hallucinated_per_report: float  # asserted labels the truth does not hold, per study
     unusable: int  # answers that were not the JSON asked for
     seconds: dict[str, float]  # mean per study and stage
+    raw_texts: list[str]  # what the model wrote for each study
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if key != "raw_texts"}
 
 
 def evaluate(vlm, classifier, inputs: numpy.ndarray, targets: numpy.ndarray,
@@ -213,12 +235,14 @@ def evaluate(vlm, classifier, inputs: numpy.ndarray, targets: numpy.ndarray,
     counts = {label: [0, 0, 0] for label in LABEL_NAMES}  # tp, fp, fn
     agree = disagree = hallucinated = unusable = 0
     seconds = {"encoder": 0.0, "language_model": 0.0, "classifier": 0.0}
+    raw_texts = []
     for index, (volume, target) in enumerate(zip(inputs, targets)):
         model_input = volume[0].astype(numpy.float32)
         started = time.monotonic()
         findings = classifier.predict(model_input)
         seconds["classifier"] += time.monotonic() - started
         answer = vlm.read(model_input)
+        raw_texts.append(answer.raw_text)
         for stage, value in answer.seconds.items():
             seconds[stage] += value
         try:
@@ -243,7 +267,7 @@ def evaluate(vlm, classifier, inputs: numpy.ndarray, targets: numpy.ndarray,
         studies=len(inputs), micro=_prf(tp, fp, fn),
         per_label={label: _prf(*c) for label, c in counts.items() if sum(c)},
         classifier_agreement=agree / n, disagreement_rate=disagree / n, hallucinated_per_report=hallucinated / n,
-        unusable=unusable, seconds={stage: value / n for stage, value in seconds.items()})
+        unusable=unusable, seconds={stage: value / n for stage, value in seconds.items()}, raw_texts=raw_texts)
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -251,3 +275,58 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
     return {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+
+
+SETS_FILE = "vlm-sets.npz"
+
+
+def train_candidates(recipe, work_dir: Path, say: Callable[[str], None], store, cache,
+                     progress: Callable[[int, int, float], None] | None = None):
+    """The builder's road (base `new:ct-report-vlm`): pull the findings model and the language model, render the
+    phantoms, train, export the bundle. Returns (bundle folder, losses, seconds, held-out sets file, language model
+    reference); the held-out phantoms are the findings model's own evaluation seeds, which neither trained on."""
+    from tango2_ros.sdm.training import phantom_set
+    from tango2_ros.sdm.volume import Preprocessing
+
+    training, phantoms = dict(recipe.extra["training"]), recipe.extra["phantoms"]
+    pulled = {key: cache.pull(store, *training.pop(key).partition("@")[::2]) for key in ("encoder", "language_model")}
+    options = VlmTrainingOptions(**{"seed": phantoms["seed"], **training})
+    conventions = VlmConventions(Preprocessing(), pulled["language_model"].manifest.reference, options.soft_tokens)
+    encoder = extract_encoder(pulled["encoder"].primary_path, work_dir / "encoder" / ENCODER_FILE, conventions)
+    started = time.monotonic()
+    train_x, train_y = phantom_set(phantoms["seed"], phantoms["train"])
+    eval_x, eval_y = phantom_set(phantoms["seed"] + 2_000_000, phantoms["eval"])
+    say(f"      {phantoms['train']} training and {phantoms['eval']} held-out phantoms in "
+        f"{time.monotonic() - started:.0f} s; encoder from {pulled['encoder'].manifest.reference}")
+    sets = work_dir / SETS_FILE
+    numpy.savez_compressed(sets, inputs=eval_x, targets=eval_y,
+                           classifier=numpy.array(str(pulled["encoder"].primary_path)))
+    started = time.monotonic()
+    project, model, losses = train(pulled["language_model"].primary_path, encode(encoder, train_x), train_y, options,
+                                   conventions, progress, classifier_head(pulled["encoder"].primary_path))
+    seconds = time.monotonic() - started
+    bundle = export_bundle(work_dir / "f32", encoder, project, model, options)
+    return bundle, losses, seconds, sets, pulled["language_model"]
+
+
+def run_vlm(bundle: Path, base: Path, sets_file: Path, threads: int):
+    """The builder's evaluation of a bundle: micro-F1 of the asserted findings on the held-out phantoms, with the
+    agreement figures as groups; speed in studies per second."""
+    from tango2_ros.builder.evaluation import Evaluation, peak_resident_mb
+    from tango2_ros.sdm.findings import FindingsModel
+    from tango2_ros.sdm.vlm import CtReportVlm
+
+    sets = numpy.load(sets_file)
+    vlm = CtReportVlm(bundle, base, threads=threads)
+    try:
+        vlm.warm_up()
+        figures = evaluate(vlm, FindingsModel(str(sets["classifier"]), threads=threads), sets["inputs"],
+                           sets["targets"])
+    finally:
+        vlm.close()
+    per_study = sum(figures.seconds.values())
+    return Evaluation(figures.micro["f1"], 1 / per_study if per_study else 0.0, per_study, peak_resident_mb(),
+                      figures.raw_texts, {"disagreement_rate": figures.disagreement_rate,
+                                "classifier_agreement": figures.classifier_agreement,
+                                "hallucinated_per_report": figures.hallucinated_per_report})
+

@@ -3,6 +3,8 @@
     python -m tango2_ros.builder.evaluate --model M.gguf [--adapter A.gguf] --eval eval.jsonl --metric contains
     python -m tango2_ros.builder.evaluate --model model.onnx --eval pairs.jsonl          (an encoder: retrieval@1)
     python -m tango2_ros.builder.evaluate --model ct.onnx --eval sets.npz --metric micro_f1   (a CT findings model)
+    python -m tango2_ros.builder.evaluate --model BUNDLE --base M.gguf --eval sets.npz --metric vlm_micro_f1
+                                                                                         (a chest-CT VLM bundle)
 prints one JSON object: metric score (0..1), tokens/s, mean latency, peak resident memory, per-example outputs.
 Language models decode greedily through the same runtime the llm_node serves with; encoders run in onnxruntime.
 """
@@ -104,11 +106,14 @@ def run_encoder(model: Path, eval_file: Path, threads: int) -> Evaluation:
 
 
 def evaluate_in_subprocess(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tokens: int,
-                           threads: int = 2, timeout_s: float = 1800) -> Evaluation:
+                           threads: int = 2, timeout_s: float = 1800, base: Path | None = None) -> Evaluation:
+    """`base`: the language model a VLM bundle (`model`) runs on."""
     command = [sys.executable, "-m", "tango2_ros.builder.evaluate", "--model", str(model), "--eval", str(eval_file),
                "--metric", metric, "--max-tokens", str(max_tokens), "--threads", str(threads)]
     if adapter:
         command += ["--adapter", str(adapter)]
+    if base:
+        command += ["--base", str(base)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         raise RuntimeError(f"evaluation of {model.name} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
@@ -119,6 +124,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--adapter", type=Path)
+    parser.add_argument("--base", type=Path, help="the language model of a VLM bundle")
     parser.add_argument("--eval", type=Path, required=True)
     parser.add_argument("--metric", default="contains")
     parser.add_argument("--max-tokens", type=int, default=48)
@@ -128,6 +134,10 @@ def main() -> int:
         from tango2_ros.builder.ct_findings import run_findings
 
         evaluation = run_findings(args.model, args.eval, args.threads)
+    elif args.metric == "vlm_micro_f1":
+        from tango2_ros.builder.ct_vlm import run_vlm
+
+        evaluation = run_vlm(args.model, args.base, args.eval, args.threads)
     elif args.model.suffix == ".onnx":
         evaluation = run_encoder(args.model, args.eval, args.threads)
     else:

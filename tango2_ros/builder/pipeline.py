@@ -33,6 +33,7 @@ class Candidate:
     label: str  # base, f16, q8_0, ..., lora
     model: Path  # the GGUF that is loaded
     adapter: Path | None = None  # LoRA applied on top of `model`
+    base: Path | None = None  # the language model a VLM bundle (`model`, a folder) runs on
     quantization: str = ""
     evaluation: Evaluation | None = None
     failures: list[str] = field(default_factory=list)  # gates it did not pass
@@ -45,9 +46,12 @@ class Candidate:
 
     @property
     def files(self) -> list[Path]:
-        """What the artifact carries: the adapter alone, a GGUF file, or an ONNX model with its tokenizer."""
+        """What the artifact carries: the adapter alone, a GGUF file, an ONNX model with its tokenizer, or a VLM
+        bundle's files."""
         if self.adapter:
             return [self.adapter]
+        if self.model.is_dir():
+            return sorted(path for path in self.model.iterdir() if path.is_file())
         return bundle_files(self.model) if self.model.suffix == ".onnx" else [self.model]
 
     @property
@@ -58,7 +62,8 @@ class Candidate:
     @property
     def device_bytes(self) -> int:
         """What must fit on the device."""
-        return self.ship_bytes + (self.model.stat().st_size if self.adapter else 0)
+        under = self.model if self.adapter else self.base
+        return self.ship_bytes + (under.stat().st_size if under else 0)
 
 
 @dataclass
@@ -94,8 +99,9 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
     if recipe.trained_from_scratch:
         say(f"[{next(step)}/{steps}] train {recipe.base} on phantoms ({device})")
-        baseline, candidates, losses, finetune_s, eval_file = _trained_candidates(recipe, work_dir, say, train_progress)
-        base_reference, data_fingerprint = "", fingerprint_of_phantoms(recipe)
+        baseline, candidates, losses, finetune_s, eval_file, base_reference = _trained_candidates(
+            recipe, work_dir, say, train_progress, store, cache)
+        data_fingerprint = fingerprint_of_phantoms(recipe)
         eval_count = recipe.extra["phantoms"]["eval"]
     else:
         say(f"[{next(step)}/{steps}] base model {recipe.base}")
@@ -108,9 +114,13 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
     say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
         f"({recipe.metric})")
+    evaluated: dict[tuple, Evaluation] = {}  # a network trained here is its own baseline: evaluated once
     for candidate in [baseline, *candidates]:
-        candidate.evaluation = evaluate_in_subprocess(candidate.model, candidate.adapter, eval_file, recipe.metric,
-                                                      recipe.max_tokens)
+        key = (candidate.model, candidate.adapter)
+        if key not in evaluated:
+            evaluated[key] = evaluate_in_subprocess(candidate.model, candidate.adapter, eval_file, recipe.metric,
+                                                    recipe.max_tokens, base=candidate.base)
+        candidate.evaluation = evaluated[key]
         e = candidate.evaluation
         say(f"      {candidate.label:<7} {recipe.metric} {e.metric:.2f}  {e.tokens_per_s:6.1f} {speed_unit(recipe)}  "
             f"peak {e.peak_memory_mb:5.0f} MB  file {candidate.ship_bytes / MB:6.1f} MB")
@@ -134,7 +144,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
 
 def speed_unit(recipe: Recipe) -> str:
-    return "studies/s" if recipe.metric == "micro_f1" else "tok/s"
+    return "studies/s" if recipe.metric in ("micro_f1", "vlm_micro_f1") else "tok/s"
 
 
 def fingerprint_of_phantoms(recipe: Recipe) -> str:
@@ -145,13 +155,22 @@ def fingerprint_of_phantoms(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(recipe.extra, sort_keys=True).encode()).hexdigest()
 
 
-def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress):
+def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress, store: Store, cache: ArtifactCache):
+    """A network trained here: (baseline, candidates, losses, seconds, held-out sets, reference of the base model
+    it runs on: '' for the findings network, the language model for the VLM)."""
+    if recipe.task == "vlm":
+        from tango2_ros.builder.ct_vlm import train_candidates as train_vlm
+
+        bundle, losses, seconds, eval_file, language_model = train_vlm(recipe, work_dir, say, store, cache, progress)
+        say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps in {seconds:.0f} s")
+        candidate = Candidate("f32", bundle, base=language_model.primary_path, quantization="f32")
+        return candidate, [candidate], losses, seconds, eval_file, language_model.manifest.reference
     from tango2_ros.builder.ct_findings import train_candidates
 
     exported, models, losses, seconds, eval_file = train_candidates(recipe, work_dir, say, progress)
     say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} epochs in {seconds:.0f} s")
     candidates = [Candidate(level, model, quantization=level) for level, model in models.items()]
-    return Candidate("base", exported), candidates, losses, seconds, eval_file
+    return Candidate("base", exported), candidates, losses, seconds, eval_file, ''
 
 
 def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step, steps: int, device: str,

@@ -24,6 +24,11 @@ domain's own check (metric `fact_check`: the share of answers the check leaves u
 A third kind of base, `new:ct-findings-3d`, is a network trained from scratch (tango2_ros.sdm.training) on
 synthetic chest CTs: `data` then gives phantom counts {train: 900, tune: 150, eval: 200, seed: 0}, `training`
 its options {epochs, batch_size, learning_rate}; it is exported to ONNX (f32, int8) and scored by micro-F1.
+`new:ct-report-vlm` is the chest-CT vision-language model (tango2_ros.builder.ct_vlm): the findings network's
+trunk as encoder, a projector and a LoRA on a GGUF language model trained on phantoms and teacher reports;
+`training` names {encoder: findings artifact, language_model: GGUF artifact} and {steps, align_steps,
+batch_size, learning_rate, soft_tokens, rank}; it is published as one bundle and scored by the micro-F1 of the
+findings its text asserts (`vlm_micro_f1`).
 
 Device profiles come from config/device_profiles.yaml (budgets: file size, memory, tokens/s); a recipe may add
 its own under `device_profile_budgets`.
@@ -44,13 +49,18 @@ from tango2_ros.errors import UserError
 # Two kinds of base: a GGUF language model (an artifact or a file) is fine-tuned and quantised with llama.cpp;
 # a transformers encoder folder is exported to ONNX and quantised with onnxruntime.
 QUANTIZATIONS = {"gguf": ("f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q4_1"), "onnx": ("f32", "int8")}
-METRICS = {"gguf": ("exact_match", "contains", "json_valid", "fact_check"), "onnx": ("retrieval",), "ct-findings": ("micro_f1",)}
+METRICS = {"gguf": ("exact_match", "contains", "json_valid", "fact_check"), "onnx": ("retrieval",),
+           "ct-findings": ("micro_f1",), "ct-report-vlm": ("vlm_micro_f1",)}
 DEFAULTS = {"gguf": {"task": "llm", "quantizations": ["q8_0"], "metric": "contains"},
             "onnx": {"task": "embedding", "quantizations": ["f32", "int8"], "metric": "retrieval"},
-            "ct-findings": {"task": "classifier", "quantizations": ["f32", "int8"], "metric": "micro_f1"}}
-TRAINED_BASES = {"new:ct-findings-3d": "ct-findings"}
+            "ct-findings": {"task": "classifier", "quantizations": ["f32", "int8"], "metric": "micro_f1"},
+            "ct-report-vlm": {"task": "vlm", "quantizations": ["f32"], "metric": "vlm_micro_f1"}}
+TRAINED_BASES = {"new:ct-findings-3d": "ct-findings", "new:ct-report-vlm": "ct-report-vlm"}
 PHANTOM_KEYS = {"train": (16, 100000), "tune": (8, 100000), "eval": (8, 100000), "seed": (0, 2 ** 31)}
-TRAINING_KEYS = {"epochs": (1, 1000), "batch_size": (1, 256), "learning_rate": (1e-6, 1.0)}
+TRAINING_KEYS = {"ct-findings": {"epochs": (1, 1000), "batch_size": (1, 256), "learning_rate": (1e-6, 1.0)},
+                 "ct-report-vlm": {"steps": (1, 100000), "align_steps": (0, 100000), "batch_size": (1, 256),
+                                   "learning_rate": (1e-6, 1.0), "soft_tokens": (1, 256), "rank": (1, 256)}}
+TRAINING_MODELS = {"ct-report-vlm": ("encoder", "language_model")}  # artifacts the training starts from
 TOP_KEYS = {"name", "version", "description", "base", "data", "teacher", "finetune", "training", "quantizations",
             "publish_adapter", "evaluation", "gates", "device_profiles", "device_profile_budgets"}
 TEACHER_KEYS = {"name": None, "train": (1, 100000), "eval": (1, 100000), "seed": (0, 2 ** 31), "languages": None}
@@ -257,11 +267,17 @@ def _trained_recipe(path: Path, data: dict, data_section: dict, fail) -> Recipe:
                 for key, (low, high) in PHANTOM_KEYS.items()}
     unknown = sorted(set(data_section) - set(PHANTOM_KEYS))
     training_section = _mapping(data, "training", fail)
-    unknown += sorted(f"training.{k}" for k in set(training_section) - set(TRAINING_KEYS))
+    models = TRAINING_MODELS.get(kind, ())
+    unknown += sorted(f"training.{k}" for k in set(training_section) - set(TRAINING_KEYS[kind]) - set(models))
     if unknown:
         raise fail(f"unknown key(s) {', '.join(unknown)}")
     training = {key: _number(training_section[key], f"training.{key}", fail, float if key == "learning_rate" else int,
-                             low, high) for key, (low, high) in TRAINING_KEYS.items() if key in training_section}
+                             low, high) for key, (low, high) in TRAINING_KEYS[kind].items() if key in training_section}
+    for key in models:
+        reference = str(training_section.get(key, ""))
+        if "@" not in reference:
+            raise fail(f"training.{key} must name an artifact NAME@VERSION|TAG, not {reference!r}")
+        training[key] = reference
     defaults = DEFAULTS[kind]
     quantizations = tuple(str(q) for q in data.get("quantizations", defaults["quantizations"]))
     for quantization in quantizations:

@@ -101,6 +101,50 @@ def test_builder_trains_exports_quantises_and_gates_a_findings_model(tmp_path):
             load_recipe(bad)
 
 
+def test_builder_trains_a_vlm_bundle_from_the_findings_model_and_the_language_model(tmp_path):
+    """The VLM's road at toy size: the encoder cut from the findings artifact, projector and LoRA trained on
+    phantoms, the bundle evaluated through llama.cpp in its own process (read from the registry, nothing
+    published)."""
+    from tango2_ros import paths
+    from tango2_ros.builder.pipeline import build
+    from tango2_ros.builder.recipe import load_recipe
+    from tango2_ros.core.artifacts.cache import ArtifactCache
+    from tango2_ros.core.artifacts.signing import TrustStore
+    from tango2_ros.core.artifacts.stores import open_store
+    from tango2_ros.errors import UserError
+    from tango2_ros.sdm.vlm import ADAPTER_FILE, ENCODER_FILE, PROJECTOR_FILE, CtReportVlm, read_conventions
+
+    recipe_file = tmp_path / "recipe.yaml"
+    head = "name: ct-vlm-toy\nversion: 0.1.0\nbase: new:ct-report-vlm\n"
+    models = "encoder: ct-findings-phantom@1.1.0-f32, language_model: smollm2-135m-instruct@1.0.0"
+    recipe_file.write_text(
+        head + "data: {train: 16, eval: 8, seed: 5}\n"
+        f"training: {{{models}, steps: 2, align_steps: 1, batch_size: 2, soft_tokens: 2, rank: 2}}\n"
+        "evaluation: {metric: vlm_micro_f1}\ngates: {min_metric: 0.0}\n")
+    recipe = load_recipe(recipe_file)
+    assert recipe.trained_from_scratch and recipe.task == "vlm" and recipe.quantizations == ("f32",)
+    trust = TrustStore(paths.trusted_keys_dir())
+    result = build(recipe, open_store(paths.default_store()), ArtifactCache(paths.cache_dir(), trust), trust,
+                   tmp_path / "no.key", tmp_path / "work", say=lambda line: None, publish=False)
+    [candidate] = result.candidates
+    assert len(result.losses) == 2 and candidate.evaluation is result.baseline.evaluation
+    assert [f.name for f in candidate.files] == [ADAPTER_FILE, ENCODER_FILE, PROJECTOR_FILE]
+    assert 0.0 <= candidate.evaluation.metric <= 1.0 and len(candidate.evaluation.outputs) == 8
+    assert set(candidate.evaluation.groups) == {"disagreement_rate", "classifier_agreement", "hallucinated_per_report"}
+    assert candidate.device_bytes > candidate.ship_bytes  # the base language model is part of what the device holds
+    conventions = read_conventions(candidate.model)
+    assert conventions.base_model == "smollm2-135m-instruct@1.0.0" and conventions.soft_tokens == 2
+    CtReportVlm(candidate.model, candidate.base, threads=1).close()
+    for text, message in (("training: {" + models + ", epochs: 3}", "unknown key"),
+                          ("training: {encoder: ct.onnx, language_model: smollm2-135m-instruct@1.0.0}",
+                           "training.encoder must name an artifact"),
+                          ("training: {" + models + ", soft_tokens: 0}", "training.soft_tokens"),
+                          ("training: {" + models + "}\nevaluation: {metric: micro_f1}", "unknown metric")):
+        recipe_file.write_text(head + "data: {eval: 8}\n" + text + "\n")
+        with pytest.raises(UserError, match=message):
+            load_recipe(recipe_file)
+
+
 @pytest.fixture(scope="module")
 def findings_model() -> Path:
     from tango2_ros.cli.model_files import model_file

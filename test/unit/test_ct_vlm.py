@@ -157,29 +157,3 @@ def test_the_classifier_checks_every_sentence_the_vlm_writes():
     assert disagreements(f"{draft.findings_text}\n{draft.impression}", findings) == []
     assert "Emphysema is present." in draft.findings_text
     assert answer_assertions("no JSON, but there is no consolidation and a pleural effusion.") == ["Pleural effusion"]
-
-
-def test_the_learning_recipe_runs_at_a_tiny_scale(tmp_path):
-    """Phantoms -> encoder features -> projector and LoRA trained together -> a bundle llama.cpp serves."""
-    from tango2_ros.builder.ct_vlm import VlmTrainingOptions, encode, export_bundle, extract_encoder, train
-    from tango2_ros.sdm.training import phantom_batch
-    from tango2_ros.sdm.vlm import ENCODER_FILE, CtReportVlm, VlmConventions
-
-    conventions = VlmConventions(Preprocessing(), "smollm2-135m-instruct@1.0.0", 2)
-    options = VlmTrainingOptions(soft_tokens=2, projector_hidden=16, steps=2, align_steps=1, batch_size=2, rank=2,
-                                 alpha=4)
-    encoder = extract_encoder(FINDINGS_ONNX, tmp_path / "work" / ENCODER_FILE, conventions)
-    inputs, targets = phantom_batch([5, 6, 7])
-    features = encode(encoder, inputs)
-    assert features.shape == (3, 128) and numpy.isfinite(features).all()
-    losses = []
-    project, model, _ = train(default_llm_path(), features, targets, options, conventions,
-                              lambda step, total, loss: losses.append((step, total, loss)))
-    assert [(s, t) for s, t, _ in losses] == [(1, 2), (2, 2)] and all(numpy.isfinite(l) for *_, l in losses)
-    export_bundle(tmp_path / "bundle", encoder, project, model, options)
-    vlm = CtReportVlm(tmp_path / "bundle", default_llm_path(), threads=1)
-    try:
-        assert vlm.soft_tokens(inputs[0, 0].astype(numpy.float32)).shape == (2, 576)
-        assert vlm.read(inputs[0, 0].astype(numpy.float32), max_tokens=8).error == ""
-    finally:
-        vlm.close()

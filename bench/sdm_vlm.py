@@ -1,0 +1,137 @@
+"""The chest-CT vision-language model on held-out phantoms, against the classifier pipeline, in one run.
+
+Studies: phantoms of seeds from 2000000 on (the findings model's own evaluation seeds: neither the findings network
+nor the VLM trained on any of them), rendered on the scanner grid and read through the pipeline's preprocessing.
+Per study, the VLM (`ct-report-vlm`, encoder + projector + LoRA on SmolLM2-135M, through llama.cpp) writes the
+report from the volume; the findings classifier rates the same volume. Reported: micro-F1 (all 18 labels) of the
+findings the raw text asserts against the truth, beside the classifier's micro-F1 (the ten labels it assesses) (the
+baseline: the ratio is VLM / classifier); reports whose raw text disagrees with the classifier (before the check)
+and, after the check, the share whose text agrees with the findings (the check's guarantee, measured); asserted
+findings the truth does not hold per report; seconds per study by stage (preprocessing, encoder, language model)
+and the whole VLM path against the classifier path (preprocessing + classifier); peak resident memory.
+Run: .venv/bin/python bench/sdm_vlm.py [--studies N] [--vlm NAME@SPEC|BUNDLE] [--threads N] [--json]
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parser, report  # noqa: E402
+
+from tango2_ros.builder.ct_vlm import VlmEvaluation  # noqa: E402
+from tango2_ros.cli.model_files import model_file, model_folder  # noqa: E402
+from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, DEFAULT_VLM  # noqa: E402
+from tango2_ros.errors import UserError  # noqa: E402
+from tango2_ros.sdm.findings import FindingsModel  # noqa: E402
+from tango2_ros.sdm.labels import LABEL_NAMES  # noqa: E402
+from tango2_ros.sdm.phantom import Grid, random_findings, render  # noqa: E402
+from tango2_ros.sdm.report import checked_draft, disagreements  # noqa: E402
+from tango2_ros.sdm.training import f1_counts  # noqa: E402
+from tango2_ros.sdm.vlm import CtReportVlm, disagreements_with, read_conventions  # noqa: E402
+from tango2_ros.sdm.volume import CtVolume, preprocess  # noqa: E402
+
+HELD_OUT_SEED = 2_000_000
+
+
+def study(seed: int) -> tuple[CtVolume, numpy.ndarray]:
+    """A held-out phantom as the scanner gives it (HU on its grid) and its 18 true labels."""
+    rng = numpy.random.default_rng(seed + 7_000_000)  # as tango2_ros.sdm.training renders its phantoms
+    grid = Grid()
+    phantom = render(random_findings(rng), seed=seed, grid=grid)
+    truth = phantom.truth()
+    return CtVolume(hu=phantom.hu.astype(numpy.float32), spacing=grid.spacing), \
+        numpy.array([truth[label] for label in LABEL_NAMES], dtype=bool)
+
+
+def main() -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--studies", type=int, default=200)
+    p.add_argument("--vlm", default=DEFAULT_VLM, help="the VLM bundle (folder) or artifact")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    try:
+        folder, name, version = model_folder(args.vlm)
+        base, *_ = model_file(read_conventions(folder).base_model)
+        classifier = FindingsModel(model_file(DEFAULT_FINDINGS_MODEL)[0], threads=args.threads)
+    except UserError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    vlm = CtReportVlm(folder, base, threads=args.threads, name=name, version=version)
+    try:
+        vlm.warm_up()
+        figures, classifier_f1, seconds, agree_after = run(vlm, classifier, args.studies)
+    finally:
+        vlm.close()
+    vlm_path = seconds["preprocessing"] + seconds["encoder"] + seconds["language_model"]
+    classifier_path = seconds["preprocessing"] + seconds["classifier"]
+    data = {"vlm": vlm.identity.label, "studies": args.studies, "held_out": f"phantom seeds {HELD_OUT_SEED}+",
+            "micro": figures.micro, "per_label": figures.per_label, "classifier_micro_f1": classifier_f1,
+            "f1_ratio_vlm_vs_classifier": figures.micro["f1"] / classifier_f1 if classifier_f1 else float("nan"),
+            "disagreement_rate_before_check": figures.disagreement_rate,
+            "agreement_after_check": agree_after, "hallucinated_per_report": figures.hallucinated_per_report,
+            "unusable": figures.unusable, "seconds_per_study": {**seconds, "vlm_path": vlm_path,
+                                                                "classifier_path": classifier_path},
+            "time_ratio_vlm_vs_classifier": vlm_path / classifier_path if classifier_path else float("nan"),
+            "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    lines = [f"{vlm.identity.label} on {args.studies} held-out phantoms (seeds {HELD_OUT_SEED}+):",
+             f"  micro-F1 of the asserted findings {figures.micro['f1']:.3f} (P {figures.micro['precision']:.3f}, "
+             f"R {figures.micro['recall']:.3f}); classifier {classifier_f1:.3f}; ratio "
+             f"{data['f1_ratio_vlm_vs_classifier']:.3f}",
+             f"  raw text disagrees with the classifier in {figures.disagreement_rate:.1%} of reports; after the "
+             f"check the text agrees in {agree_after:.1%}; {figures.hallucinated_per_report:.2f} hallucinated "
+             f"findings per report; {figures.unusable} unusable answers",
+             "  seconds per study: " + ", ".join(f"{stage} {value:.3f}" for stage, value in seconds.items()),
+             f"  VLM path {vlm_path:.3f} s vs classifier path {classifier_path:.3f} s "
+             f"(ratio {data['time_ratio_vlm_vs_classifier']:.1f}); peak memory {data['peak_memory_mb']:.0f} MB"]
+    report(args, data, lines)
+    return 0
+
+
+def run(vlm: CtReportVlm, classifier: FindingsModel, count: int):
+    """Every study through both paths: (the VLM's figures, the classifier's micro-F1, mean seconds per stage,
+    the share of checked texts that agree with the classifier)."""
+    from tango2_ros.builder.ct_vlm import _prf
+
+    counts = {label: [0, 0, 0] for label in LABEL_NAMES}
+    truths, rated = [], []
+    disagree = hallucinated = unusable = agree_after = 0
+    seconds = {"preprocessing": 0.0, "encoder": 0.0, "language_model": 0.0, "classifier": 0.0}
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + count):
+        volume, truth = study(seed)
+        started = time.monotonic()
+        model_input = preprocess(volume, vlm.preprocessing)
+        seconds["preprocessing"] += time.monotonic() - started
+        started = time.monotonic()
+        findings = classifier.predict(model_input)
+        seconds["classifier"] += time.monotonic() - started
+        answer = vlm.read(model_input)
+        for stage, value in answer.seconds.items():
+            seconds[stage] += value
+        asserted = set(answer.asserted)
+        for label, true in zip(LABEL_NAMES, truth):
+            counts[label][0] += label in asserted and true
+            counts[label][1] += label in asserted and not true
+            counts[label][2] += label not in asserted and true
+        hallucinated += len(asserted - {label for label, true in zip(LABEL_NAMES, truth) if true})
+        disagree += bool(disagreements_with(sorted(asserted), findings))
+        draft = checked_draft(answer.raw_text, findings, vlm.identity.label)
+        unusable += draft.unusable
+        agree_after += not disagreements(f"{draft.findings_text}\n{draft.impression}", findings)
+        truths.append(truth)
+        rated.append([f.present for f in findings])
+    tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
+    trained = [LABEL_NAMES.index(label) for label in classifier.trained]
+    classifier_f1 = f1_counts(numpy.array(rated)[:, trained], numpy.array(truths)[:, trained])[0]
+    figures = VlmEvaluation(count, _prf(tp, fp, fn), {label: _prf(*c) for label, c in counts.items() if sum(c)},
+                            1 - disagree / count, disagree / count, hallucinated / count, unusable,
+                            {stage: value / count for stage, value in seconds.items()}, [])
+    return figures, classifier_f1, figures.seconds, agree_after / count
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
