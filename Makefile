@@ -105,6 +105,7 @@ releases: setup
 	$(BIN)/tango2 learn recipes/ct-findings-phantom/recipe.yaml --store build/rebuilt-store
 	$(BIN)/tango2 learn recipes/sds-bridge/recipe.yaml --store build/rebuilt-store
 	$(BIN)/tango2 learn recipes/sdm-report/recipe.yaml --store build/rebuilt-store
+	$(BIN)/tango2 learn recipes/ct-report-vlm/recipe.yaml --store build/rebuilt-store
 	$(BIN)/tango2 learn recipes/lam-tomato/recipe.yaml --store build/rebuilt-store
 
 clean:

@@ -38,14 +38,14 @@ from tango2_ros.sdm.volume import CtVolume, preprocess  # noqa: E402
 HELD_OUT_SEED = 2_000_000
 
 
-def study(seed: int) -> tuple[CtVolume, numpy.ndarray]:
+def study(seed: int) -> tuple[CtVolume, list[bool]]:
     """A held-out phantom as the scanner gives it (HU on its grid) and its 18 true labels."""
     rng = numpy.random.default_rng(seed + 7_000_000)  # as tango2_ros.sdm.training renders its phantoms
     grid = Grid()
     phantom = render(random_findings(rng), seed=seed, grid=grid)
     truth = phantom.truth()
     return CtVolume(hu=phantom.hu.astype(numpy.float32), spacing=grid.spacing), \
-        numpy.array([truth[label] for label in LABEL_NAMES], dtype=bool)
+        [bool(truth[label]) for label in LABEL_NAMES]
 
 
 def main() -> int:
@@ -126,7 +126,7 @@ def run(vlm: CtReportVlm, classifier: FindingsModel, count: int):
         rated.append([f.present for f in findings])
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
     trained = [LABEL_NAMES.index(label) for label in classifier.trained]
-    classifier_f1 = f1_counts(numpy.array(rated)[:, trained], numpy.array(truths)[:, trained])[0]
+    classifier_f1 = float(f1_counts(numpy.array(rated)[:, trained], numpy.array(truths)[:, trained])[0])
     figures = VlmEvaluation(count, _prf(tp, fp, fn), {label: _prf(*c) for label, c in counts.items() if sum(c)},
                             1 - disagree / count, disagree / count, hallucinated / count, unusable,
                             {stage: value / count for stage, value in seconds.items()}, [])

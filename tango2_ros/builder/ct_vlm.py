@@ -301,11 +301,21 @@ def train_candidates(recipe, work_dir: Path, say: Callable[[str], None], store, 
     sets = work_dir / SETS_FILE
     numpy.savez_compressed(sets, inputs=eval_x, targets=eval_y,
                            classifier=numpy.array(str(pulled["encoder"].primary_path)))
+    bundle, stamp = work_dir / "f32", work_dir / "training.json"
+    key = {"extra": recipe.extra, "encoder": pulled["encoder"].manifest.reference,
+           "language_model": pulled["language_model"].manifest.reference}
+    done = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if done.get("key") == key and all((bundle / name).is_file() for name in (ENCODER_FILE, PROJECTOR_FILE,
+                                                                                ADAPTER_FILE)):
+        say(f"      reusing the training of a previous run ({stamp})")  # a build stopped later resumes here
+        return bundle, done["losses"], done["seconds"], sets, pulled["language_model"]
+    stamp.unlink(missing_ok=True)
     started = time.monotonic()
     project, model, losses = train(pulled["language_model"].primary_path, encode(encoder, train_x), train_y, options,
                                    conventions, progress, classifier_head(pulled["encoder"].primary_path))
     seconds = time.monotonic() - started
-    bundle = export_bundle(work_dir / "f32", encoder, project, model, options)
+    export_bundle(bundle, encoder, project, model, options)
+    stamp.write_text(json.dumps({"key": key, "losses": losses, "seconds": seconds}))  # written last
     return bundle, losses, seconds, sets, pulled["language_model"]
 
 

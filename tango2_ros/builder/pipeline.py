@@ -68,6 +68,8 @@ class Candidate:
 
 @dataclass
 class BuildResult:
+    """What a build made; `evaluated` lists the baseline and the candidates, the baseline once when it is one."""
+
     recipe: Recipe
     candidates: list[Candidate]
     baseline: Candidate
@@ -76,6 +78,10 @@ class BuildResult:
     finetune_s: float
     data_fingerprint: str
     work_dir: Path
+
+    @property
+    def evaluated(self) -> list[Candidate]:
+        return [self.baseline, *(c for c in self.candidates if c is not self.baseline)]
 
 
 def version_of(recipe: Recipe, label: str) -> str:
@@ -115,12 +121,12 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
     say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
         f"({recipe.metric})")
     evaluated: dict[tuple, Evaluation] = {}  # a network trained here is its own baseline: evaluated once
-    for candidate in [baseline, *candidates]:
-        key = (candidate.model, candidate.adapter)
-        if key not in evaluated:
-            evaluated[key] = evaluate_in_subprocess(candidate.model, candidate.adapter, eval_file, recipe.metric,
-                                                    recipe.max_tokens, base=candidate.base)
-        candidate.evaluation = evaluated[key]
+    for candidate in [baseline, *(c for c in candidates if c is not baseline)]:
+        files = (candidate.model, candidate.adapter)
+        if files not in evaluated:
+            evaluated[files] = evaluate_in_subprocess(candidate.model, candidate.adapter, eval_file, recipe.metric,
+                                                      recipe.max_tokens, base=candidate.base)
+        candidate.evaluation = evaluated[files]
         e = candidate.evaluation
         say(f"      {candidate.label:<7} {recipe.metric} {e.metric:.2f}  {e.tokens_per_s:6.1f} {speed_unit(recipe)}  "
             f"peak {e.peak_memory_mb:5.0f} MB  file {candidate.ship_bytes / MB:6.1f} MB")
@@ -162,7 +168,8 @@ def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress, store: St
         from tango2_ros.builder.ct_vlm import train_candidates as train_vlm
 
         bundle, losses, seconds, eval_file, language_model = train_vlm(recipe, work_dir, say, store, cache, progress)
-        say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps in {seconds:.0f} s")
+        if losses:
+            say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps in {seconds:.0f} s")
         candidate = Candidate("f32", bundle, base=language_model.primary_path, quantization="f32")
         return candidate, [candidate], losses, seconds, eval_file, language_model.manifest.reference
     from tango2_ros.builder.ct_findings import train_candidates

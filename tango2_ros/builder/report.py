@@ -19,23 +19,23 @@ def write_report(result: BuildResult) -> tuple[Path, Path]:
     ]
     if result.losses:
         lines.append(f"- {'training' if recipe.trained_from_scratch else 'LoRA fine-tune'}: {len(result.losses)} "
-                     f"{'epochs' if recipe.trained_from_scratch else 'steps'}, loss {result.losses[0]:.3f} -> "
+                     f"{'epochs' if recipe.task == 'classifier' else 'steps'}, loss {result.losses[0]:.3f} -> "
                      f"{result.losses[-1]:.3f}, {result.finetune_s:.0f} s")
     lines += ["", f"| candidate | version | kind | ships (MB) | on device (MB) | {recipe.metric} | {speed_unit(recipe)} | "
               "peak memory (MB) | gates | device profiles |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for candidate in [result.baseline, *result.candidates]:
+    for candidate in result.evaluated:
         e = candidate.evaluation
-        gate = "baseline" if candidate is result.baseline else ("; ".join(candidate.failures) or "pass")
+        gate = "baseline" if candidate not in result.candidates else ("; ".join(candidate.failures) or "pass")
         lines.append(
             f"| {candidate.label} | {candidate.version or '-'} | {candidate.kind} | {candidate.ship_bytes / MB:.1f} | "
             f"{candidate.device_bytes / MB:.1f} | {e.metric:.2f} | {e.tokens_per_s:.1f} | {e.peak_memory_mb:.0f} | "
             f"{gate} | {', '.join(candidate.profiles) or '-'} |"
         )
-    groups = sorted({g for c in [result.baseline, *result.candidates] for g in c.evaluation.groups})
+    groups = sorted({g for c in result.evaluated for g in c.evaluation.groups})
     if groups:  # a teacher's metric per task and language
         lines += ["", f"| candidate | {' | '.join(groups)} |", "|---|" + "---|" * len(groups)]
         lines += [f"| {c.label} | " + " | ".join(f"{c.evaluation.groups.get(g, float('nan')):.2f}" for g in groups) + " |"
-                  for c in [result.baseline, *result.candidates]]
+                  for c in result.evaluated]
     lines += ["", "Tags: " + (", ".join(f"`{t}` -> {v}" for t, v in result.tags.items()) or "none"), "",
               f"![quality versus size and speed]({plot.name})", ""]
     markdown = result.work_dir / "report.md"
@@ -45,7 +45,9 @@ def write_report(result: BuildResult) -> tuple[Path, Path]:
 
 def _eval_set(recipe) -> str:
     if recipe.eval is None:
-        return f"{recipe.extra['phantoms']['eval']} held-out phantoms (per-label thresholds from the tuning set)"
+        return f"{recipe.extra['phantoms']['eval']} held-out phantoms" + (
+            " (per-label thresholds from the tuning set)" if recipe.task == "classifier" else
+            " (the findings model's evaluation seeds), the findings the generated text asserts")
     return f"`{recipe.eval.name}`, greedy, max {recipe.max_tokens} tokens"
 
 
@@ -56,7 +58,7 @@ def _plot(result: BuildResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    candidates = [result.baseline, *result.candidates]
+    candidates = result.evaluated
     sizes = [c.device_bytes / MB for c in candidates]
     quality = [c.evaluation.metric for c in candidates]
     speed = [c.evaluation.tokens_per_s for c in candidates]

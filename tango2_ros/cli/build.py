@@ -67,7 +67,7 @@ def run(args) -> int:
         "losses": result.losses, "data_fingerprint": result.data_fingerprint,
         "candidates": [{"label": c.label, "version": c.version, "kind": c.kind, "ship_mb": c.ship_bytes / 1e6,
                         "device_mb": c.device_bytes / 1e6, "failures": c.failures, "profiles": c.profiles,
-                        **c.evaluation.__dict__} for c in [result.baseline, *result.candidates]],
+                        **c.evaluation.__dict__} for c in result.evaluated],
     }
     published = [c.version for c in result.candidates if c.version]
     emit(args, data, f"published {', '.join(published) or 'nothing'}; tags "

@@ -29,7 +29,7 @@ from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
 
 DEFAULT_FINDINGS_MODEL = "ct-findings-phantom@best-hospital-edge-cpu"
-DEFAULT_VLM = "ct-report-vlm@latest"
+DEFAULT_VLM = "ct-report-vlm@best-hospital-edge-cpu"
 WRITERS = ("llm", "vlm", "standard")
 
 

@@ -3,8 +3,11 @@
 Studies arrive by DICOM C-STORE (`dicom_port`, only from `allowed_aets`, CT image storage only) or by the
 `ReportCT` action (`sdm/report_ct`: a series folder, a .nii.gz/.mha file, or the key of a study received earlier,
 with stage/progress feedback). One worker thread runs each through tango2_ros.sdm.pipeline: the findings model
-(ONNX, hot-swapped through `~/load_model`) -> the report text from the llm_node (`llm_action`, Generate with the
-findings' JSON Schema; empty = standard wording) -> `CTReport` on `sdm/report`, the SR to the PACS over STOW-RS
+(ONNX, hot-swapped through `~/load_model`) -> the report text (`writer`): from the llm_node (`llm`: `llm_action`,
+Generate with the findings' JSON Schema; empty = standard wording), from the chest-CT vision-language model reading
+the volume in this node (`vlm`: `vlm_bundle` on `vlm_base`, loaded at configure; the model manager cannot deploy
+it yet), or standard wording (`standard`); every sentence a model writes is checked against the findings
+-> `CTReport` on `sdm/report`, the SR to the PACS over STOW-RS
 (`pacs_dicomweb`, through the `sr_outbox` when the PACS cannot take it) and a FHIR DiagnosticReport (`fhir_dir`).
 Logs and topics carry only a de-identified study key. A bad study fails with its reason on /diagnostics and in
 the action result, and nothing is sent to the PACS for it. With `shadow_llm_action` a candidate writer in an
@@ -18,7 +21,7 @@ from rclpy.action import ActionServer, GoalResponse
 
 from tango2_msgs.action import ReportCT
 from tango2_msgs.msg import CTReport
-from tango2_ros.core.runtime.base import NoModelError
+from tango2_ros.core.runtime.base import ModelLoadError, NoModelError
 from tango2_ros.core.runtime.serving import ModelSpec, ServingStatus
 from tango2_ros.core.shadow import ShadowGate
 from tango2_ros.errors import UserError
@@ -32,8 +35,12 @@ from tango2_ros.sdm.pacs import ReceiverSettings, StoreReceiver
 from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
 from tango2_ros.sdm.report import Draft, asked_draft, prompt, schema
 from tango2_ros.sdm.shadowing import judge_draft
+from tango2_ros.sdm.vlm import CtReportVlm, VlmWriter
 from tango2_ros.sdm.volume import StudyLimits
 from tango2_ros.sdm.worker import StudyWorker
+
+
+WRITERS = ("llm", "vlm", "standard")
 
 
 class CtReportNode(Tango2Node):
@@ -41,7 +48,13 @@ class CtReportNode(Tango2Node):
         super().__init__("ct_report")
         self.declare("findings_model", "", "ONNX findings model with tango2.ct_findings metadata; empty = none until "
                      "the model manager deploys one through ~/load_model.")
+        self.declare("writer", "llm", "Who writes the text: llm (the llm_node, from the findings), vlm (the "
+                     "vision-language model, from the volume) or standard (standard wording).")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = standard wording.")
+        self.declare("vlm_bundle", "", "Folder of the VLM bundle (ct-encoder.onnx, ct-projector.onnx, adapter) for "
+                     "writer vlm.")
+        self.declare("vlm_base", "", "The GGUF language model the VLM bundle runs on.")
+        self.declare("vlm_threads", 2, "CPU threads of the VLM.", min_value=1, max_value=64)
         self.declare("llm_timeout_s", 120.0, "Give up on the language model after this; standard wording then.",
                      min_value=1.0, max_value=3600.0)
         self.declare("shadow_llm_action", "", "Generate action of a candidate writer in shadow, asked after each "
@@ -56,15 +69,25 @@ class CtReportNode(Tango2Node):
                                   30.0, "reading of a blank volume")
         self._worker = StudyWorker(self._process, self._on_failure, on_busy=self.hold_swaps)
         self._desk = ReportDesk()
-        self._receiver = self._llm = self._action = self._publisher = self._shadow = None
+        self._receiver = self._llm = self._action = self._publisher = self._shadow = self._vlm = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        if self.param("findings_model"):
-            self.model.load(ModelSpec(self.param("findings_model")), required=True)
+        writer = self.param("writer")
+        if writer not in WRITERS:
+            raise ModelLoadError(f"writer {writer!r} is not one of {', '.join(WRITERS)}")
+        if writer == "vlm":
+            self._vlm = VlmWriter(CtReportVlm(self.param("vlm_bundle"), self.param("vlm_base"),
+                                              threads=self.param("vlm_threads")))
+        try:
+            if self.param("findings_model"):
+                self.model.load(ModelSpec(self.param("findings_model")), required=True)
+        except ModelLoadError:
+            self._close_vlm()  # a failed transition leaves nothing loaded
+            raise
         self.model.start()
         self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
-        if self.param("llm_action"):
+        if self.param("llm_action") and writer == "llm":
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
         if self.param("shadow_llm_action"):
             self._shadow = ShadowCandidate(self, self.param("shadow_llm_action"), judge_draft,
@@ -96,7 +119,13 @@ class CtReportNode(Tango2Node):
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
         self._action = self._llm = self._publisher = self._shadow = None
+        self._close_vlm()
         self.model.stop()
+
+    def _close_vlm(self) -> None:
+        if self._vlm is not None:
+            self._vlm.vlm.close()
+            self._vlm = None
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def _on_series(self, datasets: list, calling_aet: str) -> None:
@@ -126,7 +155,8 @@ class CtReportNode(Tango2Node):
             self._shadow.preempt()  # the serving writer goes first
         try:
             with self.model.served.slot.lease() as model:
-                pipeline = ReportPipeline(model, self._write, self.settings(StudyLimits), self.param("study_salt"))
+                pipeline = ReportPipeline(model, self._vlm or self._write, self.settings(StudyLimits),
+                                          self.param("study_salt"))
                 report = pipeline.run(source, feedback)
         except NoModelError:
             raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)") \

@@ -64,7 +64,8 @@ def diagnostic_report(report: StudyReport, issued: datetime.datetime | None = No
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
     issued = issued or datetime.datetime.now(datetime.timezone.utc)
-    text = f"FINDINGS:\n{report.draft.findings_text}\n\nIMPRESSION:\n{report.draft.impression}\n\n{report.disclaimer}"
+    text = f"FINDINGS:\n{report.draft.findings_text}\n\nIMPRESSION:\n{report.draft.impression}\n\n{report.disclaimer}" \
+        f"\n(findings model {report.findings_model}; text {report.draft.model})"  # who wrote what
     resource = DiagnosticReport(
         status="preliminary",
         category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD",

@@ -91,8 +91,8 @@ class ReportPipeline:
         seconds["findings"] = time.monotonic() - mark
         on_stage("report", 0.6)
         mark = time.monotonic()
-        # a writer that reads the image (the VLM) is given the volume as the findings model saw it
-        draft = self.writer(findings, model_input) if getattr(self.writer, "reads_the_volume", False) \
+        # a writer that reads the image (the VLM) is given the volume too, to preprocess by its own conventions
+        draft = self.writer(findings, volume) if getattr(self.writer, "reads_the_volume", False) \
             else self.writer(findings)
         seconds["report"] = time.monotonic() - mark
         return StudyReport(volume.study_key(self.salt), findings, draft, self.model.label, seconds, volume=volume)

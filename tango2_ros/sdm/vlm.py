@@ -23,7 +23,7 @@ from tango2_ros.core.runtime.base import HealthReport, ModelIdentity, ModelLoadE
 from tango2_ros.sdm.findings import Finding
 from tango2_ros.sdm.labels import LABEL_NAMES
 from tango2_ros.sdm.report import Draft, asserted_and_denied, checked_draft
-from tango2_ros.sdm.volume import Preprocessing
+from tango2_ros.sdm.volume import CtVolume, Preprocessing, preprocess
 
 ENCODER_FILE, PROJECTOR_FILE, ADAPTER_FILE = "ct-encoder.onnx", "ct-projector.onnx", "adapter-lora.gguf"
 ENCODER_INPUT, ENCODER_OUTPUT, PROJECTOR_OUTPUT = "volume", "features", "soft_tokens"
@@ -177,16 +177,16 @@ class VlmWriter:
     """The report text from the image: the VLM's answer, checked sentence by sentence against the classifier's
     findings (a sentence asserting what the classifier rates absent is dropped and listed)."""
 
-    reads_the_volume = True  # ReportPipeline gives it the preprocessed volume as well as the findings
+    reads_the_volume = True  # ReportPipeline gives it the study's volume as well as the findings
 
     def __init__(self, vlm: CtReportVlm, max_tokens: int = 300) -> None:
         self.vlm, self.max_tokens = vlm, max_tokens
         self.last_answer: VlmAnswer | None = None
 
-    def __call__(self, findings: list[Finding], model_input: numpy.ndarray) -> Draft:
+    def __call__(self, findings: list[Finding], volume: CtVolume) -> Draft:
         from tango2_ros.sdm.report import template_draft
 
-        answer = self.last_answer = self.vlm.read(model_input, self.max_tokens)
+        answer = self.last_answer = self.vlm.read(preprocess(volume, self.vlm.preprocessing), self.max_tokens)
         if answer.error or not answer.raw_text.strip():
             draft = template_draft(findings)
             draft.corrections = [f"the VLM failed ({answer.error or 'no text'}): standard wording"]

@@ -210,6 +210,45 @@ def test_report_llm_writes_within_the_findings(tmp_path, findings_model):
             assert "smollm2-135m-instruct@" in data["model"]
 
 
+def test_report_vlm_writes_from_the_volume_and_the_classifier_checks_it(tmp_path, findings_model):
+    """`--writer vlm`: the shipped chest-CT VLM reads the volume; the JSON shows its raw text, what it asserts and
+    where it differs from the findings model, and the checked text agrees with the findings whatever it wrote.
+    Bad bundles and studies are refused in one line, exit 2."""
+    import shutil
+
+    from tango2_ros.cli.model_files import model_folder
+    from tango2_ros.cli.sdm import DEFAULT_VLM
+    from tango2_ros.sdm.labels import LABEL_NAMES
+    from tango2_ros.sdm.vlm import PROJECTOR_FILE, answer_assertions, disagreements_with
+
+    tango2("sdm", "phantom", str(tmp_path / "study"), "--findings", "emphysema,pleural-effusion", "--seed", "31")
+    report = tango2("sdm", "report", str(tmp_path / "study" / "series"), "--writer", "vlm", "--json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    vlm = data["vlm"]
+    assert data["writer"] == "vlm" and vlm["model"].startswith("ct-report-vlm@") and vlm["model"] in data["model"]
+    assert json.loads(vlm["raw_text"]) and vlm["asserted"] == answer_assertions(vlm["raw_text"])
+    assert set(vlm["asserted"]) <= set(LABEL_NAMES)
+    findings = [Finding.from_dict(f) for f in data["findings"]]
+    assert vlm["disagreements"] == disagreements_with(vlm["asserted"], findings)
+    assert disagreements(f"{data['findings_text']}\n{data['impression']}", findings) == []
+    bundle = tmp_path / "bundle"
+    shutil.copytree(model_folder(DEFAULT_VLM)[0], bundle)
+    (bundle / PROJECTOR_FILE).unlink()
+    from pydicom.data import get_testdata_file
+
+    series = str(tmp_path / "study" / "series")
+    for args, words in ((["--vlm", "smollm2-135m-instruct@1.0.0"], "text-only language model, which cannot read"),
+                        (["--vlm", str(tmp_path / "absent")], "no such file"),
+                        (["--vlm", str(bundle)], "has no projector (ct-projector.onnx)")):
+        result = tango2("sdm", "report", series, "--writer", "vlm", *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and words in lines[0], result.stderr
+    result = tango2("sdm", "report", get_testdata_file("CT_small.dcm"), "--writer", "vlm")
+    assert result.returncode == 2 and "1 slice" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_held_out_accuracy_on_200_studies(tmp_path, findings_model):
     """Acceptance: micro-F1 >= 0.9 on 200 held-out phantoms (seeds never used in training), text agreement 100 %."""
     made = tango2("sdm", "phantom", str(tmp_path / "set"), "--dataset", "200", "--seed", "5000000")

@@ -7,6 +7,7 @@ slices, an unknown caller, a corrupt or oversized study through the action) fail
 keeps serving, nothing is stored for it, and no patient identity reaches the logs or the topic. Then the
 findings model is swapped at run time.
 """
+import base64
 import json
 import math
 import shutil
@@ -335,3 +336,48 @@ def test_sr_waits_in_the_outbox_while_the_pacs_is_down(tmp_path, findings_models
     finally:
         stop(node)
         orthanc.stop()
+
+
+def test_the_vision_language_model_writes_from_the_volume_in_the_node(tmp_path, findings_models):
+    """`writer:=vlm`: the text comes from the VLM reading the volume, checked against the findings model, and the
+    report names it as the text's model. A bundle missing its projector fails the configure transition with the
+    reason, and the node configures once it is given a whole one."""
+    from helpers.lifecycle import change_state, set_parameter
+    from lifecycle_msgs.msg import Transition
+
+    from tango2_ros.cli.model_files import model_file, model_folder
+    from tango2_ros.cli.sdm import DEFAULT_VLM
+    from tango2_ros.sdm.vlm import PROJECTOR_FILE, read_conventions
+
+    bundle = model_folder(DEFAULT_VLM)[0]
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    (broken / PROJECTOR_FILE).unlink()
+    base = model_file(read_conventions(bundle).base_model)[0]
+    ns = f"{NS}vlm"
+    node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}", "-p",
+                  "diagnostics_period_s:=0.2", "-p", f"findings_model:={findings_models[0]}", "-p", "writer:=vlm",
+                  "-p", f"vlm_bundle:={broken}", "-p", f"vlm_base:={base}", "-p", "vlm_threads:=1",
+                  "-p", f"fhir_dir:={tmp_path / 'fhir'}"])
+    try:
+        with ros_node("t7_vlm_client") as client:
+            watcher = DiagnosticsWatcher(client, f"{ns}/ct_report")
+            assert not change_state(client, f"{ns}/ct_report", Transition.TRANSITION_CONFIGURE)
+            watcher.wait_for(lambda status: "has no projector" in status.message, 20)
+            assert set_parameter(client, f"{ns}/ct_report", "vlm_bundle", str(bundle))
+            bring_up(client, f"{ns}/ct_report")
+            action = ActionClient(client, ReportCT, f"{ns}/sdm/report_ct")
+            assert action.wait_for_server(timeout_sec=20)
+            nifti = write_nifti(render(("emphysema", "pleural-effusion"), seed=61), tmp_path / "study.nii.gz")
+            result = goal_response(result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20),
+                                   120).result
+            assert result.success, result.message
+            report = result.report
+            assert report.report_model.startswith("ct-report-vlm@"), report.report_model
+            findings = [Finding(f.label, f.probability, 0.5, f.present) for f in report.findings]
+            assert disagreements(f"{report.findings_text}\n{report.impression}", findings) == []
+            fhir = json.loads(next((tmp_path / "fhir").glob("*.json")).read_text())
+            text = base64.b64decode(fhir["presentedForm"][0]["data"]).decode()
+            assert f"text {report.report_model})" in text  # the FHIR report names the model that wrote it
+    finally:
+        print(stop(node)[-3000:])
