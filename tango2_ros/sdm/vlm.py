@@ -119,7 +119,9 @@ class CtReportVlm(ModelRuntime):
             self.llm.close()
             raise ModelLoadError(f"the VLM bundle's projector gives soft tokens of size {hidden}; the language model "
                                  f"{self.llm.identity.label} takes {self.llm.engine.n_embd} (another base model?)")
-        encoder = ModelIdentity.of_file(parts["encoder"], "vlm-bundle", name or folder.name, version)
+        if not name:
+            name, version = _manifest_name(folder) or (folder.name, version)
+        encoder = ModelIdentity.of_file(parts["encoder"], "vlm-bundle", name, version)
         self.identity = replace(encoder, path=str(folder), size_bytes=sum(p.stat().st_size for p in parts.values()))
 
     @property
@@ -201,6 +203,17 @@ def disagreements_with(asserted: list[str], findings: list[Finding]) -> list[str
     return [f"states {label.lower()}, which the classifier rates absent" for label in asserted if label not in present] \
         + [f"never states {label.lower()}, which the classifier rates present" for label in LABEL_NAMES
            if label in present and label not in asserted]
+
+
+def _manifest_name(folder: Path) -> tuple[str, str] | None:
+    """(name, version) from the artifact manifest beside the bundle's files (a registry pull or a release), if any."""
+    from tango2_ros.core.artifacts.cache import MANIFEST_FILE
+
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return str(manifest["name"]), str(manifest["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _schema():
