@@ -130,7 +130,7 @@ def _encoded_prompt(tokenizer, prompt: str) -> list[int]:
 
 def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, options: VlmTrainingOptions,
           conventions: VlmConventions, progress: Callable[[int, int, float], None] | None = None,
-          head: tuple[numpy.ndarray, numpy.ndarray] | None = None):
+          head: tuple[numpy.ndarray, numpy.ndarray] | None = None, device: str = "cpu"):
     """(projector, peft model, losses): AdamW over projector and LoRA, the loss on the answer's tokens; each step
     draws `batch_size` phantoms and a fresh teacher wording for each. The first `align_steps` train the projector
     alone, as LLaVA aligns its projector first: trained together from the start, the LoRA learns the answers'
@@ -144,9 +144,9 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
                             learning_rate=options.learning_rate, batch_size=options.batch_size, seed=options.seed,
                             target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj"))
-    tokenizer, model = _load(base_gguf, config, "cpu")
+    tokenizer, model = _load(base_gguf, config, device)
     hidden = model.get_base_model().config.hidden_size
-    project = projector(features.shape[1], options, hidden, features.mean(0), features.std(0) + 1e-6, head)
+    project = projector(features.shape[1], options, hidden, features.mean(0), features.std(0) + 1e-6, head).to(device)
     embed = model.get_base_model().get_input_embeddings()
     prompt_ids = _encoded_prompt(tokenizer, conventions.prompt)
     end = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
@@ -156,7 +156,7 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * step / max(options.steps, 1))
     rng, order, losses = random.Random(options.seed), [], []
-    autocast = _bfloat16(options.precision, "cpu")
+    autocast = _bfloat16(options.precision, device)
     model.train()
     for step in range(options.steps):
         for parameter in lora:
@@ -172,9 +172,9 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
             width - len(prompt_ids) - len(a)) for a in answers])
         mask = torch.tensor([[1] * (options.soft_tokens + len(prompt_ids) + len(a)) + [0] * (
             width - len(prompt_ids) - len(a)) for a in answers])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            inputs = torch.cat([project(torch.from_numpy(features[batch])), embed(ids)], dim=1)
-            loss = model(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+            inputs = torch.cat([project(torch.from_numpy(features[batch]).to(device)), embed(ids.to(device))], dim=1)
+            loss = model(inputs_embeds=inputs, attention_mask=mask.to(device), labels=labels.to(device)).loss
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -184,7 +184,7 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
             progress(step + 1, options.steps, losses[-1])
     model.eval()
     project.eval()
-    return project, model, losses
+    return project.to("cpu"), model.to("cpu"), losses
 
 
 def export_bundle(out_dir: Path, encoder: Path, project, model, options: VlmTrainingOptions) -> Path:
@@ -281,7 +281,7 @@ SETS_FILE = "vlm-sets.npz"
 
 
 def train_candidates(recipe, work_dir: Path, say: Callable[[str], None], store, cache,
-                     progress: Callable[[int, int, float], None] | None = None):
+                     progress: Callable[[int, int, float], None] | None = None, device: str = "cpu"):
     """The builder's road (base `new:ct-report-vlm`): pull the findings model and the language model, render the
     phantoms, train, export the bundle. Returns (bundle folder, losses, seconds, held-out sets file, language model
     reference); the held-out phantoms are the findings model's own evaluation seeds, which neither trained on."""
@@ -312,7 +312,7 @@ def train_candidates(recipe, work_dir: Path, say: Callable[[str], None], store, 
     stamp.unlink(missing_ok=True)
     started = time.monotonic()
     project, model, losses = train(pulled["language_model"].primary_path, encode(encoder, train_x), train_y, options,
-                                   conventions, progress, classifier_head(pulled["encoder"].primary_path))
+                                   conventions, progress, classifier_head(pulled["encoder"].primary_path), device)
     seconds = time.monotonic() - started
     export_bundle(bundle, encoder, project, model, options)
     stamp.write_text(json.dumps({"key": key, "losses": losses, "seconds": seconds}))  # written last

@@ -106,7 +106,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
     if recipe.trained_from_scratch:
         say(f"[{next(step)}/{steps}] train {recipe.base} on phantoms ({device})")
         baseline, candidates, losses, finetune_s, eval_file, base_reference = _trained_candidates(
-            recipe, work_dir, say, train_progress, store, cache)
+            recipe, work_dir, say, train_progress, store, cache, device)
         data_fingerprint = fingerprint_of_phantoms(recipe)
         eval_count = recipe.extra["phantoms"]["eval"]
     else:
@@ -161,13 +161,15 @@ def fingerprint_of_phantoms(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(recipe.extra, sort_keys=True).encode()).hexdigest()
 
 
-def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress, store: Store, cache: ArtifactCache):
+def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress, store: Store, cache: ArtifactCache,
+                        device: str = "cpu"):
     """A network trained here: (baseline, candidates, losses, seconds, held-out sets, reference of the base model
     it runs on: '' for the findings network, the language model for the VLM)."""
     if recipe.task == "vlm":
         from tango2_ros.builder.ct_vlm import train_candidates as train_vlm
 
-        bundle, losses, seconds, eval_file, language_model = train_vlm(recipe, work_dir, say, store, cache, progress)
+        bundle, losses, seconds, eval_file, language_model = train_vlm(recipe, work_dir, say, store, cache, progress,
+                                                                       device)
         if losses:
             say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps in {seconds:.0f} s")
         candidate = Candidate("f32", bundle, base=language_model.primary_path, quantization="f32")
