@@ -27,10 +27,10 @@ from pathlib import Path
 from tango2_ros.cli.model_files import model_file, model_folder, open_llm, profile_model
 from tango2_ros.cli.output import emit
 from tango2_ros.errors import UserError
+from tango2_ros.sdm.pipeline import WRITERS
 
 DEFAULT_FINDINGS_MODEL = "ct-findings-phantom@best-hospital-edge-cpu"
 DEFAULT_VLM = "ct-report-vlm@best-hospital-edge-cpu"
-WRITERS = ("llm", "vlm", "standard")
 
 
 def register(commands) -> None:

@@ -32,15 +32,12 @@ from tango2_ros.ros.llm_client import LlmClient, ShadowCandidate
 from tango2_ros.sdm.findings import Finding, FindingsModel
 from tango2_ros.sdm.outputs import Destinations, ReportDesk
 from tango2_ros.sdm.pacs import ReceiverSettings, StoreReceiver
-from tango2_ros.sdm.pipeline import ReportPipeline, StudyReport
+from tango2_ros.sdm.pipeline import WRITERS, ReportPipeline, StudyReport
 from tango2_ros.sdm.report import Draft, asked_draft, prompt, schema
 from tango2_ros.sdm.shadowing import judge_draft
 from tango2_ros.sdm.vlm import CtReportVlm, VlmWriter
 from tango2_ros.sdm.volume import StudyLimits
 from tango2_ros.sdm.worker import StudyWorker
-
-
-WRITERS = ("llm", "vlm", "standard")
 
 
 class CtReportNode(Tango2Node):
@@ -75,7 +72,7 @@ class CtReportNode(Tango2Node):
     def configure(self) -> None:
         writer = self.param("writer")
         if writer not in WRITERS:
-            raise ModelLoadError(f"writer {writer!r} is not one of {', '.join(WRITERS)}")
+            raise ValueError(f"writer {writer!r} is not one of {', '.join(WRITERS)}")
         if writer == "vlm":
             self._vlm = VlmWriter(CtReportVlm(self.param("vlm_bundle"), self.param("vlm_base"),
                                               threads=self.param("vlm_threads")))

@@ -16,6 +16,7 @@ from tango2_ros.sdm.report import DISCLAIMER, Draft, asked_draft, template_draft
 from tango2_ros.sdm.volume import CtVolume, StudyLimits, load_study, preprocess
 
 STAGES = ("loading", "preprocessing", "findings", "report")
+WRITERS = ("llm", "vlm", "standard")  # who writes the text: the language model, the vision-language model, templates
 Writer = Callable[[list[Finding]], Draft]
 
 
