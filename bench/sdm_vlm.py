@@ -23,16 +23,14 @@ import numpy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parser, report  # noqa: E402
 
-from tango2_ros.builder.ct_vlm import VlmEvaluation  # noqa: E402
+from tango2_ros.builder.ct_vlm import VlmEvaluation, evaluate  # noqa: E402
 from tango2_ros.cli.model_files import model_file, model_folder  # noqa: E402
 from tango2_ros.cli.sdm import DEFAULT_FINDINGS_MODEL, DEFAULT_VLM  # noqa: E402
 from tango2_ros.errors import UserError  # noqa: E402
 from tango2_ros.sdm.findings import FindingsModel  # noqa: E402
 from tango2_ros.sdm.labels import LABEL_NAMES  # noqa: E402
 from tango2_ros.sdm.phantom import Grid, random_findings, render  # noqa: E402
-from tango2_ros.sdm.report import checked_draft, disagreements  # noqa: E402
-from tango2_ros.sdm.training import f1_counts  # noqa: E402
-from tango2_ros.sdm.vlm import CtReportVlm, disagreements_with, read_conventions  # noqa: E402
+from tango2_ros.sdm.vlm import CtReportVlm, read_conventions  # noqa: E402
 from tango2_ros.sdm.volume import CtVolume, preprocess  # noqa: E402
 
 HELD_OUT_SEED = 2_000_000
@@ -64,11 +62,12 @@ def main() -> int:
     vlm = CtReportVlm(folder, base, threads=args.threads, name=name, version=version)
     try:
         vlm.warm_up()
-        figures, classifier_f1, seconds, agree_after = run(vlm, classifier, args.studies)
+        figures, seconds = run(vlm, classifier, args.studies)
     finally:
         vlm.close()
     vlm_path = seconds["preprocessing"] + seconds["encoder"] + seconds["language_model"]
     classifier_path = seconds["preprocessing"] + seconds["classifier"]
+    classifier_f1, agree_after = figures.classifier_micro_f1, figures.agreement_after_check
     data = {"vlm": vlm.identity.label, "studies": args.studies, "held_out": f"phantom seeds {HELD_OUT_SEED}+",
             "micro": figures.micro, "per_label": figures.per_label, "classifier_micro_f1": classifier_f1,
             "f1_ratio_vlm_vs_classifier": figures.micro["f1"] / classifier_f1 if classifier_f1 else float("nan"),
@@ -92,45 +91,18 @@ def main() -> int:
     return 0
 
 
-def run(vlm: CtReportVlm, classifier: FindingsModel, count: int):
-    """Every study through both paths: (the VLM's figures, the classifier's micro-F1, mean seconds per stage,
-    the share of checked texts that agree with the classifier)."""
-    from tango2_ros.builder.ct_vlm import _prf
-
-    counts = {label: [0, 0, 0] for label in LABEL_NAMES}
-    truths, rated = [], []
-    disagree = hallucinated = unusable = agree_after = 0
-    seconds = {"preprocessing": 0.0, "encoder": 0.0, "language_model": 0.0, "classifier": 0.0}
+def run(vlm: CtReportVlm, classifier: FindingsModel, count: int) -> tuple[VlmEvaluation, dict[str, float]]:
+    """Every study preprocessed as the pipeline does it, then through both models (`ct_vlm.evaluate`): the
+    figures, and the mean seconds per study of each stage."""
+    inputs, targets, preprocessing_s = [], [], 0.0
     for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + count):
         volume, truth = study(seed)
         started = time.monotonic()
-        model_input = preprocess(volume, vlm.preprocessing)
-        seconds["preprocessing"] += time.monotonic() - started
-        started = time.monotonic()
-        findings = classifier.predict(model_input)
-        seconds["classifier"] += time.monotonic() - started
-        answer = vlm.read(model_input)
-        for stage, value in answer.seconds.items():
-            seconds[stage] += value
-        asserted = set(answer.asserted)
-        for label, true in zip(LABEL_NAMES, truth):
-            counts[label][0] += label in asserted and true
-            counts[label][1] += label in asserted and not true
-            counts[label][2] += label not in asserted and true
-        hallucinated += len(asserted - {label for label, true in zip(LABEL_NAMES, truth) if true})
-        disagree += bool(disagreements_with(sorted(asserted), findings))
-        draft = checked_draft(answer.raw_text, findings, vlm.identity.label)
-        unusable += draft.unusable
-        agree_after += not disagreements(f"{draft.findings_text}\n{draft.impression}", findings)
-        truths.append(truth)
-        rated.append([f.present for f in findings])
-    tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
-    trained = [LABEL_NAMES.index(label) for label in classifier.trained]
-    classifier_f1 = float(f1_counts(numpy.array(rated)[:, trained], numpy.array(truths)[:, trained])[0])
-    figures = VlmEvaluation(count, _prf(tp, fp, fn), {label: _prf(*c) for label, c in counts.items() if sum(c)},
-                            1 - disagree / count, disagree / count, hallucinated / count, unusable,
-                            {stage: value / count for stage, value in seconds.items()}, [])
-    return figures, classifier_f1, figures.seconds, agree_after / count
+        inputs.append(preprocess(volume, vlm.preprocessing)[None])
+        preprocessing_s += time.monotonic() - started
+        targets.append(truth)
+    figures = evaluate(vlm, classifier, numpy.stack(inputs), numpy.array(targets, dtype=numpy.float32))
+    return figures, {"preprocessing": preprocessing_s / count, **figures.seconds}
 
 
 if __name__ == "__main__":

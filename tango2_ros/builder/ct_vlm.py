@@ -137,7 +137,7 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
     most common findings and the model never learns to look at the soft tokens."""
     import torch
 
-    from tango2_ros.builder.finetune import _bfloat16, _load
+    from tango2_ros.builder.finetune import TrainingSteps, _bfloat16, _load
     from tango2_ros.builder.recipe import FinetuneConfig
 
     config = FinetuneConfig(rank=options.rank, alpha=options.alpha, steps=options.steps,
@@ -152,10 +152,8 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
     end = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lora = [p for p in model.parameters() if p.requires_grad]
-    trainable = lora + list(project.parameters())
-    optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * step / max(options.steps, 1))
-    rng, order, losses = random.Random(options.seed), [], []
+    steps = TrainingSteps(lora + list(project.parameters()), options.learning_rate, options.steps, progress)
+    rng, order = random.Random(options.seed), []
     autocast = _bfloat16(options.precision, device)
     model.train()
     for step in range(options.steps):
@@ -175,16 +173,10 @@ def train(base_gguf: Path, features: numpy.ndarray, targets: numpy.ndarray, opti
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
             inputs = torch.cat([project(torch.from_numpy(features[batch]).to(device)), embed(ids.to(device))], dim=1)
             loss = model(inputs_embeds=inputs, attention_mask=mask.to(device), labels=labels.to(device)).loss
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        losses.append(float(loss.item()))
-        if progress:
-            progress(step + 1, options.steps, losses[-1])
+        steps.take(loss)
     model.eval()
     project.eval()
-    return project.to("cpu"), model.to("cpu"), losses
+    return project.to("cpu"), model.to("cpu"), steps.losses
 
 
 def export_bundle(out_dir: Path, encoder: Path, project, model, options: VlmTrainingOptions) -> Path:
@@ -216,39 +208,49 @@ class VlmEvaluation:
     studies: int
     micro: dict[str, float]
     per_label: dict[str, dict[str, float]]
-    classifier_agreement: float  # share of studies whose asserted labels equal the classifier's present ones
     disagreement_rate: float  # share of studies whose raw text differs from the classifier (before the check)
+    agreement_after_check: float  # share of studies whose checked text agrees with the classifier's findings
+    classifier_micro_f1: float  # the classifier's own, over the labels it assesses: the baseline
     hallucinated_per_report: float  # asserted labels the truth does not hold, per study
     unusable: int  # answers that were not the JSON asked for
     seconds: dict[str, float]  # mean per study and stage
     raw_texts: list[str]  # what the model wrote for each study
 
+    @property
+    def classifier_agreement(self) -> float:
+        """Share of studies whose asserted labels are the classifier's present ones."""
+        return 1.0 - self.disagreement_rate
+
     def as_dict(self) -> dict:
-        return {key: value for key, value in self.__dict__.items() if key != "raw_texts"}
+        figures = {key: value for key, value in self.__dict__.items() if key != "raw_texts"}
+        return {**figures, "classifier_agreement": self.classifier_agreement}
 
 
 def evaluate(vlm, classifier, inputs: numpy.ndarray, targets: numpy.ndarray,
              progress: Callable[[int, int], None] | None = None) -> VlmEvaluation:
-    """Run the VLM (llama.cpp, as served) and the classifier on preprocessed volumes with known truth."""
+    """Run the VLM (llama.cpp, as served) and the classifier on preprocessed volumes with known truth; the VLM's
+    raw text is judged before the sentence check, and its checked draft after."""
+    from tango2_ros.sdm.report import checked_draft, disagreements
+    from tango2_ros.sdm.training import f1_counts
     from tango2_ros.sdm.vlm import disagreements_with
 
     counts = {label: [0, 0, 0] for label in LABEL_NAMES}  # tp, fp, fn
-    agree = disagree = hallucinated = unusable = 0
+    disagree = agree_after = hallucinated = unusable = 0
     seconds = {"encoder": 0.0, "language_model": 0.0, "classifier": 0.0}
-    raw_texts = []
+    raw_texts, rated = [], []
     for index, (volume, target) in enumerate(zip(inputs, targets)):
         model_input = volume[0].astype(numpy.float32)
         started = time.monotonic()
         findings = classifier.predict(model_input)
         seconds["classifier"] += time.monotonic() - started
+        rated.append([f.present for f in findings])
         answer = vlm.read(model_input)
         raw_texts.append(answer.raw_text)
         for stage, value in answer.seconds.items():
             seconds[stage] += value
-        try:
-            json.loads(answer.raw_text)
-        except json.JSONDecodeError:
-            unusable += 1
+        draft = checked_draft(answer.raw_text, findings, vlm.identity.label)
+        unusable += draft.unusable
+        agree_after += not disagreements(f"{draft.findings_text}\n{draft.impression}", findings)
         asserted = set(answer.asserted)
         truth = {label for label, value in zip(LABEL_NAMES, target) if value > 0.5}
         for label in LABEL_NAMES:
@@ -256,21 +258,23 @@ def evaluate(vlm, classifier, inputs: numpy.ndarray, targets: numpy.ndarray,
             counts[label][1] += label in asserted and label not in truth
             counts[label][2] += label not in asserted and label in truth
         hallucinated += len(asserted - truth)
-        differs = bool(disagreements_with(sorted(asserted), findings))
-        disagree += differs
-        agree += not differs
+        disagree += bool(disagreements_with(sorted(asserted), findings))
         if progress:
             progress(index + 1, len(inputs))
     n = max(1, len(inputs))
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
+    assessed = [LABEL_NAMES.index(label) for label in sorted(classifier.trained, key=LABEL_NAMES.index)]
+    classifier_f1 = float(f1_counts(numpy.array(rated, dtype=bool)[:, assessed],
+                                    numpy.asarray(targets)[:, assessed] > 0.5)[0])
     return VlmEvaluation(
-        studies=len(inputs), micro=_prf(tp, fp, fn),
-        per_label={label: _prf(*c) for label, c in counts.items() if sum(c)},
-        classifier_agreement=agree / n, disagreement_rate=disagree / n, hallucinated_per_report=hallucinated / n,
-        unusable=unusable, seconds={stage: value / n for stage, value in seconds.items()}, raw_texts=raw_texts)
+        studies=len(inputs), micro=precision_recall_f1(tp, fp, fn),
+        per_label={label: precision_recall_f1(*c) for label, c in counts.items() if sum(c)},
+        disagreement_rate=disagree / n, agreement_after_check=agree_after / n, classifier_micro_f1=classifier_f1,
+        hallucinated_per_report=hallucinated / n, unusable=unusable,
+        seconds={stage: value / n for stage, value in seconds.items()}, raw_texts=raw_texts)
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+def precision_recall_f1(tp: int, fp: int, fn: int) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0

@@ -139,24 +139,37 @@ def _train(model, tokenizer, examples: list[Example], config: FinetuneConfig, de
     worker's share of each batch."""
     import torch
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
-    # the learning rate falls linearly to a tenth over the run: the last steps settle instead of jumping about
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * step / max(config.steps, 1))
-    losses = []
+    steps = TrainingSteps([p for p in model.parameters() if p.requires_grad], config.learning_rate, config.steps,
+                          progress)
     autocast = _bfloat16(config.precision, device)
     model.train()
-    batches = _batches(tokenizer, examples, config.batch_size, config.steps, config.seed, rank, world)
-    for step, (ids, labels, mask) in enumerate(batches):
+    for ids, labels, mask in _batches(tokenizer, examples, config.batch_size, config.steps, config.seed, rank, world):
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
             loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+        steps.take(loss)
+    return steps.losses
+
+
+class TrainingSteps:
+    """AdamW over `parameters` for `steps` steps, the learning rate falling linearly to a tenth over the run (the
+    last steps settle instead of jumping about); `take(loss)` is one step, its loss kept and reported."""
+
+    def __init__(self, parameters, learning_rate: float, steps: int,
+                 progress: Callable[[int, int, float], None] | None = None) -> None:
+        import torch
+
+        self.optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0 - 0.9 * step / max(steps, 1))
+        self.steps, self.progress, self.losses = steps, progress, []
+
+    def take(self, loss) -> None:
         loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        losses.append(float(loss.item()))
-        if progress:
-            progress(step + 1, config.steps, losses[-1])
-    return losses
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad()
+        self.losses.append(float(loss.item()))
+        if self.progress:
+            self.progress(len(self.losses), self.steps, self.losses[-1])
 
 
 def _data_parallel(base_gguf: Path, examples: list[Example], config: FinetuneConfig, device: str,
