@@ -6,7 +6,8 @@ plan) is tango2_ros.core.deployment; this node gives it the registry and cache, 
 client and its /diagnostics reports, runs its reconcile loop in a thread (registry I/O never blocks the
 executor), and serves `~/list` (ListModels), `~/swap` (SwapModel), `~/rollback` (Rollback) and the topic
 `~/status` (ModelStatus, transient local): `/tango2/models/...` with the node named `models` as in the profiles.
-A node of the same namespace that says `swap_hold` on /diagnostics defers swaps (swap windows, see the core).
+A node of the same namespace that says `swap_hold` on /diagnostics defers swaps (swap windows, see the core); the
+manager's own /diagnostics value `swap_holds` says which holds it heeds now ('' = none).
 """
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ class ModelManager(Tango2Node):
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
         for status in message.status:
             self.deployer.observe(status.name, {kv.key: kv.value for kv in status.values})
+        self.set_values(swap_holds="; ".join(self.deployer.holding()))  # why a swap would wait now
 
     def _on_event(self, event: SlotEvent) -> None:
         self._status_pub.publish(event_to_ros(event, self.get_clock().now().to_msg()))

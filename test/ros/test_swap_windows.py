@@ -25,6 +25,7 @@ class Bridge:
         self.decisions: list = []
         node.create_subscription(NavigationDecision, f"{NS}/sds/decision", self.decisions.append, 50)
         self.colreg = DiagnosticsWatcher(node, f"{NS}/colreg_node")
+        self.manager = DiagnosticsWatcher(node, f"{NS}/models")
         self._own = node.create_publisher(OwnShipState, f"{NS}/sds/own_ship", 10)
         self._targets = node.create_publisher(TargetArray, f"{NS}/sds/targets", 10)
         self._swap = node.create_client(SwapModel, f"{NS}/models/swap")
@@ -64,6 +65,14 @@ class Bridge:
         return wait_until(lambda: any(predicate(self.colreg.values(s).get("swap_hold", ""))
                                       for s in self.colreg.statuses[since:]), 10)
 
+    def manager_heeds_hold(self, since: int) -> bool:
+        """The manager's /diagnostics name the colreg node's hold (the probe and the manager each hear /diagnostics
+        in their own time: a swap asked for before the manager heard of the hold would rightly go through)."""
+        from helpers.ros import wait_until
+
+        return wait_until(lambda: any("colreg_node: own ship is" in self.manager.values(s).get("swap_holds", "")
+                                      for s in self.manager.statuses[since:]), 10)
+
     def saw(self, event: str, version: str, timeout: float) -> bool:
         from helpers.ros import wait_until
 
@@ -92,7 +101,8 @@ def test_a_swap_requested_mid_manoeuvre_happens_only_after_it(tmp_path):
                "-p", f"goal_lat_deg:={goal[0]}", "-p", f"goal_lon_deg:={goal[1]}", "-p", "diagnostics_period_s:=0.2"]),
         spawn(llm_arguments(NS, "n_parallel:=1", "n_ctx_per_seq:=512")),
         spawn(manager_arguments(tmp_path, NS, MODEL, **{"reconcile_period_s": 0.3, "llm.version": "1.0.0",
-                                                       "llm.health_budget_s": 30.0, "llm.max_deferral_s": 120.0})),
+                                                       "llm.health_budget_s": 30.0, "llm.max_deferral_s": 120.0,
+                                                       "diagnostics_period_s": 0.2})),
     ]
     try:
         with ros_node("t19_bridge") as node:
@@ -103,6 +113,7 @@ def test_a_swap_requested_mid_manoeuvre_happens_only_after_it(tmp_path):
             altered = bridge.steer_until(0.0, 6.0, ("altering",))
             assert altered is not None
             assert bridge.says_hold(lambda hold: hold.startswith("own ship is"), 0)
+            assert bridge.manager_heeds_hold(0)
             asked = bridge.swap("1.1.0")
             assert not asked.success and asked.deferred and asked.active_version == "1.0.0", asked.message
             assert "own ship is" in asked.message and "colreg_node" in asked.message
@@ -123,6 +134,7 @@ def test_a_swap_requested_mid_manoeuvre_happens_only_after_it(tmp_path):
             clear = len(bridge.colreg.statuses)
             assert bridge.steer_until(0.0, 6.0, ("altering", "avoiding"))
             assert bridge.says_hold(lambda hold: hold.startswith("own ship is"), clear)
+            assert bridge.manager_heeds_hold(len(bridge.manager.statuses))
             forced = bridge.swap("1.0.0", force=True)
             assert forced.success and not forced.deferred and forced.active_version == "1.0.0", forced.message
     finally:
