@@ -36,6 +36,21 @@ def score(metric: str, output: str, expected: str) -> float:
     return float(normal_expected in normal_output)  # contains
 
 
+JSON_LITERALS = ("true", "false", "null")
+
+
+def cannot_become_json(prefix: str) -> bool:
+    """Whether no continuation of `prefix` parses as JSON: it starts with a character no JSON value starts with, or
+    is no literal (true, false, null) followed by spaces.
+    The json_valid metric stops a generation there, with the same score (an untrained model's prose would
+    otherwise run to max_tokens on every example)."""
+    text = prefix.lstrip()
+    if not text or text[0] in '{["-0123456789':
+        return False
+    return not any(literal.startswith(text) or (text.startswith(literal) and not text[len(literal):].strip())
+                   for literal in JSON_LITERALS)
+
+
 def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".")
 
@@ -57,7 +72,8 @@ def run(model: Path, adapter: Path | None, eval_file: Path, metric: str, max_tok
             schema = example.check.get("schema") if checked else None
             started = time.monotonic()
             result = runtime.generate(prompt, max_tokens=max_tokens,
-                                      schema=compile_schema(json.dumps(schema)) if schema else None)
+                                      schema=compile_schema(json.dumps(schema)) if schema else None,
+                                      stop_when=cannot_become_json if metric == "json_valid" else None)
             seconds += time.monotonic() - started
             tokens += result.tokens
             outputs.append(result.text)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tango2_ros.builder.evaluate import Evaluation, score
+from tango2_ros.builder.evaluate import Evaluation, cannot_become_json, score
 from tango2_ros.builder.pipeline import Candidate, best_per_profile, judge
 from tango2_ros.builder.recipe import DeviceBudget, load_recipe
 from tango2_ros.core.artifacts.cache import ArtifactCache, verify_folder
@@ -118,6 +118,18 @@ def test_metrics():
     assert score("contains", "Rule 15.", "Rule 13") == 0.0
     assert score("exact_match", "  Rule 13. ", "rule 13") == 1.0
     assert score("json_valid", '{"a": 1}', "") == 1.0 and score("json_valid", "{a: 1}", "") == 0.0
+
+
+@pytest.mark.parametrize("prefix", ["", "  ", ' {"heat', "[1", '"a', "-", "7", "t", "tru", "true", "true ", " fals", "nu"])
+def test_json_valid_stops_no_answer_that_may_still_become_json(prefix):
+    assert not cannot_become_json(prefix)
+
+
+@pytest.mark.parametrize("prefix", ["Sure", "```json", "The", "tx", "truex", "n0", "'a'", "<"])
+def test_json_valid_stops_an_answer_no_continuation_makes_json(prefix):
+    assert cannot_become_json(prefix)
+    for ending in ("", "}", ' {"a": 1}', "true"):
+        assert score("json_valid", prefix + ending, "") == 0.0
 
 
 def test_gates_and_device_budgets_pick_the_best_fitting_candidate(tmp_path):

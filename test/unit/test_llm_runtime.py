@@ -165,6 +165,20 @@ def test_cancel_stops_generation_and_keeps_the_partial_text(runtime):
     assert result.text.strip()
 
 
+def test_stop_when_ends_the_generation_at_the_first_token_it_holds_for(runtime):
+    seen = []
+
+    def enough(text):
+        seen.append(text)
+        return len(seen) == 3
+
+    result = runtime.generate(chat(runtime, STORY), max_tokens=400, stop_when=enough)
+    assert result.finish_reason == "cancelled" and result.tokens in (3, 4)  # stopped within one token
+    assert result.text.startswith(seen[2]) and seen[1] != seen[2]
+    first = runtime.generate(chat(runtime, STORY), max_tokens=400, stop_when=lambda text: True)
+    assert first.finish_reason == "cancelled" and first.tokens <= 2  # true at once, even before start() returned
+
+
 def test_queue_overflow_is_refused_with_a_reason_and_nothing_is_lost():
     runtime = LlmRuntime(default_llm_path(), LlmOptions(n_parallel=1, n_ctx_per_seq=512, max_queue=2))
     try:

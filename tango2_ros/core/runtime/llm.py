@@ -146,10 +146,14 @@ class LlmRuntime(ModelRuntime):
         request = self.start(self.request_prompt(messages, prompt, raw), schema=schema, **start_options)
         return ChatGeneration(request, schema, raw, self.identity.label)
 
-    def generate(self, prompt: str, **kwargs) -> GenerationResult:
-        """Blocking convenience around start(); errors come back as a result with finish_reason 'error'."""
+    def generate(self, prompt: str, stop_when: Callable[[str], bool] | None = None, **kwargs) -> GenerationResult:
+        """Blocking convenience around start(); errors come back as a result with finish_reason 'error'.
+        `stop_when(text so far)`, asked at every token, cancels the generation once it is true."""
         try:
-            return self.start(prompt, **kwargs).wait()
+            if stop_when is None:
+                return self.start(prompt, **kwargs).wait()
+            watch = _StopWhen(stop_when)
+            return watch.follow(self.start(prompt, stream_interval=1, on_partial=watch, **kwargs)).wait()
         except EngineError as exc:
             return GenerationResult(text="", tokens=0, finish_reason=FINISH_ERROR, error=str(exc))
 
@@ -261,3 +265,22 @@ class ChatGeneration:
                 finish, error = FINISH_ERROR, f"output failed schema validation: {problem}"
         return Answer(result.text, result.tokens, len(self.request.prompt_tokens), finish, error, self.model,
                       result.tokens_per_s)
+
+
+class _StopWhen:
+    """on_partial that cancels its request once `predicate(text)` holds. The engine may call it before start() has
+    returned the request: that request is then cancelled as it is handed over (follow)."""
+
+    def __init__(self, predicate: Callable[[str], bool]) -> None:
+        self.predicate, self.request, self.met = predicate, None, False
+
+    def __call__(self, text: str, _tokens: int) -> None:
+        self.met = self.met or self.predicate(text)
+        if self.met and self.request is not None:
+            self.request.cancel()
+
+    def follow(self, request: GenerationRequest) -> GenerationRequest:
+        self.request = request
+        if self.met:
+            request.cancel()
+        return request
