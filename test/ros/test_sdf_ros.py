@@ -286,15 +286,15 @@ def test_a_candidate_in_shadow_through_the_nodes_is_judged_by_the_supervisor_and
     actuators got are the serving model's commands. (Agreement is not asserted: a first period that the watchdog's
     baseline decided while DDS discovery was under way is compared with the baseline's command.)"""
     log = tmp_path / "decisions.jsonl"
-    report = _simulate("--controller", "lam", "--days", str(6 * 300 / 86400), "--shadow",
-                       "smollm2-135m-instruct@1.0.0", "--shadow-decisions", "3", "--log", str(log))
+    report = _simulate("--controller", "lam", "--days", str(4 * 300 / 86400), "--shadow", "lam-tomato@latest",
+                       "--shadow-decisions", "2", "--log", str(log))
     shadow = report["shadow"]
-    assert shadow["model"] == "smollm2-135m-instruct@1.0.0" and shadow["asked"] >= 1, shadow
+    assert shadow["model"].startswith("lam-tomato@") and shadow["asked"] >= 1, shadow  # the release latest names
     assert shadow["decisions"] >= 1 and shadow["latency_s_p50"] > 0, shadow  # the simulation waits for its answer
     if shadow["would_violate"]:
         assert not shadow["promoted"] and "would have broken a rule" in shadow["retired"], shadow
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 6 and report["interlock_violations"] == 0  # one command per state: the serving one's
+    assert len(records) == 4 and report["interlock_violations"] == 0  # one command per state: the serving one's
 
 
 def test_the_next_state_cancels_the_candidates_question_so_it_never_competes_with_the_serving_model():
