@@ -85,7 +85,8 @@ class SlotConfig:
 
 @dataclass(frozen=True)
 class LoadRequest:
-    """What a consumer is asked to load: a verified model file, plus an adapter file for adapter artifacts."""
+    """What a consumer is asked to load: a verified model file, plus an adapter file for adapter artifacts, or a
+    VLM bundle's folder plus the language model it runs on (`base_path`)."""
 
     model_path: Path
     adapter_path: Path | None
@@ -93,6 +94,7 @@ class LoadRequest:
     version: str
     health_budget_s: float
     release_first: bool  # resource-preserving: unload the current model first
+    base_path: Path | None = None
 
     @property
     def reference(self) -> str:
@@ -174,6 +176,7 @@ class Deployment:
     folders: tuple[Path, ...]  # cache folders in use (kept from eviction while serving)
     device_bytes: int  # model plus adapter
     timings: dict[str, float]
+    base_path: Path | None = None  # the language model a VLM bundle (model_path) runs on
 
 
 @dataclass
@@ -267,7 +270,7 @@ class Deployer:
             release_first, note = self.memory_plan(slot, deployment)
             answer = slot.consumer.load(
                 LoadRequest(deployment.model_path, deployment.adapter_path, manifest.name, manifest.version,
-                            config.health_budget_s, release_first),
+                            config.health_budget_s, release_first, deployment.base_path),
                 config.swap_timeout_s, lambda: slot.consumer_label)
             if not answer.success:
                 raise SwapError(f"{config.node} kept {answer.active or 'nothing'}: {answer.message}")
@@ -347,21 +350,26 @@ class Deployer:
         return outcome
 
     def _pull(self, slot: Slot, spec: str) -> Deployment:
-        """Pull and verify the version (and, for an adapter, the base artifact it applies to)."""
+        """Pull and verify the version and the artifact it runs on: an adapter's base, a VLM bundle's language
+        model (its manifest's base_model; the bundle goes to the consumer as its folder)."""
         pulled = self.cache.pull(self.store, slot.config.model, spec, keep=slot.active_folders)
         if pulled.offline:
             self.log.warning(f"registry unreachable; {pulled.manifest.reference} comes from the cache")
         manifest = pulled.manifest
-        if manifest.kind != "adapter":
+        if manifest.kind != "adapter" and manifest.task != "vlm":
             return Deployment(manifest, pulled.primary_path, None, (pulled.folder,), manifest.total_size, pulled.timings)
-        base_name, _, base_version = manifest.adapter_base.partition("@")
+        base_name, _, base_version = (manifest.adapter_base or manifest.base_model).partition("@")
+        if not base_name:
+            raise SwapError(f"{manifest.reference} names no language model to run on (its manifest's base_model)")
         base = self.cache.pull(self.store, base_name, base_version, keep=(*slot.active_folders, pulled.folder))
+        timings = {key: pulled.timings.get(key, 0.0) + base.timings.get(key, 0.0) for key in {*pulled.timings, *base.timings}}
+        folders, size = (pulled.folder, base.folder), manifest.total_size + base.manifest.total_size
+        if manifest.task == "vlm":
+            return Deployment(manifest, pulled.folder, None, folders, size, timings, base_path=base.primary_path)
         if base.manifest.format != manifest.format:
             raise SwapError(f"adapter {manifest.reference} is {manifest.format}, its base {base.manifest.reference} "
                             f"is {base.manifest.format}")
-        timings = {key: pulled.timings.get(key, 0.0) + base.timings.get(key, 0.0) for key in {*pulled.timings, *base.timings}}
-        return Deployment(manifest, base.primary_path, pulled.primary_path, (pulled.folder, base.folder),
-                          manifest.total_size + base.manifest.total_size, timings)
+        return Deployment(manifest, base.primary_path, pulled.primary_path, folders, size, timings)
 
     @staticmethod
     def memory_plan(slot: Slot, deployment: Deployment) -> tuple[bool, str]:

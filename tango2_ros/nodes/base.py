@@ -33,9 +33,9 @@ class Tango2Node(LifecycleNode):
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._status_lock = threading.Lock()
-        self._status_level = OK
-        self._status_message = "unconfigured"
-        self._status_values: dict[str, str] = {}
+        # part -> [level, message, values]: '' is the node's own status; a part (a second model the node serves)
+        # is reported as its own DiagnosticStatus named `<node>/<part>`, which a model manager slot can name
+        self._statuses: dict[str, list] = {"": [OK, "unconfigured", {}]}
         self._lifecycle = "unconfigured"
         period = self.declare(
             "diagnostics_period_s", 1.0, "Seconds between /diagnostics status messages.", min_value=0.05, max_value=60.0
@@ -118,12 +118,17 @@ class Tango2Node(LifecycleNode):
     # -- diagnostics -----------------------------------------------------------------------------------------
     def set_status(self, level: int, message: str, **values: Any) -> None:
         """Set the status reported on /diagnostics; values are shown as key/value pairs."""
+        self.set_part_status("", level, message, **values)
+
+    def set_part_status(self, part: str, level: int, message: str, **values: Any) -> None:
+        """The status of `part` ('' = the node's own), reported as `<node>/<part>` in the same /diagnostics."""
         with self._status_lock:
-            changed = (level, message) != (self._status_level, self._status_message)
-            self._status_level, self._status_message = level, message
-            self._status_values.update({k: str(v) for k, v in values.items()})
+            status = self._statuses.setdefault(part, [OK, "", {}])
+            changed = (level, message) != (status[0], status[1])
+            status[0], status[1] = level, message
+            status[2].update({k: str(v) for k, v in values.items()})
         if changed:
-            text = f"status {LEVEL_NAMES.get(level, level)}: {message}"
+            text = f"{part + ' ' if part else ''}status {LEVEL_NAMES.get(level, level)}: {message}"
             # rclpy fixes a log call site's severity at its first call, so each severity has its own line
             if level == ERROR:
                 self.get_logger().error(text)
@@ -133,35 +138,44 @@ class Tango2Node(LifecycleNode):
                 self.get_logger().info(text)
             self.publish_diagnostics()
 
+    def drop_part_status(self, part: str) -> None:
+        """Stop reporting `part` (a model the node no longer serves: the model manager sees it go silent)."""
+        with self._status_lock:
+            self._statuses.pop(part, None)
+
     def hold_swaps(self, reason: str) -> None:
         """Ask the model manager not to change a model now, saying why ('' = it may again); on /diagnostics at
         once (tango2_ros.core.deployment: swap windows)."""
         with self._status_lock:
-            changed = self._status_values.get(HOLD_KEY, "") != reason
-            self._status_values[HOLD_KEY] = reason
+            values = self._statuses[""][2]
+            changed = values.get(HOLD_KEY, "") != reason
+            values[HOLD_KEY] = reason
         if changed:
             self.publish_diagnostics()
 
     def set_values(self, **values: Any) -> None:
         """Update key/value pairs of the status without changing its level or message."""
+        self.set_part_values("", **values)
+
+    def set_part_values(self, part: str, **values: Any) -> None:
+        """set_values for `part` ('' = the node's own status)."""
         with self._status_lock:
-            self._status_values.update({k: str(v) for k, v in values.items()})
+            self._statuses.setdefault(part, [OK, "", {}])[2].update({k: str(v) for k, v in values.items()})
 
     @property
     def status(self) -> tuple[int, str]:
         with self._status_lock:
-            return self._status_level, self._status_message
+            level, message, _ = self._statuses[""]
+            return level, message
 
     def publish_diagnostics(self) -> None:
+        name = self.get_fully_qualified_name()
         with self._status_lock:
-            status = DiagnosticStatus(
-                level=self._status_level,
-                name=self.get_fully_qualified_name(),
-                message=self._status_message,
-                hardware_id=self.get_name(),
-                values=[KeyValue(key=k, value=v) for k, v in sorted(self._status_values.items())],
-            )
-        array = DiagnosticArray(status=[status])
+            statuses = [DiagnosticStatus(level=level, name=f"{name}/{part}" if part else name, message=message,
+                                         hardware_id=self.get_name(),
+                                         values=[KeyValue(key=k, value=v) for k, v in sorted(values.items())])
+                        for part, (level, message, values) in self._statuses.items()]
+        array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
 

@@ -5,8 +5,9 @@ Studies arrive by DICOM C-STORE (`dicom_port`, only from `allowed_aets`, CT imag
 with stage/progress feedback). One worker thread runs each through tango2_ros.sdm.pipeline: the findings model
 (ONNX, hot-swapped through `~/load_model`) -> the report text (`writer`): from the llm_node (`llm`: `llm_action`,
 Generate with the findings' JSON Schema; empty = standard wording), from the chest-CT vision-language model reading
-the volume in this node (`vlm`: `vlm_bundle` on `vlm_base`, loaded at configure; the model manager cannot deploy
-it yet), or standard wording (`standard`); every sentence a model writes is checked against the findings
+the volume in this node (`vlm`: `vlm_bundle` on `vlm_base` at configure, or deployed and hot-swapped by the model
+manager through `~/vlm/load_model`, status `<node>/vlm` on /diagnostics: a slot's node `.../ct_report/vlm`), or
+standard wording (`standard`); every sentence a model writes is checked against the findings
 -> `CTReport` on `sdm/report`, the SR to the PACS over STOW-RS
 (`pacs_dicomweb`, through the `sr_outbox` when the PACS cannot take it) and a FHIR DiagnosticReport (`fhir_dir`).
 Logs and topics carry only a de-identified study key. A bad study fails with its reason on /diagnostics and in
@@ -16,6 +17,8 @@ sentence check, never used, and its score (`shadow` on /diagnostics) is promoted
 gate, which a shadow slot of the model manager follows. See docs/sdm.md.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from rclpy.action import ActionServer, GoalResponse
 
@@ -49,7 +52,7 @@ class CtReportNode(Tango2Node):
                      "vision-language model, from the volume) or standard (standard wording).")
         self.declare("llm_action", "/tango2/llm/generate", "Generate action of the llm_node; empty = standard wording.")
         self.declare("vlm_bundle", "", "Folder of the VLM bundle (ct-encoder.onnx, ct-projector.onnx, adapter) for "
-                     "writer vlm.")
+                     "writer vlm; empty = none until the model manager deploys one through ~/vlm/load_model.")
         self.declare("vlm_base", "", "The GGUF language model the VLM bundle runs on.")
         self.declare("vlm_threads", 2, "CPU threads of the VLM.", min_value=1, max_value=64)
         self.declare("llm_timeout_s", 120.0, "Give up on the language model after this; standard wording then.",
@@ -64,25 +67,31 @@ class CtReportNode(Tango2Node):
         self.model = ModelService(self, lambda spec, _beside: FindingsModel(spec.path, name=spec.name,
                                                                             version=spec.version),
                                   30.0, "reading of a blank volume")
+        self.vlm = ModelService(self, lambda spec, _beside: CtReportVlm(
+            spec.path, spec.base, threads=self.param("vlm_threads"), name=spec.name, version=spec.version),
+            60.0, "report of a blank volume", part="vlm")
         self._worker = StudyWorker(self._process, self._on_failure, on_busy=self.hold_swaps)
         self._desk = ReportDesk()
-        self._receiver = self._llm = self._action = self._publisher = self._shadow = self._vlm = None
+        self._receiver = self._llm = self._action = self._publisher = self._shadow = None
+        self._writer = "llm"  # as configured
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def configure(self) -> None:
         writer = self.param("writer")
         if writer not in WRITERS:
             raise ValueError(f"writer {writer!r} is not one of {', '.join(WRITERS)}")
-        if writer == "vlm":
-            self._vlm = VlmWriter(CtReportVlm(self.param("vlm_bundle"), self.param("vlm_base"),
-                                              threads=self.param("vlm_threads")))
+        self._writer = writer
         try:
+            if writer == "vlm" and self.param("vlm_bundle"):
+                self.vlm.load(ModelSpec(self.param("vlm_bundle"), base=self.param("vlm_base")), required=True)
             if self.param("findings_model"):
                 self.model.load(ModelSpec(self.param("findings_model")), required=True)
         except ModelLoadError:
-            self._close_vlm()  # a failed transition leaves nothing loaded
+            self.vlm.stop()  # a failed transition leaves nothing loaded
             raise
         self.model.start()
+        if writer == "vlm":
+            self.vlm.start()
         self._publisher = self.create_lifecycle_publisher(CTReport, "sdm/report", 10)
         if self.param("llm_action") and writer == "llm":
             self._llm = LlmClient(self, self.param("llm_action"), callback_group=self.coroutine_group)
@@ -116,13 +125,8 @@ class CtReportNode(Tango2Node):
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
         self._action = self._llm = self._publisher = self._shadow = None
-        self._close_vlm()
+        self.vlm.stop()
         self.model.stop()
-
-    def _close_vlm(self) -> None:
-        if self._vlm is not None:
-            self._vlm.vlm.close()
-            self._vlm = None
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def _on_series(self, datasets: list, calling_aet: str) -> None:
@@ -150,20 +154,31 @@ class CtReportNode(Tango2Node):
     def _process(self, source, feedback) -> StudyReport:
         if self._shadow is not None:
             self._shadow.preempt()  # the serving writer goes first
-        try:
-            with self.model.served.slot.lease() as model:
-                pipeline = ReportPipeline(model, self._vlm or self._write, self.settings(StudyLimits),
-                                          self.param("study_salt"))
-                report = pipeline.run(source, feedback)
-        except NoModelError:
-            raise UserError("no findings model is loaded yet (the model manager deploys one through ~/load_model)") \
-                from None
+        with self._models() as (model, writer):
+            report = ReportPipeline(model, writer, self.settings(StudyLimits), self.param("study_salt")).run(
+                source, feedback)
         self.model.count(model.label, False)
+        if isinstance(writer, VlmWriter):
+            self.vlm.count(writer.vlm.identity.label, False)
         feedback("storing", 0.8)
         self._report(self._desk.finished(report), model.label)
         self._publisher.publish(self._message(report))
         feedback("storing", 1.0)
         return report
+
+    @contextmanager
+    def _models(self):
+        """(findings model, writer) leased for one study: a swap waits for the study, then serves the next."""
+        try:
+            with self.model.served.slot.lease() as model:
+                if self._writer != "vlm":
+                    yield model, self._write
+                    return
+                with self.vlm.served.slot.lease() as vlm:
+                    yield model, VlmWriter(vlm)
+        except NoModelError as exc:
+            needed = "VLM (~/vlm/load_model)" if self.model.label else "findings model (~/load_model)"
+            raise UserError(f"no {needed} is loaded yet: the model manager deploys one") from exc
 
     def _on_failure(self, message: str, unexpected: bool) -> None:
         if unexpected:

@@ -18,27 +18,36 @@ LEVELS = {serving.OK: OK, serving.WARN: WARN, serving.ERROR: ERROR}
 
 
 class ModelService:
-    def __init__(self, owner: Tango2Node, open_model: Opener, health_budget_s: float, health_check: str) -> None:
-        """Declares `health_budget_s`: how long `health_check` (what a new model must do) may take at most."""
-        self.owner = owner
-        owner.declare("health_budget_s", health_budget_s, f"A new model's {health_check} must finish within this.",
+    def __init__(self, owner: Tango2Node, open_model: Opener, health_budget_s: float, health_check: str,
+                 part: str = "") -> None:
+        """Declares `health_budget_s`: how long `health_check` (what a new model must do) may take at most.
+        A node's second model is a `part`: its service is `~/<part>/load_model`, its parameter
+        `<part>.health_budget_s`, its status `<node>/<part>` on /diagnostics (the node name a model manager slot
+        gives for it)."""
+        self.owner, self.part = owner, part
+        budget = f"{part}.health_budget_s" if part else "health_budget_s"
+        owner.declare(budget, health_budget_s, f"A new model's {health_check} must finish within this.",
                       min_value=0.1, max_value=600.0)
-        self.served = ServedModel(open_model, default_budget_s=lambda: owner.param("health_budget_s"),
-                                  on_status=self._report)
+        self.served = ServedModel(open_model, default_budget_s=lambda: owner.param(budget), on_status=self._report)
         self._load_service = None
         self.outcomes: dict[str, int] = {}
         self._outcome_lock = threading.Lock()
 
     def start(self) -> None:
         """Serve `~/load_model` (a coroutine: the load runs in a thread, requests keep being served)."""
-        self._load_service = self.owner.create_service(LoadModel, "~/load_model", self._on_load_model,
+        name = f"~/{self.part}/load_model" if self.part else "~/load_model"
+        self._load_service = self.owner.create_service(LoadModel, name, self._on_load_model,
                                                        callback_group=self.owner.coroutine_group)
+        if self.part and not self.label:  # a part is reported from now on: a model manager slot waits to see it
+            self.owner.set_part_status(self.part, WARN, f"waiting for a model ({name})")
 
     def stop(self) -> None:
         if self._load_service is not None:
             self.owner.destroy_service(self._load_service)
             self._load_service = None
         self.served.close()
+        if self.part:
+            self.owner.drop_part_status(self.part)
 
     @property
     def label(self) -> str:
@@ -73,17 +82,17 @@ class ModelService:
             if outcome:
                 self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             totals = dict(self.outcomes)
-        self.owner.set_values(**self.served.count(model, error, seconds), **totals, **values)
+        self.owner.set_part_values(self.part, **self.served.count(model, error, seconds), **totals, **values)
 
     def _report(self, status: ServingStatus) -> None:
-        self.owner.set_status(LEVELS[status.level], status.message, **status.values)
+        self.owner.set_part_status(self.part, LEVELS[status.level], status.message, **status.values)
 
     async def _on_load_model(self, request: LoadModel.Request, response: LoadModel.Response) -> LoadModel.Response:
         if not request.model_path:
             response.message = "model_path is empty"
             response.previous = response.active = self.served.label
             return response
-        spec = ModelSpec(request.model_path, request.name, request.version, request.adapter_path)
+        spec = ModelSpec(request.model_path, request.name, request.version, request.adapter_path, request.base_path)
         outcome = await self.owner.in_background(
             lambda: self.served.load(spec, request.health_budget_s, request.release_first))
         response.success, response.message = outcome.success, outcome.message

@@ -28,7 +28,7 @@ class LoadModelClient:
         if not client.wait_for_service(timeout_sec=CONSUMER_WAIT_S):
             raise SwapError(f"{self.consumer_node} is not running (no {client.srv_name})")
         message = LoadModel.Request(model_path=str(request.model_path), adapter_path=str(request.adapter_path or ""),
-                                    name=request.name, version=request.version,
+                                    base_path=str(request.base_path or ""), name=request.name, version=request.version,
                                     health_budget_s=request.health_budget_s, release_first=request.release_first)
         deadline = time.monotonic() + timeout_s
         future, sent = client.call_async(message), time.monotonic()

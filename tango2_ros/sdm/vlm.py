@@ -101,6 +101,8 @@ class CtReportVlm(ModelRuntime):
         folder = Path(bundle)
         if not folder.is_dir():
             raise ModelLoadError(f"VLM bundle not found: {folder} is not a folder")
+        if not str(base_gguf):
+            raise ModelLoadError(f"the VLM bundle {folder} was given no language model to run on (its base GGUF)")
         parts = {"encoder": folder / ENCODER_FILE, "projector": folder / PROJECTOR_FILE, "adapter": folder / ADAPTER_FILE}
         for part, path in parts.items():
             if not path.is_file():

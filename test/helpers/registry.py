@@ -18,12 +18,14 @@ def make_keys(root: Path, *names: str, trusted: tuple[str, ...] = ("fleet",)) ->
     return trust
 
 
-def publish(root: Path, name: str, version: str, source: Path, key: str = "fleet",
+def publish(root: Path, name: str, version: str, source: Path | list[Path], key: str = "fleet",
             trust: TrustStore | None = None, quantization: str = "q4_1", **fields) -> None:
-    """Bundle one model file, sign it with root/keys/<key>.key and publish it to root/store."""
+    """Bundle the model file (or files: a VLM bundle's, with task and format in `fields`), sign it with
+    root/keys/<key>.key and publish it to root/store."""
     folder = root / "bundles" / f"{name}-{version}"
-    write_bundle(folder, [source], name=name, version=version, task="llm", format="gguf", quantization=quantization,
-                 **fields)
+    fields = {"task": "llm", "format": "gguf", **fields}
+    write_bundle(folder, source if isinstance(source, list) else [source], name=name, version=version,
+                 quantization=quantization, **fields)
     sign_bundle(folder, root / "keys" / f"{key}.key")
     publish_bundle(LocalStore(root / "store"), folder, trust or TrustStore(root / "keys" / "trusted"))
 

@@ -381,3 +381,60 @@ def test_the_vision_language_model_writes_from_the_volume_in_the_node(tmp_path, 
             assert f"text {report.report_model})" in text  # the FHIR report names the model that wrote it
     finally:
         print(stop(node)[-3000:])
+
+
+def test_the_model_manager_deploys_and_hot_swaps_the_vision_language_model(tmp_path, findings_models):
+    """The VLM bundle is an artifact like any other: signed with its base model named in the manifest, pulled with
+    that base, loaded into `ct_report/vlm` and swapped at run time; a bundle without its projector is refused at
+    load and the serving version goes on. Before any is deployed a study fails with the reason."""
+    from helpers.registry import make_keys, manager_arguments, publish
+    from tango2_msgs.srv import SwapModel
+    from tango2_ros.cli.model_files import model_folder
+    from tango2_ros.cli.sdm import DEFAULT_VLM
+    from tango2_ros.core.runtime.default_models import default_llm_path
+    from tango2_ros.sdm.vlm import ADAPTER_FILE, ENCODER_FILE, PROJECTOR_FILE, read_conventions
+
+    bundle = model_folder(DEFAULT_VLM)[0]
+    base = read_conventions(bundle).base_model
+    make_keys(tmp_path, "fleet")
+    publish(tmp_path, *base.split("@"), default_llm_path())
+    whole = [bundle / ADAPTER_FILE, bundle / ENCODER_FILE, bundle / PROJECTOR_FILE]
+    for version, files in (("1.0.0", whole), ("1.1.0", whole), ("1.2.0", whole[:2])):
+        publish(tmp_path, "ct-report-vlm", version, files, task="vlm", format="onnx", quantization="f32",
+                base_model=base)
+    ns = f"{NS}vlmswap"
+    node = spawn(["-m", "tango2_ros.nodes.ct_report", "--ros-args", "-r", f"__ns:={ns}", "-p",
+                  "diagnostics_period_s:=0.2", "-p", f"findings_model:={findings_models[0]}", "-p", "writer:=vlm",
+                  "-p", "vlm_threads:=1", "-p", "vlm.health_budget_s:=120.0"])
+    manager = None
+    try:
+        with ros_node("t7_vlm_swap") as client:
+            bring_up(client, f"{ns}/ct_report")
+            action = ActionClient(client, ReportCT, f"{ns}/sdm/report_ct")
+            assert action.wait_for_server(timeout_sec=20)
+            nifti = write_nifti(render(("emphysema",), seed=62), tmp_path / "study.nii.gz")
+
+            def report():
+                goal = result_of(action.send_goal_async(ReportCT.Goal(study_path=str(nifti))), 20)
+                return goal_response(goal, 120).result
+
+            waiting = report()
+            assert not waiting.success and "no VLM (~/vlm/load_model) is loaded yet" in waiting.message
+            manager = spawn(manager_arguments(tmp_path, ns, "ct-report-vlm", **{
+                "llm.node": f"{ns}/ct_report/vlm", "llm.version": "1.0.0", "llm.health_budget_s": 120.0}))
+            bring_up(client, f"{ns}/models")
+            vlm = DiagnosticsWatcher(client, f"{ns}/ct_report/vlm")
+            vlm.wait_for(lambda s: s.message.startswith("serving ct-report-vlm@1.0.0"), 120)
+            assert report().report.report_model == "ct-report-vlm@1.0.0"
+
+            swap = client.create_client(SwapModel, f"{ns}/models/swap")
+            assert swap.wait_for_service(timeout_sec=10)
+            for version, works in (("1.1.0", True), ("1.2.0", False)):
+                answer = result_of(swap.call_async(SwapModel.Request(name="ct-report-vlm", version=version)), 180)
+                assert answer.success is works and answer.active_version == "1.1.0", answer.message
+            assert "has no projector" in answer.message  # the refusal says why; 1.1.0 serves on
+            assert report().report.report_model == "ct-report-vlm@1.1.0"
+    finally:
+        outputs = stop(node) + (stop(manager) if manager else "")
+    assert "Traceback" not in outputs, outputs[-4000:]
+

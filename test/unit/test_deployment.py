@@ -2,6 +2,7 @@
 and by error rate, following `latest`, restoring after a consumer restart, memory plans and adapters, on a real
 signed local store and verified cache, with a consumer that speaks the load protocol and a clock the test moves."""
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -167,6 +168,24 @@ def test_an_adapter_is_deployed_on_its_base(rig):
     assert rig.deployer.swap(rig.slot, "1.3.0-lora").success
     request = rig.consumer.requests[-1]
     assert request.adapter_path.name == "adapter.gguf" and request.model_path.name == "1.0.0.gguf"
+
+
+def test_a_vlm_bundle_is_deployed_as_its_folder_with_the_language_model_it_names(rig):
+    release = Path(__file__).resolve().parents[2] / "models" / "releases" / "ct-report-vlm" / "1.0.0-f32"
+    files = [release / name for name in ("adapter-lora.gguf", "ct-encoder.onnx", "ct-projector.onnx")]
+    fields = {"task": "vlm", "format": "onnx", "quantization": "f32"}
+    publish(rig.root, "ct-vlm", "1.0.0", files, base_model=f"{MODEL}@1.1.0", **fields)
+    publish(rig.root, "ct-vlm", "1.1.0", files, **fields)  # names no language model
+    consumer = Consumer()
+    consumer.load = lambda request, timeout_s, serving: (
+        consumer.requests.append(request) or LoadOutcome(True, "loaded", "", request.reference))
+    slot = rig.deployer.add_slot("vlm", lambda: SlotConfig("vlm", "ct-vlm", f"{NODE}/vlm"), consumer)
+    assert rig.deployer.swap(slot, "1.0.0").success
+    request = consumer.requests[-1]
+    assert request.model_path.is_dir() and {p.name for p in request.model_path.iterdir()} >= {f.name for f in files}
+    assert request.base_path.name == "1.1.0.gguf" and request.adapter_path is None
+    refused = rig.deployer.swap(slot, "1.1.0")
+    assert not refused.success and "names no language model to run on" in refused.message
 
 
 def test_requests_name_their_slot(rig):

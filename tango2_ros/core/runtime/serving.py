@@ -19,12 +19,14 @@ HOLD_KEY = "swap_hold"  # a node's /diagnostics value: why no model may change n
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to serve: a verified file (and adapter), with the name and version results report."""
+    """Which model to serve: a verified file (and adapter), with the name and version results report; `base`: the
+    model it runs on (a VLM bundle's language model)."""
 
     path: str
     name: str = ""
     version: str = ""
     adapter: str = ""
+    base: str = ""
 
 
 @dataclass(frozen=True)
