@@ -9,7 +9,6 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,7 +28,6 @@ from tango2_ros.sdf.greenhouse import Climate
 from tango2_ros.sdf.learning import observation_of, read_logs
 from tango2_ros.sdf.payloads import sensor_payload
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.ros
 NS, PREFIX = "/t6farm", "tango2/greenhouse/t6"
 TANGO2 = [sys.executable, "-m", "tango2_ros.cli", "sdf", "simulate"]
@@ -353,11 +351,7 @@ def test_a_release_published_during_the_run_is_swapped_into_the_farm_by_the_mode
 
     monkeypatch.setenv("TANGO2_MODELS_DIR", str(tmp_path))
     make_keys(tmp_path, "fleet")
-    base = "smollm2-135m-instruct@1.0.0"
-    publish(tmp_path, *base.split("@"), default_llm_path())
-    adapter = REPO_ROOT / "models" / "releases" / "lam-tomato" / "2.0.0-lora" / "adapter-lora.gguf"  # short answers
-    release = {"source": adapter, "quantization": "f32", "kind": "adapter", "adapter_base": base}
-    publish(tmp_path, "lam-tomato", "1.0.0", **release)
+    publish(tmp_path, "lam-tomato", "1.0.0", default_llm_path())
     greenhouse = Greenhouse(PRESETS["tomato"], datetime.date(2009, 11, 10), days=40 * 300 / 86400, period_s=300,
                             spin_up_h=0)
     rig = FarmRig("lam", "tomato", greenhouse, "lam-tomato@latest")
@@ -365,7 +359,7 @@ def test_a_release_published_during_the_run_is_swapped_into_the_farm_by_the_mode
 
     def decide(t_s, climate, seen):
         if len(models) == 5:  # a candidate passed the learning cycle's gate
-            publish(tmp_path, "lam-tomato", "1.1.0", **release)
+            publish(tmp_path, "lam-tomato", "1.1.0", default_llm_path())
         step = rig.loop(t_s, climate, seen)
         models.append(step.model if step.verdict != "fallback" else "fallback")
         if models[-3:] == ["lam-tomato@1.1.0"] * 3:  # seen enough of the new release: this period is the last
