@@ -7,6 +7,7 @@ and is reported as ERROR on /diagnostics instead of killing the process.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import rclpy
@@ -27,15 +28,24 @@ ERROR = DiagnosticStatus.ERROR
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR", DiagnosticStatus.STALE: "STALE"}
 
 
+@dataclass
+class _Status:
+    """What one DiagnosticStatus of the node says."""
+
+    level: int = OK
+    message: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+
+
 class Tango2Node(LifecycleNode):
     """Lifecycle node with a diagnostics heartbeat (published in every state, so failures are visible)."""
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._status_lock = threading.Lock()
-        # part -> [level, message, values]: '' is the node's own status; a part (a second model the node serves)
-        # is reported as its own DiagnosticStatus named `<node>/<part>`, which a model manager slot can name
-        self._statuses: dict[str, list] = {"": [OK, "unconfigured", {}]}
+        # '' is the node's own status; a part (a second model the node serves) is reported as its own
+        # DiagnosticStatus named `<node>/<part>`, which a model manager slot can name
+        self._statuses: dict[str, _Status] = {"": _Status(OK, "unconfigured")}
         self._lifecycle = "unconfigured"
         period = self.declare(
             "diagnostics_period_s", 1.0, "Seconds between /diagnostics status messages.", min_value=0.05, max_value=60.0
@@ -123,10 +133,10 @@ class Tango2Node(LifecycleNode):
     def set_part_status(self, part: str, level: int, message: str, **values: Any) -> None:
         """The status of `part` ('' = the node's own), reported as `<node>/<part>` in the same /diagnostics."""
         with self._status_lock:
-            status = self._statuses.setdefault(part, [OK, "", {}])
-            changed = (level, message) != (status[0], status[1])
-            status[0], status[1] = level, message
-            status[2].update({k: str(v) for k, v in values.items()})
+            status = self._statuses.setdefault(part, _Status())
+            changed = (level, message) != (status.level, status.message)
+            status.level, status.message = level, message
+            status.values.update({k: str(v) for k, v in values.items()})
         if changed:
             text = f"{part + ' ' if part else ''}status {LEVEL_NAMES.get(level, level)}: {message}"
             # rclpy fixes a log call site's severity at its first call, so each severity has its own line
@@ -147,7 +157,7 @@ class Tango2Node(LifecycleNode):
         """Ask the model manager not to change a model now, saying why ('' = it may again); on /diagnostics at
         once (tango2_ros.core.deployment: swap windows)."""
         with self._status_lock:
-            values = self._statuses[""][2]
+            values = self._statuses[""].values
             changed = values.get(HOLD_KEY, "") != reason
             values[HOLD_KEY] = reason
         if changed:
@@ -160,21 +170,21 @@ class Tango2Node(LifecycleNode):
     def set_part_values(self, part: str, **values: Any) -> None:
         """set_values for `part` ('' = the node's own status)."""
         with self._status_lock:
-            self._statuses.setdefault(part, [OK, "", {}])[2].update({k: str(v) for k, v in values.items()})
+            self._statuses.setdefault(part, _Status()).values.update({k: str(v) for k, v in values.items()})
 
     @property
     def status(self) -> tuple[int, str]:
         with self._status_lock:
-            level, message, _ = self._statuses[""]
-            return level, message
+            own = self._statuses[""]
+            return own.level, own.message
 
     def publish_diagnostics(self) -> None:
         name = self.get_fully_qualified_name()
         with self._status_lock:
-            statuses = [DiagnosticStatus(level=level, name=f"{name}/{part}" if part else name, message=message,
-                                         hardware_id=self.get_name(),
-                                         values=[KeyValue(key=k, value=v) for k, v in sorted(values.items())])
-                        for part, (level, message, values) in self._statuses.items()]
+            statuses = [DiagnosticStatus(level=status.level, name=f"{name}/{part}" if part else name,
+                                         message=status.message, hardware_id=self.get_name(),
+                                         values=[KeyValue(key=k, value=v) for k, v in sorted(status.values.items())])
+                        for part, status in self._statuses.items()]
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
