@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from tango2_ros.builder.dataset import Example
-from tango2_ros.builder.gguf_export import export_lora, export_model
+from tango2_ros.builder.gguf_export import export_lora, export_model, lora_state, read_lora
 from tango2_ros.builder.recipe import FinetuneConfig
 
 
@@ -116,7 +116,8 @@ def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, o
 
 
 def _load(base_gguf: Path, config: FinetuneConfig, device: str):
-    """The tokenizer, and the base model with fresh LoRA matrices (seeded: every worker starts from the same)."""
+    """The tokenizer, and the base model with fresh LoRA matrices (seeded: every worker starts from the same), or
+    with those of `config.start_adapter`."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -130,7 +131,14 @@ def _load(base_gguf: Path, config: FinetuneConfig, device: str):
     model.to(device)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
                       target_modules=list(config.target_modules))
-    return tokenizer, get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    if config.start_adapter:
+        adapter = read_lora(Path(config.start_adapter))
+        if adapter.alpha != config.alpha:
+            raise ValueError(f"the adapter {config.start_adapter} has alpha {adapter.alpha:g}, the fine-tune "
+                             f"{config.alpha:g}")
+        peft_model.load_state_dict(lora_state(peft_model, adapter), strict=False)
+    return tokenizer, peft_model
 
 
 def _train(model, tokenizer, examples: list[Example], config: FinetuneConfig, device: str,

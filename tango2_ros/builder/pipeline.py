@@ -2,6 +2,10 @@
 gates and device budgets -> signed artifacts in the registry, the best candidate per device profile tagged.
 An encoder (a transformers folder) takes the ONNX road instead: export -> onnxruntime int8 -> evaluation -> ...
 
+A base named by a LoRA adapter release (the model in service, `lam-tomato@2.0.0-lora`) is continued: the fine-tune
+starts from that adapter's matrices (with its rank and alpha) on the model it applies to, so the new adapter still
+applies to the base model PyPI provides and the model in service is the baseline it must beat.
+
 Candidates are published as pre-release versions of the recipe's version (`1.1.0-q8-0`, `1.1.0-lora`), so
 they never become a slot's "latest release" by accident; a slot deploys one by version or by its
 `best-<profile>` tag. The untouched base model is evaluated too, as the baseline of the report.
@@ -24,8 +28,24 @@ from tango2_ros.core.artifacts.cache import ArtifactCache
 from tango2_ros.core.artifacts.publishing import publish_bundle, sign_bundle, write_bundle
 from tango2_ros.core.artifacts.signing import TrustStore
 from tango2_ros.core.artifacts.stores import Store
+from tango2_ros.errors import UserError
 
 MB = 1e6
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """What a build starts from."""
+
+    reference: str  # its artifact reference where it comes from the registry (the model an adapter applies to)
+    path: Path | None  # the model file; None for a network trained here from scratch
+    adapter: Path | None = None  # the LoRA in service that the fine-tune continues (the base named an adapter)
+    adapter_reference: str = ""
+
+    @property
+    def derived_from(self) -> str:
+        """What a candidate is derived from, as its manifest's `base_model` says."""
+        return self.adapter_reference or self.reference
 
 
 @dataclass
@@ -78,6 +98,7 @@ class BuildResult:
     finetune_s: float
     data_fingerprint: str
     work_dir: Path
+    base: BaseModel
 
     @property
     def evaluated(self) -> list[Candidate]:
@@ -105,17 +126,22 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
     if recipe.trained_from_scratch:
         say(f"[{next(step)}/{steps}] train {recipe.base} on phantoms ({device})")
-        baseline, candidates, losses, finetune_s, eval_file, base_reference = _trained_candidates(
+        baseline, candidates, losses, finetune_s, eval_file, base = _trained_candidates(
             recipe, work_dir, say, train_progress, store, cache, device)
         data_fingerprint = fingerprint_of_phantoms(recipe)
         eval_count = recipe.extra["phantoms"]["eval"]
     else:
-        say(f"[{next(step)}/{steps}] base model {recipe.base}")
-        base_reference, base_path = _base(recipe, store, cache)
+        base = _base(recipe, store, cache)
+        if base.adapter:
+            recipe = _continuing(recipe, base)
+            say(f"[{next(step)}/{steps}] base model {base.reference} with the adapter in service "
+                f"{base.adapter_reference} (continued: rank {recipe.finetune.rank}, alpha {recipe.finetune.alpha:g})")
+        else:
+            say(f"[{next(step)}/{steps}] base model {recipe.base}")
         eval_file = recipe.eval
         eval_count = len(load_pairs(recipe.eval) if recipe.format == "onnx" else load_examples(recipe.eval))
         data_fingerprint = fingerprint(recipe.train, recipe.eval)
-        baseline, candidates, losses, finetune_s = _base_candidates(recipe, base_path, work_dir, say, step, steps,
+        baseline, candidates, losses, finetune_s = _base_candidates(recipe, base, work_dir, say, step, steps,
                                                                     device, train_progress, cluster)
 
     say(f"[{next(step)}/{steps}] evaluate {len(candidates) + 1} candidates on {eval_count} examples "
@@ -133,7 +159,7 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
 
     say(f"[{next(step)}/{steps}] gates (min {recipe.metric} {recipe.min_metric:g}) and device profiles")
     passed = judge(candidates, recipe, baseline)
-    if any(c.adapter for c in candidates) and recipe.publish_adapter and not base_reference:
+    if any(c.adapter for c in candidates) and recipe.publish_adapter and not base.reference:
         say("      the adapter is not published: its base is a file, not an artifact in the registry")
         passed = [c for c in passed if c.kind != "adapter"]
 
@@ -142,11 +168,11 @@ def build(recipe: Recipe, store: Store, cache: ArtifactCache, trust: TrustStore,
         say(f"[{next(step)}/{steps}] sign and publish {len(passed)} of {len(candidates)} candidates to {store.location}")
         for candidate in passed:
             candidate.version = version_of(recipe, candidate.label)
-            publish_candidate(candidate, recipe, store, trust, key, base_reference, data_fingerprint)
+            publish_candidate(candidate, recipe, store, trust, key, base, data_fingerprint)
         for profile, best in best_per_profile(passed, recipe).items():
             tags[f"best-{profile}"] = best.version
             store.set_tag(recipe.name, f"best-{profile}", best.version)
-    return BuildResult(recipe, candidates, baseline, tags, losses, finetune_s, data_fingerprint, work_dir)
+    return BuildResult(recipe, candidates, baseline, tags, losses, finetune_s, data_fingerprint, work_dir, base)
 
 
 def speed_unit(recipe: Recipe) -> str:
@@ -163,8 +189,8 @@ def fingerprint_of_phantoms(recipe: Recipe) -> str:
 
 def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress, store: Store, cache: ArtifactCache,
                         device: str = "cpu"):
-    """A network trained here: (baseline, candidates, losses, seconds, held-out sets, reference of the base model
-    it runs on: '' for the findings network, the language model for the VLM)."""
+    """A network trained here: (baseline, candidates, losses, seconds, held-out sets, the base model it runs on:
+    none for the findings network, the language model for the VLM)."""
     if recipe.task == "vlm":
         from tango2_ros.builder.ct_vlm import train_candidates as train_vlm
 
@@ -173,19 +199,21 @@ def _trained_candidates(recipe: Recipe, work_dir: Path, say, progress, store: St
         if losses:
             say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps in {seconds:.0f} s")
         candidate = Candidate("f32", bundle, base=language_model.primary_path, quantization="f32")
-        return candidate, [candidate], losses, seconds, eval_file, language_model.manifest.reference
+        return candidate, [candidate], losses, seconds, eval_file, BaseModel(language_model.manifest.reference,
+                                                                             language_model.primary_path)
     from tango2_ros.builder.ct_findings import train_candidates
 
     exported, models, losses, seconds, eval_file = train_candidates(recipe, work_dir, say, progress)
     say(f"      loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} epochs in {seconds:.0f} s")
     candidates = [Candidate(level, model, quantization=level) for level, model in models.items()]
-    return Candidate("base", exported), candidates, losses, seconds, eval_file, ''
+    return Candidate("base", exported), candidates, losses, seconds, eval_file, BaseModel("", None)
 
 
-def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step, steps: int, device: str,
+def _base_candidates(recipe: Recipe, base: BaseModel, work_dir: Path, say, step, steps: int, device: str,
                      train_progress, cluster: str = ""):
     """Fine-tune (optional) and quantise a base model: (baseline, candidates, losses, fine-tune seconds)."""
     train_examples = load_examples(recipe.train) if recipe.train else []
+    base_path = base.path
     source, adapter, losses, finetune_s = base_path, None, [], 0.0
     if recipe.finetune:
         say(f"[{next(step)}/{steps}] LoRA fine-tune: rank {recipe.finetune.rank}, {recipe.finetune.steps} steps on "
@@ -203,7 +231,7 @@ def _base_candidates(recipe: Recipe, base_path: Path, work_dir: Path, say, step,
     else:
         levels = ", ".join(recipe.quantizations) or "nothing (the adapter on the base model is the candidate)"
         say(f"[{next(step)}/{steps}] quantise: {levels}")
-        baseline, candidates = _gguf_candidates(recipe, base_path, source, adapter, work_dir)
+        baseline, candidates = _gguf_candidates(recipe, base, source, adapter, work_dir)
     return baseline, candidates, losses, finetune_s
 
 
@@ -231,9 +259,10 @@ def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device
     return tuned
 
 
-def _gguf_candidates(recipe: Recipe, base_path: Path, source: Path, adapter: Path | None,
+def _gguf_candidates(recipe: Recipe, base: BaseModel, source: Path, adapter: Path | None,
                      work_dir: Path) -> tuple[Candidate, list[Candidate]]:
-    """Each quantisation of the (fine-tuned) model, and the adapter on the untouched base; the base is the baseline."""
+    """Each quantisation of the (fine-tuned) model, and the adapter on the untouched base; the baseline is the base
+    (with the adapter in service, where the build continues one)."""
     candidates = []
     for level in recipe.quantizations:
         target = work_dir / f"{recipe.name}-{version_of(recipe, level)}.gguf"
@@ -243,8 +272,8 @@ def _gguf_candidates(recipe: Recipe, base_path: Path, source: Path, adapter: Pat
             quantize(source, target, level)
         candidates.append(Candidate(level, target, quantization=level))
     if adapter is not None and recipe.publish_adapter:
-        candidates.append(Candidate("lora", base_path, adapter=adapter, quantization="f32"))
-    return Candidate("base", base_path), candidates
+        candidates.append(Candidate("lora", base.path, adapter=adapter, quantization="f32"))
+    return Candidate("base", base.path, adapter=base.adapter), candidates
 
 
 def _onnx_candidates(recipe: Recipe, base_dir: Path, work_dir: Path) -> tuple[Candidate, list[Candidate]]:
@@ -284,20 +313,41 @@ def best_per_profile(passed: list[Candidate], recipe: Recipe) -> dict[str, Candi
     return best
 
 
-def _base(recipe: Recipe, store: Store, cache: ArtifactCache) -> tuple[str, Path]:
-    """The base model file, and its artifact reference when it comes from the registry."""
-    if recipe.base_is_artifact:
-        name, _, spec = recipe.base.partition("@")
-        pulled = cache.pull(store, name, spec)
-        return pulled.manifest.reference, pulled.primary_path
-    path = Path(recipe.base)
-    if not path.exists():
-        raise FileNotFoundError(f"base model {path} not found")
-    return "", path
+def _base(recipe: Recipe, store: Store, cache: ArtifactCache) -> BaseModel:
+    """The base model file (and its artifact reference when it comes from the registry); for an adapter release,
+    the model it applies to, with the adapter."""
+    if not recipe.base_is_artifact:
+        path = Path(recipe.base)
+        if not path.exists():
+            raise FileNotFoundError(f"base model {path} not found")
+        return BaseModel("", path)
+    name, _, spec = recipe.base.partition("@")
+    pulled = cache.pull(store, name, spec)
+    if pulled.manifest.kind != "adapter":
+        return BaseModel(pulled.manifest.reference, pulled.primary_path)
+    if not recipe.finetune:
+        raise UserError(f"base {recipe.base} is a LoRA adapter: a recipe on it needs a finetune section (which "
+                        f"continues the adapter)")
+    under_name, _, under_spec = pulled.manifest.adapter_base.partition("@")
+    under = cache.pull(store, under_name, under_spec)
+    return BaseModel(under.manifest.reference, under.primary_path, pulled.primary_path, pulled.manifest.reference)
+
+
+def _continuing(recipe: Recipe, base: BaseModel) -> Recipe:
+    """The recipe with its fine-tune starting from the adapter in service, at that adapter's rank and alpha."""
+    from tango2_ros.builder.gguf_export import read_lora
+
+    try:
+        adapter = read_lora(base.adapter)
+    except ValueError as exc:
+        raise UserError(f"base {recipe.base}: {exc}") from None
+    alpha = int(adapter.alpha) if adapter.alpha.is_integer() else adapter.alpha
+    return replace(recipe, finetune=replace(recipe.finetune, rank=adapter.rank, alpha=alpha,
+                                            start_adapter=str(base.adapter)))
 
 
 def publish_candidate(candidate: Candidate, recipe: Recipe, store: Store, trust: TrustStore, key: Path,
-                      base_reference: str, data_fingerprint: str, extra_metrics: dict | None = None) -> None:
+                      base: BaseModel, data_fingerprint: str, extra_metrics: dict | None = None) -> None:
     """Sign and publish one candidate as `recipe.name@candidate.version` (its evaluation in the manifest)."""
     e = candidate.evaluation
     with tempfile.TemporaryDirectory(prefix="tango2-build-") as scratch:
@@ -305,8 +355,8 @@ def publish_candidate(candidate: Candidate, recipe: Recipe, store: Store, trust:
         write_bundle(
             folder, candidate.files, name=recipe.name, version=candidate.version, task=recipe.task,
             format=recipe.format, quantization=candidate.quantization, kind=candidate.kind,
-            base_model=base_reference or Path(recipe.base).name,
-            adapter_base=base_reference if candidate.adapter else "", data_fingerprint=data_fingerprint,
+            base_model=base.derived_from or Path(recipe.base).name,
+            adapter_base=base.reference if candidate.adapter else "", data_fingerprint=data_fingerprint,
             metrics={recipe.metric: e.metric, "tokens_per_s": e.tokens_per_s, "latency_s": e.latency_s,
                      "peak_memory_mb": e.peak_memory_mb, **{f"{recipe.metric}_{g}": v for g, v in e.groups.items()},
                      **(extra_metrics or {})},

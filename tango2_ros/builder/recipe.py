@@ -81,6 +81,8 @@ class FinetuneConfig:
     precision: str = "float32"
     # data-parallel processes (torch.distributed: gloo on CPU, NCCL on CUDA), each taking its share of every batch
     workers: int = 1
+    # a GGUF LoRA adapter the training starts from (set by the builder when the base is an adapter release)
+    start_adapter: str = ""
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")

@@ -6,6 +6,14 @@ from pathlib import Path
 from tango2_ros.builder.pipeline import MB, BuildResult, speed_unit
 
 
+def _base(result: BuildResult) -> str:
+    base = result.base
+    if base.adapter:
+        return (f"`{base.reference}` with the adapter in service `{base.adapter_reference}`, continued (the row "
+                f"`base` is the model in service)")
+    return f"`{result.recipe.base}`"
+
+
 def write_report(result: BuildResult) -> tuple[Path, Path]:
     recipe = result.recipe
     plot = result.work_dir / "report.png"
@@ -14,7 +22,7 @@ def write_report(result: BuildResult) -> tuple[Path, Path]:
         f"# Build report: {recipe.name} {recipe.version}",
         "",
         f"- recipe: `{recipe.source}`",
-        f"- base: `{recipe.base}`; data fingerprint `{result.data_fingerprint[:16]}...`",
+        f"- base: {_base(result)}; data fingerprint `{result.data_fingerprint[:16]}...`",
         f"- evaluation: {recipe.metric} on {_eval_set(recipe)}; speed and memory measured on the build machine",
     ]
     if result.losses:

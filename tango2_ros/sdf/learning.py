@@ -210,8 +210,11 @@ class CycleOptions:
     publish: bool = True
 
 
-def _write_recipe(work_dir: Path, dataset, preset: CropPreset, options: CycleOptions, decisions: int) -> Path:
-    """The builder recipe of one cycle: LoRA on the model in service, the cycle's data, a JSON-validity gate."""
+def _write_recipe(work_dir: Path, dataset, preset: CropPreset, options: CycleOptions, decisions: int,
+                  continues_adapter: bool) -> Path:
+    """The builder recipe of one cycle: LoRA on the model in service (continuing its adapter, when it is one), the
+    cycle's data, a JSON-validity gate. The candidate is what the model in service is: an adapter on the base model,
+    or a whole model quantised to q8_0."""
     import yaml
 
     recipe_path = work_dir / "recipe.yaml"
@@ -223,7 +226,7 @@ def _write_recipe(work_dir: Path, dataset, preset: CropPreset, options: CycleOpt
         # the MLP too: mapping readings to values is more than the attention projections learn in a few hundred steps
         "finetune": {"rank": 16, "alpha": 32, "steps": options.steps, "learning_rate": 0.001, "batch_size": 4,
                      "target_modules": list(LORA_MODULES), "precision": "auto"},
-        "quantizations": ["q8_0"], "publish_adapter": False,
+        "quantizations": [] if continues_adapter else ["q8_0"], "publish_adapter": continues_adapter,
         "evaluation": {"metric": "json_valid", "max_tokens": ANSWER_TOKENS}, "gates": {"min_metric": 0.5},
         "device_profiles": ["edge-cpu-2c-4gb"]}, sort_keys=False))
     return recipe_path
@@ -249,11 +252,12 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     say(f"dataset: {len(dataset.train)} training and {len(dataset.eval)} evaluation examples "
         f"({dataset.from_approved} approved decisions with the climate in band, {dataset.from_teacher} taught by "
         f"the baseline)")
-    recipe = load_recipe(_write_recipe(work_dir, dataset, preset, options, len(records)))
     trust, key = TrustStore(paths.trusted_keys_dir()), paths.signing_key_path()
-    store = open_store(paths.default_store())
-    result = build(recipe, store, ArtifactCache(paths.cache_dir(), trust), trust, key, work_dir / "build", say,
-                   publish=False)
+    store, cache = open_store(paths.default_store()), ArtifactCache(paths.cache_dir(), trust)
+    name, _, spec = options.current.partition("@")
+    continues_adapter = bool(spec) and cache.pull(store, name, spec).manifest.kind == "adapter"
+    recipe = load_recipe(_write_recipe(work_dir, dataset, preset, options, len(records), continues_adapter))
+    result = build(recipe, store, cache, trust, key, work_dir / "build", say, publish=False)
     report = {"dataset": {"train": len(dataset.train), "eval": len(dataset.eval), "approved": dataset.from_approved,
                           "taught": dataset.from_teacher}, "losses": [round(x, 4) for x in result.losses],
               "builder": {c.label: {"json_valid": c.evaluation.metric, "failures": c.failures}
@@ -265,8 +269,10 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
     say(f"simulating the held-out days ({options.held_out_start}, {options.held_out_days:g} day(s)) with the current "
         f"model and with the candidate")
     reference_run, current_run, candidate_run = (
-        evaluate_in_simulator(model, preset, options, work_dir / f"held-out-{run}.jsonl")
-        for run, model in (("reference", None), ("current", result.baseline.model), ("candidate", candidate.model)))
+        evaluate_in_simulator(model, preset, options, work_dir / f"held-out-{run}.jsonl", adapter)
+        for run, model, adapter in (("reference", None, None),
+                                    ("current", result.baseline.model, result.baseline.adapter),
+                                    ("candidate", candidate.model, candidate.adapter)))
     better, reasons = beats(candidate_run, current_run, reference_run)
     report.update(reference=reference_run, current=current_run, candidate=candidate_run)
     if not better:
@@ -274,8 +280,7 @@ def learning_cycle(records: list[dict], preset: CropPreset, options: CycleOption
         return report
     if options.publish:
         candidate.version = options.version
-        base_reference = options.current if "@" in options.current else ""
-        publish_candidate(candidate, recipe, store, trust, key, base_reference, result.data_fingerprint,
+        publish_candidate(candidate, recipe, store, trust, key, result.base, result.data_fingerprint,
                           {f"held_out_{k}": candidate_run[k] for k in ("temp_in_band_pct", "rh_in_band_pct",
                                                                        "co2_in_band_pct")})
     report.update(published=f"{options.name}@{options.version}" if options.publish else None,

@@ -217,6 +217,69 @@ def test_a_full_build_publishes_signed_evaluated_candidates_and_tags_the_best(tm
         runtime.close()
     assert answers[0] != answers[1], answers
 
+    # the next build continues that adapter (the model in service): its rank and alpha, its matrices to start from
+    continued = subprocess.run([*tango2, "build", str(write_recipe(tmp_path / "next", CONTINUED)), "--json"], env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert continued.returncode == 0, continued.stderr[-2000:]
+    assert "with the adapter in service tiny-colreg@0.1.0-lora (continued: rank 4, alpha 8)" in continued.stderr
+    # the same first batch: the trained adapter already answers it better than fresh matrices did
+    assert json.loads(continued.stdout)["losses"][0] < result["losses"][0]
+    manifest, _ = verify_folder(cache.pull(store, "tiny-colreg", "0.2.0-lora").folder, trust)
+    assert manifest.kind == "adapter" and manifest.adapter_base == "smollm2-135m-instruct@1.0.0"
+    assert manifest.base_model == "tiny-colreg@0.1.0-lora"
+    without_finetune = write_recipe(tmp_path / "bare", CONTINUED.replace("finetune: {steps: 2, rank: 8}\n", ""))
+    refused = subprocess.run([*tango2, "build", str(without_finetune)], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "is a LoRA adapter: a recipe on it needs a finetune section" in refused.stderr
+
+
+CONTINUED = GOOD.replace("version: 0.1.0", "version: 0.2.0").replace(
+    "base: smollm2-135m-instruct@1.0.0", "base: tiny-colreg@0.1.0-lora").replace(
+    "finetune: {rank: 4, alpha: 8, steps: 4, batch_size: 2, learning_rate: 0.003}", "finetune: {steps: 2, rank: 8}").replace(
+    "quantizations: [q8_0]", "quantizations: []")
+
+
+def test_an_adapter_read_back_from_gguf_is_the_one_exported(tmp_path):
+    """What a continued fine-tune starts from: the GGUF adapter's matrices back in peft's order (llama.cpp's rows
+    of q_proj and k_proj are in another RoPE order), exactly, and a rank that does not fit is refused. A small
+    random Llama stands in for SmolLM2 here: the mapping depends only on the architecture and the head counts."""
+    import numpy as np
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tango2_ros.builder.gguf_export import LoraAdapter, export_lora, lora_state, read_lora
+    from tango2_ros.core.runtime.default_models import default_llm_path
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "k_proj",
+                                                                                                  "v_proj"]))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn_like(parameter).half().float())  # what float16 in the file holds
+    originals = {key: value.clone() for key, value in model.state_dict().items() if "lora_" in key}
+    assert len(originals) == 3 * 2 * 2  # three modules, A and B, two layers
+    exported = tmp_path / "adapter.gguf"
+    export_lora(model, 4, exported)
+    adapter = read_lora(exported)
+    assert adapter.rank == 2 and adapter.alpha == 4.0
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.zero_()
+    model.load_state_dict(lora_state(model, adapter), strict=False)
+    restored = model.state_dict()
+    assert all(np.array_equal(originals[key].numpy(), restored[key].numpy()) for key in originals)
+    narrower = LoraAdapter(adapter.alpha, {name: matrix[:1] if name.endswith(".lora_a") else matrix[:, :1]
+                                           for name, matrix in adapter.tensors.items()})
+    with pytest.raises(ValueError, match="train with the adapter's rank"):
+        lora_state(model, narrower)
+    with pytest.raises(ValueError, match="not a LoRA adapter"):
+        read_lora(default_llm_path())
+
 
 @pytest.mark.slow
 def test_an_encoder_folder_is_exported_to_onnx_quantised_to_int8_and_published(tmp_path):
