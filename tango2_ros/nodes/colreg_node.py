@@ -1,11 +1,14 @@
 """colreg_node: the deterministic COLREG decision for own ship, from own-ship state and tracked targets.
 
 Subscribes `sds/own_ship` (OwnShipState) and `sds/targets` (TargetArray); publishes `sds/decision`
-(NavigationDecision) on every update of either, stamped with the older input's stamp, and at least at
-`decision_rate_hz` from a watchdog. Without a valid, fresh own-ship position or with stale targets the decision
-is DEGRADED: it says why, recommends nothing and never acts on old data. The route goal, cruise speed and
-visibility are parameters (changing them restarts the decision-making, as for a new passage). The logic is
-tango2_ros.sds.colreg; this node only converts between WGS-84 messages and its local frame (NM around own ship).
+(NavigationDecision) once per instant of the picture, when the older of the two inputs' stamps passes the last
+instant decided on, stamped with it; and at least at `decision_rate_hz` from a watchdog. The navigator keeps state
+(a manoeuvre under way), so it is never asked about a mix of two instants (own ship of one second, targets of the
+one before), which the arrival order on two topics would otherwise decide. Without a valid, fresh own-ship
+position or with stale targets the decision is DEGRADED: it says why, recommends nothing and never acts on old
+data. The route goal, cruise speed and visibility are parameters (changing them restarts the decision-making, as
+for a new passage). The logic is tango2_ros.sds.colreg; this node only converts between WGS-84 messages and its
+local frame (NM around own ship).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class ColregNode(Tango2Node):
         self._targets: TargetArray | None = None
         self._own: OwnShipState | None = None
         self._targets_received = self._own_received = self._markers_sent = 0.0
+        self._decided_instant: float | None = None  # the picture's instant (s) the navigator last decided on
         self._navigator = self._new_navigator()
         self._publisher = self._markers = None
         self._decisions = 0
@@ -62,7 +66,7 @@ class ColregNode(Tango2Node):
         if any(p.name in RESETTING or p.name in ColregParameters.__dataclass_fields__ for p in parameters):
             with self._lock:  # a new passage: nothing of the old picture carries over
                 self._navigator = self._new_navigator()
-                self._own, self._targets = None, None
+                self._own, self._targets, self._decided_instant = None, None, None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -79,16 +83,31 @@ class ColregNode(Tango2Node):
     def _on_targets(self, message: TargetArray) -> None:
         with self._lock:
             self._targets, self._targets_received = message, time.monotonic()
-        if self._own is not None:
-            self._publish(self._decide(self._own), older_stamp(self._own.header.stamp, message.header.stamp))
+        self._decide_on_new_picture()
 
     def _on_own_ship(self, message: OwnShipState) -> None:
-        """Decide on every update of either input; the decision carries the older input's stamp (the picture's
-        age), so a consumer, or the lock-step simulator, knows which instant it answers."""
         self._own, self._own_received = message, time.monotonic()
-        targets = self._targets
-        stamp = message.header.stamp if targets is None else older_stamp(message.header.stamp, targets.header.stamp)
-        self._publish(self._decide(message), stamp)
+        self._decide_on_new_picture()
+
+    def _decide_on_new_picture(self) -> None:
+        """Decide once the picture is of a later instant than the last decision's: both inputs of that instant have
+        arrived, in whichever order. The decision carries the older input's stamp (the picture's age), so a
+        consumer, or the lock-step simulator, knows which instant it answers. Without a target picture, or with a
+        stale one, every own-ship update is answered: with the reason no manoeuvre is computed. Inputs without a
+        stamp (zero: a driver that does not stamp) cannot be put in order: every update of either is answered."""
+        own, targets = self._own, self._targets
+        if own is None:
+            return
+        if targets is None or time.monotonic() - self._targets_received > self.param("stale_after_s"):
+            self._publish(self._decide(own), own.header.stamp if targets is None else
+                          older_stamp(own.header.stamp, targets.header.stamp))
+            return
+        instant = older_stamp(own.header.stamp, targets.header.stamp)
+        seconds = stamp_to_seconds(instant)
+        if seconds > 0 and self._decided_instant is not None and seconds <= self._decided_instant:
+            return
+        self._decided_instant = seconds
+        self._publish(self._decide(own), instant)
 
     def _on_watchdog(self) -> None:
         if time.monotonic() - self._own_received > self.param("stale_after_s"):

@@ -13,8 +13,17 @@ from tango2_ros.sds.simulator import SIM_EPOCH_S
 
 TANGO2 = [sys.executable, "-m", "tango2_ros.cli", "sds"]
 
+def _outcome(run: dict) -> tuple:
+    """What the ship did (the manoeuvres' target ids differ by design: NavigationDecision carries the targets at
+    risk, the navigator's own decision the targets a manoeuvre answers)."""
+    return (run["min_distance_nm"], run["path_extra_distance_pct"], run["reached_goal"], run["decisions"],
+            [(m["t_s"], m["course_change_deg"], m["speed_change_kn"]) for m in run["maneuvers"]])
+
+
 @pytest.mark.ros
 def test_the_22_imazu_cases_closed_loop_through_the_colreg_node(tmp_path):
+    """Through the node over DDS the decisions are those of the same code in process, manoeuvre for manoeuvre:
+    the node decides once per instant of the picture, whichever of its two inputs arrives first."""
     done = subprocess.run([*TANGO2, "simulate", "imazu", "--perfect-tracks", "--json", "--plot-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)
     runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -24,6 +33,10 @@ def test_the_22_imazu_cases_closed_loop_through_the_colreg_node(tmp_path):
         check_run(run)
     assert len(list(tmp_path.glob("imazu-*.png"))) == 22
     assert done.returncode == 0
+    in_process = subprocess.run([*TANGO2, "simulate", "imazu", "--in-process", "--json"], capture_output=True,
+                                text=True, timeout=300)
+    reference = {r["scenario"]: r for r in map(json.loads, in_process.stdout.splitlines())}
+    assert {run["scenario"]: _outcome(run) for run in runs} == {s: _outcome(r) for s, r in reference.items()}
 
 
 @pytest.mark.ros
@@ -103,6 +116,24 @@ def test_colreg_node_degrades_on_bad_or_missing_input_and_says_why():
             label = next(m for a in marker_arrays for m in a.markers if m.ns == "decision" and m.text)
             assert label.text.startswith("route") and label.header.frame_id == "own_ship"
             assert all(not d.action_required for d in decisions if d.status == NavigationDecision.STATUS_DEGRADED)
+
+            # stamped inputs: one decision per instant of the picture, never on own ship of one second with the
+            # targets of the one before, whichever topic arrives first
+            def stamped(message, seconds):
+                message.header.stamp.sec = seconds
+                return message
+
+            def decided_at() -> list[int]:  # the stamps of the decisions on those pictures (not the watchdog's)
+                clock.sleep(0.3)
+                return [d.header.stamp.sec for d in decisions if 100 <= d.header.stamp.sec < 1000]
+
+            targets_pub.publish(stamped(TargetArray(), 100))
+            own_pub.publish(stamped(good, 100))
+            assert wait_until(lambda: decided_at() == [100], 5), decided_at()
+            own_pub.publish(stamped(good, 101))  # ahead of the targets of its instant
+            assert decided_at() == [100]
+            targets_pub.publish(stamped(TargetArray(), 101))
+            assert wait_until(lambda: decided_at() == [100, 101], 5), decided_at()
             assert latest_reason("silent for")  # own-ship updates stop: degraded again within the stale limit
     finally:
         output = stop(process)
