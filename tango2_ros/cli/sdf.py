@@ -189,6 +189,7 @@ def _simulate(args) -> int:
 
 def _learn(args) -> int:
     from tango2_ros import paths
+    from tango2_ros.core.artifacts.manifest import SEMVER_PATTERN
     from tango2_ros.sdf.crops import PRESETS
     from tango2_ros.sdf.learning import CycleOptions, learning_cycle, read_logs
 
@@ -198,6 +199,10 @@ def _learn(args) -> int:
         raise UserError(f"--held-out-days {args.held_out_days:g}: use more than 0 and at most 30")
     if not 0 <= args.spin_up_h <= 240:
         raise UserError(f"--spin-up-h {args.spin_up_h:g}: use 0 to 240")
+    release = SEMVER_PATTERN.match(args.version)
+    if not release or release.group(4):
+        raise UserError(f"--version {args.version!r}: a release MAJOR.MINOR.PATCH (what passes the held-out days "
+                        f"is released)")
     name = args.name or f"lam-{args.crop}"
     options = CycleOptions(name=name, version=args.version, current=args.current, held_out_start=args.held_out,
                            held_out_days=args.held_out_days, period_s=args.period_s, steps=args.steps,

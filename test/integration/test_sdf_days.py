@@ -122,6 +122,11 @@ def test_decision_logs_become_a_fine_tuning_set_taught_by_outcome(tmp_path, one_
     _day("baseline", one_day, days=0.25, records=baseline)
     taught = build_dataset(baseline, TOMATO)
     assert taught.from_approved > 36  # the baseline's in-band decisions teach themselves
+    # but not a command that kept the climate in band by heating more than the rule (energy counts too)
+    judged = [r for r in baseline if r["in_band"]["temperature"] and r["in_band"]["humidity"]][:10]
+    wasteful = [{**r, "command": {**r["command"], "heating": 100.0}} for r in judged
+                if r["command"]["heating"] < 80]
+    assert wasteful and build_dataset(wasteful, TOMATO).from_approved == 0
     # counterfactual states reach where the baseline's own log never goes, each answered by the baseline's rule
     logged = [r["state"]["air_temperature_c"] for r in baseline]
     heating_at = {}
@@ -169,6 +174,7 @@ def test_simulate_and_learn_refuse_bad_arguments_with_the_reason(tmp_path, one_d
              (["learn", str(broken), "--held-out", "2009-12-10"], "broken.jsonl:1: not JSON"),
              (["learn", str(log), "--held-out", "tomorrow"], "'tomorrow' is not a date"),
              (["learn", str(log), "--held-out", "2009-12-10", "--steps", "0"], "--steps 0"),
+             (["learn", str(log), "--held-out", "2009-12-10", "--version", "2.1.0-lora"], "a release MAJOR.MINOR.PATCH"),
              (["learn", str(log), "--held-out", "2009-12-10", "--held-out-days", "-1"], "--held-out-days -1"),
              (["learn", str(log), "--held-out", records[0]["time"][:10]], "is in the training logs"),
              (["learn", str(log), "--held-out", "2010-02-07"], "the Bleiswijk weather covers"),
