@@ -29,7 +29,7 @@ from tango2_ros.builder.recipe import FinetuneConfig
 
 @dataclass
 class FinetuneResult:
-    merged_gguf: Path
+    merged_gguf: Path | None  # None when not asked for (nothing is quantised from it)
     adapter_gguf: Path
     losses: list[float]
     seconds: float
@@ -95,7 +95,10 @@ def _bfloat16(precision: str, device: str) -> bool:
 
 
 def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, out_dir: Path, device: str = "cpu",
-             progress: Callable[[int, int, float], None] | None = None, cluster: str = "") -> FinetuneResult:
+             progress: Callable[[int, int, float], None] | None = None, cluster: str = "",
+             merged: bool = True) -> FinetuneResult:
+    """Train the LoRA; export it as a GGUF adapter and, with `merged`, the base with it merged as a GGUF F16 (the
+    source of quantised candidates: 270 MB for SmolLM2-135M, not written when only the adapter ships)."""
     started = time.monotonic()
     if config.workers > 1 or cluster:
         lora_state, losses = _data_parallel(base_gguf, examples, config, device, cluster)
@@ -110,8 +113,9 @@ def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, o
     out_dir.mkdir(parents=True, exist_ok=True)
     adapter = out_dir / "adapter-lora.gguf"
     export_lora(peft_model, config.alpha, adapter)
-    merged_path = out_dir / "merged-f16.gguf"
-    export_model(peft_model.merge_and_unload(), base_gguf, merged_path)
+    merged_path = out_dir / "merged-f16.gguf" if merged else None
+    if merged_path:
+        export_model(peft_model.merge_and_unload(), base_gguf, merged_path)
     return FinetuneResult(merged_path, adapter, losses, time.monotonic() - started)
 
 

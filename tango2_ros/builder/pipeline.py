@@ -243,17 +243,20 @@ def _finetuned(recipe: Recipe, base_path: Path, examples, work_dir: Path, device
     from tango2_ros.builder.finetune import FinetuneResult, finetune
 
     stamp = work_dir / "finetune.json"
+    merged = bool(recipe.quantizations)  # the merged model is only the source of quantised candidates
     key = json.loads(json.dumps({"base": str(base_path), "base_bytes": base_path.stat().st_size,  # as stored
-                                 "config": asdict(recipe.finetune), "data": fingerprint(recipe.train), "device": device}))
+                                 "config": asdict(recipe.finetune), "data": fingerprint(recipe.train), "device": device,
+                                 "merged": merged}))
     if stamp.is_file():
         done = json.loads(stamp.read_text())
-        files = [Path(done["merged_gguf"]), Path(done["adapter_gguf"])]
+        merged_gguf = Path(done["merged_gguf"]) if done.get("merged_gguf") else None
+        files = [Path(done["adapter_gguf"]), *([merged_gguf] if merged_gguf else [])]
         if done.get("key") == key and all(f.is_file() for f in files):
             say(f"      reusing the fine-tune of a previous run ({stamp})")
-            return FinetuneResult(files[0], files[1], done["losses"], done["seconds"])
+            return FinetuneResult(merged_gguf, files[0], done["losses"], done["seconds"])
     stamp.unlink(missing_ok=True)
-    tuned = finetune(base_path, examples, recipe.finetune, work_dir, device, progress, cluster)
-    stamp.write_text(json.dumps({"key": key, "merged_gguf": str(tuned.merged_gguf),
+    tuned = finetune(base_path, examples, recipe.finetune, work_dir, device, progress, cluster, merged)
+    stamp.write_text(json.dumps({"key": key, "merged_gguf": str(tuned.merged_gguf) if tuned.merged_gguf else None,
                                  "adapter_gguf": str(tuned.adapter_gguf), "losses": tuned.losses,
                                  "seconds": tuned.seconds}))
     return tuned
