@@ -18,10 +18,10 @@ from common import median, parser, percentile, report, setup_env  # noqa: E402
 
 setup_env()
 
-from tango2_ros.cli.sds import _start_colreg_node  # noqa: E402
 from tango2_ros.sds.colreg import ColregParameters, Navigator, Target  # noqa: E402
 from tango2_ros.sds.geometry import Kinematics  # noqa: E402
 from tango2_ros.sds.scenario import Scenario, ShipSpec  # noqa: E402
+from tango2_ros.sim.ship_rig import ShipRig  # noqa: E402
 
 OWN = Kinematics(-6.0, 0.0, 0.0, 12.0)
 GOAL = (6.0, 0.0)
@@ -123,11 +123,11 @@ def main() -> int:
     args = p.parse_args()
     one, fifty = targets(1), targets(50)
     local = {"1": in_process(one, args.rounds), "50": in_process(fifty, args.rounds)}
-    loop, supervisor = _start_colreg_node()
+    rig = ShipRig(perfect_tracks=True)  # the colreg node alone, fed the tracks directly
     try:
-        ros = {"1": through_ros(loop, one, args.rounds), "50": through_ros(loop, fifty, args.rounds)}
+        ros = {"1": through_ros(rig.loop, one, args.rounds), "50": through_ros(rig.loop, fifty, args.rounds)}
     finally:
-        supervisor.shutdown()
+        rig.shutdown()
     nmea = nmea_to_decision(args.rounds)
     data = {"rounds": args.rounds}
     lines = []
