@@ -101,9 +101,9 @@ def finetune(base_gguf: Path, examples: list[Example], config: FinetuneConfig, o
     source of quantised candidates: 270 MB for SmolLM2-135M, not written when only the adapter ships)."""
     started = time.monotonic()
     if config.workers > 1 or cluster:
-        lora_state, losses = _data_parallel(base_gguf, examples, config, device, cluster)
+        trained, losses = _data_parallel(base_gguf, examples, config, device, cluster)
         _tokenizer, peft_model = _load(base_gguf, config, "cpu")
-        if peft_model.load_state_dict(lora_state, strict=False).unexpected_keys:
+        if peft_model.load_state_dict(trained, strict=False).unexpected_keys:
             raise RuntimeError("the workers' LoRA weights do not fit the model")
     else:
         tokenizer, peft_model = _load(base_gguf, config, device)
