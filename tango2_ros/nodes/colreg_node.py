@@ -98,15 +98,12 @@ class ColregNode(Tango2Node):
         own, targets = self._own, self._targets
         if own is None:
             return
-        if targets is None or time.monotonic() - self._targets_received > self.param("stale_after_s"):
-            self._publish(self._decide(own), own.header.stamp if targets is None else
-                          older_stamp(own.header.stamp, targets.header.stamp))
-            return
-        instant = older_stamp(own.header.stamp, targets.header.stamp)
-        seconds = stamp_to_seconds(instant)
-        if seconds > 0 and self._decided_instant is not None and seconds <= self._decided_instant:
-            return
-        self._decided_instant = seconds
+        instant = own.header.stamp if targets is None else older_stamp(own.header.stamp, targets.header.stamp)
+        if targets is not None and time.monotonic() - self._targets_received <= self.param("stale_after_s"):
+            seconds = stamp_to_seconds(instant)
+            if seconds > 0 and self._decided_instant is not None and seconds <= self._decided_instant:
+                return
+            self._decided_instant = seconds
         self._publish(self._decide(own), instant)
 
     def _on_watchdog(self) -> None:
